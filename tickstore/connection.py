@@ -1,0 +1,118 @@
+"""Short-lived, lock-safe DuckDB connections.
+
+DuckDB lets one process write a file, and a read-only open fails while a writer holds it. Nobody keeps the
+file open: writers open-insert-close, readers open read-only per query batch; both retry on a lock conflict.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from tickstore.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The tick file cannot be used; the message says why and what is expected."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the lock for longer than the retry budget."""
+
+
+class StoreMissing(StoreError):
+    """The tick file does not exist (yet)."""
+
+
+def default_db_path() -> Path:
+    """`TICKDESK_DB`, else `data/ticks.duckdb`."""
+    return Path(os.environ.get("TICKDESK_DB") or "data/ticks.duckdb")
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and ("lock" in msg or "conflicting" in msg or "resource temporarily" in msg)
+
+
+class LockStats:
+    """Process-wide counters of lock conflicts (read by the ingestor's log lines and the benchmarks)."""
+
+    retries = 0
+    waited_s = 0.0
+
+
+def _open(path: Path, read_only: bool, budget_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + budget_s
+    delay = 0.005
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            con.execute("SET TimeZone = 'UTC'")
+            return con
+        except duckdb.Error as exc:
+            if not is_lock_error(exc):
+                if read_only and not path.exists():
+                    raise StoreMissing(f"tick file {path} does not exist yet; start the ingestor to create it") from exc
+                raise StoreError(f"cannot open tick file {path}: {exc}") from exc
+            now = time.monotonic()
+            if now >= deadline:
+                raise StoreBusy(f"tick file {path} is locked by another process (waited {budget_s:.1f}s)") from exc
+            sleep = min(delay * (1 + random.random()), deadline - now)
+            LockStats.retries += 1
+            LockStats.waited_s += sleep
+            time.sleep(sleep)
+            delay = min(delay * 2, 0.1)
+
+
+def define_read_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp view `ticks_all`: every tick a reader may see (hot file; the archive extends it). Read queries use it."""
+    con.execute("CREATE OR REPLACE TEMP VIEW ticks_all AS SELECT * FROM main.ticks")
+
+
+@contextlib.contextmanager
+def read_connection(path: str | os.PathLike | None = None, budget_s: float = 2.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, retried on lock conflicts for up to `budget_s`; closed on exit."""
+    path = Path(path) if path is not None else default_db_path()
+    if not path.exists():
+        raise StoreMissing(f"tick file {path} does not exist yet; start the ingestor (make run / make demo) to create it")
+    con = _open(path, read_only=True, budget_s=budget_s)
+    try:
+        define_read_views(con)
+        yield con
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def write_connection(path: str | os.PathLike, budget_s: float = float("inf")) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection (schema ensured), retried on lock conflicts; closed on exit."""
+    path = Path(path)
+    con = _open(path, read_only=False, budget_s=budget_s)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def init_db(path: str | os.PathLike) -> Path:
+    """Create the file and schema, or raise StoreError with a clear reason (e.g. unwritable directory)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create directory {path.parent}: {exc.strerror}") from exc
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StoreError(f"tick file {path} is not writable")
+    if not os.access(path.parent, os.W_OK):
+        raise StoreError(f"directory {path.parent} is not writable")
+    with write_connection(path, budget_s=30.0) as con:
+        ensure_schema(con)
+    return path

@@ -1,0 +1,79 @@
+"""DuckDB schema of the tick file: the public interface between processes (see README, "Tables")."""
+from __future__ import annotations
+
+import duckdb
+
+TICK_COLUMNS = ("market", "symbol", "trade_id", "ts", "price", "qty", "is_buyer_maker", "recv_ts", "source")
+
+DDL = [
+    # No primary key on ticks: an ART index over billions of rows would have to be loaded by every
+    # short-lived writer connection. Uniqueness is enforced by the writer's anti-join on (ts range, id).
+    """CREATE TABLE IF NOT EXISTS ticks(
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        trade_id BIGINT NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,
+        price DOUBLE NOT NULL,
+        qty DOUBLE NOT NULL,
+        is_buyer_maker BOOLEAN,
+        recv_ts TIMESTAMPTZ,
+        source VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS ingest_status(
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        connected BOOLEAN,
+        last_trade_id BIGINT,
+        last_trade_ts TIMESTAMPTZ,
+        last_recv_ts TIMESTAMPTZ,
+        ticks_total BIGINT,
+        ticks_per_s DOUBLE,
+        reconnects BIGINT,
+        gaps_found BIGINT,
+        gaps_filled BIGINT,
+        gaps_unrecoverable BIGINT,
+        trades_backfilled BIGINT,
+        malformed BIGINT,
+        duplicates BIGINT,
+        updated_at TIMESTAMPTZ,
+        PRIMARY KEY (market, symbol))""",
+    "CREATE SEQUENCE IF NOT EXISTS ingest_events_seq",
+    """CREATE TABLE IF NOT EXISTS ingest_events(
+        id BIGINT DEFAULT nextval('ingest_events_seq'),
+        ts TIMESTAMPTZ NOT NULL,
+        market VARCHAR,
+        symbol VARCHAR,
+        kind VARCHAR NOT NULL,
+        first_id BIGINT,
+        last_id BIGINT,
+        count BIGINT,
+        detail VARCHAR)""",
+    "CREATE SEQUENCE IF NOT EXISTS alert_rules_seq",
+    """CREATE TABLE IF NOT EXISTS alert_rules(
+        id BIGINT PRIMARY KEY DEFAULT nextval('alert_rules_seq'),
+        enabled BOOLEAN NOT NULL DEFAULT TRUE,
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        symbol2 VARCHAR,
+        metric VARCHAR NOT NULL,
+        timeframe VARCHAR NOT NULL,
+        op VARCHAR NOT NULL,
+        threshold DOUBLE NOT NULL,
+        cooldown_s DOUBLE NOT NULL DEFAULT 60,
+        note VARCHAR,
+        webhook_url VARCHAR,
+        created_at TIMESTAMPTZ DEFAULT current_timestamp,
+        updated_at TIMESTAMPTZ DEFAULT current_timestamp)""",
+    "CREATE SEQUENCE IF NOT EXISTS alert_events_seq",
+    """CREATE TABLE IF NOT EXISTS alert_events(
+        id BIGINT DEFAULT nextval('alert_events_seq'),
+        rule_id BIGINT NOT NULL,
+        fired_at TIMESTAMPTZ NOT NULL,
+        value DOUBLE,
+        message VARCHAR)""",
+]
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table and sequence that does not exist yet (idempotent)."""
+    for stmt in DDL:
+        con.execute(stmt)

@@ -1,0 +1,30 @@
+"""Ingestor-side state read from an open (writer) connection: last stored ids and id gaps."""
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+
+def last_trade_ids(con: duckdb.DuckDBPyConnection, market: str) -> dict[str, int]:
+    """Highest stored trade id per symbol of `market`."""
+    rows = con.execute("SELECT symbol, max(trade_id) FROM ticks WHERE market = $m GROUP BY symbol", {"m": market}).fetchall()
+    return {s: int(i) for s, i in rows}
+
+
+def id_gaps(con: duckdb.DuckDBPyConnection, market: str, symbol: str, since: dt.datetime) -> list[tuple[int, int]]:
+    """Missing id ranges `(first_missing, last_missing)` between stored ticks of one symbol newer than `since`."""
+    sql = """
+    SELECT prev + 1, trade_id - 1 FROM (
+        SELECT trade_id, lag(trade_id) OVER (ORDER BY trade_id) AS prev
+        FROM ticks WHERE market = $m AND symbol = $s AND ts >= $since)
+    WHERE trade_id - prev > 1 ORDER BY 1"""
+    return [(int(a), int(b)) for a, b in con.execute(sql, {"m": market, "s": symbol, "since": since}).fetchall()]
+
+
+def unrecoverable_ranges(con: duckdb.DuckDBPyConnection, market: str, symbol: str) -> list[tuple[int, int]]:
+    """Id ranges already recorded as unrecoverable (not retried on every start)."""
+    rows = con.execute("""SELECT first_id, last_id FROM ingest_events
+                          WHERE kind = 'gap_unrecoverable' AND market = $m AND symbol = $s""",
+                       {"m": market, "s": symbol}).fetchall()
+    return [(int(a), int(b)) for a, b in rows if a is not None and b is not None]
