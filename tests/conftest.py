@@ -1,0 +1,121 @@
+"""Shared fixtures: a real DuckDB tick file filled with a seeded synthetic market.
+
+`tick_db` is a fresh copy per test of a file holding ~3 h of ticks for a cointegrated BTCUSDT / ETHUSDT pair
+(spot), ending a few seconds before the session started, plus one `ingest_status` row per symbol.
+`empty_tick_db` has the schema and no rows. `make_tick_db(path, ...)` builds custom files.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tickstore.connection import init_db, write_connection
+from tickstore.writer import TickBuffer, TickWriter
+
+
+@dataclass(frozen=True)
+class SyntheticMarket:
+    """What `make_tick_db` wrote: handy for assertions."""
+
+    path: Path
+    market: str
+    symbols: tuple[str, ...]
+    start: dt.datetime
+    end: dt.datetime
+    ticks_per_symbol: dict[str, int]
+    beta: float
+
+
+def synthetic_pair_ticks(start_us: int, hours: float, rate_per_s: float, seed: int, beta: float = 1.2,
+                         market: str = "spot", x_symbol: str = "BTCUSDT", y_symbol: str = "ETHUSDT",
+                         x_price: float = 60_000.0, y_price: float = 3_000.0) -> list[tuple]:
+    """Rows `(market, symbol, trade_id, ts_us, price, qty, is_buyer_maker, recv_us, source)` for a cointegrated pair.
+
+    log(x) is a random walk; log(y) = c + beta*log(x) + OU noise (half-life ~ 10 min), sampled at each tick.
+    """
+    rng = np.random.default_rng(seed)
+    span_us = int(hours * 3600e6)
+    rows: list[tuple] = []
+    # One common 1-second latent path, then each symbol's ticks sample it at random times.
+    n_sec = int(hours * 3600) + 1
+    lx = np.log(x_price) + np.cumsum(rng.normal(0, 2e-4, n_sec))
+    phi = np.exp(-np.log(2) / 600.0)
+    ou = np.zeros(n_sec)
+    eps = rng.normal(0, 3e-4, n_sec)
+    for i in range(1, n_sec):
+        ou[i] = phi * ou[i - 1] + eps[i]
+    c = np.log(y_price) - beta * np.log(x_price)
+    ly = c + beta * lx + ou
+    for symbol, path, qty_scale in ((x_symbol, lx, 0.05), (y_symbol, ly, 0.8)):
+        n = int(span_us / 1e6 * rate_per_s)
+        ts = np.sort(rng.integers(start_us, start_us + span_us, n))
+        sec = ((ts - start_us) // 1_000_000).clip(0, n_sec - 1)
+        price = np.round(np.exp(path[sec] + rng.normal(0, 2e-5, n)), 2)
+        qty = np.round(rng.lognormal(0, 1, n) * qty_scale, 5) + 1e-5
+        maker = rng.random(n) < 0.5
+        base_id = 1_000_000 if symbol == x_symbol else 500_000
+        rows.extend((market, symbol, base_id + i, int(t), float(p), float(q), bool(m), int(t) + 50_000, "ws")
+                    for i, (t, p, q, m) in enumerate(zip(ts, price, qty, maker)))
+    return rows
+
+
+def make_tick_db(path: Path, hours: float = 3.0, rate_per_s: float = 1.5, seed: int = 7,
+                 end: dt.datetime | None = None, with_status: bool = True) -> SyntheticMarket:
+    """Create `path` with the tickdesk schema and a synthetic BTCUSDT/ETHUSDT pair ending at `end` (default now)."""
+    end = end or dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=2)
+    start = end - dt.timedelta(hours=hours)
+    start_us = int(start.timestamp() * 1e6)
+    init_db(path)
+    rows = synthetic_pair_ticks(start_us, hours, rate_per_s, seed)
+    buf = TickBuffer()
+    buf.extend(rows)
+    writer = TickWriter(path, buf)
+    writer.flush_once()
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r[1]] = counts.get(r[1], 0) + 1
+    if with_status:
+        with write_connection(path) as con:
+            for symbol in counts:
+                con.execute(
+                    """INSERT INTO ingest_status VALUES ('spot', $s, TRUE,
+                         (SELECT max(trade_id) FROM ticks WHERE symbol = $s),
+                         (SELECT max(ts) FROM ticks WHERE symbol = $s), $now, $n, 1.5, 2, 1, 1, 0, 120, 0, 0, $now)""",
+                    {"s": symbol, "n": counts[symbol], "now": end})
+                con.execute("""INSERT INTO ingest_events(ts, market, symbol, kind, first_id, last_id, count, detail)
+                               VALUES ($now, 'spot', $s, 'gap_filled', 10, 20, 11, 'backfilled over REST')""",
+                            {"s": symbol, "now": end})
+    return SyntheticMarket(path, "spot", tuple(sorted(counts)), start, end, counts, 1.2)
+
+
+@pytest.fixture(scope="session")
+def _tick_db_template(tmp_path_factory) -> SyntheticMarket:
+    return make_tick_db(tmp_path_factory.mktemp("tickdb") / "template.duckdb")
+
+
+@pytest.fixture
+def tick_market(_tick_db_template, tmp_path) -> SyntheticMarket:
+    """A private copy of the synthetic 3 h BTCUSDT/ETHUSDT file, with what was written."""
+    path = tmp_path / "ticks.duckdb"
+    shutil.copy(_tick_db_template.path, path)
+    return SyntheticMarket(path, *[getattr(_tick_db_template, f) for f in
+                                   ("market", "symbols", "start", "end", "ticks_per_symbol", "beta")])
+
+
+@pytest.fixture
+def tick_db(tick_market) -> Path:
+    """Path of a private copy of the synthetic 3 h BTCUSDT/ETHUSDT tick file."""
+    return tick_market.path
+
+
+@pytest.fixture
+def empty_tick_db(tmp_path) -> Path:
+    """Path of a tick file with the schema and no rows."""
+    path = tmp_path / "empty.duckdb"
+    init_db(path)
+    return path
