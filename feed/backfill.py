@@ -1,0 +1,188 @@
+"""Gap tracking by trade id and REST backfill by id, one worker thread per market.
+
+The stream calls `GapTracker.observe()` for every live trade. Any jump past `last + 1` queues a backfill of
+the missing ids; duplicates and older ids pass through (the writer stores each id once). The worker pages
+the REST endpoint from the first missing id (≤ 1000 per request), pushes the trades into the same buffer as
+the live stream — which keeps running meanwhile — and records gap_found / gap_filled / gap_unrecoverable.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from feed.binance import MarketSpec, MalformedFrame, parse_rest_trades
+from feed.rest import RestClient, RestError
+from feed.state import IngestState, now_us
+from tickstore.writer import TickBuffer
+
+log = logging.getLogger(__name__)
+
+PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Gap:
+    symbol: str
+    first_id: int          # first missing id
+    last_id: int           # last missing id
+    reason: str
+    before_us: int | None = None   # trade time of the id just after the gap (cap check)
+    after_us: int | None = None    # trade time of the id just before the gap
+
+
+class Backfiller:
+    """Fills queued id gaps of one market over REST without ever pausing the live stream."""
+
+    def __init__(self, spec: MarketSpec, rest: RestClient, buffer: TickBuffer, state: IngestState,
+                 max_backfill_s: float = 6 * 3600, stop: threading.Event | None = None) -> None:
+        self.spec = spec
+        self.rest = rest
+        self.buffer = buffer
+        self.state = state
+        self.max_backfill_s = max_backfill_s
+        self.stop = stop or threading.Event()
+        self.queue: queue.Queue[Gap | None] = queue.Queue()
+        self.active = 0
+        self._thread = threading.Thread(target=self._run, name=f"backfill-{spec.name}", daemon=True)
+
+    def start(self) -> "Backfiller":
+        self._thread.start()
+        return self
+
+    def submit(self, gap: Gap) -> None:
+        st = self.state.stats(self.spec.name, gap.symbol)
+        st.gaps_found += 1
+        self.state.event("gap_found", self.spec.name, gap.symbol, gap.first_id, gap.last_id,
+                         gap.last_id - gap.first_id + 1, gap.reason)
+        log.info("%s %s: gap of %d ids [%d..%d] (%s); backfilling over REST", self.spec.name, gap.symbol,
+                 gap.last_id - gap.first_id + 1, gap.first_id, gap.last_id, gap.reason)
+        self.queue.put(gap)
+
+    def idle(self) -> bool:
+        return self.queue.empty() and self.active == 0
+
+    def join(self, timeout: float | None = None) -> None:
+        self.queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            gap = self.queue.get()
+            if gap is None:
+                return
+            self.active += 1
+            try:
+                self._fill(gap)
+            except RestError as exc:
+                if self.stop.is_set():
+                    return
+                self._unrecoverable(gap.symbol, gap.first_id, gap.last_id, f"REST failed: {exc}")
+            except Exception:
+                log.exception("backfill of %s [%d..%d] crashed", gap.symbol, gap.first_id, gap.last_id)
+                self._unrecoverable(gap.symbol, gap.first_id, gap.last_id, "backfill crashed (see log)")
+            finally:
+                self.active -= 1
+
+    def _fill(self, gap: Gap) -> None:
+        first, last = gap.first_id, gap.last_id
+        if gap.before_us is not None and gap.after_us is not None and \
+                (gap.before_us - gap.after_us) / 1e6 > self.max_backfill_s:
+            start_id = self.first_id_at(gap.symbol, gap.before_us - int(self.max_backfill_s * 1e6))
+            if start_id is not None and start_id > first:
+                self._unrecoverable(gap.symbol, first, min(start_id - 1, last),
+                                    f"older than --max-backfill {self.max_backfill_s / 3600:g}h")
+                first = start_id
+        filled = 0
+        next_id = first
+        short_pages = 0
+        while next_id <= last and not self.stop.is_set():
+            rows = self.rest.get(self.spec.backfill_path,
+                                 {"symbol": gap.symbol, "fromId": next_id, "limit": PAGE})
+            try:
+                trades = [t for t in parse_rest_trades(rows, self.spec.name, gap.symbol) if t.trade_id <= last]
+            except MalformedFrame as exc:
+                raise RestError(str(exc)) from None
+            trades.sort(key=lambda t: t.trade_id)
+            if not trades:
+                short_pages += 1
+                if short_pages > 5:
+                    self._unrecoverable(gap.symbol, next_id, last, "exchange returned no trades for these ids")
+                    break
+                self.stop.wait(0.5 * short_pages)
+                continue
+            if trades[0].trade_id > next_id:
+                self._unrecoverable(gap.symbol, next_id, trades[0].trade_id - 1, "exchange no longer serves these ids")
+            self.buffer.extend(trades)
+            filled += len(trades)
+            next_id = trades[-1].trade_id + 1
+            if len(rows) < PAGE and next_id <= last:
+                # REST can trail the stream by a moment: ask again before giving up on the rest
+                short_pages += 1
+                if short_pages > 5:
+                    self._unrecoverable(gap.symbol, next_id, last, "exchange returned fewer ids than expected")
+                    break
+                self.stop.wait(0.5 * short_pages)
+        st = self.state.stats(self.spec.name, gap.symbol)
+        st.trades_backfilled += filled
+        if filled:
+            st.gaps_filled += 1
+            self.state.event("gap_filled", self.spec.name, gap.symbol, first, min(last, next_id - 1), filled)
+            log.info("%s %s: backfilled %d trades [%d..%d]", self.spec.name, gap.symbol, filled, first, next_id - 1)
+
+    def first_id_at(self, symbol: str, ts_us: int) -> int | None:
+        """First tick id at or after `ts_us` (spot: first trade id of the aggTrade; usdm: aggTrade id)."""
+        start_ms = ts_us // 1000
+        for _ in range(48):
+            params = {"symbol": symbol, "startTime": start_ms, "endTime": start_ms + 3_599_999, "limit": 1}
+            rows = self.rest.get(self.spec.lookup_path, params)
+            if rows:
+                r = rows[0]
+                return int(r["f"]) if self.spec.name == "spot" else int(r["a"])
+            start_ms += 3_600_000
+            if start_ms > time.time() * 1000:
+                return None
+        return None
+
+    def _unrecoverable(self, symbol: str, first: int, last: int, why: str) -> None:
+        if last < first:
+            return
+        st = self.state.stats(self.spec.name, symbol)
+        st.gaps_unrecoverable += 1
+        self.state.event("gap_unrecoverable", self.spec.name, symbol, first, last, last - first + 1, why)
+        log.error("%s %s: %d ids [%d..%d] unrecoverable: %s", self.spec.name, symbol, last - first + 1, first, last, why)
+
+
+class GapTracker:
+    """Highest id per symbol; turns id jumps into backfill requests. Called from receive threads."""
+
+    def __init__(self, market: str, state: IngestState, backfiller: Backfiller) -> None:
+        self.market = market
+        self.state = state
+        self.backfiller = backfiller
+        self.lock = threading.Lock()
+
+    def prime(self, symbol: str, last_id: int, last_us: int | None) -> None:
+        st = self.state.stats(self.market, symbol)
+        st.last_trade_id, st.last_trade_us = last_id, last_us
+
+    def observe(self, t) -> bool:
+        """Record a live trade; returns False for an id not above the highest seen (duplicate or late frame).
+        The caller stores such trades anyway: the writer keeps each id once, and a late frame fills its own gap."""
+        st = self.state.stats(self.market, t.symbol)
+        with self.lock:
+            last = st.last_trade_id
+            if last is not None and t.trade_id <= last:
+                st.duplicates += 1
+                return False
+            st.last_trade_id = t.trade_id
+            prev_us = st.last_trade_us
+            st.last_trade_us = t.ts_us
+        st.last_recv_us = t.recv_us
+        st.ticks_total += 1
+        if last is not None and t.trade_id > last + 1:
+            self.backfiller.submit(Gap(t.symbol, last + 1, t.trade_id - 1, "id jump on stream",
+                                       before_us=t.ts_us, after_us=prev_us))
+        return True

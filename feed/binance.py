@@ -1,0 +1,124 @@
+"""Binance specifics: endpoints, stream names, and frame/REST parsing into `Trade` rows. No I/O here.
+
+Spot ticks are `<symbol>@trade` prints (id = trade id); USD-M ticks are `<symbol>@aggTrade` (id = aggTrade id),
+the only trade stream Binance documents for futures. Times arrive in ms (µs when `timeUnit=MICROSECOND`);
+both are normalised to integer microseconds since the epoch, UTC.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import orjson
+
+
+class Trade(NamedTuple):
+    """One tick, in `tickstore.schema.TICK_COLUMNS` order (times in µs since the epoch, UTC)."""
+
+    market: str
+    symbol: str
+    trade_id: int
+    ts_us: int
+    price: float
+    qty: float
+    is_buyer_maker: bool
+    recv_us: int | None
+    source: str
+
+
+class MalformedFrame(ValueError):
+    """A frame that is not a well-formed Binance message; the message says what was wrong."""
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    name: str
+    ws_base: str
+    rest_base: str
+    stream_path: str           # combined stream path
+    stream_kind: str           # 'trade' | 'aggTrade'
+    backfill_path: str         # REST path for paging by id
+    lookup_path: str           # REST aggTrades path (id at a time)
+    exchange_info_path: str
+    ping_path: str
+    max_streams: int
+
+
+MARKETS = {
+    "spot": MarketSpec("spot", "wss://stream.binance.com:9443", "https://api.binance.com", "/stream", "trade",
+                       "/api/v3/historicalTrades", "/api/v3/aggTrades", "/api/v3/exchangeInfo", "/api/v3/ping", 1024),
+    "usdm": MarketSpec("usdm", "wss://fstream.binance.com", "https://fapi.binance.com", "/market/stream", "aggTrade",
+                       "/fapi/v1/aggTrades", "/fapi/v1/aggTrades", "/fapi/v1/exchangeInfo", "/fapi/v1/ping", 200),
+}
+
+# REST request weights (binance-protocol.md §3)
+WEIGHTS = {"/api/v3/historicalTrades": 25, "/api/v3/aggTrades": 4, "/api/v3/exchangeInfo": 20, "/api/v3/ping": 1,
+           "/fapi/v1/aggTrades": 20, "/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1}
+
+
+def stream_url(spec: MarketSpec, symbols: list[str], ws_base: str | None = None) -> str:
+    """Combined-stream URL for all symbols of one market."""
+    base = (ws_base or spec.ws_base).rstrip("/")
+    streams = "/".join(f"{s.lower()}@{spec.stream_kind}" for s in symbols)
+    return f"{base}{spec.stream_path}?streams={streams}"
+
+
+def to_us(t: int) -> int:
+    """ms or µs epoch integer → µs (13 digits = ms, 16 = µs)."""
+    return t * 1000 if t < 100_000_000_000_000 else t
+
+
+_loads = orjson.loads
+
+
+def parse_frame(raw: str | bytes, market: str, recv_us: int | None = None) -> Trade | dict | None:
+    """One WebSocket text frame → a `Trade`, a control/event dict (`{"e": "serverShutdown"}`, `{"result": ..}`),
+    or raises MalformedFrame. Unknown keys are ignored; unknown event types return the dict unchanged."""
+    try:
+        msg = _loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedFrame(f"not JSON: {str(raw)[:80]!r}") from exc
+    if not isinstance(msg, dict):
+        raise MalformedFrame(f"expected a JSON object, got {type(msg).__name__}")
+    data = msg.get("data", msg)
+    if not isinstance(data, dict):
+        raise MalformedFrame("'data' is not an object")
+    e = data.get("e")
+    if e == "trade":
+        return _trade(data, market, data.get("t"), recv_us)
+    if e == "aggTrade":
+        return _trade(data, market, data.get("a"), recv_us)
+    return data
+
+
+def _trade(d: dict, market: str, tid, recv_us: int | None) -> Trade:
+    try:
+        sym, t, p, q, m = d["s"], d["T"], d["p"], d["q"], d["m"]
+        if type(tid) is not int or type(t) is not int or not isinstance(sym, str) or type(m) is not bool:
+            raise MalformedFrame(f"bad field types in {d.get('e')} frame: {orjson.dumps(d)[:120]!r}")
+        price, qty = float(p), float(q)
+    except MalformedFrame:
+        raise
+    except KeyError as exc:
+        raise MalformedFrame(f"{d.get('e')} frame misses field {exc.args[0]!r}") from None
+    except (TypeError, ValueError):
+        raise MalformedFrame(f"non-numeric price/qty in {d.get('e')} frame: p={d.get('p')!r} q={d.get('q')!r}") from None
+    if not (price > 0 and qty >= 0) or price == float("inf"):
+        raise MalformedFrame(f"price/qty out of range: p={p!r} q={q!r}")
+    return Trade(market, sym, tid, t * 1000 if t < 100_000_000_000_000 else t, price, qty, m, recv_us, "ws")
+
+
+def parse_rest_trades(rows: list, market: str, symbol: str) -> list[Trade]:
+    """REST `historicalTrades`/`trades` (id, price, qty, time, isBuyerMaker) or `aggTrades` (a, p, q, T, m) → Trades."""
+    out = []
+    for r in rows:
+        try:
+            if "id" in r:
+                out.append(Trade(market, symbol, int(r["id"]), to_us(int(r["time"])), float(r["price"]), float(r["qty"]),
+                                 bool(r["isBuyerMaker"]), None, "rest"))
+            else:
+                out.append(Trade(market, symbol, int(r["a"]), to_us(int(r["T"])), float(r["p"]), float(r["q"]),
+                                 bool(r["m"]), None, "rest"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedFrame(f"unexpected REST trade row {r!r}: {exc}") from None
+    return out

@@ -1,0 +1,195 @@
+"""Wiring of one ingestor process: REST checks, start-up resume, streams, backfillers and the tick writer."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from feed.backfill import Backfiller, Gap, GapTracker
+from feed.binance import MARKETS
+from feed.rest import RestClient, RestError
+from feed.state import IngestState, now_us
+from feed.stream import MarketStream
+from tickstore.connection import init_db, write_connection
+from tickstore.state import id_gaps, last_trade_ids, unrecoverable_ranges
+from tickstore.writer import TickBuffer, TickWriter
+
+log = logging.getLogger(__name__)
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    """Bad command-line input; the message says what is expected."""
+
+
+def parse_duration(text: str) -> float:
+    """'90s' / '30m' / '6h' / '7d' → seconds."""
+    m = _DURATION_RE.match(text.strip().lower())
+    if not m:
+        raise ConfigError(f"bad duration {text!r}; expected a number and a unit, e.g. 90s, 30m, 6h, 7d")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_symbols(text: str) -> list[str]:
+    syms = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if not syms:
+        raise ConfigError("--symbols is empty; expected a comma-separated list such as btcusdt,ethusdt")
+    bad = [s for s in syms if not SYMBOL_RE.match(s)]
+    if bad:
+        raise ConfigError(f"bad symbol(s) {', '.join(bad)}; expected letters and digits such as btcusdt")
+    return list(dict.fromkeys(syms))
+
+
+@dataclass
+class IngestConfig:
+    symbols: list[str]
+    market: str = "spot"
+    db: Path = Path("data/ticks.duckdb")
+    ws_url: str | None = None
+    rest_url: str | None = None
+    flush_ms: int = 250
+    max_backfill_s: float = 6 * 3600
+    history_s: float = 0.0
+    watchdog_s: float = 30.0
+    rotate_after_s: float = 23.5 * 3600
+    weight_limit: int = 6000
+    stats_every_s: float = 10.0
+    hooks: list[Callable] = field(default_factory=list)
+
+
+class Ingestor:
+    """Build with a config, `check()` (raises ConfigError on bad input), then `start()` / `stop()`."""
+
+    def __init__(self, cfg: IngestConfig) -> None:
+        if cfg.market not in MARKETS:
+            raise ConfigError(f"unknown market {cfg.market!r}; expected one of {', '.join(MARKETS)}")
+        if cfg.flush_ms <= 0:
+            raise ConfigError(f"--flush-ms must be positive, got {cfg.flush_ms}")
+        for name, url, schemes in (("--ws-url", cfg.ws_url, ("ws://", "wss://")),
+                                   ("--rest-url", cfg.rest_url, ("http://", "https://"))):
+            if url is not None and not url.startswith(schemes):
+                raise ConfigError(f"{name} {url!r} must start with {' or '.join(schemes)}")
+        self.cfg = cfg
+        self.spec = MARKETS[cfg.market]
+        self.stop_event = threading.Event()
+        self.state = IngestState()
+        self.buffer = TickBuffer()
+        self.rest = RestClient(cfg.rest_url or self.spec.rest_base, weight_limit=cfg.weight_limit, stop=self.stop_event)
+        self.writer = TickWriter(cfg.db, self.buffer, cfg.flush_ms, hooks=[self.state.write_status, *cfg.hooks])
+        self.backfiller = Backfiller(self.spec, self.rest, self.buffer, self.state, cfg.max_backfill_s, self.stop_event)
+        self.tracker = GapTracker(cfg.market, self.state, self.backfiller)
+        self.stream = MarketStream(self.spec, cfg.symbols, self.buffer, self.state, self.tracker, cfg.ws_url,
+                                   watchdog_s=cfg.watchdog_s, rotate_after_s=cfg.rotate_after_s, stop=self.stop_event)
+        self._stats_thread: threading.Thread | None = None
+
+    # start-up ----------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Validate the DB path and the symbols against exchangeInfo; raise ConfigError with one clear line."""
+        if len(self.cfg.symbols) > self.spec.max_streams:
+            raise ConfigError(f"{len(self.cfg.symbols)} symbols exceed {self.spec.max_streams} streams per connection")
+        from tickstore.connection import StoreError
+
+        try:
+            init_db(self.cfg.db)
+        except StoreError as exc:
+            raise ConfigError(f"--db {self.cfg.db}: {exc}") from None
+        try:
+            info = self.rest.get(self.spec.exchange_info_path, retry=False)
+        except RestError as exc:
+            hint = ""
+            if exc.status == 451:
+                hint = " (Binance refuses this location; point --ws-url/--rest-url at e.g. Binance.US, see README)"
+            raise ConfigError(f"cannot use --rest-url {self.rest.base}: {exc}{hint}") from None
+        if not isinstance(info, dict) or "symbols" not in info:
+            raise ConfigError(f"--rest-url {self.rest.base} did not answer like Binance's exchangeInfo")
+        known = {s.get("symbol"): s.get("status") for s in info["symbols"]}
+        unknown = [s for s in self.cfg.symbols if s not in known]
+        if unknown:
+            raise ConfigError(f"unknown symbol(s) on {self.cfg.market}: {', '.join(unknown)} "
+                              f"(not in {self.rest.base}{self.spec.exchange_info_path})")
+        halted = [s for s in self.cfg.symbols if known[s] not in ("TRADING", None)]
+        if halted:
+            log.warning("symbols not trading right now: %s", ", ".join(f"{s} ({known[s]})" for s in halted))
+
+    def resume(self) -> None:
+        """Prime each symbol with its last stored id and queue backfills for holes in the recent past."""
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.cfg.max_backfill_s)
+        with write_connection(self.cfg.db, budget_s=30) as con:
+            last = last_trade_ids(con, self.cfg.market)
+            last_ts = {s: int(us) for s, us in con.execute(
+                "SELECT symbol, epoch_us(max(ts)) FROM ticks WHERE market = $m GROUP BY symbol",
+                {"m": self.cfg.market}).fetchall()}
+            holes = {s: id_gaps(con, self.cfg.market, s, since) for s in self.cfg.symbols if s in last}
+            known_bad = {s: unrecoverable_ranges(con, self.cfg.market, s) for s in holes}
+        self.state.event("started", self.cfg.market, detail=f"symbols={','.join(self.cfg.symbols)}")
+        for sym in self.cfg.symbols:
+            if sym in last:
+                self.tracker.prime(sym, last[sym], last_ts.get(sym))
+                log.info("%s %s: resuming after stored id %d", self.cfg.market, sym, last[sym])
+                for a, b in holes[sym]:
+                    if any(x <= a and b <= y for x, y in known_bad[sym]):
+                        continue
+                    self.backfiller.submit(Gap(sym, a, b, "hole found in stored ids at start-up"))
+            elif self.cfg.history_s > 0:
+                start_us = now_us() - int(self.cfg.history_s * 1e6)
+                try:
+                    first = self.backfiller.first_id_at(sym, start_us)
+                except RestError as exc:
+                    log.warning("%s: cannot look up history start: %s", sym, exc)
+                    first = None
+                if first is not None:
+                    self.tracker.prime(sym, first - 1, start_us)
+                    log.info("%s %s: empty file; loading %.0fs of history from id %d", self.cfg.market, sym,
+                             self.cfg.history_s, first)
+
+    def start(self) -> "Ingestor":
+        self.resume()
+        self.writer.start()
+        self.backfiller.start()
+        self.stream.start()
+        self._stats_thread = threading.Thread(target=self._log_stats, name="stats", daemon=True)
+        self._stats_thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop receiving, then flush everything buffered (backfills in flight are abandoned; the next start resumes)."""
+        self.stop_event.set()
+        if self.stream.current is not None:
+            self.stream.current.abort("stopping")
+        self.stream.join(5)
+        self.backfiller.join(5)
+        self.state.event("stopped", self.cfg.market)
+        self.writer.stop()
+        s = self.writer.stats
+        log.info("stopped: %d ticks stored in %d flushes (max flush %.0f ms, lock retries %d)",
+                 s.rows_inserted, s.flushes, s.max_flush_ms, self.writer.lock_retries)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once the backfill queue is empty and the buffer flushed (for tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.backfiller.idle() and len(self.buffer) == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _log_stats(self) -> None:
+        prev, t_prev = 0, time.monotonic()
+        while not self.stop_event.wait(self.cfg.stats_every_s):
+            s = self.writer.stats
+            now = time.monotonic()
+            rate = (s.rows_inserted - prev) / (now - t_prev)
+            prev, t_prev = s.rows_inserted, now
+            avg = s.total_flush_ms / s.flushes if s.flushes else 0.0
+            log.info("ingest %.0f ticks/s, stored %d, buffered %d, flush avg %.1f ms max %.1f ms, lock retries %d, "
+                     "connected=%s, reconnects=%d, malformed=%d", rate, s.rows_inserted, len(self.buffer), avg,
+                     s.max_flush_ms, self.writer.lock_retries, self.state.connected.get(self.cfg.market, False),
+                     self.stream.connections - 1, self.stream.malformed)

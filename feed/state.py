@@ -1,0 +1,116 @@
+"""Per-symbol ingestion state shared by the stream, the backfiller and the writer's status hook."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class SymbolStats:
+    market: str
+    symbol: str
+    last_trade_id: int | None = None     # highest id seen (stream or store)
+    last_trade_us: int | None = None
+    last_recv_us: int | None = None
+    ticks_total: int = 0
+    reconnects: int = 0
+    gaps_found: int = 0
+    gaps_filled: int = 0
+    gaps_unrecoverable: int = 0
+    trades_backfilled: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    rate_window: deque = field(default_factory=lambda: deque(maxlen=64))   # (monotonic, ticks_total)
+
+
+@dataclass(frozen=True)
+class Event:
+    ts_us: int
+    market: str | None
+    symbol: str | None
+    kind: str          # started | connected | disconnected | reconnect | gap_found | gap_filled | gap_unrecoverable | malformed | server_shutdown | stopped
+    first_id: int | None = None
+    last_id: int | None = None
+    count: int | None = None
+    detail: str | None = None
+
+
+class IngestState:
+    """Thread-safe registry of SymbolStats, connection flags and pending events."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.symbols: dict[tuple[str, str], SymbolStats] = {}
+        self.connected: dict[str, bool] = {}
+        self._events: list[Event] = []
+
+    def stats(self, market: str, symbol: str) -> SymbolStats:
+        key = (market, symbol)
+        st = self.symbols.get(key)
+        if st is None:
+            with self.lock:
+                st = self.symbols.setdefault(key, SymbolStats(market, symbol))
+        return st
+
+    def event(self, kind: str, market: str | None = None, symbol: str | None = None, first_id: int | None = None,
+              last_id: int | None = None, count: int | None = None, detail: str | None = None) -> None:
+        with self.lock:
+            self._events.append(Event(now_us(), market, symbol, kind, first_id, last_id, count, detail))
+
+    def drain_events(self) -> list[Event]:
+        with self.lock:
+            ev, self._events = self._events, []
+        return ev
+
+    def requeue_events(self, ev: list[Event]) -> None:
+        with self.lock:
+            self._events[:0] = ev
+
+    def lag(self) -> dict[tuple[str, str], dict]:
+        """{(market, symbol): {"connected", "last_tick_age_s"}} for the alert engine's 'lag' metric."""
+        now = now_us()
+        return {k: {"connected": self.connected.get(k[0], False),
+                    "last_tick_age_s": (now - s.last_recv_us) / 1e6 if s.last_recv_us else float("inf")}
+                for k, s in list(self.symbols.items())}
+
+    # writer hook -------------------------------------------------------------------------------------------
+    def write_status(self, con: duckdb.DuckDBPyConnection, batch: pa.Table, inserted: int) -> None:
+        """After-flush hook: upsert ingest_status rows and append pending ingest_events."""
+        ev = self.drain_events()
+        try:
+            if ev:
+                con.executemany(
+                    """INSERT INTO ingest_events(ts, market, symbol, kind, first_id, last_id, count, detail)
+                       VALUES (make_timestamptz($1::BIGINT), $2, $3, $4, $5, $6, $7, $8)""",
+                    [(e.ts_us, e.market, e.symbol, e.kind, e.first_id, e.last_id, e.count, e.detail) for e in ev])
+        except Exception:
+            self.requeue_events(ev)
+            raise
+        now_mono = time.monotonic()
+        rows = []
+        for s in list(self.symbols.values()):
+            s.rate_window.append((now_mono, s.ticks_total))
+            t0, n0 = s.rate_window[0]
+            rate = (s.ticks_total - n0) / (now_mono - t0) if now_mono - t0 > 0.5 else None
+            rows.append((s.market, s.symbol, self.connected.get(s.market, False), s.last_trade_id, s.last_trade_us,
+                         s.last_recv_us, s.ticks_total, rate, s.reconnects, s.gaps_found, s.gaps_filled,
+                         s.gaps_unrecoverable, s.trades_backfilled, s.malformed, s.duplicates, now_us()))
+        if rows:
+            con.executemany(
+                """INSERT OR REPLACE INTO ingest_status VALUES
+                   ($1, $2, $3, $4, make_timestamptz($5::BIGINT), make_timestamptz($6::BIGINT), $7, $8, $9, $10, $11,
+                    $12, $13, $14, $15, make_timestamptz($16::BIGINT))""", rows)
+
+
+def us_to_dt(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC)

@@ -1,0 +1,257 @@
+"""The WebSocket side of one market: a supervisor that keeps one combined-stream connection alive.
+
+- one connection per market carries every symbol (combined stream);
+- pings are answered by websocket-client as they arrive; the supervisor's watchdog (monotonic clock) aborts a
+  connection that has been silent for `watchdog_s` and reconnects;
+- reconnects back off exponentially with full jitter, capped, reset after a connection delivers data;
+- before Binance's 24 h limit (`rotate_after_s`) or on `serverShutdown`, a new connection is opened first and
+  the old one closed once the new one delivers (ids overlap; the writer keeps each id once);
+- receive threads never touch the database: trades go to the TickBuffer; id jumps go to the Backfiller.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+import websocket
+
+from feed.backfill import GapTracker
+from feed.binance import MalformedFrame, MarketSpec, Trade, parse_frame, stream_url
+from feed.state import IngestState, now_us
+from tickstore.writer import TickBuffer
+
+log = logging.getLogger(__name__)
+
+_TEXT, _BINARY, _CLOSE = websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_CLOSE
+
+
+class Connection:
+    """One WebSocket connection and its receive thread."""
+
+    def __init__(self, url: str, handler, name: str) -> None:
+        self.url = url
+        self.handler = handler
+        self.name = name
+        self.ws: websocket.WebSocket | None = None
+        self.opened = threading.Event()
+        self.first_data = threading.Event()
+        self.done = threading.Event()
+        self.opened_at = time.monotonic()
+        self.last_msg = time.monotonic()
+        self.close_reason = "unknown"
+        self.shutdown_notice = False
+        self.frames = 0
+        self._aborted = False
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "Connection":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.ws = websocket.create_connection(self.url, timeout=10, skip_utf8_validation=True,
+                                                  enable_multithread=True, suppress_origin=True)
+            self.ws.settimeout(None)
+            self.opened_at = self.last_msg = time.monotonic()
+            self.opened.set()
+            recv = self.ws.recv_data
+            handler = self.handler
+            while not self._aborted:
+                opcode, data = recv(control_frame=True)
+                self.last_msg = time.monotonic()
+                if opcode == _TEXT or opcode == _BINARY:
+                    self.frames += 1
+                    handler(data, self)
+                    if not self.first_data.is_set():
+                        self.first_data.set()
+                elif opcode == _CLOSE:
+                    code = int.from_bytes(data.data[:2], "big") if len(data.data) >= 2 else None
+                    self.close_reason = f"closed by server (code {code})"
+                    break
+        except websocket.WebSocketBadStatusException as exc:
+            self.close_reason = f"handshake refused: HTTP {exc.status_code} {exc.resp_body[:200]!r}"
+        except (websocket.WebSocketException, OSError) as exc:
+            if not self._aborted:
+                self.close_reason = f"{exc.__class__.__name__}: {exc}"
+        except Exception as exc:  # a bug in the handler must not kill the feed silently
+            log.exception("%s: receive loop crashed", self.name)
+            self.close_reason = f"receive loop error: {exc}"
+        finally:
+            self.abort(None)
+            self.done.set()
+
+    def abort(self, reason: str | None) -> None:
+        if reason and not self._aborted:
+            self.close_reason = reason
+        self._aborted = True
+        ws = self.ws
+        if ws is not None:
+            try:
+                ws.abort()
+                ws.close(timeout=0.2)
+            except Exception:
+                pass
+
+
+class MarketStream:
+    """Supervises the combined-stream connection of one market."""
+
+    def __init__(self, spec: MarketSpec, symbols: list[str], buffer: TickBuffer, state: IngestState,
+                 tracker: GapTracker, ws_base: str | None = None, watchdog_s: float = 30.0,
+                 rotate_after_s: float = 23.5 * 3600, backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
+                 stop: threading.Event | None = None) -> None:
+        self.spec = spec
+        self.market = spec.name
+        self.symbols = symbols
+        self.url = stream_url(spec, symbols, ws_base)
+        self.buffer = buffer
+        self.state = state
+        self.tracker = tracker
+        self.watchdog_s = watchdog_s
+        self.rotate_after_s = rotate_after_s
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.stop = stop or threading.Event()
+        self.connections = 0
+        self.malformed = 0
+        self._malformed_logged = 0.0
+        self._malformed_since_log = 0
+        self._seq = 0
+        self._thread = threading.Thread(target=self._supervise, name=f"stream-{self.market}", daemon=True)
+        self.current: Connection | None = None
+
+    def start(self) -> "MarketStream":
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    # receive path (runs on the connection thread) ----------------------------------------------------------
+    def _on_frame(self, data: bytes, conn: Connection) -> None:
+        try:
+            item = parse_frame(data, self.market, now_us())
+        except MalformedFrame as exc:
+            self._on_malformed(exc)
+            return
+        if type(item) is Trade:
+            self.tracker.observe(item)
+            self.buffer.append(item)
+        elif item.get("e") == "serverShutdown":
+            log.warning("%s: server announced shutdown; switching connection", self.market)
+            self.state.event("server_shutdown", self.market, detail="serverShutdown event")
+            conn.shutdown_notice = True
+        elif "result" in item or "id" in item:
+            pass  # answer to a control message
+        elif "code" in item:
+            log.warning("%s: stream error message %s", self.market, item)
+        else:
+            self._on_malformed(MalformedFrame(f"unexpected event {str(item)[:80]}"))
+
+    def _on_malformed(self, exc: MalformedFrame) -> None:
+        self.malformed += 1
+        self._malformed_since_log += 1
+        now = time.monotonic()
+        if now - self._malformed_logged > 10.0:
+            log.warning("%s: %d malformed frame(s) skipped; latest: %s", self.market, self._malformed_since_log, exc)
+            self.state.event("malformed", self.market, count=self._malformed_since_log, detail=str(exc)[:200])
+            self._malformed_logged = now
+            self._malformed_since_log = 0
+        for sym in self.symbols:
+            self.state.stats(self.market, sym).malformed = self.malformed
+
+    # supervision -------------------------------------------------------------------------------------------
+    def _new_connection(self) -> Connection:
+        self._seq += 1
+        self.connections += 1
+        return Connection(self.url, self._on_frame, f"ws-{self.market}-{self._seq}").start()
+
+    def _set_connected(self, up: bool, reason: str | None = None) -> None:
+        was = self.state.connected.get(self.market, False)
+        self.state.connected[self.market] = up
+        if up and not was:
+            self.state.event("connected", self.market, detail=self.url)
+            log.info("%s: connected to %s", self.market, self.url)
+        elif not up and was:
+            self.state.event("disconnected", self.market, detail=reason)
+            log.warning("%s: disconnected: %s", self.market, reason)
+
+    def _supervise(self) -> None:
+        attempt = 0
+        while not self.stop.is_set():
+            conn = self._new_connection()
+            self.current = conn
+            if not self._wait_open(conn):
+                reason = conn.close_reason
+                conn.abort("connect timeout")
+                attempt += 1
+                self._backoff(attempt, reason)
+                continue
+            self._set_connected(True)
+            reason = self._watch(conn)
+            if conn.frames:
+                attempt = 0
+            if self.stop.is_set():
+                conn.abort("stopping")
+                break
+            self._set_connected(False, reason)
+            for sym in self.symbols:
+                self.state.stats(self.market, sym).reconnects += 1
+            self.state.event("reconnect", self.market, detail=reason)
+            attempt += 1
+            self._backoff(attempt, reason)
+        self._set_connected(False, "stopped")
+
+    def _wait_open(self, conn: Connection) -> bool:
+        while not self.stop.is_set():
+            if conn.opened.wait(0.1):
+                return True
+            if conn.done.is_set() or time.monotonic() - conn.opened_at > 15:
+                return False
+        return False
+
+    def _watch(self, conn: Connection) -> str:
+        """Block while `conn` is healthy; returns why it ended. Handles rotation to a fresh connection."""
+        while not self.stop.wait(0.2):
+            if conn.done.is_set():
+                return conn.close_reason
+            silent = time.monotonic() - conn.last_msg
+            if silent > self.watchdog_s:
+                conn.abort(f"silent for {silent:.1f}s (watchdog)")
+                log.warning("%s: no message for %.1fs; reconnecting", self.market, silent)
+                conn.done.wait(2)
+                return conn.close_reason
+            if conn.shutdown_notice or time.monotonic() - conn.opened_at > self.rotate_after_s:
+                why = "serverShutdown" if conn.shutdown_notice else f"proactive rotation after {self.rotate_after_s:.0f}s"
+                conn = self._rotate(conn, why)
+        return "stopping"
+
+    def _rotate(self, old: Connection, why: str) -> Connection:
+        new = self._new_connection()
+        ok = False
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if new.first_data.wait(0.1):
+                ok = True
+                break
+            if new.done.is_set():
+                break
+        if not ok:
+            new.abort("rotation failed")
+            old.shutdown_notice = False
+            old.opened_at = time.monotonic()  # try again later; the old one is still serving
+            log.warning("%s: could not open a replacement connection (%s); keeping the current one", self.market, why)
+            return old
+        old.abort(why)
+        self.current = new
+        self.state.event("rotated", self.market, detail=why)
+        log.info("%s: switched to a new connection (%s)", self.market, why)
+        return new
+
+    def _backoff(self, attempt: int, reason: str) -> None:
+        delay = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        log.warning("%s: connection lost (%s); reconnecting in %.1fs", self.market, reason, delay)
+        self.stop.wait(delay)

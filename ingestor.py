@@ -1,0 +1,121 @@
+"""tickdesk ingestor: stream every Binance trade into a DuckDB file (see README and ../shared/DESIGN.md).
+
+    python ingestor.py --symbols btcusdt,ethusdt [--market spot|usdm] [--db data/ticks.duckdb]
+                       [--ws-url BASE] [--rest-url BASE] [--flush-ms 250] [--demo] [--log-level INFO]
+    python ingestor.py import PATH... [--db PATH] [--market spot|usdm]
+    python ingestor.py archive --older-than 7d [--db PATH] [--archive-dir data/archive]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def setup_logging(level: str) -> None:
+    logging.Formatter.converter = time.gmtime
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ingestor.py", description="Stream Binance trades into a DuckDB tick file.",
+                                epilog="subcommands: `import PATH...` (Binance public-data dumps), "
+                                       "`archive --older-than 7d` (roll old ticks to Parquet)")
+    p.add_argument("--symbols", default="btcusdt,ethusdt", help="comma-separated, e.g. btcusdt,ethusdt")
+    p.add_argument("--market", default="spot", choices=["spot", "usdm"], help="spot trades or USD-M futures aggTrades")
+    p.add_argument("--db", default=None, help="DuckDB file (default data/ticks.duckdb; data/demo.duckdb with --demo)")
+    p.add_argument("--ws-url", default=None, help="WebSocket base, e.g. wss://stream.binance.us:9443 or ws://127.0.0.1:9001")
+    p.add_argument("--rest-url", default=None, help="REST base, e.g. https://api.binance.us or http://127.0.0.1:9001")
+    p.add_argument("--flush-ms", type=int, default=250, help="flush the buffer to the file every N ms (default 250)")
+    p.add_argument("--demo", action="store_true", help="run against the built-in local exchange (offline)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--max-backfill", default="6h", help="longest downtime backfilled over REST (default 6h)")
+    p.add_argument("--history", default=None, help="on an empty file, first load this much history (default 0; 2h with --demo)")
+    p.add_argument("--watchdog", default="30s", help="reconnect a connection silent this long (default 30s)")
+    p.add_argument("--rotate-after", default="23.5h", help="open a fresh connection before Binance's 24h cut (default 23.5h)")
+    p.add_argument("--demo-rate", type=float, default=20.0, help="--demo: mean trades/s per symbol (default 20)")
+    p.add_argument("--demo-seed", type=int, default=7, help="--demo: random seed")
+    p.add_argument("--no-alerts", action="store_true", help="do not evaluate alert rules after each flush")
+    return p
+
+
+def fail(msg: str) -> int:
+    logging.getLogger("ingestor").error("%s", msg)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("import", "archive"):
+        from feed.history_cli import main as history_main
+
+        return history_main(argv)
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    log = logging.getLogger("ingestor")
+
+    from feed.ingest import ConfigError, IngestConfig, Ingestor, parse_duration, parse_symbols
+
+    exchange = None
+    try:
+        symbols = parse_symbols(args.symbols)
+        db = Path(args.db or ("data/demo.duckdb" if args.demo else "data/ticks.duckdb"))
+        history = parse_duration(args.history) if args.history else (2 * 3600.0 if args.demo else 0.0)
+        cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
+                           flush_ms=args.flush_ms, max_backfill_s=parse_duration(args.max_backfill),
+                           history_s=history, watchdog_s=parse_duration(args.watchdog),
+                           rotate_after_s=parse_duration(args.rotate_after))
+        if args.demo:
+            from feed.exchange import LocalExchange
+
+            exchange = LocalExchange(symbols=symbols, seed=args.demo_seed, rate=args.demo_rate,
+                                     history_seconds=max(history, 3 * 3600.0)).start()
+            cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
+            log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
+        ing = Ingestor(cfg)
+        if not args.no_alerts:
+            _attach_alerts(ing, cfg)
+        ing.check()
+    except ConfigError as exc:
+        if exchange is not None:
+            exchange.stop()
+        return fail(str(exc))
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s; flushing and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    ing.start()
+    log.info("ingesting %s %s into %s (flush every %d ms)", cfg.market, ",".join(cfg.symbols), cfg.db, cfg.flush_ms)
+    while not stop.wait(0.5):
+        pass
+    ing.stop()
+    if exchange is not None:
+        exchange.stop()
+    return 0
+
+
+def _attach_alerts(ing, cfg) -> None:
+    """Evaluate alert rules after each flush, in this process (see alerts/)."""
+    try:
+        from alerts.engine import AlertEngine
+    except ImportError:
+        return
+    engine = AlertEngine(cfg.db, status_provider=ing.state.lag)
+    ing.writer.hooks.append(engine.on_flush)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
