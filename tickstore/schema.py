@@ -70,6 +70,16 @@ DDL = [
         fired_at TIMESTAMPTZ NOT NULL,
         value DOUBLE,
         message VARCHAR)""",
+    # --- alerts (issue 7): extra columns, added in place on older files ---
+    "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS hysteresis DOUBLE DEFAULT 0",
+    "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS lookback INTEGER",
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS market VARCHAR",
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS symbol VARCHAR",
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS symbol2 VARCHAR",
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS metric VARCHAR",
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS op VARCHAR",
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS threshold DOUBLE",
+    # --- end alerts ---
 ]
 
 

@@ -1,0 +1,342 @@
+"""Alert rules: the validated `AlertRule` record, field-by-field validation, and `RuleStore` (rules + history).
+
+A rule watches one metric of a symbol (or of a pair, for `zscore` / `spread`) and fires when it goes past a
+threshold. Every field of a form or a row goes through `validate_rule`; nothing is ever evaluated as code.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from alerts.webhook import validate_webhook_url
+from tickstore import alerts_sql
+from tickstore.connection import default_db_path, read_connection, write_connection
+from tickstore.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+MARKETS = ("spot", "usdm")
+METRICS = ("price", "zscore", "rsi", "volume", "trade_rate", "spread", "lag")
+PAIR_METRICS = ("zscore", "spread")
+TIMEFRAMES = ("1s", "1m", "5m", "15m", "1h")
+OPS = (">", "<", "crosses_above", "crosses_below")
+LOOKBACK_METRICS = ("zscore", "spread", "rsi")
+DEFAULT_LOOKBACK = {"rsi": 14, "zscore": 60, "spread": 60}
+LOOKBACK_RANGE = {"rsi": (2, 500), "zscore": (10, 5000), "spread": (10, 5000)}
+MAX_COOLDOWN_S = 7 * 86400.0
+MAX_NOTE = 500
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+
+METRIC_LABELS = {"price": "last price", "zscore": "pair spread z-score", "rsi": "RSI", "volume": "volume",
+                 "trade_rate": "trade rate (trades/s)", "spread": "pair spread", "lag": "ingestion lag (s)"}
+OP_LABELS = {">": "above", "<": "below", "crosses_above": "crosses above", "crosses_below": "crosses below"}
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One validated alert rule (a row of `alert_rules`)."""
+
+    market: str
+    symbol: str
+    metric: str
+    op: str
+    threshold: float
+    timeframe: str = "1m"
+    symbol2: str | None = None
+    cooldown_s: float = 60.0
+    hysteresis: float = 0.0
+    lookback: int | None = None
+    note: str | None = None
+    webhook_url: str | None = None
+    enabled: bool = True
+    id: int | None = None
+
+    @property
+    def is_pair(self) -> bool:
+        return self.metric in PAIR_METRICS
+
+    @property
+    def subject(self) -> str:
+        """`BTCUSDT` or `BTCUSDT/ETHUSDT`."""
+        return f"{self.symbol}/{self.symbol2}" if self.is_pair else self.symbol
+
+    @property
+    def definition(self) -> tuple:
+        """Everything that decides when the rule fires (a change resets its trigger state)."""
+        return (self.market, self.symbol, self.symbol2, self.metric, self.timeframe, self.op, self.threshold,
+                self.hysteresis, self.lookback)
+
+    def describe(self) -> str:
+        """Human summary, e.g. `spot BTCUSDT/ETHUSDT pair spread z-score (1m, 60 bars) crosses above 2`."""
+        what = METRIC_LABELS[self.metric]
+        if self.metric in LOOKBACK_METRICS:
+            what += f" ({self.timeframe}, {self.lookback} bars)"
+        elif self.metric in ("volume", "trade_rate"):
+            what += f" (last {self.timeframe})"
+        return f"{self.market} {self.subject} {what} {OP_LABELS[self.op]} {self.threshold:g}"
+
+    def to_row(self) -> dict:
+        """Column values for `alert_rules` (without id)."""
+        row = asdict(self)
+        row.pop("id")
+        return row
+
+
+class RuleValidationError(ValueError):
+    """A rule was rejected; `errors` maps each bad field to what was wrong and what is expected."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("invalid alert rule: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v))
+
+
+def _number(v: object) -> float:
+    if isinstance(v, bool):
+        raise ValueError
+    f = float(v.strip()) if isinstance(v, str) else float(v)  # type: ignore[arg-type]
+    if not math.isfinite(f):
+        raise ValueError
+    return f
+
+
+def _bool(v: object) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int,)) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        return v.strip().lower() in ("true", "1", "yes", "on")
+    raise ValueError
+
+
+def _choice(errors: dict, name: str, v: object, options: tuple[str, ...], lower: bool = True) -> str | None:
+    if _blank(v):
+        errors[name] = f"is required; expected one of {', '.join(options)}"
+        return None
+    s = str(v).strip()
+    s = s.lower() if lower else s
+    if s not in options:
+        errors[name] = f"{str(v)!r} is not supported; expected one of {', '.join(options)}"
+        return None
+    return s
+
+
+def _symbol(errors: dict, name: str, v: object) -> str | None:
+    if _blank(v):
+        errors[name] = "is required; expected an exchange symbol such as BTCUSDT"
+        return None
+    s = str(v).strip().upper()
+    if not SYMBOL_RE.match(s):
+        errors[name] = f"{str(v)!r} is not a symbol; expected 2-30 letters or digits such as BTCUSDT"
+        return None
+    return s
+
+
+def validate_rule(fields: Mapping) -> AlertRule:
+    """Check every field of a rule (a form, a row, a JSON body) and return the `AlertRule`.
+
+    Raises `RuleValidationError` (a ValueError) listing each bad field: what was wrong and what is expected.
+    Unknown fields are rejected too, so a typo never silently drops a setting.
+    """
+    errors: dict[str, str] = {}
+    known = {f for f in AlertRule.__dataclass_fields__} | {"created_at", "updated_at"}
+    for k in fields:
+        if k not in known:
+            errors[str(k)] = f"unknown field; expected some of {', '.join(sorted(AlertRule.__dataclass_fields__))}"
+    market = _choice(errors, "market", fields.get("market", "spot"), MARKETS)
+    metric = _choice(errors, "metric", fields.get("metric"), METRICS)
+    op = _choice(errors, "op", fields.get("op"), OPS)
+    timeframe = _choice(errors, "timeframe", fields.get("timeframe") if not _blank(fields.get("timeframe")) else "1m",
+                        TIMEFRAMES)
+    symbol = _symbol(errors, "symbol", fields.get("symbol"))
+
+    symbol2 = None
+    if metric in PAIR_METRICS:
+        symbol2 = _symbol(errors, "symbol2", fields.get("symbol2"))
+        if symbol2 is not None and symbol2 == symbol:
+            errors["symbol2"] = f"must differ from symbol ({symbol}); a pair needs two legs"
+    elif not _blank(fields.get("symbol2")) and metric is not None:
+        errors["symbol2"] = f"only pair metrics ({', '.join(PAIR_METRICS)}) take a second symbol; leave it empty for {metric}"
+
+    threshold = None
+    if _blank(fields.get("threshold")):
+        errors["threshold"] = "is required; expected a number"
+    else:
+        try:
+            threshold = _number(fields["threshold"])
+        except (TypeError, ValueError):
+            errors["threshold"] = f"{fields['threshold']!r} is not a finite number; expected e.g. 2.0"
+        else:
+            if metric == "rsi" and not 0 <= threshold <= 100:
+                errors["threshold"] = f"{threshold:g} is outside RSI's range; expected 0-100"
+            elif metric in ("volume", "trade_rate", "lag", "price") and threshold < 0:
+                errors["threshold"] = f"{threshold:g} is negative; expected >= 0 for {metric}"
+
+    def nonneg(name: str, default: float, upper: float | None = None) -> float | None:
+        v = fields.get(name)
+        if _blank(v):
+            return default
+        try:
+            f = _number(v)
+        except (TypeError, ValueError):
+            errors[name] = f"{v!r} is not a finite number; expected seconds >= 0" if name == "cooldown_s" else \
+                f"{v!r} is not a finite number; expected a value >= 0"
+            return None
+        if f < 0 or (upper is not None and f > upper):
+            errors[name] = f"{f:g} is out of range; expected 0 to {upper:g}" if upper else f"{f:g} is negative; expected >= 0"
+            return None
+        return f
+
+    cooldown_s = nonneg("cooldown_s", 60.0, MAX_COOLDOWN_S)
+    hysteresis = nonneg("hysteresis", 0.0)
+
+    lookback = None
+    if metric in LOOKBACK_METRICS:
+        v = fields.get("lookback")
+        lo, hi = LOOKBACK_RANGE[metric]
+        if _blank(v):
+            lookback = DEFAULT_LOOKBACK[metric]
+        else:
+            try:
+                f = _number(v)
+                if f != int(f):
+                    raise ValueError
+                lookback = int(f)
+            except (TypeError, ValueError):
+                errors["lookback"] = f"{v!r} is not a whole number; expected {lo}-{hi} bars"
+            else:
+                if not lo <= lookback <= hi:
+                    errors["lookback"] = f"{lookback} bars is out of range; expected {lo}-{hi} bars for {metric}"
+                    lookback = None
+
+    note = None if _blank(fields.get("note")) else str(fields["note"]).strip()
+    if note is not None and len(note) > MAX_NOTE:
+        errors["note"] = f"is {len(note)} characters long; expected at most {MAX_NOTE}"
+
+    webhook_url = None
+    if not _blank(fields.get("webhook_url")):
+        try:
+            webhook_url = validate_webhook_url(str(fields["webhook_url"]))
+        except ValueError as exc:
+            errors["webhook_url"] = str(exc)
+
+    enabled = True
+    if not _blank(fields.get("enabled")):
+        try:
+            enabled = _bool(fields["enabled"])
+        except ValueError:
+            errors["enabled"] = f"{fields['enabled']!r} is not a yes/no value; expected true or false"
+
+    rule_id = None
+    if not _blank(fields.get("id")):
+        try:
+            f = _number(fields["id"])
+            if f != int(f) or f < 1:
+                raise ValueError
+            rule_id = int(f)
+        except (TypeError, ValueError):
+            errors["id"] = f"{fields['id']!r} is not a rule id; expected a positive whole number"
+
+    if errors:
+        raise RuleValidationError(errors)
+    return AlertRule(market=market, symbol=symbol, symbol2=symbol2, metric=metric, timeframe=timeframe, op=op,
+                     threshold=threshold, cooldown_s=cooldown_s, hysteresis=hysteresis, lookback=lookback,
+                     note=note, webhook_url=webhook_url, enabled=enabled, id=rule_id)
+
+
+def rule_from_row(row: Mapping) -> AlertRule:
+    """An `AlertRule` from an `alert_rules` row (columns missing from older files take their defaults)."""
+    fields = {k: row[k] for k in AlertRule.__dataclass_fields__ if k in row}
+    return validate_rule(fields)
+
+
+class RuleStore:
+    """Create / update / enable / delete rules and read rules and events in the tick file.
+
+    Writes use a short write connection (retried on lock conflicts for `lock_budget_s`); reads open
+    read-only. Neither holds the file between calls.
+    """
+
+    def __init__(self, db_path: str | os.PathLike | None = None, lock_budget_s: float = 5.0) -> None:
+        self.path = Path(db_path) if db_path is not None else default_db_path()
+        self.lock_budget_s = lock_budget_s
+
+    def _write(self):
+        return write_connection(self.path, budget_s=self.lock_budget_s)
+
+    def create(self, rule: AlertRule | Mapping) -> AlertRule:
+        """Validate and insert a rule; returns it with its id."""
+        rule = rule if isinstance(rule, AlertRule) else validate_rule(rule)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._write() as con:
+            ensure_schema(con)
+            rule_id = alerts_sql.insert_rule(con, rule.to_row())
+        log.info("alert rule %d created: %s", rule_id, rule.describe())
+        return replace(rule, id=rule_id)
+
+    def update(self, rule_id: int, rule: AlertRule | Mapping) -> AlertRule:
+        """Replace every field of rule `rule_id`; KeyError if it does not exist."""
+        rule = rule if isinstance(rule, AlertRule) else validate_rule({k: v for k, v in rule.items() if k != "id"})
+        with self._write() as con:
+            ensure_schema(con)
+            if not alerts_sql.update_rule(con, rule_id, rule.to_row()):
+                raise KeyError(f"alert rule {rule_id} does not exist")
+        log.info("alert rule %d updated: %s", rule_id, rule.describe())
+        return replace(rule, id=int(rule_id))
+
+    def set_enabled(self, rule_id: int, enabled: bool) -> None:
+        with self._write() as con:
+            if not alerts_sql.update_rule(con, rule_id, {"enabled": bool(enabled)}):
+                raise KeyError(f"alert rule {rule_id} does not exist")
+        log.info("alert rule %d %s", rule_id, "enabled" if enabled else "disabled")
+
+    def delete(self, rule_id: int) -> None:
+        with self._write() as con:
+            if not alerts_sql.delete_rule(con, rule_id):
+                raise KeyError(f"alert rule {rule_id} does not exist")
+        log.info("alert rule %d deleted", rule_id)
+
+    def get(self, rule_id: int) -> AlertRule | None:
+        with read_connection(self.path) as con:
+            row = alerts_sql.get_rule(con, rule_id)
+        return None if row is None else rule_from_row(row)
+
+    def list(self) -> list[AlertRule]:
+        """Every rule, by id. A row that fails validation (edited by hand) is logged and skipped."""
+        with read_connection(self.path) as con:
+            rows = alerts_sql.fetch_rules(con)
+        return rules_from_rows(rows)
+
+    def events(self, *, after_id: int | None = None, rule_id: int | None = None, symbol: str | None = None,
+               metric: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
+               limit: int = 1000) -> pd.DataFrame:
+        """Alert history, newest first (see `tickstore.alerts_sql.fetch_events`)."""
+        with read_connection(self.path) as con:
+            return alerts_sql.fetch_events(con, after_id=after_id, rule_id=rule_id, symbol=symbol, metric=metric,
+                                           start=start, end=end, limit=limit)
+
+    def max_event_id(self) -> int:
+        with read_connection(self.path) as con:
+            return alerts_sql.max_event_id(con)
+
+
+def rules_from_rows(rows: list[Mapping]) -> list[AlertRule]:
+    out = []
+    for row in rows:
+        try:
+            out.append(rule_from_row(row))
+        except RuleValidationError as exc:
+            log.warning("alert rule %s skipped: %s", row.get("id"), exc)
+    return out
