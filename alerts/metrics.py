@@ -145,7 +145,7 @@ class MetricSource:
             self._closed[key] = entry = (cur, now_us / 1e6, closed)
             if len(self._closed) > 512:  # rules come and go; keep the cache bounded
                 self._closed.pop(next(iter(self._closed)))
-        forming = alerts_sql.bar_closes(self._con, rule.market, symbols, step_s, _us_to_dt(cur))
+        forming = alerts_sql.bar_closes(self._con, rule.market, symbols, step_s, _us_to_dt(cur), _us_to_dt(cur + step_us))
         frames = [f for f in (entry[2], forming) if len(f)]
         if not frames:
             return entry[2]

@@ -79,6 +79,7 @@ DDL = [
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS metric VARCHAR",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS op VARCHAR",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS threshold DOUBLE",
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS observed_at TIMESTAMPTZ",  # data time of the value
     # --- end alerts ---
 ]
 
