@@ -1,0 +1,6 @@
+"""quantlib: pure analytics for pairs trading (arrays / pandas in, numbers / frames / frozen results out).
+
+Modules: `timeframes`, `bars` (ticks → OHLCV), `indicators`, `regression` (hedge ratios), `stattests`
+(ADF, Engle-Granger, Johansen, half-life, Hurst), `pairs` (spread, correlations, `pair_summary`) and
+`backtest` (z-score mean reversion). No I/O here: see quantlib/README.md for methods and conventions.
+"""

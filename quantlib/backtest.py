@@ -1,0 +1,332 @@
+"""Z-score mean-reversion backtest of a pair (or of a precomputed spread), without look-ahead.
+
+Timing: the signal is computed from data up to bar t's close and **filled at bar t+1's close** (the
+series are closes; one full bar of delay is the conservative choice). `positions[t]` is the spread
+position held after bar t's fill, so it depends on data up to t-1 only.
+
+Signal rules on the rolling z-score z_t of the spread (`window` bars, data up to t):
+- flat: short the spread when entry_z < z < stop_z, long when -stop_z < z < -entry_z;
+- long: exit when z >= -exit_z (reverted), stop when z <= -stop_z (diverged); short mirrors this;
+- after a stop no new entry until |z| < entry_z again; a NaN z-score keeps the current state.
+
+Sizing (pair): at each entry the whole current equity E is the gross notional of the two legs,
+q_y = ±E / (y + |beta| x), q_x = -beta q_y, with beta known at the signal bar; units stay fixed until
+the exit (no rebalancing within a trade). Costs: `cost_bps` of traded notional, per leg and per side
+(entry and exit). A position still open at the last bar is closed there ("end") and pays its exit cost.
+
+Stats (fractions): total_return, sharpe (mean / std of bar returns x sqrt(bars_per_year(timeframe)),
+365-day 24/7 year), max_drawdown (positive fraction of the running peak), hit_rate (share of trades with
+net pnl > 0), n_trades, avg_holding_bars / avg_holding_time, turnover (traded notional / initial
+capital), total_costs, exposure (share of bars in a position).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from quantlib import indicators, regression
+from quantlib._validate import as_pair, as_series, check_choice, check_min, check_positive_number, check_window
+from quantlib.timeframes import bars_per_year, timeframe_seconds
+
+HEDGES = ("static", "rolling", "kalman")
+
+
+@dataclass(frozen=True)
+class BacktestStats:
+    total_return: float
+    sharpe: float
+    max_drawdown: float
+    hit_rate: float
+    n_trades: int
+    avg_holding_bars: float
+    avg_holding_time: pd.Timedelta | None
+    turnover: float
+    total_costs: float
+    exposure: float
+
+    TITLES = {
+        "total_return": "Total return [%]", "sharpe": "Sharpe (annualized)", "max_drawdown": "Max drawdown [%]",
+        "hit_rate": "Hit rate [%]", "n_trades": "Trades", "avg_holding_bars": "Avg holding [bars]",
+        "avg_holding_time": "Avg holding time", "turnover": "Turnover [x capital]",
+        "total_costs": "Costs", "exposure": "Time in market [%]",
+    }
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def table(self) -> pd.DataFrame:
+        """Display table: title and formatted value; percentages are shown x100 (stored as fractions)."""
+        rows = []
+        for key, value in self.to_dict().items():
+            shown = value * 100 if "[%]" in self.TITLES[key] and value is not None else value
+            rows.append((key, self.TITLES[key], shown))
+        return pd.DataFrame(rows, columns=["key", "metric", "value"])
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    trades: pd.DataFrame
+    equity: pd.Series = field(repr=False)
+    positions: pd.Series = field(repr=False)   # spread position held after each bar's fill: -1, 0, +1
+    zscore: pd.Series = field(repr=False)
+    hedge_ratio: pd.Series = field(repr=False)  # beta known at each bar (NaN for a spread backtest)
+    stats: BacktestStats
+    params: dict[str, object]
+
+    def summary(self) -> str:
+        s = self.stats
+        return (f"Mean reversion: {s.n_trades} trades, total return {s.total_return:.2%}, Sharpe {s.sharpe:.2f}, "
+                f"max drawdown {s.max_drawdown:.2%}, hit rate {s.hit_rate:.0%}, costs {s.total_costs:.4g}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def zscore_signals(z: pd.Series | np.ndarray, entry_z: float = 2.0, exit_z: float = 0.5,
+                   stop_z: float | None = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Desired spread position after observing z_t (-1, 0, +1) and the reason of each exit
+    ("exit" / "stop", else ""), by the rules in the module docstring."""
+    entry_z, exit_z, stop_z = _check_thresholds(entry_z, exit_z, stop_z)
+    zv = np.asarray(z, dtype=np.float64)
+    n = zv.shape[0]
+    sig = np.zeros(n, dtype=np.int8)
+    reason = np.full(n, "", dtype=object)
+    state, blocked = 0, False
+    for t, zt in enumerate(zv.tolist()):
+        if zt != zt:  # NaN: keep the current state
+            sig[t] = state
+            continue
+        if state == 0:
+            if blocked and abs(zt) < entry_z:
+                blocked = False
+            if not blocked:
+                if entry_z < zt < stop_z:
+                    state = -1
+                elif -stop_z < zt < -entry_z:
+                    state = 1
+        elif state == 1:
+            if zt <= -stop_z:
+                state, blocked, reason[t] = 0, True, "stop"
+            elif zt >= -exit_z:
+                state, reason[t] = 0, "exit"
+        else:
+            if zt >= stop_z:
+                state, blocked, reason[t] = 0, True, "stop"
+            elif zt <= exit_z:
+                state, reason[t] = 0, "exit"
+        sig[t] = state
+    return sig, reason
+
+
+def _check_thresholds(entry_z, exit_z, stop_z) -> tuple[float, float, float]:
+    entry_z = check_positive_number(entry_z, "entry_z")
+    exit_z = check_positive_number(exit_z, "exit_z", allow_zero=True)
+    stop = math.inf if stop_z is None else check_positive_number(stop_z, "stop_z") if stop_z != math.inf else math.inf
+    if not exit_z < entry_z < stop:
+        raise ValueError(f"need 0 <= exit_z < entry_z < stop_z, got exit {exit_z}, entry {entry_z}, stop {stop_z}")
+    return entry_z, exit_z, stop
+
+
+def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.ndarray, reason: np.ndarray,
+         z: np.ndarray, capital: float, size: Callable[[int, int, float], np.ndarray],
+         cost: Callable[[np.ndarray, np.ndarray], float], timeframe: str, beta: np.ndarray,
+         params: dict[str, object]) -> BacktestResult:
+    """Fill signals at the next bar, mark to market, charge costs, and collect trades and stats."""
+    n = prices.shape[0]
+    pos = np.zeros(n, dtype=np.int8)
+    pos[1:] = sig[:-1]
+    equity = np.empty(n)
+    cash = capital       # equity while flat
+    filled_to = 0        # equity[:filled_to] is final
+    trades: list[dict[str, object]] = []
+    traded = 0.0
+    costs_total = 0.0
+    open_trade: dict[str, object] | None = None
+    change = np.flatnonzero(np.diff(pos, prepend=np.int8(0)) != 0).tolist()
+    if pos[-1] != 0:
+        change.append(n)  # sentinel: close the position still open at the last bar
+    for b in change:
+        if open_trade is not None:
+            f, q, e0 = open_trade["f"], open_trade["q"], open_trade["equity_after_entry"]
+            last = min(b, n - 1)
+            seg = slice(f + 1, last + 1)
+            equity[seg] = e0 + (prices[seg] - prices[f]) @ q
+            exit_cost = cost(q, prices[last])
+            equity[last] -= exit_cost
+            traded += float(np.abs(q) @ prices[last])
+            costs_total += exit_cost
+            cash = float(equity[last])
+            filled_to = last + 1
+            gross = float((prices[last] - prices[f]) @ q)
+            row = open_trade["row"]
+            row.update({
+                "exit_time": index[last], "exit_z": float(z[last - 1]) if b < n else math.nan,
+                "exit_reason": (reason[last - 1] or "exit") if b < n else "end",
+                **{f"exit_{leg}": float(prices[last, k]) for k, leg in enumerate(legs)},
+                "gross_pnl": gross, "costs": row["costs"] + exit_cost,
+                "pnl": gross - row["costs"] - exit_cost, "bars_held": last - f,
+            })
+            row["return"] = row["pnl"] / row["equity_before"]
+            trades.append(row)
+            open_trade = None
+        if b < n and pos[b] != 0:
+            equity[filled_to:b] = cash
+            side = int(pos[b])
+            q = size(b, side, cash)
+            entry_cost = cost(q, prices[b])
+            traded += float(np.abs(q) @ prices[b])
+            costs_total += entry_cost
+            equity[b] = cash - entry_cost
+            filled_to = b + 1
+            row = {
+                "entry_time": index[b], "exit_time": None, "side": "long" if side > 0 else "short",
+                "direction": side, "entry_z": float(z[b - 1]), "exit_z": math.nan, "exit_reason": "",
+                "beta": float(beta[b - 1]),
+                **{f"qty_{leg}": float(q[k]) for k, leg in enumerate(legs)},
+                **{f"entry_{leg}": float(prices[b, k]) for k, leg in enumerate(legs)},
+                "equity_before": cash, "costs": entry_cost,
+            }
+            open_trade = {"f": b, "q": q, "equity_after_entry": float(equity[b]), "row": row}
+    equity[filled_to:] = cash
+
+    columns = (["entry_time", "exit_time", "side", "direction", "entry_z", "exit_z", "exit_reason", "beta"]
+               + [f"qty_{leg}" for leg in legs] + [f"entry_{leg}" for leg in legs]
+               + [f"exit_{leg}" for leg in legs]
+               + ["equity_before", "gross_pnl", "costs", "pnl", "return", "bars_held"])
+    trades_df = pd.DataFrame(trades, columns=columns)
+    bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    trades_df["holding_time"] = trades_df["bars_held"] * bar
+    eq = pd.Series(equity, index=index, name="equity")
+    rets = np.diff(equity) / equity[:-1]
+    sd = rets.std(ddof=1) if rets.size > 1 else math.nan
+    sharpe = float(rets.mean() / sd * math.sqrt(bars_per_year(timeframe))) if sd and sd > 0 else math.nan
+    peak = np.maximum.accumulate(equity)
+    n_trades = len(trades_df)
+    avg_bars = float(trades_df["bars_held"].mean()) if n_trades else math.nan
+    stats = BacktestStats(
+        total_return=float(equity[-1] / capital - 1.0),
+        sharpe=sharpe,
+        max_drawdown=float(np.max(1.0 - equity / peak)),
+        hit_rate=float((trades_df["pnl"] > 0).mean()) if n_trades else math.nan,
+        n_trades=n_trades,
+        avg_holding_bars=avg_bars,
+        avg_holding_time=avg_bars * bar if n_trades else None,
+        turnover=traded / capital,
+        total_costs=costs_total,
+        exposure=float(np.mean(pos != 0)),
+    )
+    return BacktestResult(
+        trades=trades_df, equity=eq, positions=pd.Series(pos.astype(np.int64), index=index, name="position"),
+        zscore=pd.Series(z, index=index, name="zscore"), hedge_ratio=pd.Series(beta, index=index, name="beta"),
+        stats=stats, params=params,
+    )
+
+
+def mean_reversion(
+    y: pd.Series | np.ndarray,
+    x: pd.Series | np.ndarray,
+    *,
+    window: int = 60,
+    entry_z: float = 2.0,
+    exit_z: float = 0.5,
+    stop_z: float | None = 4.0,
+    cost_bps: float = 1.0,
+    hedge: str = "rolling",
+    hedge_window: int | None = None,
+    method: str = "ols",
+    beta: float | None = None,
+    timeframe: str = "1m",
+    capital: float = 10_000.0,
+    kalman_delta: float = 1e-4,
+) -> BacktestResult:
+    """Backtest long / short the spread y - beta_t x on its rolling z-score (see the module docstring).
+
+    hedge: "rolling" (OLS-family `method` over the trailing `hedge_window` bars, default `window`),
+    "static" (one fit on the first `hedge_window` bars, the formation period, trading after it) or
+    "kalman" (`kalman_hedge_ratio` filtered beta, warm-up `hedge_window`). A given `beta` overrides it.
+    The z-score is over the trailing `window` bars of that spread. Costs: `cost_bps` per leg and side.
+    """
+    window = check_window(window, "window", 3)
+    check_choice(hedge, "hedge", HEDGES)
+    hw = check_window(hedge_window if hedge_window is not None else window, "hedge_window", 3)
+    cost_rate = check_positive_number(cost_bps, "cost_bps", allow_zero=True) / 1e4
+    capital = check_positive_number(capital, "capital")
+    _check_thresholds(entry_z, exit_z, stop_z)
+    bars_per_year(timeframe)
+    ys, xs = as_pair(y, x, positive=True)
+    check_min(len(ys), max(window, hw) + 2, "bars")
+    yv, xv = ys.to_numpy(), xs.to_numpy()
+    n = len(ys)
+    if beta is not None:
+        b = np.full(n, float(beta))
+        spr = yv - b * xv
+    elif hedge == "static":
+        fit = regression.hedge_ratio(ys.iloc[:hw], xs.iloc[:hw], method=method)
+        b = np.where(np.arange(n) >= hw - 1, fit.beta, np.nan)
+        spr = yv - fit.beta * xv  # spread history with the formation beta; used only from bar hw-1 on
+    elif hedge == "rolling":
+        b = regression.rolling_hedge_ratio(ys, xs, hw, method=method,
+                                           step=1 if method in ("ols", "tls") else max(1, hw // 10))["beta"].to_numpy()
+        spr = yv - b * xv
+    else:
+        b = regression.kalman_hedge_ratio(ys, xs, delta=kalman_delta, warmup=hw).beta.to_numpy()
+        spr = yv - b * xv
+    z = indicators.rolling_zscore(pd.Series(spr, index=ys.index), window).to_numpy()
+    z = np.where(np.isnan(b), np.nan, z)
+    sig, reason = zscore_signals(z, entry_z, exit_z, stop_z)
+    prices = np.column_stack([yv, xv])
+
+    def size(f: int, side: int, equity: float) -> np.ndarray:
+        beta_f = b[f - 1]
+        qy = side * equity / (yv[f] + abs(beta_f) * xv[f])
+        return np.array([qy, -beta_f * qy])
+
+    def cost(q: np.ndarray, p: np.ndarray) -> float:
+        return cost_rate * float(np.abs(q) @ p)
+
+    params = dict(window=window, entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, cost_bps=cost_bps, hedge=hedge,
+                  hedge_window=hw, method=method, beta=beta, timeframe=timeframe, capital=capital,
+                  fill="next bar close")
+    return _run(ys.index, prices, ("y", "x"), sig, reason, z, capital, size, cost, timeframe, b, params)
+
+
+def mean_reversion_spread(
+    spread: pd.Series | np.ndarray,
+    *,
+    window: int = 60,
+    entry_z: float = 2.0,
+    exit_z: float = 0.5,
+    stop_z: float | None = 4.0,
+    units: float = 1.0,
+    cost_per_unit: float = 0.0,
+    timeframe: str = "1m",
+    capital: float = 10_000.0,
+) -> BacktestResult:
+    """The same rules on a precomputed spread traded as one instrument: ±`units` of the spread per trade,
+    PnL = units x change of the spread, costs `cost_per_unit` (in spread units) per unit and side.
+    Equity = capital + PnL. The spread must itself be free of look-ahead (e.g. a rolling or Kalman one).
+    """
+    window = check_window(window, "window", 3)
+    units = check_positive_number(units, "units")
+    cpu = check_positive_number(cost_per_unit, "cost_per_unit", allow_zero=True)
+    capital = check_positive_number(capital, "capital")
+    _check_thresholds(entry_z, exit_z, stop_z)
+    bars_per_year(timeframe)
+    s = as_series(spread, "spread", min_len=window + 2)
+    z = indicators.zscore(s, window).to_numpy()
+    sig, reason = zscore_signals(z, entry_z, exit_z, stop_z)
+
+    def size(f: int, side: int, equity: float) -> np.ndarray:
+        return np.array([side * units])
+
+    def cost(q: np.ndarray, p: np.ndarray) -> float:
+        return cpu * float(np.abs(q).sum())
+
+    params = dict(window=window, entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, units=units,
+                  cost_per_unit=cost_per_unit, timeframe=timeframe, capital=capital, fill="next bar close")
+    return _run(s.index, s.to_numpy()[:, None], ("spread",), sig, reason, z, capital, size, cost, timeframe,
+                np.full(len(s), np.nan), params)

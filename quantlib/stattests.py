@@ -1,0 +1,433 @@
+"""Stationarity and cointegration tests with named results and plain-words verdicts.
+
+- `adf`: augmented Dickey-Fuller. Same regression, lag selection (AIC / BIC / t-stat over a common
+  sample, then a refit on the longest sample), MacKinnon (1994, 2010) p-values and critical values as
+  statsmodels' `adfuller`, but every candidate lag is scored from one QR decomposition, so it is
+  ~50x faster on 10k bars. Tests pin it to `adfuller`.
+- `engle_granger`: OLS of y on x (+ deterministic terms), ADF without constant on the residuals, and the
+  MacKinnon *residual-based* critical values / p-values for 2 series (as statsmodels' `coint`; plain ADF
+  values would overstate cointegration).
+- `johansen`: statsmodels' `coint_johansen`; trace and max-eigenvalue statistics with 10/5/1 % values.
+- `half_life`: AR(1) on the spread, Δs_t = c + λ s_{t-1} + e_t, phi = 1 + λ, half-life -ln 2 / ln phi
+  bars; "mean reverting" needs λ < 0 with a Dickey-Fuller p-value below 5 %, else the half-life is inf.
+- `hurst`: variance of lagged differences: std(x_{t+τ} - x_t) ∝ τ^H, H = slope of the log-log fit over
+  ~20 log-spaced lags τ in [2, max_lag]; 0.5 for a random walk, < 0.5 mean reverting, > 0.5 trending.
+  Pass levels (prices, a spread), not returns.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.linalg.lapack import dgeqrf as _dgeqrf
+from statsmodels.tsa.adfvalues import mackinnoncrit, mackinnonp
+
+from quantlib._validate import as_frame, as_pair, as_series, check_choice, check_min
+
+ADF_MIN_OBS = 20
+JOHANSEN_MIN_OBS = 20
+HALF_LIFE_MIN_OBS = 20
+HURST_MIN_OBS = 32
+LEVEL = 0.05
+_NTREND = {"n": 0, "c": 1, "ct": 2, "ctt": 3}
+_AUTOLAG = {"AIC": "aic", "aic": "aic", "BIC": "bic", "bic": "bic", "t-stat": "t-stat", None: None}
+_SQRTEPS = math.sqrt(np.finfo(float).eps)
+
+
+def _crit_dict(values) -> dict[str, float]:
+    return {"1%": float(values[0]), "5%": float(values[1]), "10%": float(values[2])}
+
+
+def _fmt_p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+# ----------------------------------------------------------------------------------------------- ADF
+@dataclass(frozen=True)
+class ADFResult:
+    """Augmented Dickey-Fuller test; H0: unit root (not stationary)."""
+
+    statistic: float
+    pvalue: float
+    lags: int
+    nobs: int
+    critical_values: dict[str, float]
+    verdict: str
+    stationary: bool  # unit root rejected at 5 %
+    regression: str
+    autolag: str | None
+    icbest: float | None = None
+
+    def summary(self) -> str:
+        cv = ", ".join(f"{k}: {v:.3f}" for k, v in self.critical_values.items())
+        return (f"Augmented Dickey-Fuller (regression {self.regression!r}, lags {self.lags}, nobs {self.nobs})\n"
+                f"  statistic {self.statistic:.4f}, {_fmt_p(self.pvalue)}\n"
+                f"  critical values {cv}\n  {self.verdict}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _trend_columns(nobs: int, ntrend: int) -> list[np.ndarray]:
+    t = np.arange(1, nobs + 1, dtype=float)
+    return [np.ones(nobs), t, t * t][:ntrend]
+
+
+def _adf_design(x: np.ndarray, dx: np.ndarray, lag: int, ntrend: int) -> np.ndarray:
+    """Fortran-ordered [trend..., lagged level x_t, dx_{t-1}, ..., dx_{t-lag}, dx_t] for t = lag..len(dx)-1.
+
+    The dependent variable is the last column, so one QR of this matrix gives every nested fit.
+    """
+    nobs = dx.shape[0] - lag
+    out = np.empty((nobs, ntrend + lag + 2), order="F")
+    for j, col in enumerate(_trend_columns(nobs, ntrend)):
+        out[:, j] = col
+    out[:, ntrend] = x[lag : lag + nobs]
+    for j in range(1, lag + 1):
+        out[:, ntrend + j] = dx[lag - j : lag - j + nobs]
+    out[:, -1] = dx[lag:]
+    return out
+
+
+def _r_factor(aug: np.ndarray) -> np.ndarray:
+    """Square R of the QR of an augmented [X, y] matrix: R[:k, k] = Q'y and |R[k, k]| = sqrt(RSS)."""
+    k1 = aug.shape[1]
+    qr, _tau, _work, info = _dgeqrf(aug, overwrite_a=True)
+    if info != 0:  # pragma: no cover - LAPACK argument error
+        raise RuntimeError(f"LAPACK dgeqrf failed with info={info}")
+    return np.triu(qr[:k1, :k1])
+
+
+def _adf_core(x: np.ndarray, regression: str, autolag: str | None, maxlag: int | None):
+    """(statistic, used lag, nobs, icbest) exactly as statsmodels.tsa.stattools.adfuller."""
+    n = x.shape[0]
+    ntrend = _NTREND[regression]
+    if np.ptp(x) == 0:
+        raise ValueError("series is constant; a unit-root test is undefined")
+    limit = n // 2 - ntrend - 1
+    if maxlag is None:
+        maxlag = min(limit, int(math.ceil(12.0 * (n / 100.0) ** 0.25)))
+        if maxlag < 0:
+            raise ValueError(f"need >= {2 * (ntrend + 1)} observations for regression {regression!r}, got {n}")
+    elif not 0 <= maxlag <= limit:
+        raise ValueError(f"maxlag must be between 0 and n/2 - 1 - ntrend = {limit}, got {maxlag}")
+    dx = np.diff(x)
+    icbest = None
+    if autolag is None:
+        lag = maxlag
+    else:
+        # Candidate lags 0..maxlag on the common sample are nested column prefixes [trend, level, lags].
+        r = _r_factor(_adf_design(x, dx, maxlag, ntrend))
+        k = r.shape[1] - 1
+        nobs = n - 1 - maxlag
+        qty = r[:k, k]
+        rss_full = r[k, k] ** 2
+        # RSS with the first p columns = RSS_full + sum of the remaining (Q'y)^2
+        tail = np.concatenate((np.cumsum((qty * qty)[::-1])[::-1], [0.0]))
+        p = np.arange(ntrend + 1, k + 1)
+        rss = rss_full + tail[p]
+        if autolag == "t-stat":
+            tvals = np.abs(qty[p - 1]) / np.sqrt(rss / (nobs - p))
+            sig = np.flatnonzero(tvals >= 1.6448536269514722)
+            best = int(sig[-1]) if sig.size else 0
+            icbest = float(tvals[best])
+        else:
+            llf = -nobs / 2.0 * (math.log(2 * math.pi) + np.log(rss / nobs) + 1.0)
+            penalty = 2.0 * p if autolag == "aic" else math.log(nobs) * p
+            ic = -2.0 * llf + penalty
+            best = int(np.argmin(ic))
+            icbest = float(ic[best])
+        lag = best
+    # Refit with the chosen lag on its longest sample; put the level last to read its t-stat off R.
+    aug = _adf_design(x, dx, lag, ntrend)
+    order = [j for j in range(aug.shape[1] - 1) if j != ntrend] + [ntrend, aug.shape[1] - 1]
+    r = _r_factor(np.asfortranarray(aug[:, order]))
+    k = r.shape[1] - 1
+    nobs = aug.shape[0]
+    sigma = abs(r[k, k]) / math.sqrt(nobs - k)
+    stat = float(r[k - 1, k] * np.sign(r[k - 1, k - 1]) / sigma)
+    return stat, lag, nobs, icbest
+
+
+def adf(x: pd.Series | np.ndarray, regression: str = "c", autolag: str | None = "AIC",
+        maxlag: int | None = None) -> ADFResult:
+    """Augmented Dickey-Fuller unit-root test (H0: unit root). Needs >= 20 observations.
+
+    regression: "c" constant, "ct" constant + trend, "ctt" + quadratic trend, "n" none.
+    autolag: "AIC", "BIC", "t-stat" or None (use `maxlag` lags); maxlag default 12 (n/100)^(1/4).
+    """
+    check_choice(regression, "regression", tuple(_NTREND))
+    check_choice(autolag, "autolag", tuple(_AUTOLAG))
+    s = as_series(x, "x", min_len=ADF_MIN_OBS)
+    stat, lags, nobs, icbest = _adf_core(s.to_numpy(), regression, _AUTOLAG[autolag], maxlag)
+    pvalue = float(mackinnonp(stat, regression=regression, N=1))
+    crit = _crit_dict(mackinnoncrit(N=1, regression=regression, nobs=nobs))
+    stationary = pvalue < LEVEL
+    verdict = (f"stationary: unit root rejected at 5% ({_fmt_p(pvalue)})" if stationary
+               else f"not stationary: cannot reject a unit root at 5% ({_fmt_p(pvalue)})")
+    return ADFResult(stat, pvalue, lags, nobs, crit, verdict, stationary, regression,
+                     autolag, icbest)
+
+
+# -------------------------------------------------------------------------------------- Engle-Granger
+@dataclass(frozen=True)
+class EngleGrangerResult:
+    """Engle-Granger two-step cointegration test; H0: no cointegration."""
+
+    statistic: float
+    pvalue: float
+    critical_values: dict[str, float]
+    beta: float
+    alpha: float
+    residuals: pd.Series = field(repr=False)
+    lags: int
+    nobs: int
+    trend: str
+    cointegrated: bool  # H0 rejected at 5 %
+    verdict: str
+
+    def summary(self) -> str:
+        cv = ", ".join(f"{k}: {v:.3f}" for k, v in self.critical_values.items())
+        return (f"Engle-Granger cointegration (trend {self.trend!r}, lags {self.lags}, nobs {self.nobs})\n"
+                f"  y = {self.alpha:+.6g} + {self.beta:.6g} * x + e\n"
+                f"  statistic {self.statistic:.4f}, {_fmt_p(self.pvalue)}\n"
+                f"  MacKinnon residual-based critical values {cv}\n  {self.verdict}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def engle_granger(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, trend: str = "c",
+                  maxlag: int | None = None, autolag: str | None = "AIC") -> EngleGrangerResult:
+    """Engle-Granger test of y ~ x (matches statsmodels.tsa.stattools.coint). Needs >= 20 observations.
+
+    trend: deterministic terms in the cointegrating regression ("c", "ct", "ctt", "n"); the residual
+    ADF has no constant. Critical values are MacKinnon's for 2 series (nan for trend "n").
+    """
+    check_choice(trend, "trend", tuple(_NTREND))
+    check_choice(autolag, "autolag", tuple(_AUTOLAG))
+    ys, xs = as_pair(y, x, min_len=ADF_MIN_OBS)
+    yv, xv = ys.to_numpy(), xs.to_numpy()
+    nobs = yv.shape[0]
+    X = np.column_stack([xv] + _trend_columns(nobs, _NTREND[trend]))
+    params, *_ = np.linalg.lstsq(X, yv, rcond=None)
+    resid = yv - X @ params
+    tss = float(np.sum((yv - yv.mean()) ** 2)) if trend != "n" else float(yv @ yv)
+    r2 = 1.0 - float(resid @ resid) / tss if tss > 0 else 1.0
+    lags = 0
+    if r2 < 1 - 100 * _SQRTEPS:
+        stat, lags, _, _ = _adf_core(resid, "n", _AUTOLAG[autolag], maxlag)
+    else:
+        warnings.warn("y and x are (almost) perfectly collinear; the cointegration test is not reliable",
+                      RuntimeWarning, stacklevel=2)
+        stat = -math.inf
+    crit = ([math.nan] * 3 if trend == "n" else mackinnoncrit(N=2, regression=trend, nobs=nobs - 1))
+    pvalue = float(mackinnonp(stat, regression=trend, N=2))
+    coint = pvalue < LEVEL
+    verdict = (f"cointegrated: no-cointegration rejected at 5% ({_fmt_p(pvalue)})" if coint
+               else f"not cointegrated at 5% ({_fmt_p(pvalue)})")
+    return EngleGrangerResult(
+        statistic=float(stat), pvalue=pvalue, critical_values=_crit_dict(crit),
+        beta=float(params[0]), alpha=float(params[1]) if trend != "n" else 0.0,
+        residuals=pd.Series(resid, index=ys.index, name="residual"), lags=int(lags), nobs=nobs,
+        trend=trend, cointegrated=coint, verdict=verdict,
+    )
+
+
+# ------------------------------------------------------------------------------------------- Johansen
+@dataclass(frozen=True)
+class JohansenResult:
+    """Johansen cointegration rank tests (trace and maximum eigenvalue)."""
+
+    trace_stat: np.ndarray          # H0: rank <= r, for r = 0..k-1
+    trace_crit: pd.DataFrame        # index r, columns "10%", "5%", "1%"
+    max_eig_stat: np.ndarray        # H0: rank = r vs r + 1
+    max_eig_crit: pd.DataFrame
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray = field(repr=False)  # columns: cointegrating vectors, strongest first
+    rank_trace: int                 # at 5 %
+    rank_max_eig: int
+    nobs: int
+    det_order: int
+    k_ar_diff: int
+    columns: tuple[str, ...]
+    verdict: str
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per null rank r with both statistics and their 5 % critical values."""
+        return pd.DataFrame({
+            "trace": self.trace_stat, "trace_5%": self.trace_crit["5%"].to_numpy(),
+            "max_eig": self.max_eig_stat, "max_eig_5%": self.max_eig_crit["5%"].to_numpy(),
+            "eigenvalue": self.eigenvalues,
+        }, index=pd.Index(range(len(self.trace_stat)), name="r"))
+
+    def summary(self) -> str:
+        return (f"Johansen (det_order {self.det_order}, k_ar_diff {self.k_ar_diff}, nobs {self.nobs})\n"
+                f"{self.to_frame().round(4).to_string()}\n  {self.verdict}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _sequential_rank(stat: np.ndarray, crit: np.ndarray) -> int:
+    r = 0
+    while r < stat.shape[0] and stat[r] > crit[r]:
+        r += 1
+    return r
+
+
+def johansen(frame: pd.DataFrame | np.ndarray, det_order: int = 0, k_ar_diff: int = 1) -> JohansenResult:
+    """Johansen test on 2..12 level series (columns). det_order: -1 none, 0 constant, 1 trend.
+
+    The rank is the first r whose statistic does not exceed its 5 % critical value.
+    Needs >= 20 + k_ar_diff observations.
+    """
+    from statsmodels.tsa.vector_ar.vecm import coint_johansen
+
+    check_choice(det_order, "det_order", (-1, 0, 1))
+    if isinstance(k_ar_diff, bool) or not isinstance(k_ar_diff, (int, np.integer)) or k_ar_diff < 0:
+        raise ValueError(f"k_ar_diff must be an integer >= 0, got {k_ar_diff!r}")
+    df = as_frame(frame, "frame")
+    if df.shape[1] > 12:
+        raise ValueError(f"johansen critical values exist for at most 12 series, got {df.shape[1]}")
+    check_min(len(df), JOHANSEN_MIN_OBS + k_ar_diff, "observations")
+    if (df.max() - df.min() == 0).any():
+        raise ValueError("a series is constant; the Johansen test is undefined")
+    res = coint_johansen(df.to_numpy(), det_order, k_ar_diff)
+    levels = ["10%", "5%", "1%"]
+    k = df.shape[1]
+    trace_crit = pd.DataFrame(res.cvt, columns=levels, index=pd.Index(range(k), name="r"))
+    max_crit = pd.DataFrame(res.cvm, columns=levels, index=pd.Index(range(k), name="r"))
+    rank_t = _sequential_rank(res.lr1, res.cvt[:, 1])
+    rank_m = _sequential_rank(res.lr2, res.cvm[:, 1])
+    if rank_t == 0:
+        verdict = "no cointegration: rank 0 by the trace test at 5%"
+    elif rank_t == k:
+        verdict = f"full rank {k} by the trace test at 5%: the series look stationary themselves"
+    else:
+        verdict = f"cointegrated: rank {rank_t} by the trace test at 5% (max-eigenvalue: {rank_m})"
+    return JohansenResult(
+        trace_stat=np.asarray(res.lr1), trace_crit=trace_crit, max_eig_stat=np.asarray(res.lr2),
+        max_eig_crit=max_crit, eigenvalues=np.asarray(res.eig), eigenvectors=np.asarray(res.evec),
+        rank_trace=rank_t, rank_max_eig=rank_m, nobs=len(df), det_order=det_order,
+        k_ar_diff=int(k_ar_diff), columns=tuple(str(c) for c in df.columns), verdict=verdict,
+    )
+
+
+# ------------------------------------------------------------------------------------------ Half-life
+@dataclass(frozen=True)
+class HalfLife:
+    """Mean-reversion speed of a spread from Δs_t = c + λ s_{t-1} + e_t (phi = 1 + λ)."""
+
+    half_life: float          # bars; inf when not mean reverting
+    phi: float
+    lam: float
+    tstat: float
+    pvalue: float             # Dickey-Fuller (MacKinnon) p-value of λ = 0
+    mean_reverting: bool
+    nobs: int
+    half_life_time: pd.Timedelta | None  # half_life x median bar spacing, for a DatetimeIndex
+    verdict: str
+
+    def summary(self) -> str:
+        return (f"Half-life: phi {self.phi:.6f}, lambda {self.lam:.6f} (t {self.tstat:.3f}, "
+                f"{_fmt_p(self.pvalue)}), nobs {self.nobs}\n  {self.verdict}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def half_life(spread: pd.Series | np.ndarray) -> HalfLife:
+    """Half-life of mean reversion in bars, -ln 2 / ln(phi), from an AR(1) fit on the spread.
+
+    "Mean reverting" requires λ < 0 with a Dickey-Fuller p-value < 5 % (a random walk's λ is slightly
+    negative by estimation bias alone); otherwise half_life is inf. Needs >= 20 observations.
+    """
+    s = as_series(spread, "spread", min_len=HALF_LIFE_MIN_OBS)
+    v = s.to_numpy()
+    if np.ptp(v) == 0:
+        raise ValueError("spread is constant; the half-life is undefined")
+    lag, d = v[:-1], np.diff(v)
+    lc = lag - lag.mean()
+    lam = float(lc @ (d - d.mean()) / (lc @ lc))
+    resid = (d - d.mean()) - lam * lc
+    nobs = d.shape[0]
+    se = math.sqrt(float(resid @ resid) / (nobs - 2) / float(lc @ lc))
+    tstat = lam / se if se > 0 else -math.inf
+    pvalue = float(mackinnonp(tstat, regression="c", N=1))
+    phi = 1.0 + lam
+    mean_reverting = lam < 0 and -1.0 < phi < 1.0 and pvalue < LEVEL
+    if mean_reverting:
+        hl = -math.log(2.0) / math.log(abs(phi)) if phi != 0 else 0.0
+    else:
+        hl = math.inf
+    hl_time = None
+    if isinstance(s.index, pd.DatetimeIndex) and len(s) > 1 and math.isfinite(hl):
+        hl_time = pd.Timedelta(np.median(np.diff(s.index.asi8)) * hl, unit=s.index.unit)
+        hl_time = hl_time.round("1s" if hl_time >= pd.Timedelta(minutes=1) else "1ms")
+    if mean_reverting:
+        when = f" (~{hl_time})" if hl_time is not None else ""
+        verdict = f"mean reverting: half-life {hl:.1f} bars{when}, phi {phi:.4f}, {_fmt_p(pvalue)}"
+    elif lam >= 0 or phi >= 1:
+        verdict = f"not mean reverting: phi {phi:.4f} >= 1, half-life infinite"
+    else:
+        verdict = (f"not mean reverting: phi {phi:.4f} but not significant at 5% "
+                   f"({_fmt_p(pvalue)}), half-life treated as infinite")
+    return HalfLife(hl, phi, lam, tstat, pvalue, mean_reverting, nobs, hl_time, verdict)
+
+
+# ---------------------------------------------------------------------------------------------- Hurst
+@dataclass(frozen=True)
+class HurstResult:
+    """Hurst exponent estimate."""
+
+    hurst: float
+    method: str
+    lags: tuple[int, ...]
+    r_squared: float          # of the log-log fit
+    nobs: int
+    verdict: str
+
+    def summary(self) -> str:
+        return (f"Hurst exponent {self.hurst:.4f} ({self.method}, lags {self.lags[0]}..{self.lags[-1]}, "
+                f"log-log R² {self.r_squared:.3f})\n  {self.verdict}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def hurst(x: pd.Series | np.ndarray, max_lag: int | None = None, min_lag: int = 2,
+          n_lags: int = 20) -> HurstResult:
+    """Hurst exponent of a level series by the variance of lagged differences.
+
+    std(x_{t+τ} - x_t) ~ τ^H: H is the least-squares slope of log std on log τ over `n_lags` log-spaced
+    integer lags in [min_lag, max_lag] (default max_lag = min(100, n // 4)). Needs >= 32 observations.
+    """
+    s = as_series(x, "x", min_len=HURST_MIN_OBS)
+    v = s.to_numpy()
+    n = v.shape[0]
+    if max_lag is None:
+        max_lag = min(100, n // 4)
+    if not (isinstance(min_lag, (int, np.integer)) and min_lag >= 1):
+        raise ValueError(f"min_lag must be an integer >= 1, got {min_lag!r}")
+    if not (isinstance(max_lag, (int, np.integer)) and min_lag + 2 <= max_lag <= n // 2):
+        raise ValueError(f"max_lag must be an integer in [{min_lag + 2}, n/2 = {n // 2}], got {max_lag!r}")
+    lags = np.unique(np.round(np.geomspace(min_lag, max_lag, n_lags)).astype(int))
+    sd = np.array([np.std(v[lag:] - v[:-lag]) for lag in lags])
+    if (sd <= 0).any():
+        raise ValueError("x is constant over some lag; the Hurst exponent is undefined")
+    lx, ly = np.log(lags), np.log(sd)
+    slope, intercept = np.polyfit(lx, ly, 1)
+    fit = intercept + slope * lx
+    r2 = 1.0 - float(np.sum((ly - fit) ** 2) / np.sum((ly - ly.mean()) ** 2))
+    h = float(slope)
+    if h < 0.45:
+        verdict = f"H = {h:.2f} < 0.5: mean reverting (anti-persistent)"
+    elif h <= 0.55:
+        verdict = f"H = {h:.2f} ≈ 0.5: random walk"
+    else:
+        verdict = f"H = {h:.2f} > 0.5: trending (persistent)"
+    return HurstResult(h, "variance of lagged differences", tuple(int(t) for t in lags), r2, n, verdict)
