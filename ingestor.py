@@ -109,10 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _attach_alerts(ing, cfg) -> None:
     """Evaluate alert rules after each flush, in this process (see alerts/)."""
-    try:
-        from alerts.engine import AlertEngine
-    except ImportError:
-        return
+    from alerts.engine import AlertEngine
+
     engine = AlertEngine(cfg.db, status_provider=ing.state.lag)
     ing.writer.hooks.append(engine.on_flush)
 
