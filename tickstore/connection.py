@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from tickstore.schema import ensure_schema
+from tickstore.schema import TICK_COLUMNS, ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,35 @@ def _open(path: Path, read_only: bool, budget_s: float) -> duckdb.DuckDBPyConnec
             delay = min(delay * 2, 0.1)
 
 
+_HOT_SELECT = f"SELECT {', '.join(TICK_COLUMNS)} FROM main.ticks"
+_ARCHIVE_SELECT = (f"SELECT {', '.join(TICK_COLUMNS)} FROM read_parquet(getvariable('tickdesk_archive_glob'), "
+                   "hive_partitioning = true, hive_types = {'market': VARCHAR, 'symbol': VARCHAR, 'date': DATE})")
+_warned_archives: set[str] = set()
+
+
 def define_read_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp view `ticks_all`: every tick a reader may see (hot file; the archive extends it). Read queries use it."""
-    con.execute("CREATE OR REPLACE TEMP VIEW ticks_all AS SELECT * FROM main.ticks")
+    """Temp view `ticks_all`: every tick a reader may see. Read queries use it.
+
+    When the file has archived ticks (`archive_meta` / `archive_files`, see tickstore.archive) the view is the hot
+    `ticks` table UNION ALL the Parquet archive (hive partitions market/symbol/date), so queries span both.
+    """
+    from tickstore.archive import PARTITION_GLOB, archive_root  # late: tickstore.archive imports this module
+
+    rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    db_path = rows[0][0] if rows else None
+    root = archive_root(con, db_path) if db_path else None
+    if root is not None:
+        try:
+            if not root.is_dir():
+                raise FileNotFoundError(f"archive directory {root} is missing")
+            con.execute("SET VARIABLE tickdesk_archive_glob = $g", {"g": str(root / PARTITION_GLOB)})
+            con.execute(f"CREATE OR REPLACE TEMP VIEW ticks_all AS {_HOT_SELECT} UNION ALL {_ARCHIVE_SELECT}")
+            return
+        except (duckdb.Error, OSError) as exc:
+            if str(root) not in _warned_archives:
+                _warned_archives.add(str(root))
+                log.warning("reading %s without its archive (%s); long-range queries miss archived ticks", db_path, exc)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW ticks_all AS {_HOT_SELECT}")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,60 @@
+"""Data page panel: import uploaded Binance public-data dumps into the tick file (same checks as the CLI).
+
+The app normally opens the file read-only; this panel opens it for writing per batch through
+`tickstore.connection.write_connection`, retrying while the ingestor holds it.
+Note: this helper calls `feed.dumps` (Binance dump parsing lives in feed/), the one dashboard → feed import.
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from feed.dumps import DumpError, Progress, import_uploads
+from tickstore.connection import StoreBusy, StoreError
+
+LOCK_BUDGET_S = 30.0
+
+
+def render_import_panel(db_path: str | os.PathLike) -> None:
+    """Uploader + Import button; reports what was stored, or why nothing was."""
+    st.subheader("Import Binance history")
+    st.caption("Trades or aggTrades dumps from data.binance.vision (`BTCUSDT-trades-2024-01-01.zip`, daily or "
+               "monthly, spot or USD-M, or the CSV inside). Ids already stored are skipped; a wrong file changes "
+               "nothing. Spot aggTrades are stored as market `spot_agg` and USD-M trades as `usdm_trades` (their "
+               "ids differ from the live streams'). Larger files: `python ingestor.py import PATH...`.")
+    files = st.file_uploader("Dump files", type=["zip", "csv"], accept_multiple_files=True, key="import_dump_files")
+    market = st.radio("Market", ["auto", "spot", "usdm"], horizontal=True, key="import_dump_market",
+                      help="auto: from the column layout (spot trades 7 columns, USD-M 6; aggTrades 8 / 7)")
+    if not st.button("Import into the tick file", key="import_dump_go", disabled=not files):
+        return
+    bar = st.progress(0.0, text="Checking…")
+
+    def on_progress(p: Progress) -> None:
+        frac = min(1.0, p.done / p.total) if p.total else 0.0
+        verb = "Checking" if p.stage == "check" else "Importing"
+        bar.progress(frac, text=f"{verb} {p.file} ({p.index}/{p.files})")
+
+    try:
+        results = import_uploads([(f.name, f.getvalue()) for f in files], db_path,
+                                 market=None if market == "auto" else market, progress=on_progress,
+                                 lock_budget_s=LOCK_BUDGET_S)
+    except DumpError as exc:
+        bar.empty()
+        st.error(f"Nothing imported. {exc}")
+        return
+    except StoreBusy:
+        bar.empty()
+        st.error(f"The tick file stayed locked for {LOCK_BUDGET_S:.0f}s. Batches already stored are kept; "
+                 "import the same files again to resume.")
+        return
+    except StoreError as exc:
+        bar.empty()
+        st.error(f"Cannot write the tick file: {exc}")
+        return
+    bar.empty()
+    new = sum(r.inserted for r in results)
+    st.success(f"Imported {new:,} new ticks from {len(results)} file(s).")
+    for r in results:
+        st.markdown(f"- {r.summary()}")
+    st.cache_data.clear()   # charts and tables show the new history on the next run

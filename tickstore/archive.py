@@ -1,0 +1,567 @@
+"""Long-term history: the Parquet archive of old ticks, and the bookkeeping of imported dump files.
+
+Archive layout (hive, zstd), one directory per tick file, recorded in that file's `archive_meta` table:
+
+    <archive_dir>/_tickdesk_archive.json                       owner marker (archive id, tick file)
+    <archive_dir>/market=spot/symbol=BTCUSDT/date=2024-01-01/part-20240108T000112Z-1a2b3c4d.parquet
+
+Each Parquet file holds `trade_id, ts, price, qty, is_buyer_maker, recv_ts, source` of one (market, symbol, UTC
+day), ordered by trade id; market / symbol / date live in the path. `archive_files` lists every file with its
+row count. A partition is moved in one write transaction: write a hidden temp file, read it back and check
+counts / id sums / that every hot id is covered, rename it into place, delete exactly the verified hot rows,
+register the file, commit. Readers cannot open the tick file while that transaction holds it, so they see either
+the rows in the hot file or in the archive, never both (a crash between rename and commit leaves an unregistered
+file, which the next run removes). Readers span both through the `ticks_all` view (tickstore.connection).
+
+Imports dedupe against the hot file and the archive (`insert_dedup`) and keep a manifest (`import_files`) so a
+file is never counted twice and an interrupted import resumes where it stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tickstore.connection import StoreError, StoreMissing, write_connection
+from tickstore.schema import ensure_schema
+from tickstore.writer import insert_batch
+
+log = logging.getLogger(__name__)
+
+MARKER_NAME = "_tickdesk_archive.json"
+LOCK_NAME = ".tickdesk-archive.lock"
+PARTITION_GLOB = "market=*/symbol=*/date=*/*.parquet"
+ARCHIVE_COLUMNS = ("trade_id", "ts", "price", "qty", "is_buyer_maker", "recv_ts", "source")
+PARQUET_COMPRESSION = "zstd"
+
+HISTORY_DDL = [
+    """CREATE TABLE IF NOT EXISTS archive_meta(
+        archive_id VARCHAR NOT NULL,
+        archive_dir VARCHAR NOT NULL,      -- relative to the tick file's directory when inside it, else absolute
+        created_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS archive_files(
+        path VARCHAR PRIMARY KEY,          -- relative to the archive directory
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        day DATE NOT NULL,
+        rows BIGINT NOT NULL,
+        bytes BIGINT,
+        first_id BIGINT,
+        last_id BIGINT,
+        first_ts TIMESTAMPTZ,
+        last_ts TIMESTAMPTZ,
+        archived_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS import_files(
+        sha256 VARCHAR PRIMARY KEY,
+        file_name VARCHAR NOT NULL,
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,             -- 'trades' | 'aggTrades'
+        rows_total BIGINT NOT NULL,        -- valid rows in the file
+        rows_done BIGINT NOT NULL,         -- rows already processed (committed together with the inserts)
+        inserted BIGINT NOT NULL,          -- rows that were new
+        skipped_invalid BIGINT,
+        first_ts TIMESTAMPTZ,
+        last_ts TIMESTAMPTZ,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ)""",
+]
+
+
+class ArchiveError(StoreError):
+    """The archive cannot be written as asked; the message says why and what is expected."""
+
+
+def ensure_history_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tick schema plus `archive_meta`, `archive_files` and `import_files` (idempotent)."""
+    ensure_schema(con)
+    for stmt in HISTORY_DDL:
+        con.execute(stmt)
+
+
+def _first(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> tuple | None:
+    """First row of a query, fully consuming the result (a half-read result blocks the connection)."""
+    rows = con.execute(sql, params or {}).fetchall()
+    return rows[0] if rows else None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _event(con: duckdb.DuckDBPyConnection, market: str, symbol: str, kind: str, first_id: int | None,
+           last_id: int | None, count: int, detail: str) -> None:
+    con.execute("""INSERT INTO ingest_events(ts, market, symbol, kind, first_id, last_id, count, detail)
+                   VALUES ($ts, $m, $s, $k, $a, $b, $n, $d)""",
+                {"ts": _utcnow(), "m": market, "s": symbol, "k": kind, "a": first_id, "b": last_id, "n": count,
+                 "d": detail})
+
+
+# --------------------------------------------------------------------------------------------- archive location
+
+def default_archive_dir(db_path: str | os.PathLike) -> Path:
+    """`<db dir>/archive` for `ticks.duckdb`, `<db dir>/archive-<stem>` for any other file (demo never mixes)."""
+    db_path = Path(db_path)
+    return db_path.parent / ("archive" if db_path.stem == "ticks" else f"archive-{db_path.stem}")
+
+
+def _stored_dir(db_path: Path, archive_dir: Path) -> str:
+    """Relative to the tick file's directory when inside it (the pair can be moved together), else absolute."""
+    base = db_path.resolve().parent
+    target = archive_dir.resolve()
+    return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)
+
+
+def resolve_stored_dir(db_path: str | os.PathLike, stored: str) -> Path:
+    """Absolute archive directory from the value kept in `archive_meta`."""
+    p = Path(stored)
+    return p if p.is_absolute() else Path(db_path).resolve().parent / p
+
+
+def _read_meta(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    row = _first(con, "SELECT archive_id, archive_dir FROM archive_meta ORDER BY created_at LIMIT 1")
+    return (row[0], row[1]) if row else None
+
+
+def _read_marker(root: Path) -> dict | None:
+    marker = root / MARKER_NAME
+    if not marker.exists():
+        return None
+    try:
+        data = json.loads(marker.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("archive_id"), str):
+            raise ValueError("no archive_id")
+        return data
+    except (OSError, ValueError) as exc:
+        raise ArchiveError(f"{marker} is unreadable ({exc}); it should be the marker a tickdesk archive writes") from exc
+
+
+def _choose_archive_dir(con: duckdb.DuckDBPyConnection, db_path: Path,
+                        archive_dir: str | os.PathLike | None) -> tuple[Path, str | None]:
+    """(archive root, archive id already recorded in the file or None); validates that nothing mixes."""
+    meta = _read_meta(con)
+    if meta is not None:
+        recorded = resolve_stored_dir(db_path, meta[1])
+        if archive_dir is not None and Path(archive_dir).resolve() != recorded.resolve():
+            raise ArchiveError(f"{db_path} already archives into {recorded}; pass --archive-dir {recorded} or omit it")
+        root, archive_id = recorded, meta[0]
+    else:
+        root, archive_id = Path(archive_dir) if archive_dir is not None else default_archive_dir(db_path), None
+    if root.exists() and not root.is_dir():
+        raise ArchiveError(f"archive path {root} is a file; expected a directory")
+    marker = _read_marker(root) if root.exists() else None
+    if marker is not None and marker["archive_id"] != archive_id:
+        owner = marker.get("db", "another tick file")
+        raise ArchiveError(f"{root} holds the archive of {owner}; choose another --archive-dir for {db_path}")
+    if marker is None and root.exists() and any(p.name not in (LOCK_NAME,) for p in root.iterdir()):
+        if archive_id is None:
+            raise ArchiveError(f"{root} is not empty and is not a tickdesk archive; choose an empty or new --archive-dir")
+        raise ArchiveError(f"{root} lost its archive marker {MARKER_NAME}; restore it before archiving more")
+    return root, archive_id
+
+
+def _claim(con: duckdb.DuckDBPyConnection, db_path: Path, root: Path, archive_id: str | None) -> str:
+    """Write the marker and `archive_meta` on first use; returns the archive id."""
+    if archive_id is None:
+        archive_id = uuid.uuid4().hex
+        con.execute("INSERT INTO archive_meta VALUES ($id, $dir, $now)",
+                    {"id": archive_id, "dir": _stored_dir(db_path, root), "now": _utcnow()})
+    marker = root / MARKER_NAME
+    if not marker.exists():
+        tmp = root / f".{MARKER_NAME}.tmp"
+        tmp.write_text(json.dumps({"archive_id": archive_id, "db": str(db_path.resolve()),
+                                   "layout": "hive market/symbol/date, parquet zstd",
+                                   "created_at": _utcnow().isoformat()}, indent=1))
+        os.replace(tmp, marker)
+    return archive_id
+
+
+@contextlib.contextmanager
+def _dir_lock(root: Path) -> Iterator[None]:
+    """One archive run per directory at a time (advisory lock file)."""
+    fh = open(root / LOCK_NAME, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArchiveError(f"another archive run is using {root}; wait for it to finish") from None
+        yield
+    finally:
+        fh.close()
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+def archive_root(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike) -> Path | None:
+    """This file's archive directory if it has archived files, else None (any connection, read-only is fine)."""
+    has = _first(con, """SELECT count(*) FROM duckdb_tables()
+                         WHERE database_name = current_database() AND schema_name = 'main'
+                           AND table_name IN ('archive_meta', 'archive_files')""")[0]
+    if has < 2 or not _first(con, "SELECT count(*) FROM archive_files")[0]:
+        return None
+    meta = _read_meta(con)
+    return resolve_stored_dir(db_path, meta[1]) if meta else None
+
+
+def _partition_dir(root: Path, market: str, symbol: str, day: dt.date) -> Path:
+    return root / f"market={market}" / f"symbol={symbol}" / f"date={day.isoformat()}"
+
+
+def _registered(con: duckdb.DuckDBPyConnection, root: Path, market: str, symbol: str,
+                first_day: dt.date, last_day: dt.date) -> list[str]:
+    rows = con.execute("""SELECT path FROM archive_files WHERE market = $m AND symbol = $s AND day BETWEEN $a AND $b
+                          ORDER BY path""", {"m": market, "s": symbol, "a": first_day, "b": last_day}).fetchall()
+    return [str(root / r[0]) for r in rows]
+
+
+# --------------------------------------------------------------------------------------------- import side
+
+def insert_dedup(con: duckdb.DuckDBPyConnection, table: pa.Table, db_path: str | os.PathLike) -> int:
+    """Append `table` (writer.ARROW_SCHEMA, one market and symbol) skipping ids already in the hot file or archive."""
+    if table.num_rows == 0:
+        return 0
+    root = archive_root(con, db_path)
+    if root is not None:
+        market, symbol = table.column("market")[0].as_py(), table.column("symbol")[0].as_py()
+        lo, hi = pc.min(table.column("ts")).as_py(), pc.max(table.column("ts")).as_py()
+        files = _registered(con, root, market, symbol, lo.date(), hi.date())
+        if files:
+            con.register("import_in", table)
+            try:
+                table = con.sql("""SELECT b.* FROM import_in b
+                                   ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)""",
+                                params={"files": files}).to_arrow_table()
+            finally:
+                con.unregister("import_in")
+            if table.num_rows == 0:
+                return 0
+    return insert_batch(con, table)
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    """One row of `import_files`."""
+
+    sha256: str
+    file_name: str
+    market: str
+    symbol: str
+    kind: str
+    rows_total: int
+    rows_done: int
+    inserted: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+
+def import_record(con: duckdb.DuckDBPyConnection, sha256: str) -> ImportRecord | None:
+    """The manifest row of a file (by content hash), or None."""
+    row = _first(con, """SELECT sha256, file_name, market, symbol, kind, rows_total, rows_done, inserted, started_at,
+                                finished_at FROM import_files WHERE sha256 = $h""", {"h": sha256})
+    return ImportRecord(*row) if row else None
+
+
+def import_begin(con: duckdb.DuckDBPyConnection, sha256: str, file_name: str, market: str, symbol: str, kind: str,
+                 rows_total: int, skipped_invalid: int, first_ts: dt.datetime | None, last_ts: dt.datetime | None,
+                 restart: bool = False) -> ImportRecord:
+    """Start (or resume) a file in the manifest; `restart` resets its progress (re-import)."""
+    con.execute("""INSERT INTO import_files VALUES ($h, $f, $m, $s, $k, $n, 0, 0, $skip, $a, $b, $now, NULL)
+                   ON CONFLICT (sha256) DO UPDATE SET file_name = excluded.file_name,
+                       rows_total = excluded.rows_total, skipped_invalid = excluded.skipped_invalid,
+                       first_ts = excluded.first_ts, last_ts = excluded.last_ts""",
+                {"h": sha256, "f": file_name, "m": market, "s": symbol, "k": kind, "n": rows_total,
+                 "skip": skipped_invalid, "a": first_ts, "b": last_ts, "now": _utcnow()})
+    if restart:
+        con.execute("""UPDATE import_files SET rows_done = 0, inserted = 0, started_at = $now, finished_at = NULL
+                       WHERE sha256 = $h""", {"h": sha256, "now": _utcnow()})
+    return import_record(con, sha256)
+
+
+def import_advance(con: duckdb.DuckDBPyConnection, sha256: str, rows: int, inserted: int) -> None:
+    """Record progress; call inside the transaction that inserted the rows."""
+    con.execute("UPDATE import_files SET rows_done = rows_done + $n, inserted = inserted + $i WHERE sha256 = $h",
+                {"n": rows, "i": inserted, "h": sha256})
+
+
+def import_finish(con: duckdb.DuckDBPyConnection, sha256: str, first_id: int | None, last_id: int | None) -> ImportRecord:
+    """Mark a file done and log an `import` event."""
+    con.execute("UPDATE import_files SET finished_at = $now WHERE sha256 = $h", {"now": _utcnow(), "h": sha256})
+    rec = import_record(con, sha256)
+    _event(con, rec.market, rec.symbol, "import", first_id, last_id, rec.inserted,
+           f"{rec.file_name}: {rec.rows_total} rows, {rec.inserted} new")
+    return rec
+
+
+# --------------------------------------------------------------------------------------------- archive side
+
+_AGE = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
+
+
+def parse_age(text: str) -> dt.timedelta:
+    """'7d' / '2w' → timedelta (whole days; the archive moves whole UTC days)."""
+    m = _AGE.match(text or "")
+    if not m:
+        raise ArchiveError(f"--older-than {text!r} not understood; expected days or weeks such as 7d, 30d or 2w")
+    n = int(m.group(1))
+    return dt.timedelta(days=n * (7 if m.group(2) == "w" else 1))
+
+
+def archive_cutoff(now: dt.datetime, older_than: dt.timedelta) -> dt.datetime:
+    """Start of the UTC day containing `now - older_than`: ticks before it are archived."""
+    t = (now.astimezone(dt.UTC) if now.tzinfo else now.replace(tzinfo=dt.UTC)) - older_than
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """One (market, symbol, day) moved to the archive."""
+
+    market: str
+    symbol: str
+    day: dt.date
+    hot_rows: int          # rows removed from the hot file
+    written_rows: int      # rows in the new Parquet file (hot rows not yet archived)
+    file: Path | None      # new file, or None when every row was already archived
+    bytes: int
+    lock_held_s: float
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    """What `archive_ticks` did."""
+
+    archive_dir: Path
+    cutoff: dt.datetime
+    partitions: tuple[PartitionResult, ...]
+    orphans_removed: int
+
+    @property
+    def rows_archived(self) -> int:
+        return sum(p.hot_rows for p in self.partitions)
+
+    @property
+    def files_written(self) -> int:
+        return sum(1 for p in self.partitions if p.file is not None)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(p.bytes for p in self.partitions)
+
+    def summary(self) -> str:
+        if not self.partitions:
+            return f"nothing older than {self.cutoff:%Y-%m-%d %H:%M}Z to archive; archive at {self.archive_dir}"
+        return (f"archived {self.rows_archived:,} ticks from {len(self.partitions)} partition(s) into "
+                f"{self.files_written} file(s), {self.bytes_written / 1e6:.1f} MB, under {self.archive_dir} "
+                f"(ticks before {self.cutoff:%Y-%m-%d %H:%M}Z)")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_parquet(reader: pa.RecordBatchReader, path: Path) -> tuple[int, int]:
+    """Stream batches into one zstd Parquet file; returns (rows, sum of trade ids)."""
+    rows = id_sum = 0
+    writer = None
+    try:
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema, compression=PARQUET_COMPRESSION)
+            writer.write_batch(batch)
+            rows += batch.num_rows
+            id_sum += pc.sum(batch.column("trade_id")).as_py()
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+    return rows, id_sum
+
+
+def _archive_partition(db_path: Path, root: Path, market: str, symbol: str, day: dt.date,
+                       lock_budget_s: float) -> PartitionResult | None:
+    """Move one partition's hot rows into the archive in one write transaction (see module docstring)."""
+    lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    hi = lo + dt.timedelta(days=1)
+    pred = {"m": market, "s": symbol, "lo": lo, "hi": hi}
+    where = "market = $m AND symbol = $s AND ts >= $lo AND ts < $hi"
+    t_where = "t.market = $m AND t.symbol = $s AND t.ts >= $lo AND t.ts < $hi"
+    pdir = _partition_dir(root, market, symbol, day)
+    name = f"part-{_utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp, final = pdir / f".{name}.tmp", pdir / name
+    renamed = False
+    with write_connection(db_path, budget_s=lock_budget_s) as con:
+        t0 = time.monotonic()
+        try:
+            con.execute("BEGIN")
+            n_hot = _first(con, f"SELECT count(*) FROM ticks WHERE {where}", pred)[0]
+            if not n_hot:
+                con.execute("ROLLBACK")
+                return None
+            pdir.mkdir(parents=True, exist_ok=True)
+            existing = _registered(con, root, market, symbol, day, day)
+            cols = ", ".join(f"t.{c}" for c in ARCHIVE_COLUMNS)
+            select = f"SELECT {cols} FROM ticks t"
+            params = dict(pred)
+            if existing:
+                select += " ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)"
+                params["files"] = existing
+            select += f" WHERE {t_where}"
+            select += " ORDER BY t.trade_id, t.ts"
+            reader = con.sql(select, params=params).to_arrow_reader(256_000)
+            written, written_sum = _write_parquet(reader, tmp)
+            nbytes = 0
+            if written:
+                back = pq.read_table(tmp, columns=["trade_id", "ts"])
+                if back.num_rows != written or pc.sum(back.column("trade_id")).as_py() != written_sum:
+                    raise ArchiveError(f"{tmp} read back {back.num_rows} rows, expected {written}; nothing deleted")
+                first_ts, last_ts = pc.min(back.column("ts")).as_py(), pc.max(back.column("ts")).as_py()
+                if first_ts < lo or last_ts >= hi:
+                    raise ArchiveError(f"{tmp} holds ticks outside {day}; nothing deleted")
+            uncovered = _first(con, f"""SELECT count(*) FROM ticks t
+                                        ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)
+                                        WHERE {t_where}""",
+                               pred | {"files": existing + ([str(tmp)] if written else [])})[0]
+            if uncovered:
+                raise ArchiveError(f"{uncovered} hot ticks of {market} {symbol} {day} are not in the archive after "
+                                   "writing; nothing deleted")
+            if written:
+                os.replace(tmp, final)
+                renamed = True
+                _fsync_dir(pdir)
+                nbytes = final.stat().st_size
+            deleted = _first(con, f"DELETE FROM ticks WHERE {where}", pred)[0]
+            if deleted != n_hot:
+                raise ArchiveError(f"deleted {deleted} hot ticks of {market} {symbol} {day}, verified {n_hot}; rolled back")
+            if written:
+                ids = back.column("trade_id")
+                con.execute("""INSERT INTO archive_files VALUES ($p, $m, $s, $d, $n, $bytes, $a, $b, $ta, $tb, $now)""",
+                            {"p": str(final.relative_to(root)), "m": market, "s": symbol, "d": day, "n": written,
+                             "bytes": nbytes, "a": pc.min(ids).as_py(), "b": pc.max(ids).as_py(), "ta": first_ts,
+                             "tb": last_ts, "now": _utcnow()})
+            _event(con, market, symbol, "archive", None, None, int(n_hot),
+                   f"{day}: {n_hot} ticks moved to the archive ({written} written to "
+                   f"{final.relative_to(root) if written else 'files already there'})")
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            if renamed:
+                final.unlink(missing_ok=True)
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
+        held = time.monotonic() - t0
+    log.info("archived %s %s %s: %d ticks (%d written, %.1f kB) in %.2fs", market, symbol, day, n_hot, written,
+             nbytes / 1e3, held)
+    return PartitionResult(market, symbol, day, int(n_hot), written, final if written else None, nbytes, held)
+
+
+_PART_RE = re.compile(r"market=([^/]+)/symbol=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
+
+
+def _recover_orphans(db_path: Path, root: Path, lock_budget_s: float) -> int:
+    """Clean up after an interrupted run: hidden temp files go; unregistered Parquet files whose rows are all still
+    hot (renamed but never committed) go; any other unregistered file is adopted (registered) with a warning."""
+    for tmp in root.glob("market=*/symbol=*/date=*/.*.tmp"):
+        tmp.unlink(missing_ok=True)
+    on_disk = {str(p.relative_to(root)): p for p in root.glob(PARTITION_GLOB)}
+    if not on_disk:
+        return 0
+    removed = 0
+    with write_connection(db_path, budget_s=lock_budget_s) as con:
+        known = {r[0] for r in con.execute("SELECT path FROM archive_files").fetchall()}
+        for rel, path in sorted(on_disk.items()):
+            if rel in known:
+                continue
+            m = _PART_RE.search(rel.replace(os.sep, "/"))
+            if not m:
+                log.warning("ignoring unexpected file %s in the archive", path)
+                continue
+            market, symbol, day = m.group(1), m.group(2), dt.date.fromisoformat(m.group(3))
+            lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            t = pq.read_table(path, columns=["trade_id", "ts"])
+            missing = _first(con, """SELECT count(*) FROM (SELECT trade_id FROM read_parquet($f)) a
+                                     ANTI JOIN (SELECT trade_id FROM ticks WHERE market = $m AND symbol = $s
+                                                AND ts >= $lo AND ts < $hi) t USING (trade_id)""",
+                                  {"f": str(path), "m": market, "s": symbol, "lo": lo,
+                                   "hi": lo + dt.timedelta(days=1)})[0]
+            if missing == 0:
+                log.warning("removing %s: left by an interrupted archive run, its ticks are still in the hot file", rel)
+                path.unlink()
+                removed += 1
+            else:
+                log.warning("adopting unregistered archive file %s (%d ticks not in the hot file)", rel, missing)
+                ids = t.column("trade_id")
+                con.execute("""INSERT INTO archive_files VALUES ($p, $m, $s, $d, $n, $bytes, $a, $b, $ta, $tb, $now)""",
+                            {"p": rel, "m": market, "s": symbol, "d": day, "n": t.num_rows,
+                             "bytes": path.stat().st_size, "a": pc.min(ids).as_py(), "b": pc.max(ids).as_py(),
+                             "ta": pc.min(t.column("ts")).as_py(), "tb": pc.max(t.column("ts")).as_py(),
+                             "now": _utcnow()})
+    return removed
+
+
+def archive_ticks(db_path: str | os.PathLike, older_than: dt.timedelta, archive_dir: str | os.PathLike | None = None,
+                  now: dt.datetime | None = None, lock_budget_s: float = 60.0,
+                  on_partition: Callable[[PartitionResult, int, int], None] | None = None) -> ArchiveResult:
+    """Move every tick before `archive_cutoff(now, older_than)` from the hot file into the Parquet archive.
+
+    Safe while the ingestor runs: each partition takes the file for one short transaction (retrying on lock
+    conflicts for up to `lock_budget_s`). `on_partition(result, index, total)` reports progress.
+    """
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise StoreMissing(f"tick file {db_path} does not exist; nothing to archive")
+    cutoff = archive_cutoff(now or _utcnow(), older_than)
+    with write_connection(db_path, budget_s=lock_budget_s) as con:
+        ensure_history_schema(con)
+        root, archive_id = _choose_archive_dir(con, db_path, archive_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchiveError(f"cannot create archive directory {root}: {exc.strerror}") from exc
+    if not os.access(root, os.W_OK):
+        raise ArchiveError(f"archive directory {root} is not writable")
+    with _dir_lock(root):
+        with write_connection(db_path, budget_s=lock_budget_s) as con:
+            _choose_archive_dir(con, db_path, root)      # re-check under the lock
+            _claim(con, db_path, root, archive_id)
+        orphans = _recover_orphans(db_path, root, lock_budget_s)
+        with write_connection(db_path, budget_s=lock_budget_s) as con:
+            parts = con.execute("""SELECT market, symbol, CAST(ts AS DATE) AS day, count(*) FROM ticks
+                                   WHERE ts < $cutoff GROUP BY ALL ORDER BY day, market, symbol""",
+                                {"cutoff": cutoff}).fetchall()
+        log.info("archiving %d partition(s) before %s into %s", len(parts), cutoff.isoformat(), root)
+        done: list[PartitionResult] = []
+        for i, (market, symbol, day, _n) in enumerate(parts):
+            res = _archive_partition(db_path, root, market, symbol, day, lock_budget_s)
+            if res is not None:
+                done.append(res)
+                if on_partition is not None:
+                    on_partition(res, i + 1, len(parts))
+    return ArchiveResult(root, cutoff, tuple(done), orphans)
