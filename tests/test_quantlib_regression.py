@@ -1,0 +1,211 @@
+"""quantlib.regression against statsmodels / scipy / closed forms, robustness to outliers, rolling and
+Kalman hedge ratios against independent implementations, and causality of the time-varying ones."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import theilslopes
+from statsmodels.regression.rolling import RollingOLS
+
+from quantlib.regression import hedge_ratio, kalman_hedge_ratio, rolling_hedge_ratio
+
+
+def _pair(n=1000, beta=1.5, alpha=2.0, noise=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
+    x = 100 + np.cumsum(rng.normal(0, 1, n))
+    y = alpha + beta * x + rng.normal(0, noise, n)
+    return pd.Series(y, idx, name="Y"), pd.Series(x, idx, name="X")
+
+
+@pytest.mark.parametrize("add_const", [True, False])
+def test_ols_matches_statsmodels(add_const):
+    y, x = _pair(seed=1)
+    exog = sm.add_constant(x.to_numpy()) if add_const else x.to_numpy()[:, None]
+    ref = sm.OLS(y.to_numpy(), exog).fit()
+    h = hedge_ratio(y, x, "ols", add_const=add_const)
+    assert h.beta == pytest.approx(ref.params[-1], rel=1e-10)
+    assert h.alpha == pytest.approx(ref.params[0] if add_const else 0.0, rel=1e-8, abs=1e-12)
+    assert h.r_squared == pytest.approx(ref.rsquared, rel=1e-10)
+    assert h.beta_stderr == pytest.approx(ref.bse[-1], rel=1e-8)
+    np.testing.assert_allclose(h.residuals.to_numpy(), ref.resid, atol=1e-8)
+    assert h.residuals.index.equals(y.index) and h.nobs == len(y)
+    assert "ols" in h.summary()
+
+
+def test_huber_matches_statsmodels_rlm():
+    y, x = _pair(seed=2)
+    ref = sm.RLM(y.to_numpy(), sm.add_constant(x.to_numpy()), M=sm.robust.norms.HuberT()).fit()
+    h = hedge_ratio(y, x, "huber")
+    assert (h.alpha, h.beta) == pytest.approx(tuple(ref.params), rel=1e-10)
+
+
+def test_theil_sen_exact_matches_scipy_and_sampled_is_close():
+    y, x = _pair(n=400, seed=3)
+    ref = theilslopes(y.to_numpy(), x.to_numpy())
+    h = hedge_ratio(y, x, "theil_sen")
+    assert h.beta == pytest.approx(ref.slope, rel=1e-12)
+    assert h.alpha == pytest.approx(ref.intercept, rel=1e-10)
+    sampled = hedge_ratio(y, x, "theil_sen", max_pairs=20_000, seed=5)
+    assert sampled.beta == pytest.approx(ref.slope, abs=0.01)
+    no_const = hedge_ratio(y, x, "theil_sen", add_const=False)
+    assert no_const.alpha == 0 and no_const.beta == pytest.approx(np.median(y / x))
+
+
+def test_tls_matches_closed_form_and_is_symmetric():
+    y, x = _pair(n=500, noise=3.0, seed=4)
+    xv, yv = x.to_numpy(), y.to_numpy()
+    sxx, syy = np.var(xv), np.var(yv)
+    sxy = np.mean((xv - xv.mean()) * (yv - yv.mean()))
+    closed = (syy - sxx + math.sqrt((syy - sxx) ** 2 + 4 * sxy**2)) / (2 * sxy)  # Deming, delta = 1
+    h = hedge_ratio(y, x, "tls")
+    assert h.beta == pytest.approx(closed, rel=1e-10)
+    assert h.alpha == pytest.approx(yv.mean() - closed * xv.mean(), rel=1e-8)
+    # orthogonal regression treats both legs alike: x on y gives exactly 1 / beta
+    assert hedge_ratio(x, y, "tls").beta == pytest.approx(1 / h.beta, rel=1e-10)
+    # OLS is attenuated relative to TLS when x is noisy
+    assert hedge_ratio(y, x, "ols").beta < h.beta
+
+
+def test_robust_methods_resist_gross_outliers_while_ols_is_pulled():
+    rng = np.random.default_rng(6)
+    n = 2000
+    x = rng.uniform(50, 150, n)
+    y = 10 + 1.5 * x + rng.normal(0, 1, n)
+    bad = rng.choice(n, size=n // 20, replace=False)  # 5 % gross outliers
+    y[bad] += 3.0 * (x[bad] - 50) + rng.normal(0, 5, bad.size)
+    ols = hedge_ratio(y, x, "ols").beta
+    assert abs(ols - 1.5) > 0.1
+    for method in ("huber", "theil_sen"):
+        assert hedge_ratio(y, x, method).beta == pytest.approx(1.5, abs=0.03), method
+
+
+@pytest.mark.parametrize("method", ["ols", "huber", "theil_sen", "tls"])
+def test_every_method_recovers_beta_without_intercept(method):
+    rng = np.random.default_rng(7)
+    x = rng.uniform(10, 20, 600)
+    y = 0.8 * x + rng.normal(0, 0.05, 600)
+    h = hedge_ratio(y, x, method, add_const=False)
+    assert h.alpha == 0 and h.beta == pytest.approx(0.8, abs=0.01)
+
+
+def test_rolling_ols_matches_statsmodels_rolling_ols_and_a_loop():
+    y, x = _pair(n=1500, seed=8)
+    y = y + 1e4  # large levels: the closed form must stay accurate
+    out = rolling_hedge_ratio(y, x, 60)
+    ref = RollingOLS(y.to_numpy(), sm.add_constant(x.to_numpy()), window=60).fit().params
+    assert out.index.equals(y.index) and list(out.columns) == ["alpha", "beta"]
+    assert out.iloc[:59].isna().all().all()
+    np.testing.assert_allclose(out["beta"].to_numpy()[59:], ref[59:, 1], rtol=1e-7)
+    np.testing.assert_allclose(out["alpha"].to_numpy()[59:], ref[59:, 0], rtol=1e-7)
+    nc = rolling_hedge_ratio(y, x, 60, add_const=False)
+    for end in (60, 700, 1500):
+        yw, xw = y.to_numpy()[end - 60 : end], x.to_numpy()[end - 60 : end]
+        assert nc["beta"].iloc[end - 1] == pytest.approx(xw @ yw / (xw @ xw), rel=1e-10)
+        assert nc["alpha"].iloc[end - 1] == 0
+
+
+def test_rolling_tls_huber_theil_sen_equal_static_fits_on_each_window():
+    y, x = _pair(n=400, seed=9, noise=2.0)
+    for method, step in (("tls", 1), ("huber", 25), ("theil_sen", 25)):
+        out = rolling_hedge_ratio(y, x, 50, method=method, step=step)
+        for end in (50, 75, 200, 400):
+            if (end - 50) % step:
+                continue
+            ref = hedge_ratio(y.iloc[end - 50 : end], x.iloc[end - 50 : end], method)
+            assert out["beta"].iloc[end - 1] == pytest.approx(ref.beta, rel=1e-8), (method, end)
+            assert out["alpha"].iloc[end - 1] == pytest.approx(ref.alpha, rel=1e-6, abs=1e-8), (method, end)
+        if step > 1:  # between refits the last fit is carried forward
+            assert out["beta"].iloc[50] == out["beta"].iloc[49 + step - 1]
+    with pytest.raises(ValueError, match="step applies"):
+        rolling_hedge_ratio(y, x, 50, step=5)
+
+
+def _kalman_reference(y, x, theta0, p0, q, r, start):
+    """Textbook matrix Kalman filter (numpy), for comparison."""
+    theta, p = np.array(theta0, float), np.array(p0, float)
+    out = np.full((len(y), 3), np.nan)
+    for t in range(start, len(y)):
+        p = p + q
+        h = np.array([1.0, x[t]])
+        e = y[t] - h @ theta
+        s = h @ p @ h + r
+        k = p @ h / s
+        theta = theta + k * e
+        p = p - np.outer(k, h) @ p
+        out[t] = theta[0], theta[1], e
+    return out
+
+
+def test_kalman_matches_matrix_reference_filter():
+    y, x = _pair(n=600, seed=10)
+    res = kalman_hedge_ratio(y, x, delta=1e-3, warmup=40)
+    yw, xw = y.to_numpy()[:40], x.to_numpy()[:40]
+    ols = sm.OLS(yw, sm.add_constant(xw)).fit()
+    p0 = ols.cov_params()  # prior: OLS fit of the warm-up window
+    assert res.obs_var == pytest.approx(ols.scale, rel=1e-10)
+    q = np.eye(2) * 1e-3 / (1 - 1e-3)
+    ref = _kalman_reference(y.to_numpy(), x.to_numpy(), ols.params, p0, q, ols.scale, 40)
+    assert res.beta.iloc[:40].isna().all() and res.spread.iloc[:40].isna().all()
+    np.testing.assert_allclose(res.alpha.to_numpy()[40:], ref[40:, 0], rtol=1e-8)
+    np.testing.assert_allclose(res.beta.to_numpy()[40:], ref[40:, 1], rtol=1e-8)
+    np.testing.assert_allclose(res.spread.to_numpy()[40:], ref[40:, 2], rtol=1e-7, atol=1e-9)
+    assert res.zscore.index.equals(y.index) and "Kalman" in res.summary()
+
+
+def test_kalman_tracks_a_beta_change():
+    rng = np.random.default_rng(11)
+    n = 3000
+    x = 100 + np.cumsum(rng.normal(0, 1, n))
+    beta = np.where(np.arange(n) < n // 2, 1.0, 2.0)
+    y = 5 + beta * x + rng.normal(0, 0.5, n)
+    res = kalman_hedge_ratio(y, x, delta=1e-4)
+    assert res.beta.iloc[n // 2 - 1] == pytest.approx(1.0, abs=0.05)
+    assert res.beta.iloc[-1] == pytest.approx(2.0, abs=0.05)
+    z = res.zscore.dropna()
+    assert abs(z.mean()) < 0.2 and 0.5 < z.std() < 2.0  # standardized innovations
+    nc = kalman_hedge_ratio(0.7 * x + rng.normal(0, 0.1, n), x, add_const=False)
+    assert (nc.alpha.dropna() == 0).all() and nc.beta.iloc[-1] == pytest.approx(0.7, abs=0.01)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), t=st.integers(60, 298))
+def test_rolling_and_kalman_have_no_look_ahead(seed, t):
+    y, x = _pair(n=300, seed=seed % 1000)
+    rng = np.random.default_rng(seed)
+    y2 = y.copy()
+    y2.iloc[t + 1 :] += rng.normal(0, 50, 299 - t)
+    for f in (lambda a: rolling_hedge_ratio(a, x, 30), lambda a: rolling_hedge_ratio(a, x, 30, "tls"),
+              lambda a: kalman_hedge_ratio(a, x).beta, lambda a: kalman_hedge_ratio(a, x).spread):
+        before, after = f(y), f(y2)
+        pd.testing.assert_frame_equal(pd.DataFrame(before).iloc[: t + 1], pd.DataFrame(after).iloc[: t + 1])
+
+
+def test_input_validation():
+    y, x = _pair(n=100)
+    with pytest.raises(ValueError, match="same length, got 100 and 99"):
+        hedge_ratio(y, x.iloc[:99].to_numpy())
+    with pytest.raises(ValueError, match="share the same index"):
+        hedge_ratio(y, x.shift(1, freq="1min"))
+    with pytest.raises(ValueError, match="NaN"):
+        hedge_ratio(y.where(y.index != y.index[3]), x)
+    with pytest.raises(ValueError, match="need >= 3 observations"):
+        hedge_ratio([1.0, 2.0], [1.0, 3.0])
+    with pytest.raises(ValueError, match="method must be one of"):
+        hedge_ratio(y, x, "lasso")
+    with pytest.raises(ValueError, match="constant"):
+        hedge_ratio(y, np.ones(100))
+    with pytest.raises(ValueError, match="need >= 200 observations"):
+        rolling_hedge_ratio(y, x, 200)
+    with pytest.raises(ValueError, match=r"need >= 51 observations \(warmup 50"):
+        kalman_hedge_ratio(y.iloc[:50], x.iloc[:50])
+    with pytest.raises(ValueError, match="delta"):
+        kalman_hedge_ratio(y, x, delta=1.5)
+    # a plain array takes the other leg's index
+    assert hedge_ratio(y, x.to_numpy()).residuals.index.equals(y.index)
