@@ -1,0 +1,415 @@
+"""Price and order-flow model of the local exchange (see ``feed.exchange``).
+
+Time runs on a fixed grid of ``STEP_US`` (50 ms) steps. Each step draws, for all symbols at once:
+
+* a market **activity** factor ``a = x_fast + x_slow`` (two AR(1) processes, time constants 3 s and
+  120 s) plus a per-symbol AR(1) term; the order arrival intensity is ``rate * exp(a + y - var/2)``, a
+  log-normal Cox process whose mean is exactly the requested rate, so arrivals are bursty (variance of
+  per-second counts well above the Poisson mean) at several time scales;
+* a common **factor** ``f`` (the BTC log-price): a random walk whose step volatility rises with
+  activity (``exp((a - var/2)/2)``, mean variance preserved), 60 % annualised;
+* per-symbol log-prices ``log P = log P0 + beta * f + w``. For ``ETHUSDT`` (and any symbol whose
+  ``spread_half_life`` is set) ``w`` is an Ornstein-Uhlenbeck spread, so ``log ETH = a + b log BTC +
+  OU`` is cointegrated (half-life 3 minutes, stationary sd 0.15 %). For the others ``w`` is an
+  idiosyncratic random walk, giving correlation but no cointegration with BTC. USD-M prices add a
+  small OU basis (perpetual premium).
+
+Within a step, taker orders arrive Poisson(intensity * dt / units per order) at uniform times (µs).
+Each order has a side (biased towards the sign of the step's price move), sweeps one or more price
+levels (geometric, mostly one) starting at the touch (one-tick spread), and fills one or more maker
+orders per level (geometric). Every fill is a **trade** (own id); every (order, level) is an
+**aggTrade** (own id, ``f``/``l`` = its first/last trade id, same time, price and side). Fill sizes
+are log-normal in quote notional (heavy tailed, a quarter rounded to one significant digit), rounded
+to the lot step. On ``spot`` the requested rate counts trades; on ``usdm`` it counts aggTrades.
+
+Determinism: every random quantity has its own ``numpy`` generator keyed by (seed, symbol, market,
+purpose) and every recursion is evaluated strictly in step order, so the output depends only on the
+seed and the sequence of steps - not on how steps are batched (one call of 1000 steps equals ten
+calls of 100). Adding or removing other symbols does not change a symbol's trades.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import lfilter
+
+STEP_US = 50_000
+STEP_S = STEP_US / 1e6
+MARKETS = ("spot", "usdm")
+_QUOTES = ("USDT", "USDC", "FDUSD", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
+_SECONDS_PER_YEAR = 365.0 * 86400.0
+
+# Model constants (documented in the module docstring).
+FACTOR_VOL = 0.60 / math.sqrt(_SECONDS_PER_YEAR)  # per sqrt(second)
+ACT_FAST_TAU, ACT_FAST_SD = 3.0, 0.55
+ACT_SLOW_TAU, ACT_SLOW_SD = 120.0, 0.55
+ACT_SYM_TAU, ACT_SYM_SD = 20.0, 0.35
+BASIS_TAU, BASIS_MEAN, BASIS_SD = 300.0, 2.0e-4, 1.0e-4
+SIDE_BIAS = 0.35
+P_ONE_LEVEL = 0.8  # geometric: P(order sweeps exactly one price level)
+P_ONE_FILL = 0.6  # geometric: P(level fills exactly one maker order)
+SIZE_SIGMA = 1.4
+ROUND_LOT_FRACTION = 0.25
+RPI_FRACTION = 0.02
+
+# symbol: (price, beta, corr with factor, cointegration half-life s, spread sd,
+#          spot tick dec, spot qty dec, usdm tick dec, usdm price dec, usdm qty dec)
+_KNOWN = {
+    "BTCUSDT": (93_000.0, 1.0, 1.0, 0.0, 0.0, 2, 5, 1, 2, 3),
+    "ETHUSDT": (3_300.0, 1.15, 0.0, 180.0, 0.0015, 2, 4, 2, 2, 3),
+    "SOLUSDT": (180.0, 1.3, 0.75, 0.0, 0.0, 2, 3, 2, 4, 0),
+    "BNBUSDT": (650.0, 0.8, 0.6, 0.0, 0.0, 2, 3, 2, 3, 2),
+}
+
+
+def _key(*parts: object) -> int:
+    return zlib.crc32("|".join(str(p) for p in parts).encode())
+
+
+def rng_for(seed: int, *parts: object) -> np.random.Generator:
+    """Independent generator for one (seed, purpose...) key."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_key(*parts),))))
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """``'ETHUSDT' -> ('ETH', 'USDT')`` (quote from a list of common quote assets)."""
+    for quote in _QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    return symbol, "USDT"
+
+
+@dataclass(frozen=True)
+class SymbolModel:
+    """Latent price model of one symbol (shared by both markets)."""
+
+    symbol: str
+    base: str
+    quote: str
+    price0: float
+    beta: float
+    idio_vol: float  # random-walk vol per sqrt(second); 0 for cointegrated / factor symbols
+    half_life: float  # OU spread half-life in seconds; 0 = not cointegrated
+    spread_sd: float  # OU spread stationary sd (log units)
+
+    @property
+    def step_sd(self) -> float:
+        """Typical sd of the latent log return over one step (for the order-side bias)."""
+        var = (self.beta * FACTOR_VOL) ** 2 * STEP_S + self.idio_vol**2 * STEP_S
+        if self.half_life > 0:
+            phi = 0.5 ** (STEP_S / self.half_life)
+            var += self.spread_sd**2 * (1 - phi * phi)
+        return math.sqrt(var)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One symbol on one market: tick/lot decimals, string formats and id origins."""
+
+    market: str
+    symbol: str
+    base: str
+    quote: str
+    tick_dec: int  # tick size = 10**-tick_dec
+    qty_dec: int  # lot step = 10**-qty_dec
+    price_dec: int  # decimals printed in price strings
+    qty_str_dec: int  # decimals printed in quantity strings
+    median_notional: float
+    first_trade_id: int
+    first_agg_id: int
+
+    @property
+    def tick_size(self) -> float:
+        return 10.0**-self.tick_dec
+
+    @property
+    def step_size(self) -> float:
+        return 10.0**-self.qty_dec
+
+
+def symbol_model(symbol: str, seed: int) -> SymbolModel:
+    base, quote = split_symbol(symbol)
+    rng = rng_for(seed, "spec", symbol)
+    known = _KNOWN.get(symbol)
+    if known is not None:
+        price, beta, corr, half_life, spread_sd = known[:5]
+        price *= float(np.exp(rng.normal(0.0, 0.01)))
+    else:
+        price = float(np.exp(rng.uniform(math.log(0.05), math.log(500.0))))
+        beta = float(rng.uniform(0.8, 1.5))
+        corr, half_life, spread_sd = float(rng.uniform(0.45, 0.8)), 0.0, 0.0
+    idio = 0.0
+    if half_life == 0.0 and 0.0 < corr < 1.0:
+        idio = beta * FACTOR_VOL * math.sqrt(1.0 / corr**2 - 1.0)
+    return SymbolModel(symbol, base, quote, price, beta, idio, half_life, spread_sd)
+
+
+def instrument(market: str, model: SymbolModel, seed: int) -> Instrument:
+    known = _KNOWN.get(model.symbol)
+    p = model.price0
+    if known is not None:
+        s_tick, s_qty, f_tick, f_pdec, f_qty = known[5:]
+    else:
+        s_tick = int(min(8, max(0, 4 - math.floor(math.log10(p)))))
+        s_qty = int(min(8, max(0, math.ceil(math.log10(p)))))
+        f_tick = max(0, s_tick - 1)
+        f_pdec = f_tick + 1
+        f_qty = max(0, s_qty - 2)
+    rng = rng_for(seed, "ids", market, model.symbol)
+    first_trade = int(rng.integers(10**8, 5 * 10**9))
+    first_agg = int(rng.integers(10**8, first_trade))
+    if market == "spot":
+        return Instrument(market, model.symbol, model.base, model.quote, s_tick, s_qty, 8, 8, 60.0,
+                          first_trade, first_agg)
+    return Instrument(market, model.symbol, model.base, model.quote, f_tick, f_qty, f_pdec, f_qty, 400.0,
+                      first_trade, first_agg)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Prints of one instrument over some steps. Prices in ticks, quantities in lot steps, times in µs.
+
+    Trade ids are ``first_trade_id ...`` (contiguous), aggTrade ids ``first_agg_id ...``.
+    """
+
+    instrument: Instrument
+    first_trade_id: int
+    first_agg_id: int
+    trade_time: np.ndarray
+    trade_price: np.ndarray
+    trade_qty: np.ndarray
+    trade_m: np.ndarray  # is buyer maker
+    trade_rpi: np.ndarray
+    agg_first: np.ndarray
+    agg_last: np.ndarray
+    agg_time: np.ndarray
+    agg_price: np.ndarray
+    agg_qty: np.ndarray
+    agg_nq: np.ndarray
+    agg_m: np.ndarray
+
+    @property
+    def n_trades(self) -> int:
+        return len(self.trade_time)
+
+    @property
+    def n_aggs(self) -> int:
+        return len(self.agg_time)
+
+    @property
+    def n_units(self) -> int:
+        """Prints in the market's unit: trades on spot, aggTrades on usdm."""
+        return self.n_trades if self.instrument.market == "spot" else self.n_aggs
+
+    def take(self, lo: int, hi: int) -> "Batch":
+        """Slice of a one-fill-per-aggTrade batch (as made by ``Simulator.blast``)."""
+        if self.n_trades != self.n_aggs:
+            raise ValueError("take() needs one trade per aggTrade")
+        return Batch(
+            self.instrument, self.first_trade_id + lo, self.first_agg_id + lo,
+            *(a[lo:hi] for a in (self.trade_time, self.trade_price, self.trade_qty, self.trade_m,
+                                 self.trade_rpi, self.agg_first, self.agg_last, self.agg_time,
+                                 self.agg_price, self.agg_qty, self.agg_nq, self.agg_m)),
+        )
+
+
+def _ar1(phi: float, innov: np.ndarray, state: float) -> np.ndarray:
+    """``y[k] = phi * y[k-1] + innov[k]`` with ``y[-1] = state`` (exact, split-invariant)."""
+    y, _ = lfilter([1.0], [1.0, -phi], innov, zi=[phi * state])
+    return y
+
+
+def _walk(incr: np.ndarray, state: float) -> np.ndarray:
+    """``y[k] = y[k-1] + incr[k]`` with ``y[-1] = state``, summed strictly left to right."""
+    return np.cumsum(np.concatenate(([state], incr)))[1:]
+
+
+@dataclass
+class _SymbolState:
+    model: SymbolModel
+    y: float  # own activity
+    w: float  # spread (OU) or idiosyncratic walk
+    basis: float
+    logp: float  # last latent log price (spot)
+    rng_y: np.random.Generator
+    rng_w: np.random.Generator
+    rng_b: np.random.Generator
+
+
+@dataclass
+class _InstrumentState:
+    inst: Instrument
+    next_trade: int
+    next_agg: int
+    rngs: dict[str, np.random.Generator] = field(default_factory=dict)
+
+
+_ORDER_STREAMS = ("count", "time", "side", "level", "fill", "size", "round", "rpi")
+
+
+class Simulator:
+    """Generates prints for several symbols and markets, step by step (see module docstring)."""
+
+    def __init__(self, symbols: tuple[str, ...], markets: tuple[str, ...], *, seed: int, rate: float):
+        self.seed = int(seed)
+        self.rate = float(rate)
+        self.symbols = tuple(symbols)
+        self.markets = tuple(markets)
+        self.models = {s: symbol_model(s, self.seed) for s in self.symbols}
+        self.instruments = {
+            (m, s): instrument(m, self.models[s], self.seed) for m in self.markets for s in self.symbols
+        }
+        self._rng_fast = rng_for(self.seed, "act", "fast")
+        self._rng_slow = rng_for(self.seed, "act", "slow")
+        self._rng_factor = rng_for(self.seed, "factor")
+        self._x_fast = float(self._rng_fast.normal(0.0, ACT_FAST_SD))
+        self._x_slow = float(self._rng_slow.normal(0.0, ACT_SLOW_SD))
+        self._f = 0.0
+        self._sym: dict[str, _SymbolState] = {}
+        for s in self.symbols:
+            mdl = self.models[s]
+            st = _SymbolState(mdl, 0.0, 0.0, BASIS_MEAN, math.log(mdl.price0), rng_for(self.seed, "y", s),
+                              rng_for(self.seed, "w", s), rng_for(self.seed, "basis", s))
+            st.y = float(st.rng_y.normal(0.0, ACT_SYM_SD))
+            if mdl.half_life > 0:
+                st.w = float(st.rng_w.normal(0.0, mdl.spread_sd))
+            st.logp = math.log(mdl.price0) + st.w
+            self._sym[s] = st
+        self._inst: dict[tuple[str, str], _InstrumentState] = {}
+        for key, inst in self.instruments.items():
+            rngs = {name: rng_for(self.seed, "orders", key[0], key[1], name) for name in _ORDER_STREAMS}
+            rngs.update({name: rng_for(self.seed, "blast", key[0], key[1], name) for name in
+                         ("bside", "bsize")})
+            self._inst[key] = _InstrumentState(inst, inst.first_trade_id, inst.first_agg_id, rngs)
+        self._last_price: dict[tuple[str, str], float] = {
+            (m, s): self.models[s].price0 for m in self.markets for s in self.symbols
+        }
+
+    # --- ids -------------------------------------------------------------------------------------
+    def next_ids(self, market: str, symbol: str) -> tuple[int, int]:
+        st = self._inst[(market, symbol)]
+        return st.next_trade, st.next_agg
+
+    # --- step generation -------------------------------------------------------------------------
+    def step(self, starts_us: np.ndarray) -> dict[tuple[str, str], Batch]:
+        """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart)."""
+        starts = np.asarray(starts_us, dtype=np.int64)
+        n = len(starts)
+        if n == 0:
+            return {}
+        phi_f = math.exp(-STEP_S / ACT_FAST_TAU)
+        phi_s = math.exp(-STEP_S / ACT_SLOW_TAU)
+        x_fast = _ar1(phi_f, ACT_FAST_SD * math.sqrt(1 - phi_f**2) * self._rng_fast.standard_normal(n),
+                      self._x_fast)
+        x_slow = _ar1(phi_s, ACT_SLOW_SD * math.sqrt(1 - phi_s**2) * self._rng_slow.standard_normal(n),
+                      self._x_slow)
+        self._x_fast, self._x_slow = float(x_fast[-1]), float(x_slow[-1])
+        act = x_fast + x_slow
+        act_var = ACT_FAST_SD**2 + ACT_SLOW_SD**2
+        volmult = np.exp(0.5 * (act - 0.5 * act_var))
+        f = _walk(FACTOR_VOL * math.sqrt(STEP_S) * volmult * self._rng_factor.standard_normal(n), self._f)
+        self._f = float(f[-1])
+        phi_y = math.exp(-STEP_S / ACT_SYM_TAU)
+        phi_b = math.exp(-STEP_S / BASIS_TAU)
+        out: dict[tuple[str, str], Batch] = {}
+        for s in self.symbols:
+            st = self._sym[s]
+            mdl = st.model
+            y = _ar1(phi_y, ACT_SYM_SD * math.sqrt(1 - phi_y**2) * st.rng_y.standard_normal(n), st.y)
+            st.y = float(y[-1])
+            z = st.rng_w.standard_normal(n)
+            if mdl.half_life > 0:
+                phi_w = 0.5 ** (STEP_S / mdl.half_life)
+                w = _ar1(phi_w, mdl.spread_sd * math.sqrt(1 - phi_w**2) * z, st.w)
+            else:
+                w = _walk(mdl.idio_vol * math.sqrt(STEP_S) * volmult * z, st.w)
+            st.w = float(w[-1])
+            logp = math.log(mdl.price0) + mdl.beta * f + w
+            ret = np.diff(np.concatenate(([st.logp], logp)))
+            st.logp = float(logp[-1])
+            side_z = ret / mdl.step_sd
+            basis = BASIS_MEAN + _ar1(
+                phi_b, BASIS_SD * math.sqrt(1 - phi_b**2) * st.rng_b.standard_normal(n), st.basis - BASIS_MEAN)
+            st.basis = float(basis[-1])
+            intensity = self.rate * np.exp(act + y - 0.5 * (act_var + ACT_SYM_SD**2))  # units / s
+            for m in self.markets:
+                price = np.exp(logp + basis) if m == "usdm" else np.exp(logp)
+                self._last_price[(m, s)] = float(price[-1])
+                out[(m, s)] = self._orders(self._inst[(m, s)], starts, price, intensity, side_z)
+        return out
+
+    def _orders(self, st: _InstrumentState, starts: np.ndarray, price: np.ndarray, intensity: np.ndarray,
+                side_z: np.ndarray) -> Batch:
+        inst, r = st.inst, st.rngs
+        per_order = 1.0 / P_ONE_LEVEL  # mean levels per order (geometric)
+        if inst.market == "spot":
+            per_order /= P_ONE_FILL  # mean trades per order
+        counts = r["count"].poisson(intensity * (STEP_S / per_order))
+        n = int(counts.sum())
+        step_idx = np.repeat(np.arange(len(starts)), counts)
+        times = np.sort(starts[step_idx] + (r["time"].random(n) * STEP_US).astype(np.int64))
+        taker_buy = r["side"].random(n) < 0.5 + SIDE_BIAS * np.tanh(side_z[step_idx])
+        levels = r["level"].geometric(P_ONE_LEVEL, n)
+        mid = price[step_idx] * 10.0**inst.tick_dec
+        return self._fill(st, times, mid, taker_buy, levels, r["fill"].geometric(P_ONE_FILL, int(levels.sum())),
+                          r["size"], r["round"], r["rpi"])
+
+    def _fill(self, st: _InstrumentState, times: np.ndarray, mid: np.ndarray, taker_buy: np.ndarray,
+              levels: np.ndarray, fills: np.ndarray, rng_size: np.random.Generator,
+              rng_round: np.random.Generator | None, rng_rpi: np.random.Generator | None) -> Batch:
+        inst = st.inst
+        n_lev = len(fills)
+        lev_order = np.repeat(np.arange(len(levels)), levels)
+        lev_j = np.arange(n_lev) - np.repeat(np.cumsum(levels) - levels, levels)
+        bid = np.maximum(np.floor(mid).astype(np.int64), 1)
+        buy = taker_buy[lev_order]
+        lev_price = np.where(buy, bid[lev_order] + 1 + lev_j, np.maximum(bid[lev_order] - lev_j, 1))
+        n_fill = int(fills.sum())
+        fill_lev = np.repeat(np.arange(n_lev), fills)
+        fill_first = np.cumsum(fills) - fills
+        notional = inst.median_notional * np.exp(
+            SIZE_SIGMA * np.clip(rng_size.standard_normal(n_fill), -4.0, 4.0))
+        qty = notional * 10.0 ** (inst.tick_dec + inst.qty_dec) / lev_price[fill_lev]
+        qty = np.maximum(np.rint(qty), 1.0)
+        if rng_round is not None:
+            mag = 10.0 ** np.floor(np.log10(qty))
+            qty = np.where(rng_round.random(n_fill) < ROUND_LOT_FRACTION, np.maximum(np.rint(qty / mag), 1) * mag, qty)
+        qty = qty.astype(np.int64)
+        rpi = (rng_rpi.random(n_fill) < RPI_FRACTION) if (rng_rpi is not None and inst.market == "usdm") \
+            else np.zeros(n_fill, dtype=bool)
+        if n_lev:
+            agg_qty = np.add.reduceat(qty, fill_first)
+            agg_nq = np.add.reduceat(np.where(rpi, 0, qty), fill_first)
+        else:
+            agg_qty = agg_nq = np.zeros(0, dtype=np.int64)
+        first_trade, first_agg = st.next_trade, st.next_agg
+        agg_first = first_trade + fill_first.astype(np.int64)
+        st.next_trade += n_fill
+        st.next_agg += n_lev
+        lev_time = times[lev_order]
+        return Batch(
+            inst, first_trade, first_agg,
+            trade_time=lev_time[fill_lev], trade_price=lev_price[fill_lev], trade_qty=qty,
+            trade_m=~buy[fill_lev], trade_rpi=rpi,
+            agg_first=agg_first, agg_last=agg_first + fills.astype(np.int64) - 1, agg_time=lev_time,
+            agg_price=lev_price, agg_qty=agg_qty, agg_nq=agg_nq, agg_m=~buy,
+        )
+
+    # --- blast -----------------------------------------------------------------------------------
+    def blast(self, market: str, n: int, now_us: int) -> dict[tuple[str, str], Batch]:
+        """``n`` single-fill prints spread evenly over the symbols, all at ``now_us`` (benchmarks)."""
+        k = len(self.symbols)
+        out = {}
+        for i, s in enumerate(self.symbols):
+            cnt = n // k + (1 if i < n % k else 0)
+            st = self._inst[(market, s)]
+            mid = np.full(cnt, self._last_price[(market, s)] * 10.0**st.inst.tick_dec)
+            taker_buy = st.rngs["bside"].random(cnt) < 0.5
+            ones = np.ones(cnt, dtype=np.int64)
+            out[(market, s)] = self._fill(st, np.full(cnt, now_us, dtype=np.int64), mid, taker_buy, ones, ones,
+                                          st.rngs["bsize"], None, None)
+        return out
