@@ -76,7 +76,7 @@ def compare(db: Path, exchange, market: str, symbol: str, from_id: int | None = 
     got = got.drop_duplicates("trade_id")
     merged = truth.merge(got, on="trade_id", how="outer", indicator=True, suffixes=("", "_db"))
     both = merged[merged["_merge"] == "both"]
-    truth_us = pd.to_datetime(both["ts"], utc=True).astype("int64") // 1000 if len(both) else both["ts"]
+    truth_us = pd.to_datetime(both["ts"], utc=True).dt.as_unit("us").astype("int64")
     mismatched = int(((both["price"] != both["price_db"]) | (both["qty"] != both["qty_db"])
                       | (truth_us.to_numpy() != both["ts_us"].to_numpy())
                       | (both["is_buyer_maker"] != both["is_buyer_maker_db"])).sum()) if len(both) else 0
