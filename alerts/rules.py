@@ -18,7 +18,7 @@ import pandas as pd
 
 from alerts.webhook import validate_webhook_url
 from tickstore import alerts_sql
-from tickstore.connection import default_db_path, read_connection, write_connection
+from tickstore.connection import StoreMissing, default_db_path, read_connection, write_connection
 from tickstore.schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class AlertRule:
             what += f" ({self.timeframe}, {self.lookback} bars)"
         elif self.metric in ("volume", "trade_rate"):
             what += f" (last {self.timeframe})"
-        return f"{self.market} {self.subject} {what} {OP_LABELS[self.op]} {self.threshold:g}"
+        return f"{self.market} {self.subject} {what} {OP_LABELS[self.op]} {self.threshold:.15g}"
 
     def to_row(self) -> dict:
         """Column values for `alert_rules` (without id)."""
@@ -180,9 +180,9 @@ def validate_rule(fields: Mapping) -> AlertRule:
             errors["threshold"] = f"{fields['threshold']!r} is not a finite number; expected e.g. 2.0"
         else:
             if metric == "rsi" and not 0 <= threshold <= 100:
-                errors["threshold"] = f"{threshold:g} is outside RSI's range; expected 0-100"
+                errors["threshold"] = f"{threshold:.15g} is outside RSI's range; expected 0-100"
             elif metric in ("volume", "trade_rate", "lag", "price") and threshold < 0:
-                errors["threshold"] = f"{threshold:g} is negative; expected >= 0 for {metric}"
+                errors["threshold"] = f"{threshold:.15g} is negative; expected >= 0 for {metric}"
 
     def nonneg(name: str, default: float, upper: float | None = None) -> float | None:
         v = fields.get(name)
@@ -195,7 +195,7 @@ def validate_rule(fields: Mapping) -> AlertRule:
                 f"{v!r} is not a finite number; expected a value >= 0"
             return None
         if f < 0 or (upper is not None and f > upper):
-            errors[name] = f"{f:g} is out of range; expected 0 to {upper:g}" if upper else f"{f:g} is negative; expected >= 0"
+            errors[name] = f"{f:.15g} is out of range; expected 0 to {upper:g}" if upper else f"{f:.15g} is negative; expected >= 0"
             return None
         return f
 
@@ -274,12 +274,14 @@ class RuleStore:
         self.lock_budget_s = lock_budget_s
 
     def _write(self):
+        if not self.path.exists():  # rules live in the tick file; the app never creates it
+            raise StoreMissing(f"tick file {self.path} does not exist yet; start the ingestor (make run / make demo) "
+                               "to create it, then add rules")
         return write_connection(self.path, budget_s=self.lock_budget_s)
 
     def create(self, rule: AlertRule | Mapping) -> AlertRule:
         """Validate and insert a rule; returns it with its id."""
         rule = rule if isinstance(rule, AlertRule) else validate_rule(rule)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write() as con:
             ensure_schema(con)
             rule_id = alerts_sql.insert_rule(con, rule.to_row())

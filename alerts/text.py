@@ -23,7 +23,7 @@ def format_value(metric: str, value: float | None) -> str:
     elif metric == "lag":
         text = f"{value:.1f}"
     else:
-        text = f"{value:,.8g}" if abs(value) < 1e8 else f"{value:,.0f}"
+        text = f"{value:,.10g}" if abs(value) < 1e10 else f"{value:,.0f}"
     return text + UNITS.get(metric, "")
 
 

@@ -120,9 +120,13 @@ def test_store_crud_and_history(tmp_path):
         store.delete(a.id)
 
 
-def test_store_on_a_missing_file_says_so(tmp_path):
+def test_store_on_a_missing_file_says_so_and_never_creates_it(tmp_path):
+    path = tmp_path / "nope.duckdb"
     with pytest.raises(StoreMissing, match="does not exist yet"):
-        RuleStore(tmp_path / "nope.duckdb").list()
+        RuleStore(path).list()
+    with pytest.raises(StoreMissing, match="start the ingestor"):
+        RuleStore(path).create(BASE)
+    assert not path.exists()
 
 
 def test_older_file_without_extra_columns_is_migrated_and_readable(tmp_path):
