@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from quantlib import indicators, regression
+from quantlib._blas import single_threaded
 from quantlib._validate import as_pair, as_series, check_choice, check_min, check_positive_number, check_window
 from quantlib.timeframes import bars_per_year, timeframe_seconds
 
@@ -226,6 +227,7 @@ def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.nda
     )
 
 
+@single_threaded
 def mean_reversion(
     y: pd.Series | np.ndarray,
     x: pd.Series | np.ndarray,

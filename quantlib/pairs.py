@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from quantlib import indicators, regression, stattests
-from quantlib.timeframes import bars_per_year
+from quantlib._blas import single_threaded
 from quantlib._validate import as_frame, as_pair, check_choice, check_min, check_window
+from quantlib.timeframes import bars_per_year
 
 
 def align(y: pd.Series, x: pd.Series, how: str = "inner") -> tuple[pd.Series, pd.Series]:
@@ -52,6 +53,7 @@ def rolling_correlation(a: pd.Series | np.ndarray, b: pd.Series | np.ndarray, wi
     return as_.rolling(window, min_periods=window).corr(bs).rename("correlation")
 
 
+@single_threaded
 def correlation_matrix(frame: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
     """Correlation matrix of log returns of the price columns of `frame` (pearson / spearman / kendall)."""
     check_choice(method, "method", ("pearson", "spearman", "kendall"))
@@ -115,6 +117,7 @@ class PairSummary:
         return self.summary()
 
 
+@single_threaded
 def pair_summary(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, window: int = 100,
                  method: str = "ols", timeframe: str | None = None, *, corr_window: int | None = None,
                  add_const: bool = True) -> PairSummary:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from quantlib._blas import single_threaded
 from quantlib._validate import as_pair, check_choice, check_min, check_positive_number, check_window
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def _tls(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, f
     return float(my - beta * mx), beta, math.nan
 
 
+@single_threaded
 def hedge_ratio(
     y: pd.Series | np.ndarray,
     x: pd.Series | np.ndarray,
@@ -168,6 +170,7 @@ def _tls_slope(sxx: np.ndarray, syy: np.ndarray, sxy: np.ndarray) -> np.ndarray:
         return np.where(d >= 0, (d + root) / (2.0 * sxy), (2.0 * sxy) / (root - d))
 
 
+@single_threaded
 def rolling_hedge_ratio(
     y: pd.Series | np.ndarray,
     x: pd.Series | np.ndarray,
@@ -295,6 +298,7 @@ def _kalman_loop_noconst(yv, xv, start, b, p, q, r):
     return out_b, out_e, out_s
 
 
+@single_threaded
 def kalman_hedge_ratio(
     y: pd.Series | np.ndarray,
     x: pd.Series | np.ndarray,

@@ -12,9 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import theilslopes
 from statsmodels.regression.rolling import RollingOLS
+from threadpoolctl import threadpool_limits
 
 from quantlib.regression import hedge_ratio, kalman_hedge_ratio, rolling_hedge_ratio
 
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """The statsmodels references run with one BLAS thread too (fast and steady on a busy machine)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 def _pair(n=1000, beta=1.5, alpha=2.0, noise=1.0, seed=0):
     rng = np.random.default_rng(seed)
