@@ -155,6 +155,11 @@ class ExchangeStats:
     rest_injected: int
     published: dict[str, int]
 
+    @property
+    def connections(self) -> int:
+        """WebSocket connections opened since start (alias of ``connections_opened``)."""
+        return self.connections_opened
+
 
 class LocalExchange:
     """Binance-compatible WS + REST market-data server on loopback (see module docstring)."""
@@ -208,8 +213,8 @@ class LocalExchange:
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> "LocalExchange":
         """Generate the history, start listening; returns once the port accepts connections."""
-        if self._thread is not None:
-            raise RuntimeError("exchange already started")
+        if self._thread is not None or self._port is not None:
+            raise RuntimeError("exchange already started (a stopped exchange cannot be restarted)")
         now = _now_us()
         grid = now - now % STEP_US
         n_hist = int(round(self.history_seconds * 1e6 / STEP_US))

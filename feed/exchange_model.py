@@ -35,7 +35,6 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import lfilter
 
 STEP_US = 50_000
 STEP_S = STEP_US / 1e6
@@ -217,10 +216,59 @@ class Batch:
         )
 
 
-def _ar1(phi: float, innov: np.ndarray, state: float) -> np.ndarray:
-    """``y[k] = phi * y[k-1] + innov[k]`` with ``y[-1] = state`` (exact, split-invariant)."""
-    y, _ = lfilter([1.0], [1.0, -phi], innov, zi=[phi * state])
-    return y
+class AR1:
+    """``y[k] = phi * y[k-1] + e[k]`` with numpy only, exact and independent of batching.
+
+    Steps are grouped in blocks of ``L`` aligned on the step count; inside a block starting after ``y0``,
+    ``y[j] = phi**j * (phi * y0 + cumsum(e * phi**-i)[j])``. A batch that ends inside a block keeps the
+    running sum and resumes it, so every value is computed by the same operations however the steps
+    are split. The sequential part is one scalar recursion per block.
+    """
+
+    L = 128
+
+    def __init__(self, phi: float, y: float):
+        self.phi = float(phi)
+        self._pw = self.phi ** np.arange(self.L, dtype=np.float64)
+        self._inv = self.phi ** -np.arange(self.L, dtype=np.float64)
+        self._y0 = float(y)  # value before the current block
+        self._s = 0.0  # running sum inside the current block
+        self._j = 0  # position inside the current block
+        self.last = float(y)
+
+    def __call__(self, e: np.ndarray) -> np.ndarray:
+        out = np.empty(len(e), dtype=np.float64)
+        pos = 0
+        if self._j:  # finish the open block
+            pos = self._partial(e, out, 0)
+        n_full = (len(e) - pos) // self.L
+        if n_full:
+            seg = e[pos: pos + n_full * self.L].reshape(n_full, self.L) * self._inv
+            sums = np.cumsum(seg, axis=1)
+            y0 = np.empty(n_full, dtype=np.float64)
+            y = self._y0
+            pw_last, last_sums = self._pw[-1], sums[:, -1].tolist()
+            for b in range(n_full):
+                y0[b] = y
+                y = pw_last * (self.phi * y + last_sums[b])
+            out[pos: pos + n_full * self.L] = (self._pw * (self.phi * y0[:, None] + sums)).ravel()
+            self._y0 = y
+            pos += n_full * self.L
+        if pos < len(e):
+            self._partial(e, out, pos)
+        if len(e):
+            self.last = float(out[-1])
+        return out
+
+    def _partial(self, e: np.ndarray, out: np.ndarray, pos: int) -> int:
+        take = min(self.L - self._j, len(e) - pos)
+        j = self._j
+        cs = np.cumsum(np.concatenate(([self._s], e[pos: pos + take] * self._inv[j: j + take])))[1:]
+        out[pos: pos + take] = self._pw[j: j + take] * (self.phi * self._y0 + cs)
+        self._s, self._j = float(cs[-1]), j + take
+        if self._j == self.L:
+            self._y0, self._s, self._j = float(out[pos + take - 1]), 0.0, 0
+        return pos + take
 
 
 def _walk(incr: np.ndarray, state: float) -> np.ndarray:
@@ -231,9 +279,10 @@ def _walk(incr: np.ndarray, state: float) -> np.ndarray:
 @dataclass
 class _SymbolState:
     model: SymbolModel
-    y: float  # own activity
-    w: float  # spread (OU) or idiosyncratic walk
-    basis: float
+    y: AR1  # own activity
+    w_ou: AR1 | None  # cointegration spread (OU), or None for an idiosyncratic walk
+    w: float  # last value of the walk
+    basis: AR1  # usdm basis minus its mean
     logp: float  # last latent log price (spot)
     rng_y: np.random.Generator
     rng_w: np.random.Generator
@@ -266,19 +315,20 @@ class Simulator:
         self._rng_fast = rng_for(self.seed, "act", "fast")
         self._rng_slow = rng_for(self.seed, "act", "slow")
         self._rng_factor = rng_for(self.seed, "factor")
-        self._x_fast = float(self._rng_fast.normal(0.0, ACT_FAST_SD))
-        self._x_slow = float(self._rng_slow.normal(0.0, ACT_SLOW_SD))
+        self._x_fast = AR1(math.exp(-STEP_S / ACT_FAST_TAU), float(self._rng_fast.normal(0.0, ACT_FAST_SD)))
+        self._x_slow = AR1(math.exp(-STEP_S / ACT_SLOW_TAU), float(self._rng_slow.normal(0.0, ACT_SLOW_SD)))
         self._f = 0.0
         self._sym: dict[str, _SymbolState] = {}
         for s in self.symbols:
             mdl = self.models[s]
-            st = _SymbolState(mdl, 0.0, 0.0, BASIS_MEAN, math.log(mdl.price0), rng_for(self.seed, "y", s),
-                              rng_for(self.seed, "w", s), rng_for(self.seed, "basis", s))
-            st.y = float(st.rng_y.normal(0.0, ACT_SYM_SD))
+            rng_y, rng_w, rng_b = rng_for(self.seed, "y", s), rng_for(self.seed, "w", s), rng_for(self.seed, "basis", s)
+            y = AR1(math.exp(-STEP_S / ACT_SYM_TAU), float(rng_y.normal(0.0, ACT_SYM_SD)))
+            w_ou = None
             if mdl.half_life > 0:
-                st.w = float(st.rng_w.normal(0.0, mdl.spread_sd))
-            st.logp = math.log(mdl.price0) + st.w
-            self._sym[s] = st
+                w_ou = AR1(0.5 ** (STEP_S / mdl.half_life), float(rng_w.normal(0.0, mdl.spread_sd)))
+            basis = AR1(math.exp(-STEP_S / BASIS_TAU), 0.0)
+            w0 = w_ou.last if w_ou is not None else 0.0
+            self._sym[s] = _SymbolState(mdl, y, w_ou, w0, basis, math.log(mdl.price0) + w0, rng_y, rng_w, rng_b)
         self._inst: dict[tuple[str, str], _InstrumentState] = {}
         for key, inst in self.instruments.items():
             rngs = {name: rng_for(self.seed, "orders", key[0], key[1], name) for name in _ORDER_STREAMS}
@@ -301,40 +351,30 @@ class Simulator:
         n = len(starts)
         if n == 0:
             return {}
-        phi_f = math.exp(-STEP_S / ACT_FAST_TAU)
-        phi_s = math.exp(-STEP_S / ACT_SLOW_TAU)
-        x_fast = _ar1(phi_f, ACT_FAST_SD * math.sqrt(1 - phi_f**2) * self._rng_fast.standard_normal(n),
-                      self._x_fast)
-        x_slow = _ar1(phi_s, ACT_SLOW_SD * math.sqrt(1 - phi_s**2) * self._rng_slow.standard_normal(n),
-                      self._x_slow)
-        self._x_fast, self._x_slow = float(x_fast[-1]), float(x_slow[-1])
+        xf, xs = self._x_fast, self._x_slow
+        x_fast = xf(ACT_FAST_SD * math.sqrt(1 - xf.phi**2) * self._rng_fast.standard_normal(n))
+        x_slow = xs(ACT_SLOW_SD * math.sqrt(1 - xs.phi**2) * self._rng_slow.standard_normal(n))
         act = x_fast + x_slow
         act_var = ACT_FAST_SD**2 + ACT_SLOW_SD**2
         volmult = np.exp(0.5 * (act - 0.5 * act_var))
         f = _walk(FACTOR_VOL * math.sqrt(STEP_S) * volmult * self._rng_factor.standard_normal(n), self._f)
         self._f = float(f[-1])
-        phi_y = math.exp(-STEP_S / ACT_SYM_TAU)
-        phi_b = math.exp(-STEP_S / BASIS_TAU)
         out: dict[tuple[str, str], Batch] = {}
         for s in self.symbols:
             st = self._sym[s]
             mdl = st.model
-            y = _ar1(phi_y, ACT_SYM_SD * math.sqrt(1 - phi_y**2) * st.rng_y.standard_normal(n), st.y)
-            st.y = float(y[-1])
+            y = st.y(ACT_SYM_SD * math.sqrt(1 - st.y.phi**2) * st.rng_y.standard_normal(n))
             z = st.rng_w.standard_normal(n)
-            if mdl.half_life > 0:
-                phi_w = 0.5 ** (STEP_S / mdl.half_life)
-                w = _ar1(phi_w, mdl.spread_sd * math.sqrt(1 - phi_w**2) * z, st.w)
+            if st.w_ou is not None:
+                w = st.w_ou(mdl.spread_sd * math.sqrt(1 - st.w_ou.phi**2) * z)
             else:
                 w = _walk(mdl.idio_vol * math.sqrt(STEP_S) * volmult * z, st.w)
-            st.w = float(w[-1])
+                st.w = float(w[-1])
             logp = math.log(mdl.price0) + mdl.beta * f + w
             ret = np.diff(np.concatenate(([st.logp], logp)))
             st.logp = float(logp[-1])
             side_z = ret / mdl.step_sd
-            basis = BASIS_MEAN + _ar1(
-                phi_b, BASIS_SD * math.sqrt(1 - phi_b**2) * st.rng_b.standard_normal(n), st.basis - BASIS_MEAN)
-            st.basis = float(basis[-1])
+            basis = BASIS_MEAN + st.basis(BASIS_SD * math.sqrt(1 - st.basis.phi**2) * st.rng_b.standard_normal(n))
             intensity = self.rate * np.exp(act + y - 0.5 * (act_var + ACT_SYM_SD**2))  # units / s
             for m in self.markets:
                 price = np.exp(logp + basis) if m == "usdm" else np.exp(logp)

@@ -388,6 +388,8 @@ class WsHub:
         if not ws.can_prepare(request).ok:
             return self._reject(400, -1000, "Expected a WebSocket upgrade request.")
         await ws.prepare(request)
+        if request.transport is None:  # the client left during the handshake
+            return ws
         self._next_id += 1
         conn = WsConn(self._next_id, route, market, combined, us, ws, request.transport, str(request.remote),
                       streams)
