@@ -25,9 +25,11 @@ PAGE = 1000
 
 @dataclass(frozen=True)
 class Gap:
+    """Missing ids `first_id..last_id`; `last_id=None` means "up to the present" (resume after a restart)."""
+
     symbol: str
     first_id: int          # first missing id
-    last_id: int           # last missing id
+    last_id: int | None    # last missing id, or None: until the live stream's first id / the exchange's newest
     reason: str
     before_us: int | None = None   # trade time of the id just after the gap (cap check)
     after_us: int | None = None    # trade time of the id just before the gap
@@ -46,6 +48,7 @@ class Backfiller:
         self.stop = stop or threading.Event()
         self.queue: queue.Queue[Gap | None] = queue.Queue()
         self.active = 0
+        self.tracker: GapTracker | None = None
         self._thread = threading.Thread(target=self._run, name=f"backfill-{spec.name}", daemon=True)
 
     def start(self) -> "Backfiller":
@@ -53,13 +56,17 @@ class Backfiller:
         return self
 
     def submit(self, gap: Gap) -> None:
-        st = self.state.stats(self.spec.name, gap.symbol)
-        st.gaps_found += 1
-        self.state.event("gap_found", self.spec.name, gap.symbol, gap.first_id, gap.last_id,
-                         gap.last_id - gap.first_id + 1, gap.reason)
-        log.info("%s %s: gap of %d ids [%d..%d] (%s); backfilling over REST", self.spec.name, gap.symbol,
-                 gap.last_id - gap.first_id + 1, gap.first_id, gap.last_id, gap.reason)
+        if gap.last_id is not None:
+            self._found(gap.symbol, gap.first_id, gap.last_id, gap.reason)
+        else:
+            log.info("%s %s: catching up from id %d (%s)", self.spec.name, gap.symbol, gap.first_id, gap.reason)
         self.queue.put(gap)
+
+    def _found(self, symbol: str, first: int, last: int, reason: str) -> None:
+        self.state.stats(self.spec.name, symbol).gaps_found += 1
+        self.state.event("gap_found", self.spec.name, symbol, first, last, last - first + 1, reason)
+        log.info("%s %s: gap of %d ids [%d..%d] (%s); backfilling over REST", self.spec.name, symbol,
+                 last - first + 1, first, last, reason)
 
     def idle(self) -> bool:
         return self.queue.empty() and self.active == 0
@@ -87,50 +94,56 @@ class Backfiller:
                 self.active -= 1
 
     def _fill(self, gap: Gap) -> None:
-        first, last = gap.first_id, gap.last_id
-        if gap.before_us is not None and gap.after_us is not None and \
-                (gap.before_us - gap.after_us) / 1e6 > self.max_backfill_s:
-            start_id = self.first_id_at(gap.symbol, gap.before_us - int(self.max_backfill_s * 1e6))
+        sym, first, open_ended = gap.symbol, gap.first_id, gap.last_id is None
+        now = now_us()
+        newest_us = gap.before_us if gap.before_us is not None else now
+        if gap.after_us is not None and (newest_us - gap.after_us) / 1e6 > self.max_backfill_s:
+            start_id = self.first_id_at(sym, newest_us - int(self.max_backfill_s * 1e6))
             if start_id is not None and start_id > first:
-                self._unrecoverable(gap.symbol, first, min(start_id - 1, last),
-                                    f"older than --max-backfill {self.max_backfill_s / 3600:g}h")
+                stop_at = start_id - 1 if gap.last_id is None else min(start_id - 1, gap.last_id)
+                self._unrecoverable(sym, first, stop_at, f"older than --max-backfill {self.max_backfill_s / 3600:g}h")
                 first = start_id
         filled = 0
         next_id = first
         short_pages = 0
-        while next_id <= last and not self.stop.is_set():
-            rows = self.rest.get(self.spec.backfill_path,
-                                 {"symbol": gap.symbol, "fromId": next_id, "limit": PAGE})
+        while not self.stop.is_set():
+            last = gap.last_id if not open_ended else self.tracker.resume_target(sym)
+            if last is not None and next_id > last:
+                break
+            rows = self.rest.get(self.spec.backfill_path, {"symbol": sym, "fromId": next_id, "limit": PAGE})
             try:
-                trades = [t for t in parse_rest_trades(rows, self.spec.name, gap.symbol) if t.trade_id <= last]
+                trades = parse_rest_trades(rows, self.spec.name, sym)
             except MalformedFrame as exc:
                 raise RestError(str(exc)) from None
+            if last is not None:
+                trades = [t for t in trades if t.trade_id <= last]
             trades.sort(key=lambda t: t.trade_id)
-            if not trades:
-                short_pages += 1
-                if short_pages > 5:
-                    self._unrecoverable(gap.symbol, next_id, last, "exchange returned no trades for these ids")
-                    break
-                self.stop.wait(0.5 * short_pages)
-                continue
-            if trades[0].trade_id > next_id:
-                self._unrecoverable(gap.symbol, next_id, trades[0].trade_id - 1, "exchange no longer serves these ids")
-            self.buffer.extend(trades)
-            filled += len(trades)
-            next_id = trades[-1].trade_id + 1
-            if len(rows) < PAGE and next_id <= last:
+            if trades:
+                if trades[0].trade_id > next_id:
+                    self._unrecoverable(sym, next_id, trades[0].trade_id - 1, "exchange no longer serves these ids")
+                self.buffer.extend(trades)
+                filled += len(trades)
+                next_id = trades[-1].trade_id + 1
+            if len(rows) < PAGE and (last is None or next_id <= last):
+                if open_ended and last is None:
+                    break  # caught up with the exchange; the live stream takes over from here
                 # REST can trail the stream by a moment: ask again before giving up on the rest
                 short_pages += 1
                 if short_pages > 5:
-                    self._unrecoverable(gap.symbol, next_id, last, "exchange returned fewer ids than expected")
+                    self._unrecoverable(sym, next_id, last, "exchange returned fewer ids than expected")
+                    next_id = last + 1
                     break
                 self.stop.wait(0.5 * short_pages)
-        st = self.state.stats(self.spec.name, gap.symbol)
+        st = self.state.stats(self.spec.name, sym)
         st.trades_backfilled += filled
         if filled:
+            if open_ended:
+                self._found(sym, first, next_id - 1, gap.reason)
             st.gaps_filled += 1
-            self.state.event("gap_filled", self.spec.name, gap.symbol, first, min(last, next_id - 1), filled)
-            log.info("%s %s: backfilled %d trades [%d..%d]", self.spec.name, gap.symbol, filled, first, next_id - 1)
+            self.state.event("gap_filled", self.spec.name, sym, first, next_id - 1, filled)
+            log.info("%s %s: backfilled %d trades [%d..%d]", self.spec.name, sym, filled, first, next_id - 1)
+        if open_ended and not self.stop.is_set():
+            self.tracker.finish_resume(sym, next_id - 1)
 
     def first_id_at(self, symbol: str, ts_us: int) -> int | None:
         """First tick id at or after `ts_us` (spot: first trade id of the aggTrade; usdm: aggTrade id)."""
@@ -156,17 +169,46 @@ class Backfiller:
 
 
 class GapTracker:
-    """Highest id per symbol; turns id jumps into backfill requests. Called from receive threads."""
+    """Highest id per symbol; turns id jumps into backfill requests. Called from receive threads.
+
+    While a symbol is resuming (an open-ended catch-up from its last stored id is running), the jump to the
+    first live id is not a new gap: the catch-up stops there instead. Later jumps are gaps as usual.
+    """
 
     def __init__(self, market: str, state: IngestState, backfiller: Backfiller) -> None:
         self.market = market
         self.state = state
         self.backfiller = backfiller
+        backfiller.tracker = self
         self.lock = threading.Lock()
+        self._resuming: dict[str, int | None] = {}   # symbol -> first live id seen during the catch-up
 
     def prime(self, symbol: str, last_id: int, last_us: int | None) -> None:
         st = self.state.stats(self.market, symbol)
         st.last_trade_id, st.last_trade_us = last_id, last_us
+
+    def resume(self, symbol: str, reason: str) -> None:
+        """Catch up from the primed id to the present over REST (start-up after downtime, or history)."""
+        st = self.state.stats(self.market, symbol)
+        with self.lock:
+            self._resuming[symbol] = None
+        self.backfiller.submit(Gap(symbol, st.last_trade_id + 1, None, reason, after_us=st.last_trade_us))
+
+    def resume_target(self, symbol: str) -> int | None:
+        """Last id the catch-up must fetch (just before the first live id), or None while none arrived."""
+        first_live = self._resuming.get(symbol)
+        return None if first_live is None else first_live - 1
+
+    def finish_resume(self, symbol: str, fetched_to: int) -> None:
+        st = self.state.stats(self.market, symbol)
+        with self.lock:
+            first_live = self._resuming.pop(symbol, None)
+            if first_live is None:
+                if st.last_trade_id is None or fetched_to > st.last_trade_id:
+                    st.last_trade_id = fetched_to
+                return
+        if fetched_to + 1 <= first_live - 1:
+            self.backfiller.submit(Gap(symbol, fetched_to + 1, first_live - 1, "ids between catch-up and stream"))
 
     def observe(self, t) -> bool:
         """Record a live trade; returns False for an id not above the highest seen (duplicate or late frame).
@@ -180,6 +222,10 @@ class GapTracker:
             st.last_trade_id = t.trade_id
             prev_us = st.last_trade_us
             st.last_trade_us = t.ts_us
+            if t.symbol in self._resuming:
+                if self._resuming[t.symbol] is None:
+                    self._resuming[t.symbol] = t.trade_id
+                last = None
         st.last_recv_us = t.recv_us
         st.ticks_total += 1
         if last is not None and t.trade_id > last + 1:

@@ -134,6 +134,7 @@ class Ingestor:
             if sym in last:
                 self.tracker.prime(sym, last[sym], last_ts.get(sym))
                 log.info("%s %s: resuming after stored id %d", self.cfg.market, sym, last[sym])
+                self.tracker.resume(sym, "downtime since the last stored id")
                 for a, b in holes[sym]:
                     if any(x <= a and b <= y for x, y in known_bad[sym]):
                         continue
@@ -149,6 +150,7 @@ class Ingestor:
                     self.tracker.prime(sym, first - 1, start_us)
                     log.info("%s %s: empty file; loading %.0fs of history from id %d", self.cfg.market, sym,
                              self.cfg.history_s, first)
+                    self.tracker.resume(sym, f"--history {self.cfg.history_s:.0f}s on an empty file")
 
     def start(self) -> "Ingestor":
         self.resume()

@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from tickstore.connection import read_connection
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,13 +32,9 @@ def stop_ingestor(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: fl
 
 
 def stored(db: Path, market: str, symbol: str) -> pd.DataFrame:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        con.execute("SET TimeZone='UTC'")
+    with read_connection(db, budget_s=10) as con:
         return con.execute("""SELECT trade_id, epoch_us(ts) AS ts_us, price, qty, is_buyer_maker FROM ticks
                               WHERE market = ? AND symbol = ? ORDER BY trade_id""", [market, symbol]).df()
-    finally:
-        con.close()
 
 
 def wait_for(pred, timeout: float, every: float = 0.2) -> bool:
