@@ -110,6 +110,10 @@ class Ingestor:
             raise ConfigError(f"cannot use --rest-url {self.rest.base}: {exc}{hint}") from None
         if not isinstance(info, dict) or "symbols" not in info:
             raise ConfigError(f"--rest-url {self.rest.base} did not answer like Binance's exchangeInfo")
+        for lim in info.get("rateLimits") or []:
+            if lim.get("rateLimitType") == "REQUEST_WEIGHT" and lim.get("interval") == "MINUTE" \
+                    and lim.get("intervalNum") == 1 and isinstance(lim.get("limit"), int):
+                self.rest.weight_limit = lim["limit"]
         known = {s.get("symbol"): s.get("status") for s in info["symbols"]}
         unknown = [s for s in self.cfg.symbols if s not in known]
         if unknown:
