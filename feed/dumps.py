@@ -317,8 +317,8 @@ def inspect_dump(path: str | os.PathLike, market: str | None = None, name: str |
     venue = venues[0]
     wanted = market or hint
     if wanted is not None and wanted != venue:
-        source = "--market" if market else "its path"
-        raise _fail(name, f"{source} says {wanted}, but {n_cols} columns is the {venue} {kind} layout "
+        source = f"market {wanted} was requested" if market else f"its path says {wanted}"
+        raise _fail(name, f"{source}, but {n_cols} columns is the {venue} {kind} layout "
                           f"({', '.join(LAYOUTS[(venue, kind)])}); a {wanted} {kind} dump has "
                           f"{len(LAYOUTS[(wanted, kind)])} columns")
     columns = LAYOUTS[(venue, kind)]

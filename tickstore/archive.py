@@ -38,7 +38,6 @@ import pyarrow.parquet as pq
 
 from tickstore.connection import StoreError, StoreMissing, write_connection
 from tickstore.schema import ensure_schema
-from tickstore.writer import insert_batch
 
 log = logging.getLogger(__name__)
 
@@ -230,14 +229,37 @@ def _registered(con: duckdb.DuckDBPyConnection, root: Path, market: str, symbol:
 
 # --------------------------------------------------------------------------------------------- import side
 
+_IMPORT_SQL = """
+INSERT INTO ticks
+SELECT b.market, b.symbol, b.trade_id, b.ts, b.price, b.qty, b.is_buyer_maker, b.recv_ts, b.source
+FROM {source} b
+ANTI JOIN (SELECT market, symbol, trade_id FROM ticks WHERE ts BETWEEN $lo AND $hi) t
+  ON b.market = t.market AND b.symbol = t.symbol AND b.trade_id = t.trade_id
+"""
+# The same print can be stored with ms (live stream) and µs (dump) precision: look that much wider for its id.
+_TS_SLACK = dt.timedelta(seconds=1)
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """No DuckDB progress bar on stdout for long statements (imports and archiving draw their own)."""
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def insert_dedup(con: duckdb.DuckDBPyConnection, table: pa.Table, db_path: str | os.PathLike) -> int:
-    """Append `table` (writer.ARROW_SCHEMA, one market and symbol) skipping ids already in the hot file or archive."""
+    """Append `table` (writer.ARROW_SCHEMA, one market and symbol) skipping ids already in the hot file or archive.
+
+    The anti-join of `writer.insert_batch`, with the time window widened by `_TS_SLACK` (a µs dump row and the ms
+    live row of the same trade differ by < 1 ms); a batch whose ids strictly increase (Binance dumps are ordered by
+    id) needs no de-duplication within itself, which saves a hash aggregate over the batch.
+    """
     if table.num_rows == 0:
         return 0
+    quiet(con)
     root = archive_root(con, db_path)
     if root is not None:
         market, symbol = table.column("market")[0].as_py(), table.column("symbol")[0].as_py()
-        lo, hi = pc.min(table.column("ts")).as_py(), pc.max(table.column("ts")).as_py()
+        lo, hi = pc.min(table.column("ts")).as_py() - _TS_SLACK, pc.max(table.column("ts")).as_py() + _TS_SLACK
         files = _registered(con, root, market, symbol, lo.date(), hi.date())
         if files:
             con.register("import_in", table)
@@ -249,7 +271,15 @@ def insert_dedup(con: duckdb.DuckDBPyConnection, table: pa.Table, db_path: str |
                 con.unregister("import_in")
             if table.num_rows == 0:
                 return 0
-    return insert_batch(con, table)
+    ids, ts = table.column("trade_id"), table.column("ts")
+    ordered = table.num_rows < 2 or pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
+    source = "import_batch" if ordered else "(SELECT DISTINCT ON (market, symbol, trade_id) * FROM import_batch)"
+    con.register("import_batch", table)
+    try:
+        return int(_first(con, _IMPORT_SQL.format(source=source),
+                          {"lo": pc.min(ts).as_py() - _TS_SLACK, "hi": pc.max(ts).as_py() + _TS_SLACK})[0])
+    finally:
+        con.unregister("import_batch")
 
 
 @dataclass(frozen=True)
@@ -341,7 +371,7 @@ class PartitionResult:
     written_rows: int      # rows in the new Parquet file (hot rows not yet archived)
     file: Path | None      # new file, or None when every row was already archived
     bytes: int
-    lock_held_s: float
+    lock_held_s: float     # time this partition kept the tick file locked (both short transactions)
 
 
 @dataclass(frozen=True)
@@ -381,31 +411,44 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_parquet(reader: pa.RecordBatchReader, path: Path) -> tuple[int, int]:
-    """Stream batches into one zstd Parquet file; returns (rows, sum of trade ids)."""
+def _spool(reader: pa.RecordBatchReader, path: Path) -> tuple[int, int]:
+    """Stream batches into an uncompressed Arrow IPC file (fast; keeps memory bounded); returns (rows, id sum)."""
     rows = id_sum = 0
-    writer = None
-    try:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, reader.schema) as writer:
         for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            if writer is None:
-                writer = pq.ParquetWriter(path, batch.schema, compression=PARQUET_COMPRESSION)
-            writer.write_batch(batch)
-            rows += batch.num_rows
-            id_sum += pc.sum(batch.column("trade_id")).as_py()
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is not None:
-        with open(path, "rb+") as fh:
-            os.fsync(fh.fileno())
+            if batch.num_rows:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+                id_sum += pc.sum(batch.column("trade_id")).as_py()
     return rows, id_sum
+
+
+def _write_parquet(spool: Path, path: Path) -> None:
+    """Spool → one zstd Parquet file ordered by trade id, fsynced."""
+    with pa.memory_map(str(spool)) as src:
+        table = pa.ipc.open_file(src).read_all()
+        ids = table.column("trade_id")
+        if len(ids) > 1 and not pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py():
+            table = table.sort_by([("trade_id", "ascending"), ("ts", "ascending")])
+        pq.write_table(table, path, compression=PARQUET_COMPRESSION, row_group_size=1 << 20)
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+class _Changed(Exception):
+    """The partition gained rows between snapshot and delete (a concurrent import); retried."""
 
 
 def _archive_partition(db_path: Path, root: Path, market: str, symbol: str, day: dt.date,
                        lock_budget_s: float) -> PartitionResult | None:
-    """Move one partition's hot rows into the archive in one write transaction (see module docstring)."""
+    """Move one partition's hot rows into the archive (see module docstring).
+
+    1. write lock: snapshot the partition's rows (not yet archived) into a hidden spool file; count + id sum.
+    2. no lock: spool → zstd Parquet temp file; read it back and check rows, id sum and day.
+    3. write lock, one transaction: the partition must still hold exactly the snapshot (else _Changed); every hot
+       id must be in the archive files; rename the temp file into place; delete the partition's hot rows (count
+       must equal the snapshot); register the file; commit.
+    """
     lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     hi = lo + dt.timedelta(days=1)
     pred = {"m": market, "s": symbol, "lo": lo, "hi": hi}
@@ -413,72 +456,84 @@ def _archive_partition(db_path: Path, root: Path, market: str, symbol: str, day:
     t_where = "t.market = $m AND t.symbol = $s AND t.ts >= $lo AND t.ts < $hi"
     pdir = _partition_dir(root, market, symbol, day)
     name = f"part-{_utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp, final = pdir / f".{name}.tmp", pdir / name
+    spool, tmp, final = pdir / f".{name}.spool.tmp", pdir / f".{name}.tmp", pdir / name
     renamed = False
-    with write_connection(db_path, budget_s=lock_budget_s) as con:
+    held = 0.0
+    try:
         t0 = time.monotonic()
-        try:
-            con.execute("BEGIN")
-            n_hot = _first(con, f"SELECT count(*) FROM ticks WHERE {where}", pred)[0]
+        with write_connection(db_path, budget_s=lock_budget_s) as con:
+            quiet(con)
+            n_hot, hot_sum = _first(con, f"SELECT count(*), coalesce(sum(trade_id), 0) FROM ticks WHERE {where}", pred)
             if not n_hot:
-                con.execute("ROLLBACK")
                 return None
             pdir.mkdir(parents=True, exist_ok=True)
             existing = _registered(con, root, market, symbol, day, day)
-            cols = ", ".join(f"t.{c}" for c in ARCHIVE_COLUMNS)
-            select = f"SELECT {cols} FROM ticks t"
+            select = f"SELECT {', '.join(f't.{c}' for c in ARCHIVE_COLUMNS)} FROM ticks t"
             params = dict(pred)
             if existing:
                 select += " ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)"
                 params["files"] = existing
-            select += f" WHERE {t_where}"
-            select += " ORDER BY t.trade_id, t.ts"
-            reader = con.sql(select, params=params).to_arrow_reader(256_000)
-            written, written_sum = _write_parquet(reader, tmp)
-            nbytes = 0
-            if written:
-                back = pq.read_table(tmp, columns=["trade_id", "ts"])
-                if back.num_rows != written or pc.sum(back.column("trade_id")).as_py() != written_sum:
-                    raise ArchiveError(f"{tmp} read back {back.num_rows} rows, expected {written}; nothing deleted")
-                first_ts, last_ts = pc.min(back.column("ts")).as_py(), pc.max(back.column("ts")).as_py()
-                if first_ts < lo or last_ts >= hi:
-                    raise ArchiveError(f"{tmp} holds ticks outside {day}; nothing deleted")
-            uncovered = _first(con, f"""SELECT count(*) FROM ticks t
-                                        ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)
-                                        WHERE {t_where}""",
-                               pred | {"files": existing + ([str(tmp)] if written else [])})[0]
-            if uncovered:
-                raise ArchiveError(f"{uncovered} hot ticks of {market} {symbol} {day} are not in the archive after "
-                                   "writing; nothing deleted")
-            if written:
-                os.replace(tmp, final)
-                renamed = True
-                _fsync_dir(pdir)
-                nbytes = final.stat().st_size
-            deleted = _first(con, f"DELETE FROM ticks WHERE {where}", pred)[0]
-            if deleted != n_hot:
-                raise ArchiveError(f"deleted {deleted} hot ticks of {market} {symbol} {day}, verified {n_hot}; rolled back")
-            if written:
-                ids = back.column("trade_id")
-                con.execute("""INSERT INTO archive_files VALUES ($p, $m, $s, $d, $n, $bytes, $a, $b, $ta, $tb, $now)""",
-                            {"p": str(final.relative_to(root)), "m": market, "s": symbol, "d": day, "n": written,
-                             "bytes": nbytes, "a": pc.min(ids).as_py(), "b": pc.max(ids).as_py(), "ta": first_ts,
-                             "tb": last_ts, "now": _utcnow()})
-            _event(con, market, symbol, "archive", None, None, int(n_hot),
-                   f"{day}: {n_hot} ticks moved to the archive ({written} written to "
-                   f"{final.relative_to(root) if written else 'files already there'})")
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            if renamed:
-                final.unlink(missing_ok=True)
-            raise
-        finally:
-            tmp.unlink(missing_ok=True)
-        held = time.monotonic() - t0
-    log.info("archived %s %s %s: %d ticks (%d written, %.1f kB) in %.2fs", market, symbol, day, n_hot, written,
-             nbytes / 1e3, held)
+            select += f" WHERE {t_where}"          # sorted outside the lock (_write_parquet)
+            written, written_sum = _spool(con.sql(select, params=params).to_arrow_reader(256_000), spool)
+        held += time.monotonic() - t0
+
+        nbytes = 0
+        if written:
+            _write_parquet(spool, tmp)
+            back = pq.read_table(tmp, columns=["trade_id", "ts"])
+            if back.num_rows != written or pc.sum(back.column("trade_id")).as_py() != written_sum:
+                raise ArchiveError(f"{tmp} read back {back.num_rows} rows, expected {written}; nothing deleted")
+            first_ts, last_ts = pc.min(back.column("ts")).as_py(), pc.max(back.column("ts")).as_py()
+            if first_ts < lo or last_ts >= hi:
+                raise ArchiveError(f"{tmp} holds ticks outside {day}; nothing deleted")
+        spool.unlink(missing_ok=True)
+
+        t0 = time.monotonic()
+        with write_connection(db_path, budget_s=lock_budget_s) as con:
+            quiet(con)
+            try:
+                con.execute("BEGIN")
+                if _first(con, f"SELECT count(*), coalesce(sum(trade_id), 0) FROM ticks WHERE {where}",
+                          pred) != (n_hot, hot_sum):
+                    raise _Changed()
+                files = existing + ([str(tmp)] if written else [])
+                uncovered = _first(con, f"""SELECT count(*) FROM ticks t
+                                            ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)
+                                            WHERE {t_where}""", pred | {"files": files})[0]
+                if uncovered:
+                    raise ArchiveError(f"{uncovered} hot ticks of {market} {symbol} {day} are not in the archive "
+                                       "after writing; nothing deleted")
+                if written:
+                    os.replace(tmp, final)
+                    renamed = True
+                    _fsync_dir(pdir)
+                    nbytes = final.stat().st_size
+                deleted = _first(con, f"DELETE FROM ticks WHERE {where}", pred)[0]
+                if deleted != n_hot:
+                    raise ArchiveError(f"deleted {deleted} hot ticks of {market} {symbol} {day}, verified {n_hot}; "
+                                       "rolled back")
+                if written:
+                    ids = back.column("trade_id")
+                    con.execute("INSERT INTO archive_files VALUES ($p, $m, $s, $d, $n, $bytes, $a, $b, $ta, $tb, $now)",
+                                {"p": str(final.relative_to(root)), "m": market, "s": symbol, "d": day, "n": written,
+                                 "bytes": nbytes, "a": pc.min(ids).as_py(), "b": pc.max(ids).as_py(), "ta": first_ts,
+                                 "tb": last_ts, "now": _utcnow()})
+                _event(con, market, symbol, "archive", None, None, int(n_hot),
+                       f"{day}: {n_hot} ticks moved to the archive ({written} written to "
+                       f"{final.relative_to(root) if written else 'files already there'})")
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                if renamed:
+                    final.unlink(missing_ok=True)
+                raise
+        held += time.monotonic() - t0
+    finally:
+        spool.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    log.info("archived %s %s %s: %d ticks (%d written, %.1f kB), file locked %.2fs", market, symbol, day, n_hot,
+             written, nbytes / 1e3, held)
     return PartitionResult(market, symbol, day, int(n_hot), written, final if written else None, nbytes, held)
 
 
@@ -559,7 +614,16 @@ def archive_ticks(db_path: str | os.PathLike, older_than: dt.timedelta, archive_
         log.info("archiving %d partition(s) before %s into %s", len(parts), cutoff.isoformat(), root)
         done: list[PartitionResult] = []
         for i, (market, symbol, day, _n) in enumerate(parts):
-            res = _archive_partition(db_path, root, market, symbol, day, lock_budget_s)
+            for attempt in range(1, 4):
+                try:
+                    res = _archive_partition(db_path, root, market, symbol, day, lock_budget_s)
+                    break
+                except _Changed:
+                    log.info("%s %s %s gained ticks while being archived (attempt %d); retrying", market, symbol,
+                             day, attempt)
+            else:
+                raise ArchiveError(f"{market} {symbol} {day} kept changing while being archived (an import running?); "
+                                   "run archive again when it is done")
             if res is not None:
                 done.append(res)
                 if on_partition is not None:
