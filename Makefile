@@ -20,7 +20,7 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 run: venv
 	@mkdir -p data
 	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/python ingestor.py --symbols $(SYMBOLS) --market $(MARKET) --db data/ticks.duckdb & \
+	$(BIN)/python ingestor.py --symbols $(SYMBOLS) --market $(MARKET) --db data/ticks.duckdb --history 30m & \
 	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & \
 	wait
 
