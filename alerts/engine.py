@@ -95,8 +95,8 @@ class AlertEngine:
         now = self.clock()
         status = self._status()
         scope = set(status) if status else None
-        self.metrics.begin(con, now, status)
         ticks = _TickGroups(batch)
+        self.metrics.begin(con, now, status, ticks.newest())
         fired: list[tuple[AlertRule, float, dt.datetime | None, str]] = []
         try:
             for rt in list(self._runtime.values()):
@@ -186,7 +186,7 @@ class AlertEngine:
                 return []
             rt.last_trade_id = last[0]
             outcome = step(rt.trigger, r.op, r.threshold, r.hysteresis, r.cooldown_s, last[2], now)
-            return self._outcome(rt, outcome, last[2], last[1], "")
+            return self._outcome(rt, outcome, last[2], _us_to_dt(last[1]), "")
         ids, prices, ts_us = ticks.get(r.market, r.symbol)
         new = ids > rt.last_trade_id
         if not new.any():
@@ -239,6 +239,20 @@ class _TickGroups:
     def __init__(self, batch: pa.Table | None) -> None:
         self._batch = batch
         self._groups: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def newest(self) -> dict[tuple[str, str], tuple[int, int, float]]:
+        """(trade_id, ts µs, price) of the highest trade id per (market, symbol) in the batch."""
+        b = self._batch
+        if b is None or b.num_rows == 0:
+            return {}
+        out = {}
+        top = b.group_by(["market", "symbol"]).aggregate([("trade_id", "max")])
+        for m, sym, tid in zip(top["market"].to_pylist(), top["symbol"].to_pylist(), top["trade_id_max"].to_pylist()):
+            row = b.filter(pc.and_(pc.equal(b.column("trade_id"), tid),
+                                   pc.and_(pc.equal(b.column("market"), m), pc.equal(b.column("symbol"), sym))))
+            out[(m, sym)] = (int(tid), int(row.column("ts").cast(pa.int64())[0].as_py()),
+                             float(row.column("price")[0].as_py()))
+        return out
 
     def get(self, market: str, symbol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (market, symbol)

@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 
 from alerts.rules import AlertRule
+from quantlib.indicators import rsi, zscore
+from quantlib.pairs import spread
+from quantlib.regression import hedge_ratio
 from tickstore import alerts_sql
 from tickstore.connection import read_connection
 from tickstore.queries import tf_seconds
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 PRICE_LOOKBACK = dt.timedelta(days=1)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 REFRESH_GRACE_S = 2.0        # re-read just-closed bars this long after a bar boundary (late ticks)
-ACTIVITY_REFRESH_FRACTION = 1 / 600  # volume / trade_rate over a window W are re-read at most every W/600
+ACTIVITY_REFRESH_FRACTION = 1 / 120  # volume / trade_rate over a window W are re-read at most every W/120
 
 
 @dataclass(frozen=True)
@@ -65,114 +68,181 @@ def min_bars(rule: AlertRule) -> int:
     return max(10, rule.lookback // 2)
 
 
-def pair_spread_zscore(y: pd.Series, x: pd.Series) -> tuple[float, float, float, float]:
+def pair_spread_zscore(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, float]:
     """(spread, zscore, beta, alpha) of the newest bar of aligned closes y, x (see module docstring)."""
-    from quantlib.indicators import zscore
-    from quantlib.pairs import spread
-    from quantlib.regression import hedge_ratio
-
     hr = hedge_ratio(y, x, method="ols")
     s = spread(y, x, hr.beta, hr.alpha)
     z = float(np.asarray(zscore(s, len(s)))[-1])
     return float(np.asarray(s)[-1]), z, float(hr.beta), float(hr.alpha)
 
 
-def align_pair(closes: pd.DataFrame, y_symbol: str, x_symbol: str) -> pd.DataFrame:
-    """Columns y, x of close prices on the union of both legs' bar times, forward-filled, leading gaps dropped."""
-    wide = closes.pivot_table(index="bucket_us", columns="symbol", values="close", aggfunc="last")
-    wide = wide.reindex(columns=[y_symbol, x_symbol]).sort_index().ffill().dropna()
-    wide.columns = ["y", "x"]
-    return wide
+def align_pair(y_bucket: np.ndarray, y_close: np.ndarray, x_bucket: np.ndarray, x_close: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(buckets, y, x): both legs' closes on the union of their (sorted) bar times, each forward-filled;
+    bars before both legs have traded are dropped."""
+    union = np.union1d(y_bucket, x_bucket)
+    iy = np.searchsorted(y_bucket, union, side="right") - 1
+    ix = np.searchsorted(x_bucket, union, side="right") - 1
+    ok = (iy >= 0) & (ix >= 0)
+    return union[ok], y_close[iy[ok]], x_close[ix[ok]]
+
+
+@dataclass
+class _Closed:
+    """Cached closed bars of one (market, symbols, timeframe, buckets) window."""
+
+    cur: int          # start of the forming bucket when read (µs)
+    read_us: int      # when read (µs)
+    bars: dict
 
 
 class MetricSource:
     """Computes metrics for rules on one connection per evaluation round, with caches between rounds.
 
-    Closed bars are cached per (market, symbols, timeframe, buckets) and re-read only when a new bar starts
-    (and during a short grace period after it, for late ticks); the forming bar is read each round.
+    In the engine, each round gets the flushed batch: the newest trade per symbol is then kept in memory
+    (read from SQL once per symbol), which gives `price` and the forming bar without a query. Closed bars
+    are cached per (market, symbols, timeframe, buckets) and re-read when a new bar starts and once more
+    `REFRESH_GRACE_S` later (late ticks). A derived value (rsi, pair) is recomputed only when its inputs
+    changed. Without batches (previews) every value is read from SQL.
     """
 
     def __init__(self) -> None:
-        self._closed: dict[tuple, tuple[int, float, pd.DataFrame]] = {}
+        self._closed: dict[tuple, _Closed] = {}
+        self._derived: dict[tuple, tuple[tuple, object]] = {}
         self._activity: dict[tuple, tuple[dt.datetime, Observation]] = {}
+        self._last: dict[tuple[str, str], tuple[int, int, float]] = {}   # (market, symbol) -> (id, ts µs, price)
+        self._missing: dict[tuple[str, str], dt.datetime] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
         self._now: dt.datetime = dt.datetime.now(dt.UTC)
-        self._memo: dict[tuple, Observation] = {}
-        self._status: dict | None = None
+        self._now_us = 0
+        self._memo: dict[tuple, object] = {}
+        self._status: dict = {}
 
-    def begin(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, status: dict | None = None) -> None:
+    def begin(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, status: dict | None = None,
+              newest: dict[tuple[str, str], tuple[int, int, float]] | None = None) -> None:
         """Start an evaluation round on `con` at time `now` (UTC).
 
-        `status` is the ingestor's {(market, symbol): {"connected", "last_tick_age_s"}} for the `lag` metric;
-        symbols missing from it fall back to the ingest_status table, then to the last stored trade.
+        `status` is the ingestor's {(market, symbol): {"connected", "last_tick_age_s"}} for the `lag` metric
+        (symbols missing from it fall back to the ingest_status table, then to the last stored trade).
+        `newest` is the newest trade per (market, symbol) of the batch just flushed (engine only).
         """
         self._con, self._now, self._memo, self._status = con, now, {}, status or {}
+        self._now_us = int(now.timestamp() * 1_000_000)
+        for key, t in (newest or {}).items():
+            known = self._last.get(key)
+            if known is not None and t[0] > known[0]:
+                self._last[key] = t
+            # unknown symbols are read from SQL on first use (the batch alone may be an old backfill)
 
     def end(self) -> None:
         self._con = None
         self._memo = {}
 
     def observe(self, rule: AlertRule) -> Observation:
-        """The rule's metric now (memoized within a round, so rules sharing a metric cost one query)."""
+        """The rule's metric now (memoized within a round, so rules sharing a metric compute it once)."""
         key = (rule.metric, rule.market, rule.symbol, rule.symbol2, rule.timeframe, rule.lookback)
         if key not in self._memo:
             self._memo[key] = getattr(self, f"_obs_{rule.metric}")(rule)
         return self._memo[key]
 
-    # --------------------------------------------------------------------------------------------- metrics
-    def _obs_price(self, rule: AlertRule) -> Observation:
-        t = alerts_sql.last_trade(self._con, rule.market, rule.symbol, self._now - PRICE_LOOKBACK)
+    # ---------------------------------------------------------------------------------------------- inputs
+    def last_trade(self, market: str, symbol: str) -> tuple[int, int, float] | None:
+        """(trade_id, ts µs, price) of the newest stored trade (within PRICE_LOOKBACK), cached between rounds."""
+        key = (market, symbol)
+        if key in self._last:
+            return self._last[key]
+        miss = self._missing.get(key)
+        if miss is not None and (self._now - miss).total_seconds() < 10:
+            return None
+        t = alerts_sql.last_trade(self._con, market, symbol, self._now - PRICE_LOOKBACK)
         if t is None:
-            return Observation(None, None, f"no {rule.symbol} trades in the last 24 h")
-        return Observation(t[2], _utc(t[1]))
+            self._missing[key] = self._now
+            return None
+        self._missing.pop(key, None)
+        self._last[key] = (t[0], int(pd.Timestamp(t[1]).value // 1000), t[2])
+        return self._last[key]
 
-    def last_trade(self, market: str, symbol: str) -> tuple[int, dt.datetime, float] | None:
-        """(trade_id, ts, price) of the newest stored trade within the price lookback."""
-        return alerts_sql.last_trade(self._con, market, symbol, self._now - PRICE_LOOKBACK)
+    def _closes(self, rule: AlertRule) -> tuple[tuple, dict[str, tuple[np.ndarray, np.ndarray, int]]]:
+        """(version, {symbol: (bucket_us, close, newest trade µs)}) over the rule's window, forming bar included.
 
-    def _closes(self, rule: AlertRule, symbols: tuple[str, ...]) -> pd.DataFrame:
+        `version` changes whenever any input changes (closed bars re-read, or a newer trade).
+        """
+        symbols = (rule.symbol, rule.symbol2) if rule.is_pair else (rule.symbol,)
         step_s = tf_seconds(rule.timeframe)
         step_us = step_s * 1_000_000
-        now_us = int(self._now.timestamp() * 1_000_000)
+        now_us = self._now_us
         cur = now_us // step_us * step_us
         n = buckets_needed(rule)
         key = (rule.market, symbols, step_s, n)
         entry = self._closed.get(key)
-        in_grace = (now_us - cur) / 1e6 < REFRESH_GRACE_S
-        if entry is None or entry[0] != cur or in_grace:
-            start = _us_to_dt(cur - (n - 1) * step_us)
-            closed = alerts_sql.bar_closes(self._con, rule.market, symbols, step_s, start, _us_to_dt(cur))
-            self._closed[key] = entry = (cur, now_us / 1e6, closed)
+        grace_us = int(REFRESH_GRACE_S * 1e6)
+        if entry is None or entry.cur != cur or (entry.read_us < cur + grace_us <= now_us):
+            closed = alerts_sql.bar_closes(self._con, rule.market, symbols, step_s,
+                                           _us_to_dt(cur - (n - 1) * step_us), _us_to_dt(cur))
+            self._closed[key] = entry = _Closed(cur, now_us, closed)
             if len(self._closed) > 512:  # rules come and go; keep the cache bounded
                 self._closed.pop(next(iter(self._closed)))
-        forming = alerts_sql.bar_closes(self._con, rule.market, symbols, step_s, _us_to_dt(cur), _us_to_dt(cur + step_us))
-        frames = [f for f in (entry[2], forming) if len(f)]
-        if not frames:
-            return entry[2]
-        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        out, version = {}, [entry.cur, entry.read_us]
+        for sym in symbols:
+            m = entry.bars["symbol"] == sym
+            buckets, closes, last = entry.bars["bucket_us"][m], entry.bars["close"][m], entry.bars["last_us"][m]
+            newest = int(last.max()) if len(last) else 0
+            t = self.last_trade(rule.market, sym)
+            version.append(t[0] if t else None)
+            if t is not None and cur <= t[1] < cur + step_us:  # the forming bar: close = newest trade
+                buckets, closes = np.append(buckets, cur), np.append(closes, t[2])
+                newest = max(newest, t[1])
+            out[sym] = (buckets, closes, newest)
+        return tuple(version), out
+
+    def _derive(self, key: tuple, version: tuple, compute: Callable[[], object]) -> object:
+        hit = self._derived.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = compute()
+        self._derived[key] = (version, value)
+        if len(self._derived) > 1024:
+            self._derived.pop(next(iter(self._derived)))
+        return value
+
+    # --------------------------------------------------------------------------------------------- metrics
+    def _obs_price(self, rule: AlertRule) -> Observation:
+        t = self.last_trade(rule.market, rule.symbol)
+        if t is None:
+            return Observation(None, None, f"no {rule.symbol} trades in the last 24 h")
+        return Observation(t[2], _us_to_dt(t[1]))
 
     def _obs_rsi(self, rule: AlertRule) -> Observation:
-        from quantlib.indicators import rsi
+        version, legs = self._closes(rule)
 
-        closes = self._closes(rule, (rule.symbol,))
-        need = min_bars(rule)
-        if len(closes) < need:
-            return Observation(None, None, f"need {need} {rule.timeframe} bars, have {len(closes)}")
-        value = float(np.asarray(rsi(closes["close"].to_numpy(), rule.lookback))[-1])
-        return Observation(None if math.isnan(value) else value, _utc(closes["last_ts"].max()))
+        def compute() -> Observation:
+            _, closes, last_us = legs[rule.symbol]
+            need = min_bars(rule)
+            if len(closes) < need:
+                return Observation(None, None, f"need {need} {rule.timeframe} bars, have {len(closes)}")
+            value = float(np.asarray(rsi(closes, rule.lookback))[-1])
+            return Observation(None if math.isnan(value) else value, _us_to_dt(last_us))
+
+        return self._derive(("rsi", rule.market, rule.symbol, rule.timeframe, rule.lookback), version, compute)
 
     def _pair(self, rule: AlertRule) -> tuple[Observation, Observation]:
-        closes = self._closes(rule, (rule.symbol, rule.symbol2))
-        wide = align_pair(closes, rule.symbol, rule.symbol2)
-        need = min_bars(rule)
-        if len(wide) < need:
-            obs = Observation(None, None, f"need {need} aligned {rule.timeframe} bars of both legs, have {len(wide)}")
-            return obs, obs
-        s, z, beta, alpha = pair_spread_zscore(wide["y"], wide["x"])
-        at = _utc(closes["last_ts"].max())
-        detail = f"beta {beta:.6g}, alpha {alpha:.6g}, {len(wide)} bars"
-        return (Observation(s, at, detail),
-                Observation(None if math.isnan(z) else z, at, detail if not math.isnan(z) else "flat spread"))
+        version, legs = self._closes(rule)
+
+        def compute() -> tuple[Observation, Observation]:
+            (yb, yc, y_last), (xb, xc, x_last) = legs[rule.symbol], legs[rule.symbol2]
+            _, y, x = align_pair(yb, yc, xb, xc)
+            need = min_bars(rule)
+            if len(y) < need:
+                obs = Observation(None, None, f"need {need} aligned {rule.timeframe} bars of both legs, have {len(y)}")
+                return obs, obs
+            s, z, beta, alpha = pair_spread_zscore(y, x)
+            at = _us_to_dt(max(y_last, x_last))
+            detail = f"beta {beta:.6g}, alpha {alpha:.6g}, {len(y)} bars"
+            return (Observation(s, at, detail),
+                    Observation(None if math.isnan(z) else z, at, detail if not math.isnan(z) else "flat spread"))
+
+        return self._derive(("pair", rule.market, rule.symbol, rule.symbol2, rule.timeframe, rule.lookback),
+                            version, compute)
 
     def _obs_spread(self, rule: AlertRule) -> Observation:
         return self._pair(rule)[0]
@@ -217,10 +287,10 @@ class MetricSource:
             last = row.get("last_recv_ts") or row.get("last_trade_ts")
             age = (self._now - _utc(last)).total_seconds() if last is not None else math.inf
             return {"connected": bool(row.get("connected")), "last_tick_age_s": age}
-        t = alerts_sql.last_trade(self._con, market, symbol, self._now - PRICE_LOOKBACK)
+        t = self.last_trade(market, symbol)
         if t is None:
             return None
-        return {"connected": None, "last_tick_age_s": (self._now - _utc(t[1])).total_seconds()}
+        return {"connected": None, "last_tick_age_s": (self._now_us - t[1]) / 1e6}
 
     def _obs_lag(self, rule: AlertRule) -> Observation:
         st = self._status_of(rule.market, rule.symbol)

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from alerts.engine import AlertEngine
-from alerts.metrics import align_pair, current_value
+from alerts.metrics import MetricSource, align_pair, current_value
 from alerts.rules import RuleStore, validate_rule
 from tickstore import alerts_sql, queries
 from tickstore.connection import init_db, read_connection, write_connection
-from tickstore.writer import TickBuffer, TickWriter
+from tickstore.writer import TickBuffer, TickWriter, insert_batch, rows_to_arrow
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 T0_US = int(T0.timestamp() * 1e6)
@@ -229,10 +229,15 @@ def test_sql_closes_match_tickstore_bars(tick_market):
     with read_connection(tick_market.path) as con:
         got = alerts_sql.bar_closes(con, "spot", ["BTCUSDT", "ETHUSDT"], 60, start, end)
     ref = queries.bars("spot", ["BTCUSDT", "ETHUSDT"], "1m", start, end, path=tick_market.path)
-    assert len(got) == len(ref) > 150
-    np.testing.assert_array_equal(got["close"].to_numpy(), ref["close"].to_numpy())
-    np.testing.assert_array_equal(pd.to_datetime(got["bucket_us"], unit="us", utc=True).to_numpy(),
-                                  ref["ts"].to_numpy())
+    assert len(got["close"]) == len(ref) > 150
+    assert got["symbol"].tolist() == ref["symbol"].tolist()
+    np.testing.assert_array_equal(got["close"], ref["close"].to_numpy())
+    np.testing.assert_array_equal(pd.to_datetime(got["bucket_us"], unit="us", utc=True), ref["ts"].to_numpy())
+
+
+def _newest_tick(path) -> dt.datetime:
+    with read_connection(path) as con:
+        return con.execute("SELECT max(ts) FROM ticks").fetchone()[0]
 
 
 def _reference_closes(path, symbol, tf_s, start, now):
@@ -248,7 +253,7 @@ def _reference_closes(path, symbol, tf_s, start, now):
 
 
 def test_rsi_matches_wilder_reference(tick_market):
-    now = tick_market.end - dt.timedelta(seconds=17)  # mid-bar: the forming bar counts
+    now = _newest_tick(tick_market.path) + dt.timedelta(milliseconds=1)  # live: the forming bar holds the newest tick
     rule = validate_rule({"symbol": "BTCUSDT", "metric": "rsi", "timeframe": "1m", "op": ">", "threshold": 70,
                           "lookback": 14})
     obs = current_value(rule, tick_market.path, now)
@@ -266,7 +271,7 @@ def test_rsi_matches_wilder_reference(tick_market):
 
 @pytest.mark.parametrize("tf,lookback", [("1m", 60), ("5m", 30)])
 def test_zscore_and_spread_match_numpy_ols(tick_market, tf, lookback):
-    now = tick_market.end - dt.timedelta(seconds=7)
+    now = _newest_tick(tick_market.path) + dt.timedelta(milliseconds=1)
     step = queries.tf_seconds(tf)
     fields = {"symbol": "ETHUSDT", "symbol2": "BTCUSDT", "timeframe": tf, "op": ">", "threshold": 2,
               "lookback": lookback}
@@ -293,11 +298,10 @@ def test_pair_metrics_say_what_is_missing(empty_tick_db):
 
 
 def test_align_pair_forward_fills_the_quieter_leg():
-    closes = pd.DataFrame({"symbol": ["A", "A", "B", "A", "B"], "bucket_us": [1, 2, 2, 3, 4],
-                           "close": [10.0, 11.0, 5.0, 12.0, 6.0]})
-    wide = align_pair(closes, "A", "B")
-    assert wide.index.tolist() == [2, 3, 4]
-    assert wide["y"].tolist() == [11.0, 12.0, 12.0] and wide["x"].tolist() == [5.0, 5.0, 6.0]
+    buckets, y, x = align_pair(np.array([1, 2, 3]), np.array([10.0, 11.0, 12.0]),
+                               np.array([2, 4]), np.array([5.0, 6.0]))
+    assert buckets.tolist() == [2, 3, 4]
+    assert y.tolist() == [11.0, 12.0, 12.0] and x.tolist() == [5.0, 5.0, 6.0]
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
@@ -349,3 +353,38 @@ def test_a_broken_rule_is_logged_and_the_others_still_run(rig, caplog):
     rig.flush()
     assert len(rig.events()) == 1 and rig.engine.stats.errors == 1
     assert "could not be evaluated" in caplog.text
+
+
+def test_engine_caches_agree_with_a_fresh_sql_computation(tmp_path):
+    """Streaming a cointegrated pair in 250 ms flushes: the values the engine evaluates (closed bars cached,
+    forming bar from the flushed batch) equal a from-scratch SQL computation at the same instant."""
+    from tests.conftest import synthetic_pair_ticks
+
+    db = init_db(tmp_path / "stream.duckdb")
+    rows = sorted(synthetic_pair_ticks(T0_US, 60 / 3600, 6.0, seed=5), key=lambda r: r[3])
+    clock = Clock(T0)
+    engine = AlertEngine(db, clock=clock, webhooks=False)
+    store = RuleStore(db)
+    rules = [store.create({"symbol": "ETHUSDT", "symbol2": "BTCUSDT", "metric": m, "timeframe": "1s",
+                           "lookback": 20, "op": ">", "threshold": 1e9}) for m in ("zscore", "spread")]
+    rules.append(store.create({"symbol": "BTCUSDT", "metric": "rsi", "timeframe": "1s", "lookback": 5, "op": ">",
+                               "threshold": 100}))
+    i, compared = 0, 0
+    with write_connection(db) as con:  # one connection, as a TickWriter flush would use, without reopening
+        for k in range(1, 60 * 4):
+            t_us = T0_US + k * 250_000
+            j = i
+            while j < len(rows) and rows[j][3] < t_us:
+                j += 1
+            batch = rows_to_arrow(rows[i:j])
+            i = j
+            clock.t = T0 + dt.timedelta(microseconds=k * 250_000 + 3_000)  # the flush runs just after the slice
+            engine.on_flush(con, batch, insert_batch(con, batch))
+            if k % 5 == 0 and k > 90:
+                fresh = MetricSource()
+                fresh.begin(con, clock.t)
+                for r in rules:
+                    assert engine.state(r.id).last_value == pytest.approx(fresh.observe(r).value, rel=1e-12,
+                                                                          abs=1e-12), (r.metric, k)
+                    compared += 1
+    assert compared > 30

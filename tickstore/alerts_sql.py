@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 # Columns of alert_rules a caller may set (id, created_at, updated_at are managed here).
@@ -41,7 +42,7 @@ def insert_rule(con: duckdb.DuckDBPyConnection, values: Mapping) -> int:
     cols = _check_columns(values, RULE_COLUMNS)
     sql = (f"INSERT INTO alert_rules ({', '.join(cols)}, updated_at) "
            f"VALUES ({', '.join('$' + c for c in cols)}, current_timestamp) RETURNING id")
-    return int(con.execute(sql, {c: values[c] for c in cols}).fetchone()[0])
+    return int(con.execute(sql, {c: values[c] for c in cols}).fetchall()[0][0])
 
 
 def update_rule(con: duckdb.DuckDBPyConnection, rule_id: int, values: Mapping) -> bool:
@@ -76,7 +77,7 @@ def rules_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
 
     Cheap enough to run after every flush; catches edits by tools that do not touch updated_at.
     """
-    row = con.execute("SELECT count(*), coalesce(bit_xor(hash(r)), 0) FROM alert_rules r").fetchone()
+    row = con.execute("SELECT count(*), coalesce(bit_xor(hash(r)), 0) FROM alert_rules r").fetchall()[0]
     return int(row[0]), int(row[1])
 
 
@@ -89,7 +90,7 @@ def insert_events(con: duckdb.DuckDBPyConnection, events: Sequence[Mapping]) -> 
     sql = (f"INSERT INTO alert_events ({', '.join(cols)}) VALUES ({', '.join('$' + c for c in cols)}) RETURNING id")
     for ev in events:
         _check_columns(ev, cols)
-        ids.append(int(con.execute(sql, {c: ev.get(c) for c in cols}).fetchone()[0]))
+        ids.append(int(con.execute(sql, {c: ev.get(c) for c in cols}).fetchall()[0][0]))
     return ids
 
 
@@ -100,7 +101,7 @@ def last_fired(con: duckdb.DuckDBPyConnection) -> dict[int, dt.datetime]:
 
 
 def max_event_id(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute("SELECT coalesce(max(id), 0) FROM alert_events").fetchone()[0])
+    return int(con.execute("SELECT coalesce(max(id), 0) FROM alert_events").fetchall()[0][0])
 
 
 def fetch_events(con: duckdb.DuckDBPyConnection, *, after_id: int | None = None, rule_id: int | None = None,
@@ -131,22 +132,31 @@ def last_trade(con: duckdb.DuckDBPyConnection, market: str, symbol: str, since: 
     """(trade_id, ts, price) of the newest stored trade of one symbol with ts >= since, or None."""
     row = con.execute("""SELECT max(trade_id), arg_max(ts, trade_id), arg_max(price, trade_id) FROM ticks
                          WHERE market = $m AND symbol = $s AND ts >= $since""",
-                      {"m": market, "s": symbol, "since": since}).fetchone()
+                      {"m": market, "s": symbol, "since": since}).fetchall()[0]
     return None if row[0] is None else (int(row[0]), row[1], float(row[2]))
 
 
 def bar_closes(con: duckdb.DuckDBPyConnection, market: str, symbols: Sequence[str], step_s: int,
-               start: dt.datetime, end: dt.datetime | None = None) -> pd.DataFrame:
-    """Close and last trade time per (symbol, bar) for bars in [start, end): columns symbol, bucket_us, close, last_ts."""
+               start: dt.datetime, end: dt.datetime | None = None) -> dict[str, np.ndarray]:
+    """Close and newest trade time per (symbol, bar) for bars in [start, end), ordered by symbol then bar.
+
+    Numpy arrays (cheap enough to run after every flush): `symbol`, `bucket_us` (bar start, µs since epoch,
+    UTC), `close`, `last_us` (time of the bar's newest trade, µs).
+    """
     step = int(step_s) * 1_000_000
     sql = """SELECT symbol, (epoch_us(ts) // $step) * $step AS bucket_us,
-                    arg_max(price, trade_id) AS close, max(ts) AS last_ts
+                    arg_max(price, trade_id) AS close, max(epoch_us(ts)) AS last_us
              FROM ticks
              WHERE market = $m AND list_contains($symbols, symbol) AND ts >= $start AND ($end IS NULL OR ts < $end)
              GROUP BY ALL ORDER BY symbol, bucket_us"""
-    df = con.execute(sql, {"step": step, "m": market, "symbols": list(symbols), "start": start, "end": end}).df()
-    df["last_ts"] = pd.to_datetime(df["last_ts"], utc=True)
-    return df
+    rows = con.execute(sql, {"step": step, "m": market, "symbols": list(symbols), "start": start,
+                             "end": end}).fetchall()
+    if not rows:
+        return {"symbol": np.empty(0, object), "bucket_us": np.empty(0, np.int64), "close": np.empty(0),
+                "last_us": np.empty(0, np.int64)}
+    sym, bucket, close, last = zip(*rows)
+    return {"symbol": np.array(sym, dtype=object), "bucket_us": np.array(bucket, dtype=np.int64),
+            "close": np.array(close, dtype=np.float64), "last_us": np.array(last, dtype=np.int64)}
 
 
 def window_activity(con: duckdb.DuckDBPyConnection, market: str, symbol: str, start: dt.datetime
@@ -154,7 +164,7 @@ def window_activity(con: duckdb.DuckDBPyConnection, market: str, symbol: str, st
     """(sum of qty, number of trades) of one symbol with ts >= start."""
     row = con.execute("""SELECT coalesce(sum(qty), 0), count(*) FROM ticks
                          WHERE market = $m AND symbol = $s AND ts >= $start""",
-                      {"m": market, "s": symbol, "start": start}).fetchone()
+                      {"m": market, "s": symbol, "start": start}).fetchall()[0]
     return float(row[0]), int(row[1])
 
 
