@@ -21,9 +21,12 @@ Data (``feed.exchange_model``)
     OU``, half-life 3 min); other symbols are correlated with BTC without cointegration. Prices start
     near BTC 93k, ETH 3.3k, SOL 180, BNB 650 (others random), on the instrument's tick; strings have 8
     decimals on spot and the contract precision on usdm. ``history_seconds`` pre-generates that much past
-    history (ending now) at start (vectorized: 2 h x 4 symbols x 20/s x 2 markets in ~0.3 s).
+    history (ending now) at start (vectorized: 2 h x 4 symbols x 20/s x 2 markets in 0.3-0.5 s).
     Deterministic: the same seed and the same sequence of steps give the same prints (ids, prices,
-    sizes, sides, times relative to the start), however the steps are batched.
+    sizes, sides, times relative to the start), however the steps are batched. Id origins depend on
+    the seed only, so two runs with the same seed reuse the same ids: a tick file kept across runs
+    (``data/demo.duckdb``) needs clearing or a new seed. Memory grows with the history (~50 MB per
+    hour at 20/s x 4 symbols x 2 markets); nothing is evicted.
 
 WebSocket (paths as on Binance; market chosen by path)
     spot: ``/ws/<stream>[/<stream>...]``, ``/ws`` and ``/stream?streams=a/b`` with ``<symbol>@trade`` and

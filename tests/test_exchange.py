@@ -632,7 +632,8 @@ def test_simulator_output_does_not_depend_on_batching():
     parts = [sim.step(starts[lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
     for key, whole in one.items():
         for col in ("trade_time", "trade_price", "trade_qty", "trade_m", "agg_first", "agg_qty", "agg_nq"):
-            assert np.array_equal(getattr(whole, col), np.concatenate([getattr(p[key], col) for p in parts])), (key, col)
+            pieces = np.concatenate([getattr(p[key], col) for p in parts])
+            assert np.array_equal(getattr(whole, col), pieces), (key, col)
 
 
 def test_history_is_realistic_and_btc_eth_cointegrated():
@@ -646,7 +647,8 @@ def test_history_is_realistic_and_btc_eth_cointegrated():
         aggs = e.agg_trades("BTCUSDT")
     finally:
         e.stop()
-    closes = pd.DataFrame({s: np.log(t.set_index("ts").price.resample("1min").last()) for s, t in trades.items()}).ffill().dropna()
+    closes = pd.DataFrame({s: np.log(t.set_index("ts").price.resample("1min").last())
+                           for s, t in trades.items()}).ffill().dropna()
     assert len(closes) > 200
     assert coint(closes.ETHUSDT, closes.BTCUSDT)[1] < 0.05  # Engle-Granger (statsmodels)
     rets = closes.diff().dropna()
