@@ -158,7 +158,7 @@ def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.nda
             equity[seg] = e0 + (prices[seg] - prices[f]) @ q
             exit_cost = cost(q, prices[last])
             equity[last] -= exit_cost
-            traded += float(np.abs(q) @ prices[last])
+            traded += float(np.abs(q) @ np.abs(prices[last]))
             costs_total += exit_cost
             cash = float(equity[last])
             filled_to = last + 1
@@ -179,7 +179,7 @@ def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.nda
             side = int(pos[b])
             q = size(b, side, cash)
             entry_cost = cost(q, prices[b])
-            traded += float(np.abs(q) @ prices[b])
+            traded += float(np.abs(q) @ np.abs(prices[b]))
             costs_total += entry_cost
             equity[b] = cash - entry_cost
             filled_to = b + 1
@@ -245,7 +245,7 @@ def mean_reversion(
     capital: float = 10_000.0,
     kalman_delta: float = 1e-4,
 ) -> BacktestResult:
-    """Backtest long / short the spread y - beta_t x on its rolling z-score (see the module docstring).
+    """Backtest long / short the spread y - alpha_t - beta_t x on its rolling z-score (module docstring).
 
     hedge: "rolling" (OLS-family `method` over the trailing `hedge_window` bars, default `window`),
     "static" (one fit on the first `hedge_window` bars, the formation period, trading after it) or
@@ -269,14 +269,16 @@ def mean_reversion(
     elif hedge == "static":
         fit = regression.hedge_ratio(ys.iloc[:hw], xs.iloc[:hw], method=method)
         b = np.where(np.arange(n) >= hw - 1, fit.beta, np.nan)
-        spr = yv - fit.beta * xv  # spread history with the formation beta; used only from bar hw-1 on
+        spr = yv - fit.alpha - fit.beta * xv  # history with the formation fit; used only from bar hw-1 on
     elif hedge == "rolling":
-        b = regression.rolling_hedge_ratio(ys, xs, hw, method=method,
-                                           step=1 if method in ("ols", "tls") else max(1, hw // 10))["beta"].to_numpy()
-        spr = yv - b * xv
+        fit = regression.rolling_hedge_ratio(ys, xs, hw, method=method,
+                                             step=1 if method in ("ols", "tls") else max(1, hw // 10))
+        b = fit["beta"].to_numpy()
+        spr = yv - fit["alpha"].to_numpy() - b * xv
     else:
-        b = regression.kalman_hedge_ratio(ys, xs, delta=kalman_delta, warmup=hw).beta.to_numpy()
-        spr = yv - b * xv
+        kf = regression.kalman_hedge_ratio(ys, xs, delta=kalman_delta, warmup=hw)
+        b = kf.beta.to_numpy()
+        spr = yv - kf.alpha.to_numpy() - b * xv
     z = indicators.rolling_zscore(pd.Series(spr, index=ys.index), window).to_numpy()
     z = np.where(np.isnan(b), np.nan, z)
     sig, reason = zscore_signals(z, entry_z, exit_z, stop_z)

@@ -1,0 +1,149 @@
+"""quantlib.backtest: hand-computed trades and equity, next-bar fills, costs, stats formulas, and the
+no-look-ahead property (changing data after t never changes positions or equity up to t)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quantlib.backtest import mean_reversion, mean_reversion_spread, zscore_signals
+
+
+def _pair(n=3000, seed=0, phi=0.9):
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
+    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    e = rng.normal(0, 0.05, n)
+    s = np.zeros(n)
+    for t in range(1, n):
+        s[t] = phi * s[t - 1] + e[t]
+    return pd.Series(20 + 1.5 * x + s, idx, name="Y"), pd.Series(x, idx, name="X")
+
+
+def test_signal_state_machine():
+    z = [0.0, 2.5, 1.0, 0.4, -2.5, -4.5, -3.0, -1.0, -2.5, -1.9, -2.1, np.nan, -0.3, 5.0, 3.0]
+    sig, reason = zscore_signals(z, entry_z=2.0, exit_z=0.5, stop_z=4.0)
+    # 2.5 short; 1.0 hold; 0.4 exit; -2.5 long; -4.5 stop; -3 blocked; -1 unblocks; -2.5 long;
+    # -1.9 hold; -2.1 hold; NaN hold; -0.3 exit; 5.0 beyond stop: no entry; 3.0 short
+    assert sig.tolist() == [0, -1, -1, 0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, -1]
+    assert reason[3] == "exit" and reason[5] == "stop" and reason[12] == "exit"
+    with pytest.raises(ValueError, match="exit_z < entry_z < stop_z"):
+        zscore_signals(z, entry_z=1.0, exit_z=1.5)
+
+
+def test_hand_computed_spread_trade():
+    # window 3 z-scores: bar 4 z = (3 - 1)/sqrt(3) = 1.155 > 1 -> short signal, filled at bar 5 (s = 1);
+    # bar 5 z = (1 - 4/3)/sqrt(21/9) = -0.218 <= 0.2 -> exit signal, filled at bar 6 (s = 0).
+    s = pd.Series([0, 1, 0, 0, 3, 1, 0, 0, 0, 0.0], index=pd.date_range("2024-01-01", periods=10, freq="5min", tz="UTC"))
+    r = mean_reversion_spread(s, window=3, entry_z=1.0, exit_z=0.2, stop_z=None, cost_per_unit=0.1,
+                              capital=100.0, timeframe="5m")
+    assert r.zscore.iloc[4] == pytest.approx(2 / math.sqrt(3))
+    assert r.positions.tolist() == [0, 0, 0, 0, 0, -1, 0, 0, 0, 0]
+    np.testing.assert_allclose(r.equity.to_numpy(), [100] * 5 + [99.9] + [100.8] * 4)
+    (trade,) = r.trades.itertuples()
+    assert (trade.entry_time, trade.exit_time) == (s.index[5], s.index[6])
+    assert (trade.side, trade.entry_spread, trade.exit_spread, trade.qty_spread) == ("short", 1.0, 0.0, -1.0)
+    assert (trade.gross_pnl, trade.costs, trade.exit_reason) == (1.0, pytest.approx(0.2), "exit")
+    assert trade.holding_time == pd.Timedelta(minutes=5)
+    st_ = r.stats
+    assert st_.n_trades == 1 and st_.hit_rate == 1.0 and st_.avg_holding_bars == 1
+    assert st_.total_return == pytest.approx(0.008) and st_.max_drawdown == pytest.approx(0.001)
+    assert st_.turnover == pytest.approx(0.01) and st_.total_costs == pytest.approx(0.2)
+    assert st_.exposure == pytest.approx(0.1)
+    rets = np.diff(r.equity.to_numpy()) / r.equity.to_numpy()[:-1]
+    assert st_.sharpe == pytest.approx(rets.mean() / rets.std(ddof=1) * math.sqrt(365 * 24 * 12))
+
+
+def test_pair_trades_are_sized_by_beta_and_filled_next_bar():
+    y, x = _pair(seed=1)
+    r = mean_reversion(y, x, window=60, beta=1.5, cost_bps=2.0, capital=10_000)
+    assert r.stats.n_trades > 5
+    yv, xv, eq = y.to_numpy(), x.to_numpy(), r.equity.to_numpy()
+    pos = r.positions.to_numpy()
+    for tr in r.trades.itertuples():
+        f, e = y.index.get_loc(tr.entry_time), y.index.get_loc(tr.exit_time)
+        assert abs(r.zscore.iloc[f - 1]) > 2.0 and tr.entry_z == r.zscore.iloc[f - 1]  # signal one bar earlier
+        assert (pos[f:e] == tr.direction).all() and pos[e] != tr.direction
+        assert tr.qty_y == pytest.approx(tr.direction * tr.equity_before / (yv[f] + 1.5 * xv[f]))
+        assert tr.qty_x == pytest.approx(-1.5 * tr.qty_y)
+        entry_cost = 2e-4 * (abs(tr.qty_y) * yv[f] + abs(tr.qty_x) * xv[f])
+        assert entry_cost == pytest.approx(2e-4 * tr.equity_before)  # gross notional = equity
+        marked = tr.equity_before - entry_cost + tr.qty_y * (yv[f:e] - yv[f]) + tr.qty_x * (xv[f:e] - xv[f])
+        np.testing.assert_allclose(eq[f:e], marked, rtol=1e-12)
+        assert tr.pnl == pytest.approx(tr.gross_pnl - tr.costs)
+    assert eq[-1] == pytest.approx(10_000 + r.trades.pnl.sum())
+    assert r.stats.total_return == pytest.approx(eq[-1] / 10_000 - 1)
+    peak = np.maximum.accumulate(eq)
+    assert r.stats.max_drawdown == pytest.approx(np.max(1 - eq / peak))
+    assert r.stats.hit_rate == pytest.approx((r.trades.pnl > 0).mean())
+
+
+def test_costs_strictly_reduce_pnl():
+    for seed in (2, 3):
+        y, x = _pair(seed=seed)
+        free = mean_reversion(y, x, window=60, cost_bps=0.0)
+        paid = mean_reversion(y, x, window=60, cost_bps=5.0)
+        assert free.stats.n_trades > 0
+        pd.testing.assert_series_equal(free.positions, paid.positions)  # signals do not depend on costs
+        assert paid.equity.iloc[-1] < free.equity.iloc[-1]
+        assert (paid.equity <= free.equity + 1e-9).all()
+        assert paid.stats.total_costs > 0 and free.stats.total_costs == 0
+
+
+def test_mean_reverting_pair_is_profitable_and_stats_are_consistent():
+    y, x = _pair(n=5000, seed=4)
+    r = mean_reversion(y, x, window=60, hedge="rolling", hedge_window=300, cost_bps=0.5, timeframe="1m")
+    s = r.stats
+    assert s.total_return > 0 and s.sharpe > 0 and s.hit_rate > 0.5
+    assert 0 <= s.max_drawdown < 1 and 0 < s.exposure < 1
+    assert s.avg_holding_time == pd.Timedelta(minutes=1) * s.avg_holding_bars
+    table = s.table()
+    assert table.set_index("key").loc["total_return", "value"] == pytest.approx(s.total_return * 100)
+    assert "trades" in r.summary()
+    assert r.params["fill"] == "next bar close"
+
+
+@pytest.mark.parametrize("hedge", ["static", "rolling", "kalman"])
+def test_hedge_modes_run_and_static_waits_for_formation(hedge):
+    y, x = _pair(n=2000, seed=5)
+    r = mean_reversion(y, x, window=50, hedge=hedge, hedge_window=400)
+    assert r.positions.iloc[:400].eq(0).all() if hedge == "static" else True
+    assert r.hedge_ratio.iloc[:399].isna().all() or hedge == "kalman"
+    assert r.hedge_ratio.dropna().between(1.3, 1.7).all()
+    assert r.stats.n_trades > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), t=st.integers(100, 598), hedge=st.sampled_from(["static", "rolling", "kalman"]))
+def test_no_look_ahead_changing_the_future_never_changes_the_past(seed, t, hedge):
+    y, x = _pair(n=600, seed=seed % 997, phi=0.8)
+    rng = np.random.default_rng(seed)
+    y2, x2 = y.copy(), x.copy()
+    y2.iloc[t + 1 :] *= np.exp(rng.normal(0, 0.02, 599 - t))
+    x2.iloc[t + 1 :] *= np.exp(rng.normal(0, 0.02, 599 - t))
+    kw = dict(window=30, hedge=hedge, hedge_window=60, entry_z=1.5, exit_z=0.3, stop_z=3.5, cost_bps=1.0)
+    a, b = mean_reversion(y, x, **kw), mean_reversion(y2, x2, **kw)
+    pd.testing.assert_series_equal(a.positions.iloc[: t + 1], b.positions.iloc[: t + 1])
+    pd.testing.assert_series_equal(a.equity.iloc[: t + 1], b.equity.iloc[: t + 1])
+    # positions up to t+1 depend on signals up to t only (fill at the next bar)
+    assert a.positions.iloc[t + 1] == b.positions.iloc[t + 1]
+
+
+def test_validation():
+    y, x = _pair(n=100)
+    with pytest.raises(ValueError, match="need >= 62 bars, got 50"):
+        mean_reversion(y.iloc[:50], x.iloc[:50], window=60)
+    with pytest.raises(ValueError, match="hedge must be one of"):
+        mean_reversion(y, x, hedge="magic")
+    with pytest.raises(ValueError, match="unknown timeframe"):
+        mean_reversion(y, x, window=20, timeframe="3m")
+    with pytest.raises(ValueError, match="cost_bps"):
+        mean_reversion(y, x, window=20, cost_bps=-1)
+    with pytest.raises(ValueError, match="share the same index"):
+        mean_reversion(y, x.shift(1, freq="1min"), window=20)
+    with pytest.raises(ValueError, match="NaN"):
+        mean_reversion_spread(pd.Series([1.0, np.nan] * 40), window=10)

@@ -1,0 +1,143 @@
+"""quantlib.pairs: spread arithmetic, correlations against numpy/scipy, alignment, and pair_summary
+consistency with the standalone functions on cointegrated and independent pairs."""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from quantlib import _blas, regression, stattests
+from quantlib.pairs import align, correlation_matrix, pair_summary, rolling_correlation, spread
+
+
+def _prices(n=1500, seed=0, cointegrated=True):
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
+    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    if cointegrated:
+        e = rng.normal(0, 0.05, n)
+        s = np.zeros(n)
+        for t in range(1, n):
+            s[t] = 0.9 * s[t - 1] + e[t]
+        y = 20 + 1.5 * x + s
+    else:
+        y = 170 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    return pd.Series(y, idx, name="ETHUSDT"), pd.Series(x, idx, name="BTCUSDT")
+
+
+def test_spread_with_scalar_and_time_varying_beta():
+    y, x = _prices(50)
+    np.testing.assert_allclose(spread(y, x, 1.5, 20.0), y - 20 - 1.5 * x)
+    beta = pd.Series(np.linspace(1, 2, 50), index=y.index)
+    out = spread(y, x, beta)
+    np.testing.assert_allclose(out, y - beta * x)
+    assert out.name == "spread" and out.index.equals(y.index)
+
+
+def test_rolling_correlation_on_returns_and_levels():
+    y, x = _prices(300, seed=1)
+    out = rolling_correlation(y, x, 30)
+    ry, rx = np.diff(np.log(y.to_numpy())), np.diff(np.log(x.to_numpy()))
+    assert out.iloc[:30].isna().all()  # 30 returns need 31 prices
+    assert out.iloc[30] == pytest.approx(np.corrcoef(ry[:30], rx[:30])[0, 1], rel=1e-10)
+    assert out.iloc[-1] == pytest.approx(np.corrcoef(ry[-30:], rx[-30:])[0, 1], rel=1e-10)
+    lv = rolling_correlation(y, x, 30, on="levels")
+    assert lv.iloc[-1] == pytest.approx(np.corrcoef(y[-30:], x[-30:])[0, 1], rel=1e-10)
+    with pytest.raises(ValueError, match="on must be one of"):
+        rolling_correlation(y, x, 30, on="prices")
+
+
+def test_correlation_matrix_on_log_returns():
+    y, x = _prices(400, seed=2)
+    z = pd.Series(50 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 1e-3, 400))), y.index, name="SOLUSDT")
+    frame = pd.concat([y, x, z], axis=1)
+    out = correlation_matrix(frame)
+    rets = np.diff(np.log(frame.to_numpy()), axis=0)
+    np.testing.assert_allclose(out.to_numpy(), np.corrcoef(rets.T), rtol=1e-10)
+    assert list(out.columns) == ["ETHUSDT", "BTCUSDT", "SOLUSDT"]
+    sp = correlation_matrix(frame, method="spearman")
+    assert sp.iloc[0, 1] == pytest.approx(spearmanr(rets[:, 0], rets[:, 1]).statistic, rel=1e-10)
+    with pytest.raises(ValueError, match="NaN"):
+        correlation_matrix(frame.assign(SOLUSDT=frame.SOLUSDT.where(frame.index != frame.index[5])))
+
+
+def test_align_inner_and_ffill():
+    idx = pd.date_range("2024-01-01", periods=6, freq="1s", tz="UTC")
+    a = pd.Series([1.0, 2, 3, 4, 5, 6], idx, name="A")
+    b = pd.Series([10.0, 30, 60], idx[[0, 2, 5]], name="B")
+    ia, ib = align(a, b)
+    assert list(ia) == [1, 3, 6] and list(ib) == [10, 30, 60] and ia.name == "A"
+    fa, fb = align(a, b, how="ffill")
+    assert list(fa) == [1, 2, 3, 4, 5, 6] and list(fb) == [10, 10, 30, 30, 30, 60]
+
+
+def test_pair_summary_on_a_cointegrated_pair():
+    y, x = _prices(seed=4)
+    ps = pair_summary(y, x, window=60, timeframe="1m")
+    assert (ps.y_name, ps.x_name, ps.nobs) == ("ETHUSDT", "BTCUSDT", 1500)
+    ref = regression.hedge_ratio(y, x)
+    assert ps.hedge.beta == pytest.approx(ref.beta) and ps.hedge.beta == pytest.approx(1.5, abs=0.05)
+    np.testing.assert_allclose(ps.spread, ref.residuals)
+    assert ps.adf.statistic == pytest.approx(stattests.adf(ref.residuals).statistic)
+    assert ps.engle_granger.cointegrated and ps.johansen.rank_trace >= 1
+    assert ps.half_life.mean_reverting
+    assert ps.half_life.half_life == pytest.approx(-math.log(2) / math.log(0.9), rel=0.35)
+    assert ps.hurst.hurst < 0.45
+    assert ps.zscore.index.equals(y.index) and ps.zscore.iloc[:59].isna().all()
+    assert math.isfinite(ps.last_zscore) and ps.last_zscore == ps.zscore.iloc[-1]
+    assert ps.volatility_x == pytest.approx(1e-3 * math.sqrt(525_600), rel=0.1)
+    table = ps.table()
+    assert list(table.columns) == ["test", "statistic", "p_value", "verdict"]
+    assert {"Engle-Granger", "ADF on spread", "Johansen trace", "half-life (bars)", "Hurst exponent"} <= set(table.test)
+    assert table.set_index("test").loc["Engle-Granger", "p_value"] == ps.engle_granger.pvalue
+    assert ps.to_frame().equals(table) and "ETHUSDT ~ BTCUSDT" in ps.summary()
+
+
+def test_pair_summary_on_independent_walks_and_other_methods():
+    y, x = _prices(seed=5, cointegrated=False)
+    ps = pair_summary(y, x, window=60)
+    assert not ps.engle_granger.cointegrated
+    assert "not cointegrated" in ps.table().set_index("test").loc["Engle-Granger", "verdict"]
+    robust = pair_summary(*_prices(seed=4), window=60, method="huber")
+    assert robust.hedge.method == "huber" and robust.hedge.beta == pytest.approx(1.5, abs=0.05)
+
+
+def test_pair_summary_validation():
+    y, x = _prices(40)
+    with pytest.raises(ValueError, match="need >= 61 bars, got 40"):
+        pair_summary(y, x, window=60)
+    with pytest.raises(ValueError, match="same length"):
+        pair_summary(y, x.iloc[:-1])
+    with pytest.raises(ValueError, match="strictly positive"):
+        pair_summary(-y, x, window=10)
+
+
+def test_single_threaded_blas_limits_and_restores():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = []
+
+    @_blas.single_threaded
+    def inner():
+        seen.append(blas_threads())
+
+    @_blas.single_threaded
+    def outer():
+        inner()
+        seen.append(blas_threads())
+
+    outer()
+    assert seen == [[1] * len(before)] * 2  # limited inside, also after a nested call returned
+    assert blas_threads() == before
+    worker = threading.Thread(target=outer)  # other threads may call it; nothing breaks or sticks
+    worker.start()
+    worker.join()
+    assert blas_threads() == before
