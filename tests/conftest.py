@@ -119,3 +119,52 @@ def empty_tick_db(tmp_path) -> Path:
     path = tmp_path / "empty.duckdb"
     init_db(path)
     return path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """Factory for an `AppTest` of streamlit_app.py reading `db`: `app(db, page="pages/pairs.py", query={...})`.
+
+    Runs the entrypoint once (so st.navigation registers the pages), then switches to `page` if given.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    def make(db: Path, page: str | None = None, query: dict | None = None, timeout: float = 60):
+        monkeypatch.setenv("TICKDESK_DB", str(db))
+        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=timeout)
+        if query:
+            at.query_params = dict(query)
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        return at
+
+    return make
+
+
+def plotly_specs(at) -> list[dict]:
+    """The Plotly figures an AppTest run drew (st.plotly_chart or the live-chart component), as figure dicts
+    (`data` traces with decoded arrays, `layout`), in page order."""
+    import json
+
+    import plotly.io as pio
+
+    specs = [el.proto.spec for el in at.get("plotly_chart")]
+    specs += [json.loads(el.proto.json)["spec"] for el in at.get("bidi_component")
+              if el.proto.component_name == "tickdesk_live_plotly"]
+    return [pio.from_json(spec, skip_invalid=True).to_dict() for spec in specs]
+
+
+def page_text(at) -> str:
+    """Every text element of an AppTest run (markdown, captions, info/warning/error/success boxes), joined."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
+        parts.extend(str(el.value) for el in getattr(at, kind))
+    return "\n".join(parts)
+
+
+def assert_no_exception(at) -> None:
+    assert not at.exception, "\n".join(str(e.value) + "\n" + "\n".join(e.stack_trace) for e in at.exception)

@@ -134,3 +134,14 @@ def events(limit: int = 200, kinds: Sequence[str] | None = None, path: PathLike 
     sql = "SELECT * FROM ingest_events WHERE ($kinds IS NULL OR list_contains($kinds, kind)) ORDER BY id DESC LIMIT $limit"
     with read_connection(path) as con:
         return _utc_frame(con.execute(sql, {"kinds": list(kinds) if kinds else None, "limit": int(limit)}).df(), ["ts"])
+
+
+def tick_rate(market: str, since: dt.datetime, step_s: int = 10, path: PathLike = None) -> pd.DataFrame:
+    """Ticks stored per `step_s`-second bucket and symbol since `since` (by trade time): `symbol`, `ts`, `ticks`."""
+    sql = """SELECT symbol, (epoch_us(ts) // $step) * $step AS bucket_us, count(*) AS ticks
+             FROM ticks_all WHERE market = $market AND ts >= $since GROUP BY ALL ORDER BY symbol, bucket_us"""
+    with read_connection(path) as con:
+        df = con.execute(sql, {"step": int(step_s) * 1_000_000, "market": market, "since": _utc(since)}).df()
+    df.insert(1, "ts", pd.to_datetime(df.pop("bucket_us"), unit="us", utc=True))
+    df["ticks"] = df["ticks"].astype("int64")
+    return df

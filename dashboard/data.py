@@ -1,0 +1,220 @@
+"""Cached reads for the pages: the live DuckDB file or an uploaded CSV, behind one `Loaded` result.
+
+Caching: every tickstore query goes through `st.cache_data`, keyed on plain arguments plus a time `bucket`
+(`floor(now / refresh)`), so N open tabs with the same view cost one query per refresh interval.
+Lock conflicts: when the ingestor (or an import) holds the file longer than the retry budget, the page gets the
+last good result of the same query from this session, marked `stale`, and the page says so in one line.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import uploads
+from dashboard.catalog import CATALOG_COLUMNS, Catalog
+from dashboard.settings import Settings
+from tickstore import queries
+from tickstore.connection import StoreBusy, StoreError, StoreMissing
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CACHE_TTL_S = 300          # eviction only; freshness comes from the bucket argument
+BUSY_BACKOFF_S = 1.0       # after a lock timeout, serve stale copies for this long without retrying
+_LAST_GOOD = "_tickdesk_last_good"
+_BUSY_UNTIL = "_tickdesk_busy_until"
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[T]):
+    """A query result. `state`: 'ok' | 'stale' (file locked; last good copy) | 'missing' | 'empty' | 'error'."""
+
+    value: T | None
+    state: str
+    message: str | None = None
+    as_of: dt.datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None and self.state in ("ok", "stale")
+
+
+def bucket(refresh_s: float) -> int:
+    """Cache time bucket: the same for every tab within one refresh interval."""
+    return int(time.time() // max(refresh_s, 0.5))
+
+
+# ---------------------------------------------------------------- cached tickstore reads (plain arguments only)
+_cache = st.cache_data(ttl=CACHE_TTL_S, max_entries=512, show_spinner=False)
+
+
+@_cache
+def _symbols(path: str, bucket: int) -> pd.DataFrame:
+    return queries.symbols(path)
+
+
+@_cache
+def _bars(path: str, market: str, symbols: tuple[str, ...], timeframe: str, start: dt.datetime, bucket: int
+          ) -> pd.DataFrame:
+    return queries.bars(market, symbols, timeframe, start, path=path)
+
+
+@_cache
+def _latest(path: str, market: str, window_s: int, bucket: int) -> pd.DataFrame:
+    return queries.latest(market, dt.timedelta(seconds=window_s), path=path)
+
+
+@_cache
+def _status(path: str, bucket: int) -> pd.DataFrame:
+    return queries.status(path)
+
+
+@_cache
+def _events(path: str, limit: int, bucket: int) -> pd.DataFrame:
+    return queries.events(limit, path=path)
+
+
+@_cache
+def _tick_rate(path: str, market: str, since: dt.datetime, step_s: int, bucket: int) -> pd.DataFrame:
+    return queries.tick_rate(market, since, step_s, path=path)
+
+
+def _guarded(slot: tuple, fn: Callable[..., T], *args: Any) -> Loaded[T]:
+    """Run a cached query; on a lock timeout fall back to this session's last good result for `slot`."""
+    last_good: dict = st.session_state.setdefault(_LAST_GOOD, {})
+    now = dt.datetime.now(dt.UTC)
+    if st.session_state.get(_BUSY_UNTIL, 0.0) > time.monotonic():
+        return _stale(slot, last_good)
+    try:
+        value = fn(*args)
+    except StoreBusy:
+        st.session_state[_BUSY_UNTIL] = time.monotonic() + BUSY_BACKOFF_S
+        return _stale(slot, last_good)
+    except StoreMissing as exc:
+        return Loaded(None, "missing", str(exc))
+    except StoreError as exc:
+        return Loaded(None, "error", str(exc))
+    except Exception as exc:  # e.g. a file that is not a tickdesk file: explain, never a traceback on the page
+        log.exception("query %s failed", slot[0])
+        return Loaded(None, "error", f"could not read the tick file: {exc}")
+    last_good[slot] = (value, now)
+    return Loaded(value, "ok", as_of=now)
+
+
+def _stale(slot: tuple, last_good: dict) -> Loaded:
+    if slot in last_good:
+        value, as_of = last_good[slot]
+        return Loaded(value, "stale", f"The ingestor is holding the file lock; showing data as of "
+                                      f"{as_of:%H:%M:%S} UTC.", as_of)
+    return Loaded(None, "stale", "The ingestor is holding the file lock; data will appear on the next refresh.")
+
+
+# ---------------------------------------------------------------- catalog (what the source holds)
+def catalog(db_path: str, source: str, refresh_s: float = 2.0) -> Catalog:
+    """Markets and symbols of the live file (or of the session's upload), with a plain-words state."""
+    if source == "upload":
+        ds = uploads.current()
+        if ds is None:
+            return Catalog.empty("no-upload", "No file uploaded yet. Upload an OHLC or tick CSV on the **Data** "
+                                              "page, or switch the source back to *live file*.")
+        return Catalog(ds.catalog(), "ok")
+    res = _guarded(("symbols", db_path), _symbols, db_path, bucket(refresh_s))
+    if res.value is None:
+        if res.state == "missing":
+            return Catalog.empty("missing", f"No tick file at `{db_path}` yet. Start the ingestor "
+                                            "(`make demo` or `make run`) — this page picks the data up by itself.")
+        return Catalog.empty(res.state, res.message or "The tick file cannot be read.")
+    frame = res.value[CATALOG_COLUMNS] if not res.value.empty else res.value
+    if frame.empty:
+        return Catalog(frame, "empty", f"The tick file `{db_path}` has no ticks yet. The ingestor is probably still "
+                                       "connecting or backfilling; this page refreshes by itself.")
+    return Catalog(frame, res.state, res.message)
+
+
+def current_catalog(s: Settings) -> Catalog:
+    return catalog(s.db_path, s.source, s.refresh_s)
+
+
+# ---------------------------------------------------------------- bars
+def window_start(s: Settings, cat: Catalog) -> dt.datetime:
+    """Start of the lookback window: `lookback` before the newest tick of the market, floored to the timeframe."""
+    anchor = cat.last_ts(s.market) or dt.datetime.now(dt.UTC)
+    start = pd.Timestamp(anchor) - pd.Timedelta(seconds=s.lookback_s)
+    return start.floor(f"{s.tf_seconds}s").to_pydatetime()
+
+
+def bars(s: Settings, symbols: tuple[str, ...] | list[str], cat: Catalog | None = None
+         ) -> Loaded[dict[str, pd.DataFrame]]:
+    """Bars per symbol over the lookback window (index = bar start UTC; columns open..vwap)."""
+    symbols = tuple(dict.fromkeys(x for x in symbols if x))
+    cat = cat or current_catalog(s)
+    if not cat.usable:
+        return Loaded(None, cat.state, cat.message)
+    start = window_start(s, cat)
+    if s.source == "upload":
+        ds = uploads.current()
+        frames, note = ds.bars(s.timeframe)
+        out = {sym: frames[sym].loc[frames[sym].index >= start] if sym in frames else uploads.empty_bars()
+               for sym in symbols}
+        return Loaded(out, "ok", note)
+    res = _guarded(("bars", s.db_path, s.market, symbols, s.timeframe, s.lookback_s), _bars,
+                   s.db_path, s.market, symbols, s.timeframe, start, bucket(s.refresh_s))
+    if res.value is None:
+        return Loaded(None, res.state, res.message)
+    long = res.value
+    out = {sym: g.drop(columns="symbol").set_index("ts") for sym, g in long.groupby("symbol")}
+    out = {sym: out.get(sym, uploads.empty_bars()) for sym in symbols}
+    return Loaded(out, res.state, res.message, res.as_of)
+
+
+def view_key(s: Settings, cat: Catalog) -> tuple:
+    """Cache key of everything computed from the current bars: same for every tab with the same view and refresh."""
+    origin = uploads.current().digest if s.source == "upload" and uploads.current() else s.db_path
+    return (s.source, origin, s.market, s.timeframe, window_start(s, cat), bucket(s.refresh_s))
+
+
+def closes(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Close prices side by side on the union of bar starts (rows where any symbol traded)."""
+    if not frames:
+        return pd.DataFrame()
+    return pd.DataFrame({sym: f["close"] for sym, f in frames.items() if len(f)})
+
+
+# ---------------------------------------------------------------- tables
+def summary(s: Settings, cat: Catalog | None = None, window_s: int = 86_400) -> Loaded[pd.DataFrame]:
+    """Last price, change, high/low, volume, trades per symbol of the market over `window_s` before its last tick."""
+    cat = cat or current_catalog(s)
+    if not cat.usable:
+        return Loaded(None, cat.state, cat.message)
+    if s.source == "upload":
+        return Loaded(uploads.current().summary(window_s), "ok")
+    return _guarded(("latest", s.db_path, s.market, window_s), _latest, s.db_path, s.market, window_s,
+                    bucket(s.refresh_s))
+
+
+def status(db_path: str, refresh_s: float) -> Loaded[pd.DataFrame]:
+    return _guarded(("status", db_path), _status, db_path, bucket(refresh_s))
+
+
+def events(db_path: str, refresh_s: float, limit: int = 50) -> Loaded[pd.DataFrame]:
+    return _guarded(("events", db_path, limit), _events, db_path, limit, bucket(refresh_s))
+
+
+def tick_rate(db_path: str, market: str, refresh_s: float, window_s: int = 900, step_s: int = 10
+              ) -> Loaded[pd.DataFrame]:
+    """Ticks per `step_s` bucket and symbol over the last `window_s` of wall-clock time."""
+    since = pd.Timestamp.now(tz="UTC").floor(f"{step_s}s") - pd.Timedelta(seconds=window_s)
+    return _guarded(("tick_rate", db_path, market, window_s, step_s), _tick_rate, db_path, market,
+                    since.to_pydatetime(), step_s, bucket(refresh_s))
+
+
+# ---------------------------------------------------------------- downloads (not cached: run on click)
+def ticks(db_path: str, market: str, symbol: str, start: dt.datetime, end: dt.datetime, limit: int) -> pd.DataFrame:
+    """Raw ticks for a CSV download; raises StoreError subclasses (the caller explains them)."""
+    return queries.ticks(market, symbol, start, end, limit=limit, path=db_path)

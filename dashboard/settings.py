@@ -1,0 +1,167 @@
+"""The shared sidebar: every setting a page reads, bound to URL query parameters so a view can be bookmarked.
+
+`sidebar(catalog)` draws the controls (in the entrypoint, so they survive page switches) and returns a frozen
+`Settings`; pages read it back with `current()`. Widget keys double as query-parameter names (`?tf=1m&lb=2h`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.catalog import Catalog
+
+TIMEFRAMES = ("1s", "1m", "5m", "15m", "1h")
+TIMEFRAME_SECONDS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600}
+LOOKBACKS = {"15m": 900, "1h": 3600, "2h": 7200, "6h": 21600, "12h": 43200, "24h": 86400, "3d": 259200, "7d": 604800}
+REFRESH = {"1s": 1.0, "2s": 2.0, "5s": 5.0, "10s": 10.0, "30s": 30.0, "1m": 60.0}
+# Sidebar label (also the URL value) -> method key. Static fits use the whole window; rolling / Kalman vary in time.
+HEDGE_METHODS = {"OLS": "ols", "Huber": "huber", "Theil-Sen": "theil_sen", "Rolling OLS": "rolling", "Kalman": "kalman"}
+SOURCES = {"live file": "live", "upload": "upload"}
+MAX_BARS = 20_000  # per symbol and query; longer lookbacks at fine timeframes are clipped (and the page says so)
+DEFAULTS = {"tf": "1m", "lb": "2h", "win": 60, "hedge": "OLS", "every": "2s"}
+
+_STATE_KEY = "_tickdesk_settings"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the sidebar selected. `lookback_s` is already clipped to MAX_BARS bars of `timeframe`."""
+
+    db_path: str
+    source: str                       # 'live' | 'upload'
+    market: str
+    symbols: tuple[str, ...]          # selected symbols (Market page)
+    all_symbols: tuple[str, ...]      # every symbol available from the source
+    y: str | None                     # pair: dependent leg
+    x: str | None                     # pair: hedge leg
+    timeframe: str
+    lookback: str
+    lookback_s: int
+    window: int                       # rolling window, in bars
+    hedge_method: str
+    refresh: str
+    paused: bool
+    clipped: bool = False             # lookback was shortened to MAX_BARS bars
+
+    @property
+    def run_every(self) -> float | None:
+        """Fragment refresh interval in seconds (None when paused or when analysing an upload, which never changes)."""
+        return None if self.paused or self.source != "live" else REFRESH[self.refresh]
+
+    @property
+    def refresh_s(self) -> float:
+        return REFRESH[self.refresh]
+
+    @property
+    def tf_seconds(self) -> int:
+        return TIMEFRAME_SECONDS[self.timeframe]
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        return (self.y, self.x) if self.y and self.x and self.y != self.x else None
+
+    @property
+    def lookback_delta(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.lookback_s)
+
+    def uirevision(self, *parts: object) -> str:
+        """A figure's `uirevision`: constant while the view is the same, so zoom/pan survive refreshes."""
+        return ":".join(str(p) for p in (self.source, self.market, self.timeframe, self.lookback, *parts))
+
+
+def default_pair(symbols: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(Y, X): X is BTC if present (the usual hedge leg), Y the first other symbol (ETH if present)."""
+    if not symbols:
+        return None, None
+    x = next((s for s in symbols if s.startswith("BTC")), symbols[0])
+    others = [s for s in symbols if s != x]
+    y = next((s for s in others if s.startswith("ETH")), others[0] if others else x)
+    return y, x
+
+
+def _index(options: list, value, fallback: int = 0) -> int:
+    return options.index(value) if value in options else fallback
+
+
+def requested_source() -> str:
+    """The source asked for before the sidebar is drawn (session state, else the URL): 'live' or 'upload'."""
+    label = st.session_state.get("src") or st.query_params.get("src") or "live file"
+    return SOURCES.get(label, "live")
+
+
+def sidebar(catalog: Catalog, db_path: Path) -> Settings:
+    """Draw the shared controls and store the result for `current()`."""
+    sb = st.sidebar
+    source = SOURCES[sb.segmented_control("Source", list(SOURCES), default="live file", required=True, key="src",
+                                          bind="query-params",
+                                          help="Analyse the live DuckDB file, or a CSV uploaded on the Data page.")]
+    markets = catalog.markets or ("spot",)
+    market = sb.selectbox("Market", markets, index=_index(list(markets), "spot"), key="mkt", bind="query-params")
+    symbols_all = catalog.symbols_of(market)
+    if symbols_all:
+        chosen = sb.multiselect("Symbols", symbols_all, default=list(symbols_all[:6]), key="sym", bind="query-params",
+                                help="Symbols shown on the Market page (the summary table lists all).")
+        dy, dx = default_pair(symbols_all)
+        c1, c2 = sb.columns(2)
+        y = c1.selectbox("Pair Y", symbols_all, index=_index(list(symbols_all), dy), key="y", bind="query-params",
+                         help="Dependent leg: spread = Y − β·X − α.")
+        x = c2.selectbox("Pair X", symbols_all, index=_index(list(symbols_all), dx), key="x", bind="query-params",
+                         help="Hedge leg.")
+    else:
+        sb.caption("No symbols yet — " + ("upload a file on the Data page." if source == "upload"
+                                          else "waiting for the ingestor to store ticks."))
+        chosen, y, x = [], None, None
+    timeframe = sb.segmented_control("Timeframe", TIMEFRAMES, default=DEFAULTS["tf"], required=True, key="tf",
+                                     bind="query-params")
+    c1, c2 = sb.columns(2)
+    lookback = c1.selectbox("Lookback", list(LOOKBACKS), index=_index(list(LOOKBACKS), DEFAULTS["lb"]), key="lb",
+                            bind="query-params")
+    window = c2.number_input("Window (bars)", min_value=5, max_value=5000, value=DEFAULTS["win"], step=5, key="win",
+                             bind="query-params", help="Rolling window for z-score, correlation, rolling β, volatility.")
+    hedge = HEDGE_METHODS[sb.selectbox(
+        "Hedge method", list(HEDGE_METHODS), index=_index(list(HEDGE_METHODS), DEFAULTS["hedge"]), key="hedge",
+        bind="query-params", help="β of the spread: a static fit over the window (OLS, Huber, Theil-Sen), a rolling "
+                                  "OLS over the sidebar window, or a Kalman filter.")]
+    c1, c2 = sb.columns([3, 2], vertical_alignment="bottom")
+    refresh = c1.selectbox("Refresh", list(REFRESH), index=_index(list(REFRESH), DEFAULTS["every"]), key="every",
+                           bind="query-params")
+    paused = c2.toggle("Pause", value=False, key="pause", bind="query-params")
+
+    lookback_s = LOOKBACKS[lookback]
+    max_s = MAX_BARS * TIMEFRAME_SECONDS[timeframe]
+    settings = Settings(
+        db_path=str(db_path), source=source, market=market, symbols=tuple(chosen), all_symbols=tuple(symbols_all),
+        y=y, x=x, timeframe=timeframe, lookback=lookback, lookback_s=min(lookback_s, max_s), window=int(window),
+        hedge_method=hedge, refresh=refresh, paused=bool(paused), clipped=lookback_s > max_s)
+    if settings.clipped:
+        sb.caption(f"Lookback clipped to {MAX_BARS:,} bars of {timeframe}; pick a coarser timeframe for more history.")
+    st.session_state[_STATE_KEY] = settings
+    return settings
+
+
+def _through_entrypoint() -> None:
+    """Make sure this run went through streamlit_app.py.
+
+    Streamlit still has its legacy `pages/`-folder mode: when a session's first request is a page URL (a bookmark
+    such as /pairs?tf=5m) it runs that page file directly, without the entrypoint, its st.navigation and the shared
+    sidebar. `st.navigation` switches that mode off, so a page that finds it on restarts the run through the
+    entrypoint, which then lands on the same page (same URL path).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def current() -> Settings:
+    """The settings drawn by the entrypoint in this run (pages call this first)."""
+    _through_entrypoint()
+    try:
+        return st.session_state[_STATE_KEY]
+    except KeyError:
+        raise RuntimeError("dashboard settings are drawn by streamlit_app.py; run the app with "
+                           "`streamlit run streamlit_app.py`, not a page file") from None

@@ -1,0 +1,68 @@
+"""Market: candles + volume with SMA/EMA overlays, RSI and volatility panels, window stats, all-symbol summary."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data, export, figures, settings, tables, ui
+from dashboard.settings import Settings
+from quantlib import indicators
+
+s = settings.current()
+st.header("Market", anchor=False)
+
+with st.expander("Indicators", icon=":material/tune:"):
+    c1, c2, c3 = st.columns(3)
+    sma_n = c1.number_input("SMA length (bars)", 2, 1000, 20, key="sma", bind="query-params")
+    ema_n = c2.number_input("EMA length (bars)", 2, 1000, 50, key="ema", bind="query-params")
+    rsi_n = c3.number_input("RSI length (bars)", 2, 200, 14, key="rsi", bind="query-params")
+    st.caption(f"Volatility: standard deviation of log returns over the sidebar window ({s.window} bars), "
+               "annualized over a 365-day year.")
+
+
+@st.fragment(run_every=s.run_every)
+def live(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> None:
+    cat = data.current_catalog(s)
+    ui.status_line(s, cat)
+    if not ui.need_catalog(cat):
+        return
+    symbols = s.symbols or s.all_symbols[:1]
+    if not symbols:
+        ui.explain("no-data", "Pick at least one symbol in the sidebar.")
+        return
+    focus = st.segmented_control("Chart", symbols, default=symbols[0], required=True, key="focus",
+                                 bind="query-params") if len(symbols) > 1 else symbols[0]
+    res = data.bars(s, symbols, cat)
+    ui.explain(res.state, res.message)
+    if not res.ok:
+        return
+    bars = res.value[focus]
+    if bars.empty:
+        ui.explain("no-data", f"No {focus} trades in the last {s.lookback} of the {s.market} data. "
+                              "Pick a longer lookback or another symbol.")
+    else:
+        close = bars["close"]
+        overlays = {f"SMA {sma_n}": indicators.sma(close, sma_n), f"EMA {ema_n}": indicators.ema(close, ema_n)}
+        rsi = indicators.rsi(close, rsi_n) if len(close) > rsi_n else None
+        vol = indicators.realized_volatility(close, s.window, s.timeframe) if len(close) > s.window else None
+        ui.chart(figures.market(bars, focus, overlays, rsi, vol, s.uirevision(focus)), key="market-chart")
+        short = [f"RSI needs more than {rsi_n} bars" if rsi is None else None,
+                 f"volatility needs more than {s.window} bars (the sidebar window)" if vol is None else None]
+        if any(short):
+            st.caption(f"Only {len(close)} bars in the window: " + "; ".join(m for m in short if m) +
+                       ". Pick a longer lookback, a finer timeframe or a shorter window.")
+
+    st.subheader("Window stats", anchor=False)
+    stats = tables.market_stats(res.value, s.tf_seconds)
+    st.dataframe(stats, column_config=tables.STATS_COLUMNS, width="stretch")
+    st.download_button("Bars (CSV)", data=export.bars_csv(res.value), icon=":material/download:",
+                       file_name=export.filename("bars", s.market, s.timeframe, *symbols), mime="text/csv",
+                       on_click="ignore", key="dl-market-bars")
+
+    st.subheader("All symbols — last 24 h", anchor=False)
+    summary = data.summary(s, cat)
+    ui.explain(summary.state, summary.message)
+    if summary.ok:
+        st.dataframe(tables.summary_table(summary.value), column_config=tables.SUMMARY_COLUMNS, width="stretch")
+
+
+live(s, int(sma_n), int(ema_n), int(rsi_n))

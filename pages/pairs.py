@@ -1,0 +1,104 @@
+"""Pairs: normalized prices, regression fits, hedge ratios, spread and z-score, correlation, cointegration tests."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import analysis, data, export, figures, settings, tables, ui
+from dashboard.settings import Settings
+
+s = settings.current()
+st.header("Pairs", anchor=False)
+
+with st.expander("Z-score bands", icon=":material/tune:"):
+    c1, c2 = st.columns(2)
+    entry = c1.number_input("Entry band (|z|)", 0.5, 6.0, 2.0, 0.25, key="zin", bind="query-params")
+    exit_ = c2.number_input("Exit band (|z|)", 0.0, 5.0, 0.5, 0.25, key="zout", bind="query-params")
+
+
+@st.fragment(run_every=s.run_every)
+def live(s: Settings, entry: float, exit_: float) -> None:
+    cat = data.current_catalog(s)
+    ui.status_line(s, cat)
+    if not ui.need_catalog(cat):
+        return
+    if not s.pair:
+        ui.explain("no-data", "Pick two different symbols as Pair Y and Pair X in the sidebar.")
+        return
+    y, x = s.pair
+    res = data.bars(s, s.all_symbols, cat)
+    ui.explain(res.state, res.message)
+    if not res.ok:
+        return
+    closes = data.closes(res.value)
+    missing = [sym for sym in (y, x) if sym not in closes.columns]
+    if missing:
+        ui.explain("no-data", f"No {' or '.join(missing)} trades in the last {s.lookback} of the {s.market} data. "
+                              "Pick a longer lookback or another pair.")
+        return
+    view, reason = analysis.pair_view_or_reason(data.view_key(s, cat), closes, y, x, s.hedge_method, s.window,
+                                                s.timeframe)
+    if view is None:
+        ui.explain("short", reason)
+        return
+
+    summ = view.summary
+    m = st.columns(5)
+    fit = view.fits.get("OLS")
+    m[0].metric("β (OLS, window)", f"{fit.beta:.4f}" if fit else "—")
+    m[1].metric("Latest z-score", f"{view.zscore.dropna().iloc[-1]:+.2f}"
+                if view.zscore is not None and view.zscore.notna().any() else "—")
+    m[2].metric("Half-life", "—" if summ is None else
+                ("∞" if summ.half_life.half_life == float("inf") else f"{summ.half_life.half_life:.1f} bars"))
+    m[3].metric("Engle-Granger p", "—" if summ is None else f"{summ.engle_granger.pvalue:.3f}")
+    m[4].metric("Return correlation", "—" if summ is None else f"{summ.correlation:.3f}")
+    for note in view.notes:
+        st.caption(f":material/info: Not enough bars for everything: {note}. Pick a longer lookback, a finer "
+                   "timeframe or a shorter window.")
+
+    rev = s.uirevision(y, x)
+    left, right = st.columns(2)
+    with left:
+        ui.chart(figures.normalized(view.closes, rev), key="pairs-normalized")
+    with right:
+        ui.chart(figures.scatter_fits(view.closes[x], view.closes[y],
+                                      {k: (f.alpha, f.beta) for k, f in view.fits.items()}, x, y, rev),
+                 key="pairs-scatter")
+
+    index = view.closes.index
+    betas = {f"static {k}": pd.Series(f.beta, index=index) for k, f in view.fits.items()}
+    if view.rolling is not None:
+        betas[f"rolling OLS ({s.window})"] = view.rolling["beta"]
+    if view.kalman is not None:
+        betas["Kalman"] = view.kalman.beta
+    ui.chart(figures.lines(betas, rev, f"Hedge ratio β of {y} on {x}"), key="pairs-hedge")
+
+    if view.spread is not None:
+        label = {"ols": "OLS", "huber": "Huber", "theil_sen": "Theil-Sen", "rolling": "rolling OLS",
+                 "kalman": "Kalman innovation"}[s.hedge_method]
+        st.caption(f"Spread = {y} − α − β·{x} with the **{label}** hedge; z-score over the last {s.window} bars "
+                   "(the Kalman spread is the one-step forecast error over its predicted std).")
+        ui.chart(figures.spread_z(view.spread, view.zscore, entry, exit_, rev), key="pairs-spread")
+
+    left, right = st.columns(2)
+    with left:
+        if view.correlation is not None:
+            ui.chart(figures.lines({"correlation": view.correlation}, rev,
+                                   f"Rolling correlation of log returns ({s.window} bars)", hlines=(0.0,)),
+                     key="pairs-corr")
+    with right:
+        if view.heatmap is not None:
+            ui.chart(figures.heatmap(view.heatmap, f"heat:{s.market}:{s.timeframe}"), key="pairs-heatmap")
+
+    st.subheader("Stationarity and cointegration", anchor=False)
+    if summ is None:
+        ui.explain("short", f"The tests need at least {analysis.min_bars_for_tests(s.window)} bars; the window has "
+                            f"{len(view.closes)}. Pick a longer lookback, a finer timeframe or a shorter window.")
+    else:
+        st.dataframe(summ.table(), hide_index=True, width="stretch", column_config=tables.TESTS_COLUMNS)
+    st.download_button("Analytics series (CSV)", data=lambda: export.to_csv(view.series()),
+                       file_name=export.filename("pair", y, x, s.timeframe, s.hedge_method), mime="text/csv",
+                       icon=":material/download:", on_click="ignore", key="dl-pair-series")
+
+
+live(s, float(entry), float(exit_))

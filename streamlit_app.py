@@ -1,0 +1,35 @@
+"""tickdesk — the dashboard entrypoint: page navigation and the shared sidebar.
+
+Run with `streamlit run streamlit_app.py` (the file comes from TICKDESK_DB, else data/ticks.duckdb).
+The sidebar lives here so its settings survive page switches; every setting is mirrored in the URL.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data, settings
+from dashboard.live import watch_catalog
+from tickstore.connection import default_db_path
+
+st.set_page_config(page_title="tickdesk", page_icon="📈", layout="wide")  # an emoji: a material icon favicon is fetched from the internet
+
+PAGES = {
+    "Desk": [
+        st.Page("pages/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
+        st.Page("pages/pairs.py", title="Pairs", icon=":material/compare_arrows:"),
+        st.Page("pages/backtest.py", title="Backtest", icon=":material/query_stats:"),
+        # Alerts page (alerts issue) goes here:
+    ],
+    "Data": [
+        st.Page("pages/data.py", title="Data", icon=":material/database:"),
+    ],
+}
+
+page = st.navigation(PAGES)
+db_path = default_db_path()
+catalog = data.catalog(str(db_path), settings.requested_source())
+current = settings.sidebar(catalog, db_path)
+watch_catalog(current, catalog)
+# Alerts toast poller (alerts issue) goes here:
+
+page.run()

@@ -1,0 +1,99 @@
+"""AppTest: the app frame — navigation, shared sidebar + URL settings, and the no-data / locked-file states."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import streamlit as st
+
+from dashboard.data import BUSY_BACKOFF_S
+from tests.conftest import assert_no_exception, page_text, plotly_specs
+
+PAGES = ["pages/market.py", "pages/pairs.py", "pages/backtest.py", "pages/data.py"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_missing_file_is_explained_on_every_page(app, tmp_path, page):
+    db = tmp_path / "nowhere" / "ticks.duckdb"
+    at = app(db, page=page)
+    assert_no_exception(at)
+    assert f"No tick file at `{db}` yet" in page_text(at)
+    assert plotly_specs(at) == []
+    assert not db.exists()  # the app never creates the file
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_file_is_explained_on_every_page(app, empty_tick_db, page):
+    at = app(empty_tick_db, page=page)
+    assert_no_exception(at)
+    text = page_text(at)
+    assert "has no ticks yet" in text or "has not written a status row yet" in text
+    assert plotly_specs(at) == []
+
+
+def test_not_a_tick_file_is_explained(app, tmp_path):
+    db = tmp_path / "junk.duckdb"
+    db.write_bytes(b"this is not a duckdb file" * 100)
+    at = app(db)
+    assert_no_exception(at)
+    assert "cannot open tick file" in page_text(at) or "could not read the tick file" in page_text(at)
+
+
+def test_sidebar_settings_survive_page_switches(app, tick_db):
+    at = app(tick_db)
+    at.segmented_control(key="tf").set_value("5m").run()
+    at.selectbox(key="lb").set_value("6h").run()
+    at.number_input(key="win").set_value(30).run()
+    for page in PAGES[1:] + PAGES[:1]:
+        at.switch_page(page).run()
+        assert_no_exception(at)
+        assert at.segmented_control(key="tf").value == "5m"
+        assert at.selectbox(key="lb").value == "6h"
+        assert at.number_input(key="win").value == 30
+    assert "5m bars · lookback 6h" in page_text(at)
+
+
+def test_settings_come_from_the_url(app, tick_db):
+    query = {"tf": "15m", "lb": "24h", "win": "20", "hedge": "Kalman", "every": "5s", "pause": "true",
+             "y": "BTCUSDT", "x": "ETHUSDT"}
+    at = app(tick_db, query=query)
+    assert_no_exception(at)
+    assert at.segmented_control(key="tf").value == "15m"
+    assert at.selectbox(key="lb").value == "24h"
+    assert at.number_input(key="win").value == 20
+    assert at.selectbox(key="hedge").value == "Kalman"
+    assert at.selectbox(key="every").value == "5s"
+    assert at.toggle(key="pause").value is True
+    assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("BTCUSDT", "ETHUSDT")
+    assert "paused" in page_text(at)
+
+
+def test_default_pair_and_symbols_come_from_the_file(app, tick_db):
+    at = app(tick_db)
+    assert at.multiselect(key="sym").value == ["BTCUSDT", "ETHUSDT"]
+    assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("ETHUSDT", "BTCUSDT")
+
+
+def test_locked_file_keeps_last_data_with_a_notice(app, tick_db):
+    at = app(tick_db)
+    assert len(plotly_specs(at)) == 1
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+                               " time.sleep(120)", str(tick_db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        st.cache_data.clear()  # force real reads: the cache would otherwise hide the lock
+        at.run()
+        assert_no_exception(at)
+        assert "holding the file lock" in page_text(at)
+        assert len(plotly_specs(at)) == 1  # still the chart, from the last good read
+        assert list(at.dataframe[0].value.index) == ["BTCUSDT", "ETHUSDT"]
+    finally:
+        holder.terminate()
+        holder.wait(10)
+    time.sleep(BUSY_BACKOFF_S + 0.1)  # after a lock timeout the page serves the last copy this long
+    st.cache_data.clear()
+    at.run()
+    assert "holding the file lock" not in page_text(at)
