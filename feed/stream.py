@@ -24,11 +24,76 @@ from tickstore.writer import TickBuffer
 
 log = logging.getLogger(__name__)
 
-_TEXT, _BINARY, _CLOSE = websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_CLOSE
+_CONT, _TEXT, _BINARY = websocket.ABNF.OPCODE_CONT, websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY
+_CLOSE, _PING, _PONG = websocket.ABNF.OPCODE_CLOSE, websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG
+RECV_BYTES = 1 << 20   # one socket read takes everything the kernel holds, up to this
+
+
+class FrameSplitter:
+    """Server-to-client WebSocket frames (RFC 6455) out of raw socket reads.
+
+    websocket-client reads each frame with several small `recv` calls (header, length, payload), each a
+    syscall that releases and re-takes the GIL; at tens of thousands of frames per second that dominates the
+    receive thread. Reading whatever the socket holds in one call and splitting it here costs one slice
+    per frame. `feed(chunk)` returns the complete frames as `(opcode, payload)`, fragmented messages joined
+    (delivered under their first frame's opcode); a partial frame waits for the next chunk.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._frag: list[bytes] | None = None
+        self._frag_op = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        buf = self._buf + chunk if self._buf else chunk
+        out: list[tuple[int, bytes]] = []
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            n, head = b1 & 0x7F, 2
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if b1 & 0x80:
+                head += 4
+            end = pos + head + n
+            if end > size:
+                break
+            payload = buf[pos + head:end]
+            if b1 & 0x80:  # servers must not mask; unmask like websocket-client does
+                payload = websocket.ABNF.mask(buf[pos + head - 4:pos + head], payload)
+            pos = end
+            op = b0 & 0x0F
+            if b0 & 0x70:
+                raise websocket.WebSocketProtocolException(f"rsv bits set in frame header {b0:#04x}")
+            if op == _TEXT or op == _BINARY:
+                if b0 & 0x80:
+                    out.append((op, payload))
+                else:
+                    self._frag, self._frag_op = [payload], op
+            elif op == _CONT:
+                if self._frag is None:
+                    raise websocket.WebSocketProtocolException("continuation frame without a message to continue")
+                self._frag.append(payload)
+                if b0 & 0x80:
+                    out.append((self._frag_op, b"".join(self._frag)))
+                    self._frag = None
+            elif op in (_CLOSE, _PING, _PONG):
+                out.append((op, payload))
+            else:
+                raise websocket.WebSocketProtocolException(f"invalid opcode {op:#x}")
+        self._buf = buf[pos:] if pos < size else b""
+        return out
 
 
 class Connection:
-    """One WebSocket connection and its receive thread."""
+    """One WebSocket connection and its receive thread: `handler(frames, conn)` gets the data frames of each
+    socket read, in order; pings are answered here."""
 
     def __init__(self, url: str, handler, name: str) -> None:
         self.url = url
@@ -57,20 +122,31 @@ class Connection:
             self.ws.settimeout(None)
             self.opened_at = self.last_msg = time.monotonic()
             self.opened.set()
-            recv = self.ws.recv_data
+            recv = self.ws.sock.recv
+            split = FrameSplitter().feed
             handler = self.handler
-            while not self._aborted:
-                opcode, data = recv(control_frame=True)
+            closed = False
+            while not self._aborted and not closed:
+                chunk = recv(RECV_BYTES)
+                if not chunk:
+                    raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
                 self.last_msg = time.monotonic()
-                if opcode == _TEXT or opcode == _BINARY:
-                    self.frames += 1
+                data: list[bytes] = []
+                for opcode, payload in split(chunk):
+                    if opcode == _TEXT or opcode == _BINARY:
+                        data.append(payload)
+                    elif opcode == _PING:
+                        self.ws.pong(payload)
+                    elif opcode == _CLOSE:
+                        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                        self.close_reason = f"closed by server (code {code})"
+                        closed = True
+                        break
+                if data:
+                    self.frames += len(data)
                     handler(data, self)
                     if not self.first_data.is_set():
                         self.first_data.set()
-                elif opcode == _CLOSE:
-                    code = int.from_bytes(data.data[:2], "big") if len(data.data) >= 2 else None
-                    self.close_reason = f"closed by server (code {code})"
-                    break
         except websocket.WebSocketBadStatusException as exc:
             self.close_reason = f"handshake refused: HTTP {exc.status_code} {exc.resp_body[:200]!r}"
         except (websocket.WebSocketException, OSError) as exc:
@@ -131,16 +207,26 @@ class MarketStream:
         self._thread.join(timeout)
 
     # receive path (runs on the connection thread) ----------------------------------------------------------
-    def _on_frame(self, data: bytes, conn: Connection) -> None:
-        try:
-            item = parse_frame(data, self.market, now_us())
-        except MalformedFrame as exc:
-            self._on_malformed(exc)
-            return
-        if type(item) is Trade:
-            self.tracker.observe(item)
-            self.buffer.append(item)
-        elif item.get("e") == "serverShutdown":
+    def _on_frames(self, frames: list[bytes], conn: Connection) -> None:
+        """The data frames of one socket read: trades go to the buffer in one append, the rest one by one."""
+        market, recv_us, observe = self.market, now_us(), self.tracker.observe
+        trades = []
+        for data in frames:
+            try:
+                item = parse_frame(data, market, recv_us)
+            except MalformedFrame as exc:
+                self._on_malformed(exc)
+                continue
+            if type(item) is Trade:
+                observe(item)
+                trades.append(item)
+            else:
+                self._on_message(item, conn)
+        if trades:
+            self.buffer.extend(trades)
+
+    def _on_message(self, item: dict, conn: Connection) -> None:
+        if item.get("e") == "serverShutdown":
             log.warning("%s: server announced shutdown; switching connection", self.market)
             self.state.event("server_shutdown", self.market, detail="serverShutdown event")
             conn.shutdown_notice = True
@@ -167,7 +253,7 @@ class MarketStream:
     def _new_connection(self) -> Connection:
         self._seq += 1
         self.connections += 1
-        return Connection(self.url, self._on_frame, f"ws-{self.market}-{self._seq}").start()
+        return Connection(self.url, self._on_frames, f"ws-{self.market}-{self._seq}").start()
 
     def _set_connected(self, up: bool, reason: str | None = None) -> None:
         was = self.state.connected.get(self.market, False)
