@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
                            flush_ms=args.flush_ms, max_backfill_s=parse_duration(args.max_backfill),
                            history_s=history, watchdog_s=parse_duration(args.watchdog),
-                           rotate_after_s=parse_duration(args.rotate_after))
+                           rotate_after_s=parse_duration(args.rotate_after), demo=args.demo)
         if args.demo:
             from feed.exchange import LocalExchange
 

@@ -16,7 +16,7 @@ from feed.rest import RestClient, RestError
 from feed.state import IngestState, now_us
 from feed.stream import MarketStream
 from tickstore.connection import init_db, write_connection
-from tickstore.state import id_gaps, last_trade_ids, unrecoverable_ranges
+from tickstore.state import claim_file, clear_simulated, file_kind, id_gaps, last_trade_ids, unrecoverable_ranges
 from tickstore.writer import TickBuffer, TickWriter
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class IngestConfig:
     rotate_after_s: float = 23.5 * 3600
     weight_limit: int = 6000
     stats_every_s: float = 10.0
+    demo: bool = False
     hooks: list[Callable] = field(default_factory=list)
 
 
@@ -99,6 +100,7 @@ class Ingestor:
 
         try:
             init_db(self.cfg.db)
+            self._claim_file()
         except StoreError as exc:
             raise ConfigError(f"--db {self.cfg.db}: {exc}") from None
         try:
@@ -122,6 +124,26 @@ class Ingestor:
         halted = [s for s in self.cfg.symbols if known[s] not in ("TRADING", None)]
         if halted:
             log.warning("symbols not trading right now: %s", ", ".join(f"{s} ({known[s]})" for s in halted))
+
+    def _claim_file(self) -> None:
+        """Keep simulated and real data apart: a file is 'demo' or 'live' for good.
+
+        The demo exchange replays the same id sequence on every start, so a demo file starts afresh
+        (its ticks, status and events are cleared; alert rules stay)."""
+        want = "demo" if self.cfg.demo else "live"
+        with write_connection(self.cfg.db, budget_s=30) as con:
+            kind = file_kind(con)
+            has_ticks = con.execute("SELECT count(*) FROM (SELECT 1 FROM ticks LIMIT 1)").fetchone()[0] > 0
+            if kind is None and has_ticks:
+                kind = "live"
+            if kind not in (None, want):
+                raise ConfigError(f"--db {self.cfg.db} holds {kind} data; "
+                                  + ("--demo writes simulated data only to its own file (default data/demo.duckdb)"
+                                     if self.cfg.demo else "use another file for real data than the --demo one"))
+            if self.cfg.demo and has_ticks:
+                n = clear_simulated(con)
+                log.info("demo: cleared %d simulated ticks of the previous demo run (the demo exchange restarts)", n)
+            claim_file(con, want)
 
     def resume(self) -> None:
         """Prime each symbol with its last stored id and queue backfills for holes in the recent past."""

@@ -86,7 +86,8 @@ def test_sigterm_flushes_the_buffer(tmp_path, exchange):
     # a long flush interval: whatever arrived since the last flush is only in memory when SIGTERM lands
     proc = start_ingestor(exchange, db, SYMBOLS, "--flush-ms", "60000")
     try:
-        time.sleep(6)
+        assert wait_for(lambda: "connected to ws://" in db.with_suffix(".log").read_text(), 60)
+        time.sleep(3)
         exchange.pause()
         time.sleep(1)
         last = {s: exchange.last_trade_id(s, "spot") for s in SYMBOLS}
@@ -124,3 +125,21 @@ def test_help_shows_the_contract():
     out = _cli("--help").stdout
     for flag in ("--symbols", "--market", "--db", "--ws-url", "--rest-url", "--flush-ms", "--demo", "--log-level"):
         assert flag in out
+
+
+def test_demo_and_live_files_never_mix(tmp_path, exchange):
+    """A file is 'live' or 'demo' for good: --demo refuses a live file and a live run refuses a demo file."""
+    live, demo = tmp_path / "live.duckdb", tmp_path / "demo.duckdb"
+    proc = start_ingestor(exchange, live, SYMBOLS)
+    assert wait_for(lambda: live.exists() and len(stored(live, "spot", "BTCUSDT")) > 0, 30)
+    assert stop_ingestor(proc) == 0
+    r = _cli("--demo", "--symbols", "btcusdt", "--db", str(live))
+    assert r.returncode == 2 and "holds live data" in r.stderr
+    demo_proc = subprocess.Popen([sys.executable, str(ROOT / "ingestor.py"), "--demo", "--symbols", "btcusdt",
+                                  "--db", str(demo), "--history", "1m"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: demo.exists() and len(stored(demo, "spot", "BTCUSDT")) > 0, 60)
+    demo_proc.send_signal(signal.SIGTERM)
+    assert demo_proc.wait(30) == 0
+    r = _cli("--symbols", "btcusdt", "--db", str(demo), "--ws-url", exchange.ws_url, "--rest-url", exchange.http_url)
+    assert r.returncode == 2 and "holds demo data" in r.stderr
+    assert len(stored(live, "spot", "BTCUSDT")) > 0  # untouched

@@ -36,6 +36,8 @@ DDL = [
         duplicates BIGINT,
         updated_at TIMESTAMPTZ,
         PRIMARY KEY (market, symbol))""",
+    # what the file holds: key 'data' = 'live' | 'demo' (simulated data never mixes with real data)
+    "CREATE TABLE IF NOT EXISTS tickdesk_meta(key VARCHAR PRIMARY KEY, value VARCHAR)",
     "CREATE SEQUENCE IF NOT EXISTS ingest_events_seq",
     """CREATE TABLE IF NOT EXISTS ingest_events(
         id BIGINT DEFAULT nextval('ingest_events_seq'),

@@ -28,3 +28,21 @@ def unrecoverable_ranges(con: duckdb.DuckDBPyConnection, market: str, symbol: st
                           WHERE kind = 'gap_unrecoverable' AND market = $m AND symbol = $s""",
                        {"m": market, "s": symbol}).fetchall()
     return [(int(a), int(b)) for a, b in rows if a is not None and b is not None]
+
+
+def file_kind(con: duckdb.DuckDBPyConnection) -> str | None:
+    """'live', 'demo', or None for a file no ingestor has claimed yet."""
+    row = con.execute("SELECT value FROM tickdesk_meta WHERE key = 'data'").fetchone()
+    return row[0] if row else None
+
+
+def claim_file(con: duckdb.DuckDBPyConnection, kind: str) -> None:
+    con.execute("INSERT OR REPLACE INTO tickdesk_meta VALUES ('data', $k)", {"k": kind})
+
+
+def clear_simulated(con: duckdb.DuckDBPyConnection) -> int:
+    """Drop the ticks, status and events of a previous demo run (alert rules stay); returns ticks removed."""
+    n = con.execute("SELECT count(*) FROM ticks").fetchone()[0]
+    for table in ("ticks", "ingest_status", "ingest_events"):
+        con.execute(f"DELETE FROM {table}")  # fixed table names, no user input
+    return int(n)
