@@ -26,7 +26,7 @@ from tests.conftest import make_tick_db, synthetic_pair_ticks
 from tests.test_history_import import write_dump
 from tickstore import archive as archive_mod
 from tickstore import queries
-from tickstore.archive import ArchiveError, archive_cutoff, archive_ticks, default_archive_dir, parse_age
+from tickstore.archive import ArchiveError, archive_cutoff, archived_summary, archive_ticks, default_archive_dir, parse_age
 from tickstore.connection import write_connection
 from tickstore.writer import TickBuffer, TickWriter, insert_batch, rows_to_arrow
 
@@ -113,6 +113,11 @@ def test_round_trip_exact_counts(db, ref):
     assert listed == [(m, s, d, n) for (m, s, d), n in per_day.items()]
     for p in res.partitions:   # each file holds exactly its partition's rows
         assert pq.ParquetFile(p.file).metadata.num_rows == p.hot_rows == p.written_rows
+    with duckdb.connect(str(db), read_only=True) as con:
+        summary = archived_summary(con)
+    per_symbol = old.groupby(["market", "symbol"]).agg(n=("trade_id", "size"), a=("ts", "min"), b=("ts", "max"))
+    assert [(m, s, n, a, b) for m, s, n, a, b, _files in summary] == \
+        [(m, s, r.n, r.a.to_pydatetime(), r.b.to_pydatetime()) for (m, s), r in per_symbol.iterrows()]
 
 
 def test_queries_span_hot_and_archive(db, ref):
@@ -207,6 +212,10 @@ def test_leftovers_of_a_crashed_run_are_cleaned(db, ref):
                        """).to_arrow_table()
     pq.write_table(t, pdir / "part-crashed.parquet")
     (pdir / ".part-half-written.parquet.tmp").write_bytes(b"PAR1 partial")
+    # readers only see registered files: no duplicates even before the next archive run cleans up
+    day2 = queries.ticks("usdm", "SOLUSDT", dt.datetime(2024, 1, 2, tzinfo=dt.UTC), dt.datetime(2024, 1, 3, tzinfo=dt.UTC),
+                         path=db)
+    assert len(day2) == t.num_rows and day2["trade_id"].is_unique
     res = archive_ticks(db, AGE, now=NOW)
     assert res.orphans_removed == 1
     assert not (pdir / "part-crashed.parquet").exists() and not (pdir / ".part-half-written.parquet.tmp").exists()

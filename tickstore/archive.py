@@ -216,6 +216,18 @@ def archive_root(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike) -> 
     return resolve_stored_dir(db_path, meta[1]) if meta else None
 
 
+def archived_summary(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int, dt.datetime, dt.datetime, int]]:
+    """Per (market, symbol): archived ticks, first and last trade time, file count — from `archive_files` alone
+    (no Parquet is read), for catalog queries that would otherwise scan the whole archive."""
+    has = _first(con, """SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()
+                         AND schema_name = 'main' AND table_name = 'archive_files'""")[0]
+    if not has:
+        return []
+    return [tuple(r) for r in con.execute("""SELECT market, symbol, sum(rows)::BIGINT, min(first_ts), max(last_ts),
+                                                    count(*)::BIGINT
+                                             FROM archive_files GROUP BY ALL ORDER BY ALL""").fetchall()]
+
+
 def _partition_dir(root: Path, market: str, symbol: str, day: dt.date) -> Path:
     return root / f"market={market}" / f"symbol={symbol}" / f"date={day.isoformat()}"
 

@@ -73,8 +73,13 @@ def _open(path: Path, read_only: bool, budget_s: float) -> duckdb.DuckDBPyConnec
 
 
 _HOT_SELECT = f"SELECT {', '.join(TICK_COLUMNS)} FROM main.ticks"
-_ARCHIVE_SELECT = (f"SELECT {', '.join(TICK_COLUMNS)} FROM read_parquet(getvariable('tickdesk_archive_glob'), "
-                   "hive_partitioning = true, hive_types = {'market': VARCHAR, 'symbol': VARCHAR, 'date': DATE})")
+# The archive branch reads exactly the registered files (`archive_files`), not a directory glob: no glob per query,
+# and a file left by an interrupted archive run is never visible. The ts bounds are always true for archived rows;
+# they let DuckDB drop the whole branch when a query's time range lies outside the archive (the recent charts).
+_ARCHIVE_SELECT = (f"SELECT {', '.join(TICK_COLUMNS)} FROM read_parquet(getvariable('tickdesk_archive_files'), "
+                   "hive_partitioning = true, hive_types = {'market': VARCHAR, 'symbol': VARCHAR, 'date': DATE}) "
+                   "WHERE ts >= coalesce(getvariable('tickdesk_archive_first'), '-infinity'::TIMESTAMPTZ) "
+                   "AND ts <= coalesce(getvariable('tickdesk_archive_last'), 'infinity'::TIMESTAMPTZ)")
 _warned_archives: set[str] = set()
 
 
@@ -84,7 +89,7 @@ def define_read_views(con: duckdb.DuckDBPyConnection) -> None:
     When the file has archived ticks (`archive_meta` / `archive_files`, see tickstore.archive) the view is the hot
     `ticks` table UNION ALL the Parquet archive (hive partitions market/symbol/date), so queries span both.
     """
-    from tickstore.archive import PARTITION_GLOB, archive_root  # late: tickstore.archive imports this module
+    from tickstore.archive import archive_root  # late: tickstore.archive imports this module
 
     rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
     db_path = rows[0][0] if rows else None
@@ -93,7 +98,14 @@ def define_read_views(con: duckdb.DuckDBPyConnection) -> None:
         try:
             if not root.is_dir():
                 raise FileNotFoundError(f"archive directory {root} is missing")
-            con.execute("SET VARIABLE tickdesk_archive_glob = $g", {"g": str(root / PARTITION_GLOB)})
+            prefix = str(root) + os.sep
+            con.execute("SET VARIABLE tickdesk_archive_files = "
+                        "(SELECT list($prefix || path ORDER BY path) FROM archive_files)", {"prefix": prefix})
+            # bounds only when every file has them (NULL = unbounded)
+            con.execute("""SET VARIABLE tickdesk_archive_first =
+                           (SELECT CASE WHEN count(*) = count(first_ts) THEN min(first_ts) END FROM archive_files)""")
+            con.execute("""SET VARIABLE tickdesk_archive_last =
+                           (SELECT CASE WHEN count(*) = count(last_ts) THEN max(last_ts) END FROM archive_files)""")
             con.execute(f"CREATE OR REPLACE TEMP VIEW ticks_all AS {_HOT_SELECT} UNION ALL {_ARCHIVE_SELECT}")
             return
         except (duckdb.Error, OSError) as exc:
