@@ -247,7 +247,8 @@ def mean_reversion(
 ) -> BacktestResult:
     """Backtest long / short the spread y - alpha_t - beta_t x on its rolling z-score (module docstring).
 
-    hedge: "rolling" (OLS-family `method` over the trailing `hedge_window` bars, default `window`),
+    hedge: "rolling" (`method` over the trailing `hedge_window` bars, default `window`; huber and
+    theil_sen refit every hedge_window // 10 bars),
     "static" (one fit on the first `hedge_window` bars, the formation period, trading after it) or
     "kalman" (`kalman_hedge_ratio` filtered beta, warm-up `hedge_window`). A given `beta` overrides it.
     The z-score is over the trailing `window` bars of that spread. Costs: `cost_bps` per leg and side.

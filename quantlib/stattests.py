@@ -438,6 +438,8 @@ def half_life(spread: pd.Series | np.ndarray) -> HalfLife:
         verdict = f"mean reverting: half-life {hl:.1f} bars{when}, phi {phi:.4f}, {_fmt_p(pvalue)}"
     elif lam >= 0 or phi >= 1:
         verdict = f"not mean reverting: phi {phi:.4f} >= 1, half-life infinite"
+    elif phi <= -1:
+        verdict = f"not mean reverting: phi {phi:.4f} <= -1 (explosive oscillation), half-life infinite"
     else:
         verdict = (f"not mean reverting: phi {phi:.4f} but not significant at 5% "
                    f"({_fmt_p(pvalue)}), half-life treated as infinite")
