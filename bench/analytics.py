@@ -196,6 +196,7 @@ def main() -> None:
           f"pandas {pd.__version__}, scipy {scipy.__version__}, statsmodels {statsmodels.__version__}, one BLAS "
           f"thread. Load average {load[0]:.1f} at the end of the run: other processes shared the machine, so "
           "wall times include their interference; CPU times (this process only) show the cost without it.\n")
+    print("Regenerate with `.venv/bin/python bench/analytics.py > docs/bench-analytics.md` (about 30 s).\n")
     print("Cells: best wall time of up to 15 runs in milliseconds, CPU time in parentheses. Baselines ran once "
           "in the same run (statsmodels OLS and coint_johansen: best of several); slow baselines were "
           "skipped at 100k bars (—: minutes each).\n")
