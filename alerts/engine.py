@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from alerts.metrics import MetricSource, Observation
+from alerts.metrics import BatchSummary, MetricSource, Observation
 from alerts.rules import AlertRule, rules_from_rows
 from alerts.text import event_message
 from alerts.trigger import Outcome, TriggerState, step
@@ -96,7 +96,7 @@ class AlertEngine:
         status = self._status()
         scope = set(status) if status else None
         ticks = _TickGroups(batch)
-        self.metrics.begin(con, now, status, ticks.newest())
+        self.metrics.begin(con, now, status, ticks.summary())
         fired: list[tuple[AlertRule, float, dt.datetime | None, str]] = []
         try:
             for rt in list(self._runtime.values()):
@@ -240,18 +240,19 @@ class _TickGroups:
         self._batch = batch
         self._groups: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def newest(self) -> dict[tuple[str, str], tuple[int, int, float]]:
-        """(trade_id, ts µs, price) of the highest trade id per (market, symbol) in the batch."""
+    def summary(self) -> dict[tuple[str, str], BatchSummary]:
+        """Per (market, symbol): the highest-id trade (id, ts µs, price) and the oldest trade time."""
         b = self._batch
         if b is None or b.num_rows == 0:
             return {}
         out = {}
-        top = b.group_by(["market", "symbol"]).aggregate([("trade_id", "max")])
-        for m, sym, tid in zip(top["market"].to_pylist(), top["symbol"].to_pylist(), top["trade_id_max"].to_pylist()):
+        top = b.group_by(["market", "symbol"]).aggregate([("trade_id", "max"), ("ts", "min")])
+        for m, sym, tid, oldest in zip(top["market"].to_pylist(), top["symbol"].to_pylist(),
+                                       top["trade_id_max"].to_pylist(), top["ts_min"].cast(pa.int64()).to_pylist()):
             row = b.filter(pc.and_(pc.equal(b.column("trade_id"), tid),
                                    pc.and_(pc.equal(b.column("market"), m), pc.equal(b.column("symbol"), sym))))
-            out[(m, sym)] = (int(tid), int(row.column("ts").cast(pa.int64())[0].as_py()),
-                             float(row.column("price")[0].as_py()))
+            newest = (int(tid), int(row.column("ts").cast(pa.int64())[0].as_py()), float(row.column("price")[0].as_py()))
+            out[(m, sym)] = BatchSummary(newest, int(oldest))
         return out
 
     def get(self, market: str, symbol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 PRICE_LOOKBACK = dt.timedelta(days=1)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-REFRESH_GRACE_S = 2.0        # re-read just-closed bars this long after a bar boundary (late ticks)
 ACTIVITY_REFRESH_FRACTION = 1 / 120  # volume / trade_rate over a window W are re-read at most every W/120
 
 
@@ -87,6 +86,14 @@ def align_pair(y_bucket: np.ndarray, y_close: np.ndarray, x_bucket: np.ndarray, 
     return union[ok], y_close[iy[ok]], x_close[ix[ok]]
 
 
+@dataclass(frozen=True)
+class BatchSummary:
+    """What one flushed batch holds for one (market, symbol)."""
+
+    newest: tuple[int, int, float]   # (trade_id, ts µs, price) of its highest trade id
+    oldest_us: int                   # its oldest trade time (µs)
+
+
 @dataclass
 class _Closed:
     """Cached closed bars of one (market, symbols, timeframe, buckets) window."""
@@ -99,11 +106,12 @@ class _Closed:
 class MetricSource:
     """Computes metrics for rules on one connection per evaluation round, with caches between rounds.
 
-    In the engine, each round gets the flushed batch: the newest trade per symbol is then kept in memory
-    (read from SQL once per symbol), which gives `price` and the forming bar without a query. Closed bars
-    are cached per (market, symbols, timeframe, buckets) and re-read when a new bar starts and once more
-    `REFRESH_GRACE_S` later (late ticks). A derived value (rsi, pair) is recomputed only when its inputs
-    changed. Without batches (previews) every value is read from SQL.
+    In the engine, each round gets a summary of the flushed batch: the newest trade per symbol is kept in
+    memory (read from SQL once per symbol), which gives `price` and the forming bar without a query. Closed
+    bars are cached per (market, symbols, timeframe, buckets) and re-read when a new bar starts or when a
+    flush brings ticks older than the forming bar. A derived value (rsi, pair) is recomputed only when its
+    inputs changed. So each value equals a fresh computation on the file as it is after the flush.
+    Without batches (previews) every value is read from SQL.
     """
 
     def __init__(self) -> None:
@@ -117,22 +125,26 @@ class MetricSource:
         self._now_us = 0
         self._memo: dict[tuple, object] = {}
         self._status: dict = {}
+        self._oldest: dict[tuple[str, str], int] = {}
 
     def begin(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, status: dict | None = None,
-              newest: dict[tuple[str, str], tuple[int, int, float]] | None = None) -> None:
+              batch: dict[tuple[str, str], BatchSummary] | None = None) -> None:
         """Start an evaluation round on `con` at time `now` (UTC).
 
         `status` is the ingestor's {(market, symbol): {"connected", "last_tick_age_s"}} for the `lag` metric
         (symbols missing from it fall back to the ingest_status table, then to the last stored trade).
-        `newest` is the newest trade per (market, symbol) of the batch just flushed (engine only).
+        `batch` summarises the ticks just flushed per (market, symbol) (engine only): their newest trade
+        updates the in-memory last trade, and ticks older than a forming bar mark its closed bars stale.
         """
         self._con, self._now, self._memo, self._status = con, now, {}, status or {}
         self._now_us = int(now.timestamp() * 1_000_000)
-        for key, t in (newest or {}).items():
+        self._oldest = {}
+        for key, b in (batch or {}).items():
             known = self._last.get(key)
-            if known is not None and t[0] > known[0]:
-                self._last[key] = t
+            if known is not None and b.newest[0] > known[0]:
+                self._last[key] = b.newest
             # unknown symbols are read from SQL on first use (the batch alone may be an old backfill)
+            self._oldest[key] = b.oldest_us
 
     def end(self) -> None:
         self._con = None
@@ -175,8 +187,8 @@ class MetricSource:
         n = buckets_needed(rule)
         key = (rule.market, symbols, step_s, n)
         entry = self._closed.get(key)
-        grace_us = int(REFRESH_GRACE_S * 1e6)
-        if entry is None or entry.cur != cur or (entry.read_us < cur + grace_us <= now_us):
+        late = any(self._oldest.get((rule.market, sym), cur) < cur for sym in symbols)
+        if entry is None or entry.cur != cur or late:
             closed = alerts_sql.bar_closes(self._con, rule.market, symbols, step_s,
                                            _us_to_dt(cur - (n - 1) * step_us), _us_to_dt(cur))
             self._closed[key] = entry = _Closed(cur, now_us, closed)

@@ -288,6 +288,21 @@ class RuleStore:
         log.info("alert rule %d created: %s", rule_id, rule.describe())
         return replace(rule, id=rule_id)
 
+    def create_many(self, rules: list[AlertRule | Mapping]) -> list[AlertRule]:
+        """Validate every rule first, then insert them all in one short write (all or none)."""
+        valid = [r if isinstance(r, AlertRule) else validate_rule(r) for r in rules]
+        with self._write() as con:
+            ensure_schema(con)
+            con.execute("BEGIN")
+            try:
+                ids = [alerts_sql.insert_rule(con, r.to_row()) for r in valid]
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        log.info("%d alert rules created", len(ids))
+        return [replace(r, id=i) for r, i in zip(valid, ids)]
+
     def update(self, rule_id: int, rule: AlertRule | Mapping) -> AlertRule:
         """Replace every field of rule `rule_id`; KeyError if it does not exist."""
         rule = rule if isinstance(rule, AlertRule) else validate_rule({k: v for k, v in rule.items() if k != "id"})
