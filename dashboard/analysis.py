@@ -96,8 +96,13 @@ def build_pair_view(closes: pd.DataFrame, y: str, x: str, method: str, window: i
         if method in STATIC_METHODS:
             spread, z = summary.spread, summary.zscore
         elif method == "rolling":
-            spread = pairs.spread(ys, xs, rolling["beta"], rolling["alpha"])
-            z = indicators.zscore(spread, window)
+            spread = pairs.spread(ys, xs, rolling["beta"], rolling["alpha"]).dropna()  # NaN until a full window
+            if len(spread) >= window:
+                z = indicators.zscore(spread, window)
+            else:
+                notes.append(f"the rolling-OLS spread's z-score needs {2 * window - 1} bars (a window of spreads, "
+                             f"each from a window of bars), have {n}")
+                spread = None
         else:
             spread, z = kalman.spread, kalman.zscore
     else:

@@ -146,13 +146,17 @@ def _read(text: str, header: bool, names: list[str] | None) -> pd.DataFrame:
         raise UploadError(f"not a well-formed CSV ({str(exc).splitlines()[0]}); {EXPECTED}") from None
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB".replace(".0 MB", " MB") if n >= 2**20 else f"{n / 1024:.0f} KB"
+
+
 def parse_csv(name: str, data: bytes, symbol: str | None = None, max_bytes: int | None = None) -> ParsedFile:
     """Validate and parse one uploaded file. `symbol` names the instrument when the file does not."""
     max_bytes = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     if len(data) == 0:
         raise UploadError(f"{name}: the file is empty; {EXPECTED}")
     if len(data) > max_bytes:
-        raise UploadError(f"{name}: the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
+        raise UploadError(f"{name}: the file is {_size(len(data))}; the limit is {_size(max_bytes)}. "
                           "Upload a shorter period (e.g. one day of ticks) or use `python ingestor.py import`.")
     try:
         text = data.decode("utf-8-sig")

@@ -129,8 +129,20 @@ def app(monkeypatch):
     """Factory for an `AppTest` of streamlit_app.py reading `db`: `app(db, page="pages/pairs.py", query={...})`.
 
     Runs the entrypoint once (so st.navigation registers the pages), then switches to `page` if given.
+    AppTest re-detects Streamlit's legacy `pages/`-folder mode on every run (a live server does it once, and
+    st.navigation switches it off for good); the patch below gives AppTest the live server's steady state, so
+    reruns go through streamlit_app.py like in the browser (the first-request case is covered end to end).
     """
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
+
+    original_init = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
 
     def make(db: Path, page: str | None = None, query: dict | None = None, timeout: float = 60):
         monkeypatch.setenv("TICKDESK_DB", str(db))
@@ -150,12 +162,26 @@ def plotly_specs(at) -> list[dict]:
     (`data` traces with decoded arrays, `layout`), in page order."""
     import json
 
-    import plotly.io as pio
-
     specs = [el.proto.spec for el in at.get("plotly_chart")]
     specs += [json.loads(el.proto.json)["spec"] for el in at.get("bidi_component")
               if el.proto.component_name == "tickdesk_live_plotly"]
-    return [pio.from_json(spec, skip_invalid=True).to_dict() for spec in specs]
+    return [_decode_typed_arrays(json.loads(spec)) for spec in specs]
+
+
+def _decode_typed_arrays(obj):
+    """Plotly JSON stores numeric arrays as {"dtype", "bdata"(base64)[, "shape"]}; turn them back into lists."""
+    import base64
+
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+            if "shape" in obj:
+                arr = arr.reshape([int(n) for n in str(obj["shape"]).split(",")])
+            return arr.tolist()
+        return {k: _decode_typed_arrays(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode_typed_arrays(v) for v in obj]
+    return obj
 
 
 def page_text(at) -> str:

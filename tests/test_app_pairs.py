@@ -1,0 +1,78 @@
+"""AppTest: the Pairs page against quantlib computed independently on the same bars from the file."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from quantlib import pairs as qpairs
+from quantlib import regression
+from tests.conftest import assert_no_exception, page_text, plotly_specs
+from tickstore import queries
+
+ALL = {"lb": "6h"}  # the fixture holds 3 h, so a 6 h lookback sees every bar
+
+
+def _closes(db, timeframe="1m"):
+    frames = queries.bars_wide("spot", ["BTCUSDT", "ETHUSDT"], timeframe, pd.Timestamp("2000-01-01", tz="UTC"),
+                               path=db)
+    y, x = qpairs.align(frames["ETHUSDT"]["close"].rename("ETHUSDT"), frames["BTCUSDT"]["close"].rename("BTCUSDT"))
+    return y, x
+
+
+def _titles(at):
+    return [(spec["layout"].get("title") or {}).get("text") for spec in plotly_specs(at)]
+
+
+def test_pairs_page_matches_quantlib_on_the_same_bars(app, tick_db):
+    at = app(tick_db, page="pages/pairs.py", query=ALL)
+    assert_no_exception(at)
+    titles = _titles(at)
+    assert titles[0] == "Normalized price (first bar = 100)"
+    assert "Spread and z-score" in titles and "Correlation of log returns" in titles
+    assert len(titles) == 6
+    y, x = _closes(tick_db)
+    ref = qpairs.pair_summary(y, x, window=60, method="ols", timeframe="1m")
+    table = at.dataframe[0].value.set_index("test")
+    assert table.loc["Engle-Granger", "statistic"] == pytest.approx(ref.engle_granger.statistic, rel=1e-9)
+    assert table.loc["Engle-Granger", "p_value"] == pytest.approx(ref.engle_granger.pvalue, rel=1e-9)
+    assert table.loc["hedge ratio (ols)", "statistic"] == pytest.approx(ref.hedge.beta, rel=1e-9)
+    assert table.loc["half-life (bars)", "verdict"] == ref.half_life.verdict
+    # the synthetic pair is built cointegrated (OU spread, half-life ~10 min): the verdict says so in words
+    assert table.loc["Engle-Granger", "verdict"].startswith("cointegrated")
+    assert {m.label: m.value for m in at.metric}["Engle-Granger p"] == f"{ref.engle_granger.pvalue:.3f}"
+    # scatter fit lines carry the three estimators' betas
+    scatter = plotly_specs(at)[1]
+    names = [t.get("name", "") for t in scatter["data"]]
+    huber = regression.hedge_ratio(y, x, method="huber").beta
+    assert f"Huber: β={huber:.3f}" in names and any(n.startswith("Theil-Sen: β=") for n in names)
+    # heatmap of all symbols
+    heat = plotly_specs(at)[-1]
+    assert heat["data"][0]["type"] == "heatmap" and list(heat["data"][0]["x"]) == ["BTCUSDT", "ETHUSDT"]
+
+
+@pytest.mark.parametrize("method,label", [("Kalman", "Kalman innovation"), ("Rolling OLS", "rolling OLS"),
+                                          ("Theil-Sen", "Theil-Sen")])
+def test_hedge_method_drives_the_spread(app, tick_db, method, label):
+    at = app(tick_db, page="pages/pairs.py", query={**ALL, "hedge": method})
+    assert_no_exception(at)
+    assert f"with the **{label}** hedge" in page_text(at)
+    hedge = plotly_specs(at)[2]
+    assert {t["name"] for t in hedge["data"]} >= {"static OLS", "rolling OLS (60)", "Kalman"}
+
+
+def test_short_window_explains_what_is_missing(app, tick_db):
+    at = app(tick_db, page="pages/pairs.py", query={"lb": "15m", "win": "60"})
+    assert_no_exception(at)
+    text = page_text(at)
+    assert "The tests need at least 61 bars" in text
+    assert "rolling hedge ratio needs 60 bars" in text
+    titles = _titles(at)
+    assert "Normalized price (first bar = 100)" in titles and "Spread and z-score" not in titles
+    assert len(at.dataframe) == 0
+
+
+def test_same_symbol_twice_is_explained(app, tick_db):
+    at = app(tick_db, page="pages/pairs.py", query={"y": "BTCUSDT", "x": "BTCUSDT"})
+    assert_no_exception(at)
+    assert "Pick two different symbols" in page_text(at)
+    assert plotly_specs(at) == []
