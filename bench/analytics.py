@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings

@@ -13,7 +13,6 @@ The model is y_t = alpha + beta * x_t + e_t (alpha = 0 with `add_const=False`).
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 
@@ -22,8 +21,6 @@ import pandas as pd
 
 from quantlib._blas import single_threaded
 from quantlib._validate import as_pair, check_choice, check_min, check_positive_number, check_window
-
-log = logging.getLogger(__name__)
 
 METHODS = ("ols", "huber", "theil_sen", "tls")
 MIN_OBS = 3

@@ -38,7 +38,8 @@ def test_signal_state_machine():
 def test_hand_computed_spread_trade():
     # window 3 z-scores: bar 4 z = (3 - 1)/sqrt(3) = 1.155 > 1 -> short signal, filled at bar 5 (s = 1);
     # bar 5 z = (1 - 4/3)/sqrt(21/9) = -0.218 <= 0.2 -> exit signal, filled at bar 6 (s = 0).
-    s = pd.Series([0, 1, 0, 0, 3, 1, 0, 0, 0, 0.0], index=pd.date_range("2024-01-01", periods=10, freq="5min", tz="UTC"))
+    idx = pd.date_range("2024-01-01", periods=10, freq="5min", tz="UTC")
+    s = pd.Series([0, 1, 0, 0, 3, 1, 0, 0, 0, 0.0], index=idx)
     r = mean_reversion_spread(s, window=3, entry_z=1.0, exit_z=0.2, stop_z=None, cost_per_unit=0.1,
                               capital=100.0, timeframe="5m")
     assert r.zscore.iloc[4] == pytest.approx(2 / math.sqrt(3))
