@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, settings
+from dashboard import alerts_ui, data, settings
 from dashboard.live import watch_catalog
 from tickstore.connection import default_db_path
 
@@ -18,7 +18,7 @@ PAGES = {
         st.Page("pages/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
         st.Page("pages/pairs.py", title="Pairs", icon=":material/compare_arrows:"),
         st.Page("pages/backtest.py", title="Backtest", icon=":material/query_stats:"),
-        # Alerts page (alerts issue) goes here:
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),  # alerts issue
     ],
     "Data": [
         st.Page("pages/data.py", title="Data", icon=":material/database:"),
@@ -30,6 +30,6 @@ db_path = default_db_path()
 catalog = data.catalog(str(db_path), settings.requested_source())
 current = settings.sidebar(catalog, db_path)
 watch_catalog(current, catalog)
-# Alerts toast poller (alerts issue) goes here:
+alerts_ui.toast_poller(str(db_path))  # alerts issue: toasts each new alert event once per session
 
 page.run()
