@@ -20,13 +20,14 @@ import websocket
 from feed.backfill import GapTracker
 from feed.binance import MalformedFrame, MarketSpec, Trade, parse_frame, stream_url
 from feed.state import IngestState, now_us
-from tickstore.writer import TickBuffer
+from tickstore.writer import TickBuffer, rows_to_arrow
 
 log = logging.getLogger(__name__)
 
 _CONT, _TEXT, _BINARY = websocket.ABNF.OPCODE_CONT, websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY
 _CLOSE, _PING, _PONG = websocket.ABNF.OPCODE_CLOSE, websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG
 RECV_BYTES = 1 << 20   # one socket read takes everything the kernel holds, up to this
+COLUMNAR_MIN = 64      # trades of one read converted to Arrow on the spot from this many (fixed cost ~50 µs)
 
 
 class FrameSplitter:
@@ -208,7 +209,8 @@ class MarketStream:
 
     # receive path (runs on the connection thread) ----------------------------------------------------------
     def _on_frames(self, frames: list[bytes], conn: Connection) -> None:
-        """The data frames of one socket read: trades go to the buffer in one append, the rest one by one."""
+        """The data frames of one socket read: trades go to the buffer in one append (as Arrow when many),
+        the rest one by one."""
         market, recv_us, observe = self.market, now_us(), self.tracker.observe
         trades = []
         for data in frames:
@@ -222,7 +224,9 @@ class MarketStream:
                 trades.append(item)
             else:
                 self._on_message(item, conn)
-        if trades:
+        if len(trades) >= COLUMNAR_MIN:
+            self.buffer.extend_table(rows_to_arrow(trades))  # columnar right away: a tenth of the memory
+        elif trades:
             self.buffer.extend(trades)
 
     def _on_message(self, item: dict, conn: Connection) -> None:
