@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from tickstore.archive import (ensure_history_schema, import_advance, import_begin, import_finish, import_record,
-                               insert_dedup)
+from tickstore.archive import (ImportRecord, ensure_history_schema, import_advance, import_begin, import_finish,
+                               import_record, insert_dedup)
 from tickstore.connection import init_db, write_connection
 from tickstore.writer import ARROW_SCHEMA
 
@@ -496,10 +496,11 @@ def import_dumps(paths: Iterable[str | os.PathLike], db_path: str | os.PathLike,
         if d.sha256 in seen:
             raise DumpError(f"{d.name}: same content as {seen[d.sha256]}; pass each file once")
         seen[d.sha256] = d.name
-    db_path = Path(init_db(db_path))
-    with write_connection(db_path, budget_s=lock_budget_s) as con:
-        ensure_history_schema(con)
-        done_before = {d.sha256: import_record(con, d.sha256) for d in dumps}
+    db_path = Path(db_path)
+    done_before: dict[str, ImportRecord | None] = dict.fromkeys(seen)
+    if db_path.exists():
+        with write_connection(db_path, budget_s=lock_budget_s) as con:
+            done_before = {d.sha256: import_record(con, d.sha256) for d in dumps}
     todo = [d for d in dumps if force or not (done_before[d.sha256] and done_before[d.sha256].finished)]
     checks: dict[str, DumpCheck] = {}
     for i, d in enumerate(todo):
@@ -513,6 +514,9 @@ def import_dumps(paths: Iterable[str | os.PathLike], db_path: str | os.PathLike,
                  "header" if d.has_header else "no header", c.time_unit,
                  c.first_ts.isoformat() if c.first_ts else "-", c.last_ts.isoformat() if c.last_ts else "-",
                  d.checksum)
+    init_db(db_path)                            # nothing is created or changed before every file checked out
+    with write_connection(db_path, budget_s=lock_budget_s) as con:
+        ensure_history_schema(con)
     results: list[ImportResult] = []
     for d in dumps:
         rec = done_before[d.sha256]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -150,8 +151,15 @@ def test_layout_read_by_pyarrow_dataset(db, ref):
     got["ts"] = got["ts"].astype(old["ts"].dtype)
     got["recv_ts"] = got["recv_ts"].astype(old["recv_ts"].dtype)
     pd.testing.assert_frame_equal(got, old, check_dtype=False, check_categorical=False)
-    sub = dataset.to_table(filter=(ds.field("market") == "usdm") & (ds.field("symbol") == "SOLUSDT"))
-    assert sub.num_rows == int(((old["market"] == "usdm") & (old["symbol"] == "SOLUSDT")).sum())
+    # the typed partitioning of docs/history.md: filter on the date partition (files pruned by path)
+    part = ds.partitioning(pa.schema([("market", pa.string()), ("symbol", pa.string()), ("date", pa.date32())]),
+                           flavor="hive")
+    sub = ds.dataset(res.archive_dir, format="parquet", partitioning=part).to_table(
+        filter=(ds.field("market") == "usdm") & (ds.field("symbol") == "SOLUSDT") & (ds.field("date") >= dt.date(2024, 1, 2)))
+    want = (old["market"] == "usdm") & (old["symbol"] == "SOLUSDT") & (old["ts"] >= pd.Timestamp("2024-01-02", tz="UTC"))
+    assert sub.num_rows == int(want.sum()) > 0
+    frame = pd.read_parquet(res.archive_dir, partitioning=part, filters=[("symbol", "=", "ETHUSDT")])
+    assert len(frame) == int((old["symbol"] == "ETHUSDT").sum())
     meta = pq.ParquetFile(res.partitions[0].file).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
 
@@ -264,7 +272,7 @@ def test_missing_archive_directory_falls_back_to_hot(db, caplog):
     with caplog.at_level("WARNING"):
         syms = queries.symbols(path=db)
     assert syms["first_ts"].min() >= CUTOFF
-    assert "without its archive" in caplog.text
+    assert "without the archive" in caplog.text
 
 
 READER = textwrap.dedent("""

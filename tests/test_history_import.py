@@ -307,6 +307,13 @@ def test_wrong_files_are_rejected_and_change_nothing(tmp_path, monkeypatch):
         assert snapshot(db) == before, key
 
 
+def test_wrong_file_creates_no_tick_file(tmp_path):
+    bad = write_dump(tmp_path, make_rows(10), text=csv_text(make_rows(10), "spot", "trades", False, "ms") + "1,2\n")
+    with pytest.raises(DumpError, match="malformed CSV"):
+        import_dumps([bad], tmp_path / "new" / "t.duckdb")
+    assert not (tmp_path / "new").exists()
+
+
 def test_one_bad_file_in_a_batch_imports_nothing(tmp_path, capsys):
     db = tmp_path / "t.duckdb"
     init_db(db)

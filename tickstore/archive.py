@@ -47,49 +47,13 @@ PARTITION_GLOB = "market=*/symbol=*/date=*/*.parquet"
 ARCHIVE_COLUMNS = ("trade_id", "ts", "price", "qty", "is_buyer_maker", "recv_ts", "source")
 PARQUET_COMPRESSION = "zstd"
 
-HISTORY_DDL = [
-    """CREATE TABLE IF NOT EXISTS archive_meta(
-        archive_id VARCHAR NOT NULL,
-        archive_dir VARCHAR NOT NULL,      -- relative to the tick file's directory when inside it, else absolute
-        created_at TIMESTAMPTZ NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS archive_files(
-        path VARCHAR PRIMARY KEY,          -- relative to the archive directory
-        market VARCHAR NOT NULL,
-        symbol VARCHAR NOT NULL,
-        day DATE NOT NULL,
-        rows BIGINT NOT NULL,
-        bytes BIGINT,
-        first_id BIGINT,
-        last_id BIGINT,
-        first_ts TIMESTAMPTZ,
-        last_ts TIMESTAMPTZ,
-        archived_at TIMESTAMPTZ NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS import_files(
-        sha256 VARCHAR PRIMARY KEY,
-        file_name VARCHAR NOT NULL,
-        market VARCHAR NOT NULL,
-        symbol VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,             -- 'trades' | 'aggTrades'
-        rows_total BIGINT NOT NULL,        -- valid rows in the file
-        rows_done BIGINT NOT NULL,         -- rows already processed (committed together with the inserts)
-        inserted BIGINT NOT NULL,          -- rows that were new
-        skipped_invalid BIGINT,
-        first_ts TIMESTAMPTZ,
-        last_ts TIMESTAMPTZ,
-        started_at TIMESTAMPTZ NOT NULL,
-        finished_at TIMESTAMPTZ)""",
-]
-
-
 class ArchiveError(StoreError):
     """The archive cannot be written as asked; the message says why and what is expected."""
 
 
 def ensure_history_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tick schema plus `archive_meta`, `archive_files` and `import_files` (idempotent)."""
+    """Create the tick schema, which includes `archive_meta`, `archive_files` and `import_files` (idempotent)."""
     ensure_schema(con)
-    for stmt in HISTORY_DDL:
-        con.execute(stmt)
 
 
 def _first(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> tuple | None:
@@ -205,15 +169,19 @@ def _dir_lock(root: Path) -> Iterator[None]:
 
 # --------------------------------------------------------------------------------------------- reading
 
-def archive_root(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike) -> Path | None:
-    """This file's archive directory if it has archived files, else None (any connection, read-only is fine)."""
-    has = _first(con, """SELECT count(*) FROM duckdb_tables()
-                         WHERE database_name = current_database() AND schema_name = 'main'
-                           AND table_name IN ('archive_meta', 'archive_files')""")[0]
-    if has < 2 or not _first(con, "SELECT count(*) FROM archive_files")[0]:
+def archive_root(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike | None = None) -> Path | None:
+    """This file's archive directory if it has archived files, else None (any connection, read-only is fine).
+    One small query on the common path (no archive); `db_path` defaults to the connection's own file."""
+    try:
+        n, stored = _first(con, "SELECT (SELECT count(*) FROM archive_files), "
+                                "(SELECT archive_dir FROM archive_meta ORDER BY created_at LIMIT 1)")
+    except duckdb.CatalogException:      # a file from before the history tables
         return None
-    meta = _read_meta(con)
-    return resolve_stored_dir(db_path, meta[1]) if meta else None
+    if not n or stored is None:
+        return None
+    if db_path is None:
+        db_path = _first(con, "SELECT path FROM duckdb_databases() WHERE database_name = current_database()")[0]
+    return resolve_stored_dir(db_path, stored)
 
 
 def archived_summary(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int, dt.datetime, dt.datetime, int]]:
@@ -315,7 +283,10 @@ class ImportRecord:
 
 
 def import_record(con: duckdb.DuckDBPyConnection, sha256: str) -> ImportRecord | None:
-    """The manifest row of a file (by content hash), or None."""
+    """The manifest row of a file (by content hash), or None (also when the file has no manifest yet)."""
+    if not _first(con, """SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()
+                          AND schema_name = 'main' AND table_name = 'import_files'""")[0]:
+        return None
     row = _first(con, """SELECT sha256, file_name, market, symbol, kind, rows_total, rows_done, inserted, started_at,
                                 finished_at FROM import_files WHERE sha256 = $h""", {"h": sha256})
     return ImportRecord(*row) if row else None

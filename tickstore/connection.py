@@ -91,9 +91,7 @@ def define_read_views(con: duckdb.DuckDBPyConnection) -> None:
     """
     from tickstore.archive import archive_root  # late: tickstore.archive imports this module
 
-    rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
-    db_path = rows[0][0] if rows else None
-    root = archive_root(con, db_path) if db_path else None
+    root = archive_root(con)
     if root is not None:
         try:
             if not root.is_dir():
@@ -111,7 +109,7 @@ def define_read_views(con: duckdb.DuckDBPyConnection) -> None:
         except (duckdb.Error, OSError) as exc:
             if str(root) not in _warned_archives:
                 _warned_archives.add(str(root))
-                log.warning("reading %s without its archive (%s); long-range queries miss archived ticks", db_path, exc)
+                log.warning("reading without the archive %s (%s); long-range queries miss archived ticks", root, exc)
     con.execute(f"CREATE OR REPLACE TEMP VIEW ticks_all AS {_HOT_SELECT}")
 
 

@@ -83,6 +83,38 @@ DDL = [
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS threshold DOUBLE",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS observed_at TIMESTAMPTZ",  # data time of the value
     # --- end alerts ---
+    # --- history (issue 9): Parquet archive of old ticks and imported dump files, see tickstore/archive.py ---
+    """CREATE TABLE IF NOT EXISTS archive_meta(
+        archive_id VARCHAR NOT NULL,
+        archive_dir VARCHAR NOT NULL,      -- relative to the tick file's directory when inside it, else absolute
+        created_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS archive_files(
+        path VARCHAR PRIMARY KEY,          -- relative to the archive directory
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        day DATE NOT NULL,
+        rows BIGINT NOT NULL,
+        bytes BIGINT,
+        first_id BIGINT,
+        last_id BIGINT,
+        first_ts TIMESTAMPTZ,
+        last_ts TIMESTAMPTZ,
+        archived_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS import_files(
+        sha256 VARCHAR PRIMARY KEY,
+        file_name VARCHAR NOT NULL,
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,             -- 'trades' | 'aggTrades'
+        rows_total BIGINT NOT NULL,        -- valid rows in the file
+        rows_done BIGINT NOT NULL,         -- rows already processed (committed together with the inserts)
+        inserted BIGINT NOT NULL,          -- rows that were new
+        skipped_invalid BIGINT,
+        first_ts TIMESTAMPTZ,
+        last_ts TIMESTAMPTZ,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ)""",
+    # --- end history ---
 ]
 
 
