@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import pandas as pd
 import streamlit as st
@@ -27,6 +30,7 @@ RECENT_EVENTS = 50           # events read per poll (more than this between two 
 MAX_TOASTS_PER_POLL = 5
 LAST_SEEN_KEY = "_alerts_last_event_id"
 HISTORY_LIMIT = 10_000
+WRITE_TIMEOUT_S = 60.0
 EVENT_COLUMNS = ["id", "fired_at", "rule_id", "market", "symbol", "symbol2", "metric", "op", "threshold", "value",
                  "observed_at", "message"]
 
@@ -109,7 +113,27 @@ def clear_caches() -> None:
     _history.clear()
 
 
-# ---------------------------------------------------------------- writes
+# ---------------------------------------------------------------- writes (in a helper process)
+# DuckDB refuses a read-write open of a file this process already has open read-only (and the reverse) with a
+# non-lock "different configuration" error, and other sessions of this server read the file all the time. So
+# rule writes run in one spawned helper process: there they are ordinary cross-process lock conflicts, which
+# both sides retry. The helper opens the file only for the duration of a write.
+@st.cache_resource(show_spinner=False)
+def _writer() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _write(fn, *args):
+    for attempt in range(2):
+        try:
+            return _writer().submit(fn, *args).result(timeout=WRITE_TIMEOUT_S)
+        except BrokenProcessPool:
+            if attempt:
+                raise
+            log.warning("alert rule writer process died; starting a new one")
+            _writer.clear()
+
+
 def save_rule(path: str, fields: dict, rule_id: int | None = None) -> tuple[AlertRule | None, dict[str, str]]:
     """Validate and create (or update) a rule: (rule, {}) or (None, {field: message})."""
     try:
@@ -118,8 +142,8 @@ def save_rule(path: str, fields: dict, rule_id: int | None = None) -> tuple[Aler
         return None, exc.errors
     store = RuleStore(path)
     try:
-        saved = store.update(rule_id, rule) if rule_id is not None else store.create(rule)
-    except (StoreError, KeyError) as exc:
+        saved = _write(store.update, rule_id, rule) if rule_id is not None else _write(store.create, rule)
+    except (StoreError, KeyError, BrokenProcessPool, TimeoutError) as exc:
         return None, {"file": _write_problem(exc)}
     clear_caches()
     return saved, {}
@@ -127,8 +151,8 @@ def save_rule(path: str, fields: dict, rule_id: int | None = None) -> tuple[Aler
 
 def set_enabled(path: str, rule_id: int, enabled: bool) -> str | None:
     try:
-        RuleStore(path).set_enabled(rule_id, enabled)
-    except (StoreError, KeyError) as exc:
+        _write(RuleStore(path).set_enabled, rule_id, enabled)
+    except (StoreError, KeyError, BrokenProcessPool, TimeoutError) as exc:
         return _write_problem(exc)
     clear_caches()
     return None
@@ -136,8 +160,8 @@ def set_enabled(path: str, rule_id: int, enabled: bool) -> str | None:
 
 def delete_rule(path: str, rule_id: int) -> str | None:
     try:
-        RuleStore(path).delete(rule_id)
-    except (StoreError, KeyError) as exc:
+        _write(RuleStore(path).delete, rule_id)
+    except (StoreError, KeyError, BrokenProcessPool, TimeoutError) as exc:
         return _write_problem(exc)
     clear_caches()
     return None
@@ -146,6 +170,8 @@ def delete_rule(path: str, rule_id: int) -> str | None:
 def _write_problem(exc: Exception) -> str:
     if isinstance(exc, StoreBusy):
         return "The tick file stayed locked for 5 s (a long import?); nothing was saved. Try again."
+    if isinstance(exc, (BrokenProcessPool, TimeoutError)):
+        return f"the rule writer process failed ({type(exc).__name__}); nothing was saved. Try again."
     return str(exc).strip("'\"")
 
 

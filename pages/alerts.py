@@ -64,7 +64,7 @@ else:
     st.caption("No rules yet: create one below.")
 
 selected = st.selectbox("Edit", [None, *by_id], key=SEL,
-                        format_func=lambda i: "➕ New rule" if i is None else f"#{i} · {by_id[i].describe()}")
+                        format_func=lambda i: "+ New rule" if i is None else f"#{i} · {by_id[i].describe()}")
 rule: AlertRule | None = by_id.get(selected)
 k = f"{selected or 'new'}_{st.session_state.get(NONCE, 0)}"  # fresh widgets per rule (and after a create)
 symbols = list(s.all_symbols) or ["BTCUSDT", "ETHUSDT"]
@@ -220,8 +220,8 @@ def history_panel() -> None:
                                 "threshold": st.column_config.NumberColumn("Threshold", format="%g")})
     st.download_button("Download CSV", alerts_ui.events_csv(df), file_name="alert_events.csv", mime="text/csv",
                        icon=":material/download:", key="ah_csv")
-    st.caption(f"{len(df)} events{' (newest ' + str(alerts_ui.HISTORY_LIMIT) + ')' if len(df) >= alerts_ui.HISTORY_LIMIT else ''}; "
-               "times in UTC.")
+    clipped = f" (the newest {alerts_ui.HISTORY_LIMIT})" if len(df) >= alerts_ui.HISTORY_LIMIT else ""
+    st.caption(f"{len(df)} event{'s' if len(df) != 1 else ''}{clipped}; times in UTC.")
 
 
 history_panel()
