@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
             log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
         ing = Ingestor(cfg)
-        if not args.no_alerts:
-            _attach_alerts(ing, cfg)
+        alerts = None if args.no_alerts else _attach_alerts(ing, cfg)
         ing.check()
     except ConfigError as exc:
         if exchange is not None:
@@ -103,17 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.wait(0.5):
         pass
     ing.stop()
+    if alerts is not None:
+        alerts.close()  # alerts: deliver queued webhooks (bounded wait) after the final flush
     if exchange is not None:
         exchange.stop()
     return 0
 
 
-def _attach_alerts(ing, cfg) -> None:
-    """Evaluate alert rules after each flush, in this process (see alerts/)."""
+def _attach_alerts(ing, cfg):
+    """Evaluate alert rules after each flush, in this process (see alerts/); returns the engine."""
     from alerts.engine import AlertEngine
 
     engine = AlertEngine(cfg.db, status_provider=ing.state.lag)
     ing.writer.hooks.append(engine.on_flush)
+    return engine
 
 
 if __name__ == "__main__":
