@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from tickstore.archive import (ImportRecord, ensure_history_schema, import_advance, import_begin, import_finish,
-                               import_record, insert_dedup)
+                               import_record, insert_dedup, is_demo_file)
 from tickstore.connection import init_db, write_connection
 from tickstore.writer import ARROW_SCHEMA
 
@@ -500,6 +500,9 @@ def import_dumps(paths: Iterable[str | os.PathLike], db_path: str | os.PathLike,
     done_before: dict[str, ImportRecord | None] = dict.fromkeys(seen)
     if db_path.exists():
         with write_connection(db_path, budget_s=lock_budget_s) as con:
+            if is_demo_file(con):
+                raise DumpError(f"{db_path} holds simulated demo ticks; import Binance history into a live tick "
+                                "file (e.g. data/ticks.duckdb), real and simulated data never mix")
             done_before = {d.sha256: import_record(con, d.sha256) for d in dumps}
     todo = [d for d in dumps if force or not (done_before[d.sha256] and done_before[d.sha256].finished)]
     checks: dict[str, DumpCheck] = {}

@@ -29,6 +29,7 @@ from tickstore import archive as archive_mod
 from tickstore import queries
 from tickstore.archive import ArchiveError, archive_cutoff, archived_summary, archive_ticks, default_archive_dir, parse_age
 from tickstore.connection import write_connection
+from tickstore.state import claim_file
 from tickstore.writer import TickBuffer, TickWriter, insert_batch, rows_to_arrow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,6 +253,14 @@ def test_archives_never_mix(db, tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and "holds the archive of" in err[0]
     res = archive_ticks(demo, AGE, now=NOW)                     # its own default directory works
     assert res.archive_dir == db.parent / "archive-demo" and res.rows_archived > 0
+
+
+def test_demo_file_is_not_archived(db):
+    with write_connection(db) as con:
+        claim_file(con, "demo")
+    with pytest.raises(ArchiveError, match="simulated demo ticks"):
+        archive_ticks(db, AGE, now=NOW)
+    assert not default_archive_dir(db).exists()
 
 
 def test_cli_archive(db, ref, capsys):

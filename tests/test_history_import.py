@@ -23,6 +23,7 @@ from feed import dumps
 from feed.dumps import STORE_MARKETS, DumpError, import_dumps, import_uploads, inspect_dump
 from feed.history_cli import main as history_main
 from tickstore.connection import init_db, write_connection
+from tickstore.state import claim_file
 from tickstore.writer import insert_batch, rows_to_arrow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,6 +313,18 @@ def test_wrong_file_creates_no_tick_file(tmp_path):
     with pytest.raises(DumpError, match="malformed CSV"):
         import_dumps([bad], tmp_path / "new" / "t.duckdb")
     assert not (tmp_path / "new").exists()
+
+
+def test_demo_file_is_refused(tmp_path, capsys):
+    db = tmp_path / "demo.duckdb"
+    init_db(db)
+    with write_connection(db) as con:
+        claim_file(con, "demo")
+    before = snapshot(db)
+    path = write_dump(tmp_path, make_rows(20))
+    assert history_main(["import", str(path), "--db", str(db)]) == 2
+    assert "holds simulated demo ticks" in capsys.readouterr().err
+    assert snapshot(db) == before
 
 
 def test_one_bad_file_in_a_batch_imports_nothing(tmp_path, capsys):

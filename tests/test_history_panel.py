@@ -65,3 +65,20 @@ def test_panel_rejects_a_wrong_file_and_changes_nothing(tmp_path):
     at = run_upload(db, files[:1], market="usdm")       # the layout says spot
     assert "market usdm was requested" in at.error[0].value
     assert snapshot(db) == before
+
+
+def test_data_page_carries_the_panel(app, tick_market):
+    """The Data page of the real app imports a dump into the file it shows."""
+    at = app(tick_market.path, page="pages/data.py")
+    assert not at.exception
+    rows = make_rows(120, seed=9, first_id=1)
+    at.file_uploader(key="import_dump_files").set_value(
+        ("SOLUSDT-trades-2024-01-01.zip", zipped("SOLUSDT-trades-2024-01-01.zip",
+                                                 csv_text(rows, "spot", "trades", False, "ms")), "application/zip"))
+    at.run()
+    at.button(key="import_dump_go").click().run()
+    assert not at.exception
+    assert any(s.value == "Imported 120 new ticks from 1 file(s)." for s in at.success)
+    with duckdb.connect(str(tick_market.path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ticks WHERE symbol = 'SOLUSDT' AND source = 'import'").fetchall() == \
+            [(120,)]

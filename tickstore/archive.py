@@ -62,6 +62,14 @@ def _first(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None)
     return rows[0] if rows else None
 
 
+def is_demo_file(con: duckdb.DuckDBPyConnection) -> bool:
+    """True for a file the ingestor claimed for simulated data (`tickdesk_meta`, see tickstore.state)."""
+    try:
+        return _first(con, "SELECT value FROM tickdesk_meta WHERE key = 'data'") == ("demo",)
+    except duckdb.CatalogException:
+        return False
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -577,6 +585,9 @@ def archive_ticks(db_path: str | os.PathLike, older_than: dt.timedelta, archive_
         raise StoreMissing(f"tick file {db_path} does not exist; nothing to archive")
     cutoff = archive_cutoff(now or _utcnow(), older_than)
     with write_connection(db_path, budget_s=lock_budget_s) as con:
+        if is_demo_file(con):
+            raise ArchiveError(f"{db_path} holds simulated demo ticks, which a demo restart clears; "
+                               "archiving is for live tick files")
         ensure_history_schema(con)
         root, archive_id = _choose_archive_dir(con, db_path, archive_dir)
     try:
