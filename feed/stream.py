@@ -51,24 +51,34 @@ class FrameSplitter:
         pos, size = 0, len(buf)
         while size - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
-            n, head = b1 & 0x7F, 2
-            if n == 126:
+            if b1 < 126:
+                n, head = b1, 2
+            elif b1 == 126:
                 if size - pos < 4:
                     break
-                n, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
-            elif n == 127:
-                if size - pos < 10:
-                    break
-                n, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
-            if b1 & 0x80:
-                head += 4
+                n, head = buf[pos + 2] << 8 | buf[pos + 3], 4
+            else:  # 8-byte length, or a masked frame (mask bit set: b1 >= 128)
+                n, head = b1 & 0x7F, 2
+                if n == 126:
+                    if size - pos < 4:
+                        break
+                    n, head = buf[pos + 2] << 8 | buf[pos + 3], 4
+                elif n == 127:
+                    if size - pos < 10:
+                        break
+                    n, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                if b1 & 0x80:
+                    head += 4
             end = pos + head + n
             if end > size:
                 break
             payload = buf[pos + head:end]
-            if b1 & 0x80:  # servers must not mask; unmask like websocket-client does
-                payload = websocket.ABNF.mask(buf[pos + head - 4:pos + head], payload)
             pos = end
+            if b0 == 0x81 and b1 < 128:  # the common case: a whole, unmasked text frame
+                out.append((_TEXT, payload))
+                continue
+            if b1 & 0x80:  # servers must not mask; unmask like websocket-client does
+                payload = websocket.ABNF.mask(buf[end - n - 4:end - n], payload)
             op = b0 & 0x0F
             if b0 & 0x70:
                 raise websocket.WebSocketProtocolException(f"rsv bits set in frame header {b0:#04x}")
