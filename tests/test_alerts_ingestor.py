@@ -6,10 +6,13 @@ with values an independent numpy recomputation from the stored ticks reproduces.
 """
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,7 +101,39 @@ def exchange():
     ex.stop()
 
 
-def test_rules_fire_in_the_ingestor_once_per_crossing(tmp_path, exchange):
+class Hook:
+    """A loopback webhook receiver recording JSON bodies."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/alert"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def hook():
+    h = Hook()
+    yield h
+    h.close()
+
+
+def test_rules_fire_in_the_ingestor_once_per_crossing(tmp_path, exchange, hook):
     db = tmp_path / "ticks.duckdb"
     proc = start_ingestor(exchange, db)
     try:
@@ -111,7 +146,7 @@ def test_rules_fire_in_the_ingestor_once_per_crossing(tmp_path, exchange):
         # hysteresis (prices are on a 0.01 grid, thresholds never equal a price)
         price_rules = store.create_many(
             [{"symbol": "BTCUSDT", "metric": "price", "threshold": p + off + 0.005,
-              "op": "crosses_above" if off >= 0 else "crosses_below", "cooldown_s": 0}
+              "op": "crosses_above" if off >= 0 else "crosses_below", "cooldown_s": 0, "webhook_url": hook.url}
              for off in (-24, -12, -6, -3, -1.5, 0, 1.5, 3, 6, 12, 24)]
             + [{"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": p + 1.005, "hysteresis": 2.0,
                 "cooldown_s": 0}])
@@ -160,6 +195,11 @@ def test_rules_fire_in_the_ingestor_once_per_crossing(tmp_path, exchange):
         expected = [i0 + j for j in reference_fires(prices[i0:], rule.op, rule.threshold, rule.hysteresis, False)]
         assert idx[1:] == expected, (rule.describe(), idx, [i0, *expected])
     assert total >= 3, f"price rules fired {total} times; expected crossings around {p}"
+    # every price event was POSTed to its rule's webhook (delivered before the ingestor exited)
+    price_events = events[events["rule_id"].isin([r.id for r in price_rules if r.webhook_url])]
+    assert sorted(b["event_id"] for b in hook.bodies) == sorted(price_events["id"].tolist())
+    assert all(b["value"] == v for b in hook.bodies for i, v in zip(price_events["id"], price_events["value"])
+               if b["event_id"] == i)
 
     # --- z-score rules on the cointegrated pair: values reproduced from the stored ticks
     zev = events[events["metric"] == "zscore"]
