@@ -117,7 +117,7 @@ class MetricSource:
     def __init__(self) -> None:
         self._closed: dict[tuple, _Closed] = {}
         self._derived: dict[tuple, tuple[tuple, object]] = {}
-        self._activity: dict[tuple, tuple[dt.datetime, Observation]] = {}
+        self._activity_cache: dict[tuple, tuple[float, int, int, dt.datetime]] = {}
         self._last: dict[tuple[str, str], tuple[int, int, float]] = {}   # (market, symbol) -> (id, ts µs, price)
         self._missing: dict[tuple[str, str], dt.datetime] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -262,33 +262,26 @@ class MetricSource:
     def _obs_zscore(self, rule: AlertRule) -> Observation:
         return self._pair(rule)[1]
 
-    def _activity_window(self, rule: AlertRule) -> tuple[float, int, float]:
+    def _activity(self, rule: AlertRule) -> tuple[float, int, int, dt.datetime]:
+        """(volume, trades, window s, as of) over the trailing `timeframe`; shared by volume and trade_rate and
+        re-read at most every window/120 (a 1 h window every 30 s, a 1 m window every 0.5 s)."""
         window_s = tf_seconds(rule.timeframe)
+        key = (rule.market, rule.symbol, window_s)
+        hit = self._activity_cache.get(key)
+        if hit is not None and (self._now - hit[3]).total_seconds() < window_s * ACTIVITY_REFRESH_FRACTION:
+            return hit
         vol, n = alerts_sql.window_activity(self._con, rule.market, rule.symbol,
                                             self._now - dt.timedelta(seconds=window_s))
-        return vol, n, window_s
-
-    def _cached_activity(self, rule: AlertRule, compute: Callable[[], Observation]) -> Observation:
-        key = (rule.metric, rule.market, rule.symbol, rule.timeframe)
-        hit = self._activity.get(key)
-        max_age = tf_seconds(rule.timeframe) * ACTIVITY_REFRESH_FRACTION
-        if hit is not None and (self._now - hit[0]).total_seconds() < max_age:
-            return hit[1]
-        obs = compute()
-        self._activity[key] = (self._now, obs)
-        return obs
+        self._activity_cache[key] = hit = (vol, n, window_s, self._now)
+        return hit
 
     def _obs_volume(self, rule: AlertRule) -> Observation:
-        def compute() -> Observation:
-            vol, n, _ = self._activity_window(rule)
-            return Observation(vol, self._now, f"{n} trades")
-        return self._cached_activity(rule, compute)
+        vol, n, _, at = self._activity(rule)
+        return Observation(vol, at, f"{n} trades")
 
     def _obs_trade_rate(self, rule: AlertRule) -> Observation:
-        def compute() -> Observation:
-            _, n, window_s = self._activity_window(rule)
-            return Observation(n / window_s, self._now, f"{n} trades in {window_s} s")
-        return self._cached_activity(rule, compute)
+        _, n, window_s, at = self._activity(rule)
+        return Observation(n / window_s, at, f"{n} trades in {window_s} s")
 
     def _status_of(self, market: str, symbol: str) -> dict | None:
         st = self._status.get((market, symbol))
