@@ -1,159 +1,195 @@
 """Plotly figure builders. Inputs are already-computed series (quantlib does the maths); each figure gets a
-constant `uirevision` per view so the user's zoom / pan survive live refreshes (draw with a stable `key`)."""
+constant `uirevision` per view so the user's zoom / pan survive live refreshes (drawn under a stable `key`).
+
+Figures are plain Plotly JSON dicts (`{"data": [...], "layout": {...}}`) rather than `go.Figure` objects:
+the object model validates every property and cost 0.1–0.3 s per figure, on every refresh of every tab.
+Subplots are laid out by hand with axis domains (`_stack`).
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 UP, DOWN = "#26a69a", "#ef5350"
 PALETTE = ["#f0b90b", "#4fc3f7", "#ba68c8", "#81c784", "#ff8a65", "#90a4ae", "#f06292", "#aed581"]
 GRID = "rgba(128,128,128,0.18)"
+GUIDE = dict(width=1, dash="dash", color="rgba(200,200,200,0.45)")
+FONT = dict(family='"Source Sans Pro", "Source Sans 3", sans-serif', size=12, color="#d5d6d9")
+
+Figure = dict
 
 
-def _finish(fig: go.Figure, uirevision: str, height: int, title: str | None = None) -> go.Figure:
-    fig.update_layout(
-        template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        font=dict(family='"Source Sans Pro", "Source Sans 3", sans-serif', size=12, color="#d5d6d9"),
-        uirevision=uirevision, height=height, margin=dict(l=8, r=8, t=36 if title else 10, b=8),
-        title=dict(text=title, x=0.01, font=dict(size=14)) if title else None,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right" if title else "left", x=1 if title else 0,
-                    bgcolor="rgba(0,0,0,0)"),
-        hovermode="x unified", xaxis_rangeslider_visible=False,
-    )
-    fig.update_xaxes(gridcolor=GRID, showspikes=True, spikemode="across", spikethickness=1)
-    fig.update_yaxes(gridcolor=GRID)
-    return fig
+def _axis(**extra) -> dict:
+    return {"gridcolor": GRID, "zerolinecolor": GRID, "linecolor": GRID, **extra}
 
 
-def empty(message: str, height: int = 200) -> go.Figure:
+def _xaxis(**extra) -> dict:
+    return _axis(showspikes=True, spikemode="across", spikethickness=1, spikecolor="#888", **extra)
+
+
+def _layout(uirevision: str, height: int, title: str | None = None, **extra) -> dict:
+    layout = {
+        "template": "plotly_dark", "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", "font": FONT,
+        "uirevision": uirevision, "height": height, "margin": dict(l=8, r=8, t=36 if title else 10, b=8),
+        "legend": dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right" if title else "left",
+                       x=1 if title else 0, bgcolor="rgba(0,0,0,0)"),
+        "hovermode": "x unified", "xaxis": _xaxis(automargin=True), "yaxis": _axis(automargin=True), **extra,
+    }
+    if title:
+        layout["title"] = dict(text=title, x=0.01, font=dict(size=14))
+    return layout
+
+
+def _stack(layout: dict, heights: list[float], gap: float = 0.025) -> list[tuple[str, str]]:
+    """Rows of subplots sharing the x axis (top to bottom); returns the (xref, yref) of each row."""
+    total = sum(heights)
+    free = 1.0 - gap * (len(heights) - 1)
+    top, refs = 1.0, []
+    for i, h in enumerate(heights, start=1):
+        bottom = max(0.0, top - free * h / total)
+        xa, ya = ("xaxis", "yaxis") if i == 1 else (f"xaxis{i}", f"yaxis{i}")
+        layout[xa] = _xaxis(anchor="y" if i == 1 else f"y{i}", automargin=True,
+                            showticklabels=i == len(heights), **({} if i == 1 else {"matches": "x"}))
+        layout[ya] = _axis(domain=[bottom, top], anchor="x" if i == 1 else f"x{i}", automargin=True)
+        refs.append(("x" if i == 1 else f"x{i}", "y" if i == 1 else f"y{i}"))
+        top = bottom - gap
+    return refs
+
+
+def _hline(y: float, xref: str = "x", yref: str = "y", line: dict | None = None) -> dict:
+    return {"type": "line", "xref": f"{xref} domain", "x0": 0, "x1": 1, "yref": yref, "y0": y, "y1": y,
+            "line": line or GUIDE, "layer": "below"}
+
+
+def _line(s: pd.Series, name: str, color: str, width: float = 1.4, **extra) -> dict:
+    return {"type": "scatter", "mode": "lines", "x": s.index, "y": s.to_numpy(), "name": name,
+            "line": {"width": width, "color": color, **extra.pop("line", {})}, **extra}
+
+
+def empty(message: str, height: int = 200) -> Figure:
     """A blank figure carrying a message (used when a panel has nothing to plot)."""
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _finish(fig, "empty", height)
+    layout = _layout("empty", height, xaxis={"visible": False}, yaxis={"visible": False})
+    layout["annotations"] = [dict(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")]
+    return {"data": [], "layout": layout}
 
 
 def market(bars: pd.DataFrame, symbol: str, overlays: dict[str, pd.Series], rsi: pd.Series | None,
-           volatility: pd.Series | None, uirevision: str, vwap: pd.Series | None = None) -> go.Figure:
+           volatility: pd.Series | None, uirevision: str, vwap: pd.Series | None = None) -> Figure:
     """Candles + overlays, volume, RSI (30/70 guides) and realized volatility on a shared time axis."""
-    rows = 2 + (rsi is not None) + (volatility is not None)
-    heights = [0.52, 0.14] + [0.17] * (rows - 2)
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.025, row_heights=heights)
+    layout = _layout(uirevision, 640)
+    heights = [0.52, 0.14] + [0.17] * ((rsi is not None) + (volatility is not None))
+    refs = _stack(layout, heights)
+    layout["xaxis"]["rangeslider"] = {"visible": False}
     x = bars.index
-    fig.add_trace(go.Candlestick(x=x, open=bars["open"], high=bars["high"], low=bars["low"], close=bars["close"],
-                                 name=symbol, increasing_line_color=UP, decreasing_line_color=DOWN,
-                                 increasing_fillcolor=UP, decreasing_fillcolor=DOWN, showlegend=False), 1, 1)
+    (x1, y1), (x2, y2) = refs[0], refs[1]
+    data = [{"type": "candlestick", "x": x, "open": bars["open"].to_numpy(), "high": bars["high"].to_numpy(),
+             "low": bars["low"].to_numpy(), "close": bars["close"].to_numpy(), "name": symbol, "showlegend": False,
+             "increasing": {"line": {"color": UP}, "fillcolor": UP},
+             "decreasing": {"line": {"color": DOWN}, "fillcolor": DOWN}, "xaxis": x1, "yaxis": y1}]
     for i, (name, s) in enumerate(overlays.items()):
-        fig.add_trace(go.Scatter(x=s.index, y=s, name=name, mode="lines",
-                                 line=dict(width=1.3, color=PALETTE[i % len(PALETTE)])), 1, 1)
+        data.append(_line(s, name, PALETTE[i % len(PALETTE)], 1.3, xaxis=x1, yaxis=y1))
     if vwap is not None:
-        fig.add_trace(go.Scatter(x=vwap.index, y=vwap, name="VWAP (window)", mode="lines",
-                                 line=dict(width=1, dash="dot", color="#cfd8dc")), 1, 1)
+        data.append(_line(vwap, "VWAP (window)", "#cfd8dc", 1, line={"dash": "dot"}, xaxis=x1, yaxis=y1))
     colors = np.where(bars["close"].to_numpy() >= bars["open"].to_numpy(), UP, DOWN)
-    fig.add_trace(go.Bar(x=x, y=bars["volume"], name="volume", marker_color=colors, marker_line_width=0,
-                         showlegend=False), 2, 1)
-    fig.update_yaxes(title_text="volume", row=2, col=1)
-    row = 3
+    data.append({"type": "bar", "x": x, "y": bars["volume"].to_numpy(), "name": "volume", "showlegend": False,
+                 "marker": {"color": colors, "line": {"width": 0}}, "xaxis": x2, "yaxis": y2})
+    layout["yaxis"]["title"] = {"text": symbol}
+    layout["yaxis2"]["title"] = {"text": "volume"}
+    shapes, row = [], 2
     if rsi is not None:
-        fig.add_trace(go.Scatter(x=rsi.index, y=rsi, name="RSI", mode="lines", line=dict(width=1.2, color="#ba68c8"),
-                                 showlegend=False), row, 1)
-        for level in (30, 70):
-            fig.add_hline(y=level, line=dict(width=1, dash="dash", color="rgba(200,200,200,0.45)"), row=row, col=1)
-        fig.update_yaxes(title_text="RSI", range=[0, 100], row=row, col=1)
+        xr, yr = refs[row]
+        data.append(_line(rsi, "RSI", "#ba68c8", 1.2, showlegend=False, xaxis=xr, yaxis=yr))
+        shapes += [_hline(30, xr, yr), _hline(70, xr, yr)]
+        layout["yaxis" + yr[1:]].update(title={"text": "RSI"}, range=[0, 100])
         row += 1
     if volatility is not None:
-        fig.add_trace(go.Scatter(x=volatility.index, y=volatility, name="volatility", mode="lines",
-                                 line=dict(width=1.2, color="#4fc3f7"), showlegend=False), row, 1)
-        fig.update_yaxes(title_text="vol (ann.)", tickformat=".0%", row=row, col=1)
-    fig.update_yaxes(title_text=symbol, row=1, col=1)
-    return _finish(fig, uirevision, 640)
+        xv, yv = refs[row]
+        data.append(_line(volatility, "volatility", "#4fc3f7", 1.2, showlegend=False, xaxis=xv, yaxis=yv))
+        layout["yaxis" + yv[1:]].update(title={"text": "vol (ann.)"}, tickformat=".0%")
+    layout["shapes"] = shapes
+    return {"data": data, "layout": layout}
 
 
 def lines(series: dict[str, pd.Series], uirevision: str, title: str | None = None, height: int = 300,
-          yformat: str | None = None, hlines: tuple[float, ...] = ()) -> go.Figure:
+          yformat: str | None = None, hlines: tuple[float, ...] = ()) -> Figure:
     """One line per named series (e.g. hedge ratios, rolling correlation, normalized prices)."""
-    fig = go.Figure()
-    for i, (name, s) in enumerate(series.items()):
-        fig.add_trace(go.Scatter(x=s.index, y=s, name=name, mode="lines",
-                                 line=dict(width=1.4, color=PALETTE[i % len(PALETTE)])))
-    for h in hlines:
-        fig.add_hline(y=h, line=dict(width=1, dash="dash", color="rgba(200,200,200,0.45)"))
+    layout = _layout(uirevision, height, title)
     if yformat:
-        fig.update_yaxes(tickformat=yformat)
-    return _finish(fig, uirevision, height, title)
+        layout["yaxis"]["tickformat"] = yformat
+    layout["shapes"] = [_hline(h) for h in hlines]
+    data = [_line(s, name, PALETTE[i % len(PALETTE)]) for i, (name, s) in enumerate(series.items())]
+    return {"data": data, "layout": layout}
 
 
-def normalized(closes: pd.DataFrame, uirevision: str) -> go.Figure:
-    """Each close rebased to 100 at its first bar in the window."""
-    base = closes.apply(lambda c: c / c.dropna().iloc[0] * 100 if c.notna().any() else c)
-    return lines({c: base[c].dropna() for c in base.columns}, uirevision, "Normalized price (first bar = 100)")
+def normalized(closes: pd.DataFrame, uirevision: str) -> Figure:
+    """Each close rebased to 100 at its first bar in the window (display scaling only)."""
+    series = {}
+    for c in closes.columns:
+        s = closes[c].dropna()
+        if len(s):
+            series[c] = s / s.iloc[0] * 100
+    return lines(series, uirevision, "Normalized price (first bar = 100)")
 
 
 def scatter_fits(x: pd.Series, y: pd.Series, fits: dict[str, tuple[float, float]], x_name: str, y_name: str,
-                 uirevision: str) -> go.Figure:
+                 uirevision: str) -> Figure:
     """Scatter of Y on X closes (colour = time) with one fitted line y = alpha + beta*x per method."""
-    fig = go.Figure()
-    t = np.arange(len(x))
-    fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name="bars",
-                               marker=dict(size=4, color=t, colorscale="Viridis", opacity=0.65,
-                                           colorbar=dict(title="time", thickness=8, tickvals=[]))))
+    layout = _layout(uirevision, 300, f"{y_name} on {x_name}: fitted lines", hovermode="closest")
+    layout["legend"] = dict(orientation="v", yanchor="top", y=0.98, xanchor="left", x=0.01,
+                            bgcolor="rgba(20,20,24,0.6)")
+    layout["xaxis"].update(title={"text": x_name}, showspikes=False)
+    layout["yaxis"].update(title={"text": y_name})
+    data = [{"type": "scattergl", "mode": "markers", "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars",
+             "marker": {"size": 4, "color": np.arange(len(x)), "colorscale": "Viridis", "opacity": 0.65,
+                        "colorbar": {"title": {"text": "time"}, "thickness": 8, "tickvals": []}}}]
     grid = np.linspace(float(np.nanmin(x)), float(np.nanmax(x)), 50)
     for i, (name, (alpha, beta)) in enumerate(fits.items()):
-        fig.add_trace(go.Scatter(x=grid, y=alpha + beta * grid, mode="lines", name=f"{name}: β={beta:.3f}",
-                                 line=dict(width=2, color=PALETTE[(i + 1) % len(PALETTE)])))
-    fig.update_xaxes(title_text=x_name)
-    fig.update_yaxes(title_text=y_name)
-    fig = _finish(fig, uirevision, 300, f"{y_name} on {x_name}: fitted lines")
-    fig.update_layout(hovermode="closest", legend=dict(orientation="v", yanchor="top", y=0.98, xanchor="left", x=0.01,
-                                                       bgcolor="rgba(20,20,24,0.6)"))
-    return fig
+        data.append({"type": "scatter", "mode": "lines", "x": grid, "y": alpha + beta * grid,
+                     "name": f"{name}: β={beta:.3f}", "line": {"width": 2, "color": PALETTE[(i + 1) % len(PALETTE)]}})
+    return {"data": data, "layout": layout}
 
 
-def spread_z(spread: pd.Series, z: pd.Series, entry: float, exit_: float, uirevision: str) -> go.Figure:
+def spread_z(spread: pd.Series, z: pd.Series, entry: float, exit_: float, uirevision: str) -> Figure:
     """Spread (top) and its rolling z-score with ±entry / ±exit bands (bottom)."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.5, 0.5])
-    fig.add_trace(go.Scatter(x=spread.index, y=spread, name="spread", mode="lines",
-                             line=dict(width=1.3, color=PALETTE[0])), 1, 1)
-    fig.add_trace(go.Scatter(x=z.index, y=z, name="z-score", mode="lines", line=dict(width=1.3, color=PALETTE[1])),
-                  2, 1)
-    for level, dash in ((entry, "dash"), (-entry, "dash"), (exit_, "dot"), (-exit_, "dot"), (0.0, "solid")):
-        fig.add_hline(y=level, line=dict(width=1, dash=dash, color="rgba(220,220,220,0.5)"), row=2, col=1)
-    fig.update_yaxes(title_text="spread", row=1, col=1)
-    fig.update_yaxes(title_text="z", row=2, col=1)
-    return _finish(fig, uirevision, 440, "Spread and z-score")
+    layout = _layout(uirevision, 440, "Spread and z-score")
+    (x1, y1), (x2, y2) = _stack(layout, [0.5, 0.5], gap=0.04)
+    data = [_line(spread, "spread", PALETTE[0], 1.3, xaxis=x1, yaxis=y1),
+            _line(z, "z-score", PALETTE[1], 1.3, xaxis=x2, yaxis=y2)]
+    layout["shapes"] = [_hline(level, x2, y2, dict(width=1, dash=dash, color="rgba(220,220,220,0.5)"))
+                        for level, dash in ((entry, "dash"), (-entry, "dash"), (exit_, "dot"), (-exit_, "dot"),
+                                            (0.0, "solid"))]
+    layout["yaxis"]["title"] = {"text": "spread"}
+    layout["yaxis2"]["title"] = {"text": "z"}
+    return {"data": data, "layout": layout}
 
 
-def heatmap(corr: pd.DataFrame, uirevision: str, title: str = "Correlation of log returns") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=corr.to_numpy(), x=list(corr.columns), y=list(corr.index), zmin=-1, zmax=1,
-                               colorscale="RdBu", reversescale=False, text=np.round(corr.to_numpy(), 2),
-                               texttemplate="%{text}", hovertemplate="%{y} / %{x}: %{z:.3f}<extra></extra>"))
-    fig = _finish(fig, uirevision, 120 + 42 * len(corr), title)
-    fig.update_layout(hovermode="closest")
-    fig.update_yaxes(autorange="reversed", showspikes=False)
-    fig.update_xaxes(showspikes=False)
-    return fig
+def heatmap(corr: pd.DataFrame, uirevision: str, title: str = "Correlation of log returns") -> Figure:
+    values = corr.to_numpy()
+    layout = _layout(uirevision, 120 + 42 * len(corr), title, hovermode="closest")
+    layout["xaxis"].update(showspikes=False, showgrid=False)
+    layout["yaxis"].update(autorange="reversed", showgrid=False)
+    data = [{"type": "heatmap", "z": values, "x": list(corr.columns), "y": list(corr.index), "zmin": -1, "zmax": 1,
+             "colorscale": [[0.0, DOWN], [0.5, "#2b2b33"], [1.0, "#4fc3f7"]], "text": np.round(values, 2), "texttemplate": "%{text}",
+             "hovertemplate": "%{y} / %{x}: %{z:.3f}<extra></extra>"}]
+    return {"data": data, "layout": layout}
 
 
-def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.DataFrame | None = None) -> go.Figure:
+def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.DataFrame | None = None) -> Figure:
     """Equity curve (top, with entry markers if given) and drawdown (bottom, fractions)."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.65, 0.35])
-    fig.add_trace(go.Scatter(x=curve.index, y=curve, name="equity", mode="lines",
-                             line=dict(width=1.6, color=PALETTE[0])), 1, 1)
+    layout = _layout(uirevision, 460, "Equity and drawdown")
+    (x1, y1), (x2, y2) = _stack(layout, [0.65, 0.35], gap=0.04)
+    data = [_line(curve, "equity", PALETTE[0], 1.6, xaxis=x1, yaxis=y1)]
     if trades is not None and len(trades) and "entry_time" in trades.columns:
         at = curve.reindex(pd.DatetimeIndex(trades["entry_time"]), method="ffill")
-        fig.add_trace(go.Scatter(x=at.index, y=at, mode="markers", name="entries",
-                                 marker=dict(size=7, symbol="triangle-up", color=PALETTE[1])), 1, 1)
-    fig.add_trace(go.Scatter(x=drawdown.index, y=drawdown, name="drawdown", mode="lines", fill="tozeroy",
-                             line=dict(width=1, color=DOWN)), 2, 1)
-    fig.update_yaxes(title_text="equity", row=1, col=1)
-    fig.update_yaxes(title_text="drawdown", tickformat=".1%", row=2, col=1)
-    return _finish(fig, uirevision, 460, "Equity and drawdown")
+        data.append({"type": "scatter", "mode": "markers", "x": at.index, "y": at.to_numpy(), "name": "entries",
+                     "marker": {"size": 7, "symbol": "triangle-up", "color": PALETTE[1]}, "xaxis": x1, "yaxis": y1})
+    data.append(_line(drawdown, "drawdown", DOWN, 1, fill="tozeroy", xaxis=x2, yaxis=y2))
+    layout["yaxis"]["title"] = {"text": "equity"}
+    layout["yaxis2"].update(title={"text": "drawdown"}, tickformat=".1%")
+    return {"data": data, "layout": layout}
 
 
-def tick_rate(rate: pd.DataFrame, step_s: int, uirevision: str) -> go.Figure:
+def tick_rate(rate: pd.DataFrame, step_s: int, uirevision: str) -> Figure:
     """Stored ticks per second by symbol (from `tickstore.queries.tick_rate`)."""
     series = {sym: g.set_index("ts")["ticks"] / step_s for sym, g in rate.groupby("symbol")}
     return lines(series, uirevision, f"Stored ticks per second ({step_s}s buckets, by trade time)", height=260)

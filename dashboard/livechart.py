@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 import plotly
-import plotly.graph_objects as go
 import plotly.io as pio
 import streamlit as st
 
@@ -106,8 +105,8 @@ def _renderer():
     return _mount
 
 
-def draw(fig: go.Figure, key: str, config: dict) -> None:
-    """Draw `fig` under `key`; on reruns the same chart is updated in place (see the module docstring)."""
+def draw(fig: dict, key: str, config: dict) -> None:
+    """Draw `fig` (a Plotly figure dict) under `key`; on reruns the same chart is updated in place (see the module docstring)."""
     if not available():
         st.plotly_chart(fig, key=key, config=config, width="stretch")
         return

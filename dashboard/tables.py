@@ -99,10 +99,18 @@ HEALTH_COLUMNS = {
 }
 
 
+def tests_table(summary) -> pd.DataFrame:
+    """`PairSummary.table()` with statistic / p-value as text ('' where a test has no p-value)."""
+    df = summary.table().copy()
+    df["statistic"] = [("∞" if np.isinf(v) else f"{v:.4g}") if pd.notna(v) else "" for v in df["statistic"]]
+    df["p_value"] = [("< 0.001" if v < 0.001 else f"{v:.3f}") if pd.notna(v) else "" for v in df["p_value"]]
+    return df
+
+
 TESTS_COLUMNS = {
     "test": st.column_config.TextColumn("Test"),
-    "statistic": st.column_config.NumberColumn("Statistic", format="%.4f"),
-    "p_value": st.column_config.NumberColumn("p-value", format="%.4f"),
+    "statistic": st.column_config.TextColumn("Statistic"),
+    "p_value": st.column_config.TextColumn("p-value"),
     "verdict": st.column_config.TextColumn("In plain words", width="large"),
 }
 

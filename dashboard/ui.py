@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import livechart
@@ -27,7 +26,7 @@ def explain(state: str, message: str | None) -> None:
         st.warning(message, icon=":material/warning:")
 
 
-def chart(fig: go.Figure, key: str) -> None:
+def chart(fig: dict, key: str) -> None:
     """Draw a Plotly figure under a stable key; live refreshes update it in place and, with the figure's
     `uirevision`, keep the user's zoom / pan (see dashboard.livechart)."""
     livechart.draw(fig, key, PLOTLY_CONFIG)

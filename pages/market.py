@@ -29,7 +29,8 @@ def live(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> None:
     if not symbols:
         ui.explain("no-data", "Pick at least one symbol in the sidebar.")
         return
-    focus = st.segmented_control("Chart", symbols, default=symbols[0], required=True, key="focus",
+    default = s.x if s.x in symbols else symbols[0]
+    focus = st.segmented_control("Chart", symbols, default=default, required=True, key="focus",
                                  bind="query-params") if len(symbols) > 1 else symbols[0]
     res = data.bars(s, symbols, cat)
     ui.explain(res.state, res.message)

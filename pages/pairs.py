@@ -95,7 +95,7 @@ def live(s: Settings, entry: float, exit_: float) -> None:
         ui.explain("short", f"The tests need at least {analysis.min_bars_for_tests(s.window)} bars; the window has "
                             f"{len(view.closes)}. Pick a longer lookback, a finer timeframe or a shorter window.")
     else:
-        st.dataframe(summ.table(), hide_index=True, width="stretch", column_config=tables.TESTS_COLUMNS)
+        st.dataframe(tables.tests_table(summ), hide_index=True, width="stretch", column_config=tables.TESTS_COLUMNS)
     st.download_button("Analytics series (CSV)", data=lambda: export.to_csv(view.series()),
                        file_name=export.filename("pair", y, x, s.timeframe, s.hedge_method), mime="text/csv",
                        icon=":material/download:", on_click="ignore", key="dl-pair-series")

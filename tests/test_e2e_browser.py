@@ -1,0 +1,180 @@
+"""End to end: `ingestor.py --demo` + a real `streamlit run`, every page visited in headless Chromium.
+
+Asserts that charts render (Plotly graphs with traces), no exception element appears, settings live in the URL
+across page switches, and a live chart keeps the user's zoom across refreshes. Screenshots are kept in
+artifacts/screenshots/ (with timings in artifacts/screenshots/timings.json).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "artifacts" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SYMBOLS = "btcusdt,ethusdt,solusdt,bnbusdt"
+# page path -> Plotly graphs it shows once data is there
+PAGES = {"": 1, "pairs": 6, "backtest": 1, "data": 1}
+
+pytestmark = [pytest.mark.timeout(300),
+              pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
+                                 reason="Debian chromium is not installed (.ci/run installs it)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The ingestor (demo exchange) and the app, on a private DuckDB file and free loopback ports."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    db, port = tmp / "demo.duckdb", _free_port()
+    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
+    t0 = time.monotonic()
+    ing_log, app_log = open(tmp / "ingestor.log", "w"), open(tmp / "streamlit.log", "w")
+    ingestor = subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), "--symbols", SYMBOLS],
+                                cwd=ROOT, env=env, stdout=ing_log, stderr=subprocess.STDOUT)
+    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+                            "--server.headless", "true"], cwd=ROOT, env=env, stdout=app_log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert app.poll() is None and ingestor.poll() is None, (tmp / "streamlit.log").read_text()[-2000:] + \
+                (tmp / "ingestor.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "streamlit did not come up within 60 s"
+            time.sleep(0.2)
+        yield {"base": base, "t0": t0, "tmp": tmp}
+        assert ingestor.poll() is None, "the ingestor died:\n" + (tmp / "ingestor.log").read_text()[-3000:]
+    finally:
+        _stop(app)
+        _stop(ingestor)
+        ing_log.close()
+        app_log.close()
+    assert ingestor.returncode == 0, (tmp / "ingestor.log").read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 2000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+def _wait_for_charts(page, n: int, timeout_s: float) -> None:
+    """Wait until `n` Plotly graphs have drawn traces (live data may still be arriving)."""
+    page.wait_for_function(
+        """(n) => { const els = Array.from(document.querySelectorAll('.js-plotly-plot'));
+                    return els.filter(e => e._fullData && e._fullData.length > 0).length >= n; }""",
+        arg=n, timeout=timeout_s * 1000, polling=250)
+
+
+def _assert_clean(page, name: str) -> None:
+    exc = page.locator('[data-testid="stException"]')
+    assert exc.count() == 0, f"{name}: " + "\n".join(e.inner_text()[:2000] for e in exc.all())
+
+
+def test_every_page_renders_live_charts(stack, browser_page):
+    page, base = browser_page, stack["base"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    # a bookmark to a sub-page as the very first request of a fresh server (Streamlit's legacy pages/ mode)
+    page.goto(f"{base}/pairs?lb=2h", wait_until="domcontentloaded")
+    _wait_for_charts(page, PAGES["pairs"], 120)
+    timings["first_page_live_s"] = round(time.monotonic() - stack["t0"], 1)
+    _assert_clean(page, "pairs (first request)")
+    for path, n in PAGES.items():
+        t = time.monotonic()
+        page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+        _wait_for_charts(page, n, 60)
+        page.wait_for_timeout(1500)  # let a refresh or two pass: still clean afterwards
+        timings[f"{path or 'market'}_s"] = round(time.monotonic() - t, 1)
+        _assert_clean(page, path or "market")
+        assert page.get_by_text("Ingestion health" if path == "data" else "source: live file").count() >= 1
+        page.screenshot(path=str(SHOTS / f"{path or 'market'}.png"), full_page=True)
+    timings["all_pages_live_s"] = round(time.monotonic() - stack["t0"], 1)
+    (SHOTS / "timings.json").write_text(json.dumps(timings, indent=1))
+    assert not page.errors, page.errors
+
+
+def test_settings_live_in_the_url_across_pages(stack, browser_page):
+    page, base = browser_page, stack["base"]
+    page.goto(f"{base}/", wait_until="domcontentloaded")
+    _wait_for_charts(page, 1, 60)
+    page.locator('[data-testid="stSidebar"] button', has_text="5m").first.click()
+    page.wait_for_url("**tf=5m**", timeout=15_000)
+    page.get_by_text("5m bars").first.wait_for(timeout=15_000)
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Pairs").click()
+    page.wait_for_url("**/pairs**", timeout=15_000)
+    assert "tf=5m" in page.url
+    page.get_by_text("5m bars").first.wait_for(timeout=15_000)
+    # ~2 h of demo history is ~24 bars of 5m: the page says what the 60-bar window cannot show yet
+    page.get_by_text("The tests need at least 61 bars").first.wait_for(timeout=30_000)
+    _wait_for_charts(page, 3, 60)
+    _assert_clean(page, "pairs at 5m")
+    # the bookmark reproduces the view in a fresh tab
+    fresh = page.context.browser.new_page(viewport={"width": 1600, "height": 2000})
+    fresh.goto(page.url, wait_until="domcontentloaded")
+    fresh.get_by_text("5m bars").first.wait_for(timeout=30_000)
+    _wait_for_charts(fresh, 3, 60)
+    _assert_clean(fresh, "bookmarked pairs at 5m")
+    fresh.close()
+
+
+def test_live_chart_keeps_zoom_across_refreshes(stack, browser_page):
+    page, base = browser_page, stack["base"]
+    page.goto(f"{base}/?every=1s&tf=1s&lb=15m", wait_until="domcontentloaded")
+    _wait_for_charts(page, 1, 60)
+    page.wait_for_timeout(1500)
+    zoomed = page.evaluate("""async () => {
+        const el = document.querySelector('.js-plotly-plot'); el.dataset.e2e = 'zoomed';
+        const xs = el._fullData[0].x; const r = [xs[Math.floor(xs.length / 4)], xs[Math.floor(xs.length / 2)]];
+        await window.Plotly.relayout(el, {'xaxis.range': r});
+        return {range: el.layout.xaxis.range, last: xs[xs.length - 1]}; }""")
+    page.wait_for_timeout(4500)  # several 1 s refreshes with new ticks
+    after = page.evaluate("""() => { const els = document.querySelectorAll('.js-plotly-plot'); const el = els[0];
+        const xs = el._fullData[0].x;
+        return {count: els.length, mark: el.dataset.e2e || null, range: el.layout.xaxis.range,
+                last: xs[xs.length - 1]}; }""")
+    assert after["count"] == 1 and after["mark"] == "zoomed"  # the same graph, updated in place
+    assert after["range"] == zoomed["range"]                   # the user's zoom survived
+    assert after["last"] > zoomed["last"]                      # while new bars arrived
+    _assert_clean(page, "market live")
