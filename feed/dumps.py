@@ -17,6 +17,7 @@ interrupted import resumes where it stopped and a file imported twice adds nothi
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -24,6 +25,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,13 +229,11 @@ class _Counting:
         self.closed = True
 
 
-def _open_csv_bytes(dump_path: Path, member: str | None) -> BinaryIO:
+def _open_csv_bytes(stack: contextlib.ExitStack, dump_path: Path, member: str | None) -> BinaryIO:
+    """The CSV bytes of a dump (the zip member, or the file itself), closed with `stack`."""
     if member is None:
-        return open(dump_path, "rb")
-    zf = zipfile.ZipFile(dump_path)
-    fh = zf.open(member)
-    fh._tickdesk_zip = zf  # keep the archive open as long as the member stream
-    return fh
+        return stack.enter_context(open(dump_path, "rb"))
+    return stack.enter_context(stack.enter_context(zipfile.ZipFile(dump_path)).open(member))
 
 
 def _is_number(field: str) -> bool:
@@ -287,7 +287,7 @@ def inspect_dump(path: str | os.PathLike, market: str | None = None, name: str |
             try:
                 with zf.open(member) as fh:
                     head = fh.read(_SNIFF_BYTES)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
                 raise _fail(name, f"zip is damaged ({exc}); download it again") from exc
     else:
         csv_bytes = path.stat().st_size
@@ -352,28 +352,21 @@ def _reader(dump: DumpFile, fh: BinaryIO) -> pacsv.CSVStreamingReader:
 
 def _batches(dump: DumpFile, counter: list[_Counting] | None = None) -> Iterator[pa.RecordBatch]:
     """Raw typed batches; CSV errors become DumpError naming the position."""
-    fh = _open_csv_bytes(dump.path, dump.member)
-    wrapped = _Counting(fh)
-    if counter is not None:
-        counter.append(wrapped)
-    rows = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        wrapped = _Counting(_open_csv_bytes(stack, dump.path, dump.member))
+        if counter is not None:
+            counter.append(wrapped)
+        rows = 0
         try:
-            reader = _reader(dump, wrapped)
-            for batch in reader:
+            for batch in _reader(dump, wrapped):
                 yield batch
                 rows += batch.num_rows
         except pa.ArrowInvalid as exc:
             line = rows + 1 + dump.has_header
             raise _fail(dump.name, f"malformed CSV at or after line {line:,} ({exc}); expected the "
                                    f"{dump.venue} {dump.kind} columns {','.join(dump.columns)}") from None
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise _fail(dump.name, f"cannot read the file ({exc}); download it again") from exc
-    finally:
-        fh.close()
-        zf = getattr(fh, "_tickdesk_zip", None)
-        if zf is not None:
-            zf.close()
 
 
 def _normalize(dump: DumpFile, batch: pa.RecordBatch, first_row: int) -> tuple[pa.Table, int, set[str]]:

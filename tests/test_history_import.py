@@ -291,6 +291,12 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
         "unexpected header")
     put("not a dump name", write_dump(tmp / "n", rows).rename(tmp / "n" / "prices.zip"), "not a Binance")
     put("layout vs --market", write_dump(tmp / "o", rows), "market usdm was requested")
+    p = write_dump(tmp / "p", rows)
+    data = bytearray(p.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 400, 7):      # damage the deflate stream, keep the zip index
+        data[i] ^= 0xFF
+    p.write_bytes(bytes(data))
+    put("corrupt zip", p, "(cannot read the file|zip is damaged)")
     return out
 
 
