@@ -16,7 +16,7 @@ from feed.rest import RestClient, RestError
 from feed.state import IngestState, now_us
 from feed.stream import MarketStream
 from tickstore.connection import init_db, write_connection
-from tickstore.state import claim_file, clear_simulated, file_kind, id_gaps, last_trade_ids, unrecoverable_ranges
+from tickstore.state import claim_file, clear_simulated, file_kind, id_gaps, last_stored, unrecoverable_ranges
 from tickstore.writer import TickBuffer, TickWriter
 
 log = logging.getLogger(__name__)
@@ -149,10 +149,9 @@ class Ingestor:
         """Prime each symbol with its last stored id and queue backfills for holes in the recent past."""
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.cfg.max_backfill_s)
         with write_connection(self.cfg.db, budget_s=30) as con:
-            last = last_trade_ids(con, self.cfg.market)
-            last_ts = {s: int(us) for s, us in con.execute(
-                "SELECT symbol, epoch_us(max(ts)) FROM ticks WHERE market = $m GROUP BY symbol",
-                {"m": self.cfg.market}).fetchall()}
+            stored = last_stored(con, self.cfg.market)
+            last = {sym: i for sym, (i, _) in stored.items()}
+            last_ts = {sym: us for sym, (_, us) in stored.items()}
             holes = {s: id_gaps(con, self.cfg.market, s, since) for s in self.cfg.symbols if s in last}
             known_bad = {s: unrecoverable_ranges(con, self.cfg.market, s) for s in holes}
         self.state.event("started", self.cfg.market, detail=f"symbols={','.join(self.cfg.symbols)}")

@@ -12,6 +12,18 @@ def last_trade_ids(con: duckdb.DuckDBPyConnection, market: str) -> dict[str, int
     return {s: int(i) for s, i in rows}
 
 
+def last_stored(con: duckdb.DuckDBPyConnection, market: str) -> dict[str, tuple[int, int]]:
+    """(highest stored id, its trade time in µs) per symbol, from the hot table and the Parquet archive,
+    so a restart after the newest ticks were archived still resumes where it stopped."""
+    rows = con.execute("""
+        SELECT symbol, max(last_id), epoch_us(max(last_ts)) FROM (
+            SELECT symbol, max(trade_id) AS last_id, max(ts) AS last_ts FROM ticks WHERE market = $m GROUP BY symbol
+            UNION ALL
+            SELECT symbol, max(last_id), max(last_ts) FROM archive_files WHERE market = $m GROUP BY symbol)
+        GROUP BY symbol""", {"m": market}).fetchall()
+    return {s: (int(i), int(us)) for s, i, us in rows if i is not None}
+
+
 def id_gaps(con: duckdb.DuckDBPyConnection, market: str, symbol: str, since: dt.datetime) -> list[tuple[int, int]]:
     """Missing id ranges `(first_missing, last_missing)` between stored ticks of one symbol newer than `since`."""
     sql = """
