@@ -9,11 +9,13 @@ one query per interval.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -23,12 +25,15 @@ from alerts.rules import METRIC_LABELS, AlertRule, RuleStore, RuleValidationErro
 from alerts.text import preview_text
 from tickstore.connection import StoreBusy, StoreError, StoreMissing
 
+ROOT = Path(__file__).resolve().parent.parent
+
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0                 # toast poller interval
 RECENT_EVENTS = 50           # events read per poll (more than this between two polls are summarised)
 MAX_TOASTS_PER_POLL = 5
 LAST_SEEN_KEY = "_alerts_last_event_id"
+LAST_RULES_KEY = "_alerts_last_rules"
 HISTORY_LIMIT = 10_000
 WRITE_TIMEOUT_S = 60.0
 EVENT_COLUMNS = ["id", "fired_at", "rule_id", "market", "symbol", "symbol2", "metric", "op", "threshold", "value",
@@ -78,7 +83,26 @@ def _read(fn, *args):
 
 
 def rules(path: str, refresh_s: float = POLL_S) -> tuple[list[AlertRule] | None, str | None]:
-    return _read(_rules, str(path), _bucket(refresh_s))
+    """(rules, problem). While the file is locked, this session's last good list comes back with the problem."""
+    value, problem = _read(_rules, str(path), _bucket(refresh_s))
+    last_good = st.session_state.setdefault(LAST_RULES_KEY, {})
+    if value is not None:
+        last_good[str(path)] = value
+    elif str(path) in last_good and problem and "lock" in problem:
+        return last_good[str(path)], problem
+    return value, problem
+
+
+def retry_until_readable(path: str, every_s: float = POLL_S) -> None:
+    """A fragment that reruns the page as soon as the rules can be read (file created, lock released)."""
+
+    @st.fragment(run_every=every_s)
+    def _alerts_retry() -> None:
+        value, _ = _read(_rules, str(path), _bucket(every_s))
+        if value is not None:
+            st.rerun()
+
+    _alerts_retry()
 
 
 def history(path: str, rule_id: int | None = None, symbol: str | None = None, metric: str | None = None,
@@ -116,22 +140,26 @@ def clear_caches() -> None:
 # ---------------------------------------------------------------- writes (in a helper process)
 # DuckDB refuses a read-write open of a file this process already has open read-only (and the reverse) with a
 # non-lock "different configuration" error, and other sessions of this server read the file all the time. So
-# rule writes run in one spawned helper process: there they are ordinary cross-process lock conflicts, which
-# both sides retry. The helper opens the file only for the duration of a write.
-@st.cache_resource(show_spinner=False)
-def _writer() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+# rule writes run in a short-lived `python -m alerts.cli` process: there they are ordinary cross-process lock
+# conflicts, which both sides retry.
+def _cli(path: str, *args: str) -> dict:
+    cmd = [sys.executable, "-m", "alerts.cli", "--db", str(path), *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=WRITE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "kind": "error", "error": f"saving took longer than {WRITE_TIMEOUT_S:.0f} s; try again"}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        log.error("alerts.cli failed (exit %s): %s", proc.returncode, proc.stderr[-2000:])
+        return {"ok": False, "kind": "error", "error": f"the rule writer failed (exit {proc.returncode})"}
 
 
-def _write(fn, *args):
-    for attempt in range(2):
-        try:
-            return _writer().submit(fn, *args).result(timeout=WRITE_TIMEOUT_S)
-        except BrokenProcessPool:
-            if attempt:
-                raise
-            log.warning("alert rule writer process died; starting a new one")
-            _writer.clear()
+def _problem(out: dict) -> str:
+    if out.get("kind") == "busy":
+        return "The tick file stayed locked for 5 s (a long import?); nothing was saved. Try again."
+    return out.get("error") or "unknown error"
 
 
 def save_rule(path: str, fields: dict, rule_id: int | None = None) -> tuple[AlertRule | None, dict[str, str]]:
@@ -140,39 +168,24 @@ def save_rule(path: str, fields: dict, rule_id: int | None = None) -> tuple[Aler
         rule = validate_rule(fields)
     except RuleValidationError as exc:
         return None, exc.errors
-    store = RuleStore(path)
-    try:
-        saved = _write(store.update, rule_id, rule) if rule_id is not None else _write(store.create, rule)
-    except (StoreError, KeyError, BrokenProcessPool, TimeoutError) as exc:
-        return None, {"file": _write_problem(exc)}
+    body = json.dumps(rule.to_row())
+    out = _cli(path, "update", str(rule_id), body) if rule_id is not None else _cli(path, "create", body)
+    if not out.get("ok"):
+        return None, out.get("errors") or {"file": _problem(out)}
     clear_caches()
-    return saved, {}
+    return validate_rule(out["rule"]), {}
 
 
 def set_enabled(path: str, rule_id: int, enabled: bool) -> str | None:
-    try:
-        _write(RuleStore(path).set_enabled, rule_id, enabled)
-    except (StoreError, KeyError, BrokenProcessPool, TimeoutError) as exc:
-        return _write_problem(exc)
+    out = _cli(path, "enable" if enabled else "disable", str(rule_id))
     clear_caches()
-    return None
+    return None if out.get("ok") else _problem(out)
 
 
 def delete_rule(path: str, rule_id: int) -> str | None:
-    try:
-        _write(RuleStore(path).delete, rule_id)
-    except (StoreError, KeyError, BrokenProcessPool, TimeoutError) as exc:
-        return _write_problem(exc)
+    out = _cli(path, "delete", str(rule_id))
     clear_caches()
-    return None
-
-
-def _write_problem(exc: Exception) -> str:
-    if isinstance(exc, StoreBusy):
-        return "The tick file stayed locked for 5 s (a long import?); nothing was saved. Try again."
-    if isinstance(exc, (BrokenProcessPool, TimeoutError)):
-        return f"the rule writer process failed ({type(exc).__name__}); nothing was saved. Try again."
-    return str(exc).strip("'\"")
+    return None if out.get("ok") else _problem(out)
 
 
 # ---------------------------------------------------------------- labels for the form

@@ -28,7 +28,10 @@ rules, problem = alerts_ui.rules(db)
 if rules is None:
     ui.explain("missing" if "does not exist" in (problem or "") else "error",
                f"{problem} Alert rules live in the tick file." if problem else None)
+    alerts_ui.retry_until_readable(db)  # the page comes alive once the file can be read
     st.stop()
+if problem:
+    ui.explain("stale", problem + " Showing the rules as last read.")
 by_id = {r.id: r for r in rules}
 
 

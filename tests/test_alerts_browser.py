@@ -23,7 +23,17 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "artifacts" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--no-first-run"]
-TOAST = '[data-testid="stToast"]'
+# Every toast element the page ever shows (they dismiss themselves after a few seconds).
+RECORD_TOASTS = """() => {
+  window.__toasts = new Set();
+  const grab = (n) => { if (n.nodeType !== 1) return;
+    if (n.matches('[data-testid="stToast"]')) window.__toasts.add(n);
+    n.querySelectorAll('[data-testid="stToast"]').forEach(e => window.__toasts.add(e)); };
+  document.querySelectorAll('[data-testid="stToast"]').forEach(e => window.__toasts.add(e));
+  new MutationObserver(ms => ms.forEach(m => m.addedNodes.forEach(grab)))
+    .observe(document.body, {childList: true, subtree: true});
+}"""
+TOASTS_SEEN = "Array.from(window.__toasts).map(e => e.textContent)"
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
@@ -122,6 +132,8 @@ def test_rule_created_in_the_ui_toasts_once_in_every_tab(stack):
             alerts_tab.get_by_role("button", name="Create rule").wait_for(timeout=60_000)
             market_tab.get_by_text("source: live file").first.wait_for(timeout=60_000)
 
+            for tab in (alerts_tab, market_tab):
+                tab.evaluate(RECORD_TOASTS)
             # a level rule that holds as soon as it is evaluated: BTCUSDT price above 1
             _choose(alerts_tab, "Symbol", "BTCUSDT")
             _choose(alerts_tab, "Condition", "is above")
@@ -135,19 +147,22 @@ def test_rule_created_in_the_ui_toasts_once_in_every_tab(stack):
             alerts_tab.get_by_text("Rule #1 created").wait_for(timeout=30_000)
 
             for name, tab in (("alerts", alerts_tab), ("market", market_tab)):
-                toast = tab.locator(TOAST).filter(has_text="BTCUSDT price")
-                toast.first.wait_for(timeout=30_000)
-                assert "above 1 — browser test" in toast.first.inner_text()
+                tab.wait_for_function(TOASTS_SEEN + ".some(t => t.includes('BTCUSDT price'))", timeout=30_000,
+                                      polling=100)
                 tab.screenshot(path=str(SHOTS / f"alerts-toast-{name}.png"))
-            # the rule keeps holding, but it is edge-triggered: one event, and one toast per tab
-            alerts_tab.wait_for_timeout(4_000)
+            # the rule keeps holding, but it is edge-triggered: one event, and one toast per tab over several polls
+            alerts_tab.wait_for_timeout(5_000)
             for tab in (alerts_tab, market_tab):
-                assert tab.locator(TOAST).filter(has_text="BTCUSDT price").count() == 1
+                seen = tab.evaluate(TOASTS_SEEN)
+                assert len(seen) == 1 and "BTCUSDT price" in seen[0] and "above 1 — browser test" in seen[0], seen
             events = _events(db)
             assert len(events) == 1 and events[0][1] == 1 and "browser test" in events[0][2]
             # the history on the Alerts page lists it
             alerts_tab.reload(wait_until="domcontentloaded")
             alerts_tab.get_by_text("1 event;").wait_for(timeout=30_000)
+            alerts_tab.evaluate(RECORD_TOASTS)
+            alerts_tab.wait_for_timeout(4_000)
+            assert alerts_tab.evaluate(TOASTS_SEEN) == []  # a new session never toasts old events
             alerts_tab.screenshot(path=str(SHOTS / "alerts-page.png"), full_page=True)
             assert alerts_tab.locator('[data-testid="stException"]').count() == 0
             assert not errors, errors

@@ -159,3 +159,34 @@ def test_messages_and_preview_text():
     lag = validate_rule({**BASE, "metric": "lag", "threshold": 30})
     assert event_message(lag, 45.04, "disconnected") == "BTCUSDT lag 45.0 s above 30.0 s (disconnected)"
     assert preview_text(lag, float("inf"), "disconnected") == "now: lag = never (disconnected), fires above 30.0 s"
+
+
+def test_cli_manages_rules_and_reports_errors_as_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    db = init_db(tmp_path / "cli.duckdb")
+
+    def cli(*args):
+        p = subprocess.run([sys.executable, "-m", "alerts.cli", "--db", str(db), *args], cwd=root,
+                           capture_output=True, text=True, timeout=60)
+        return p.returncode, json.loads(p.stdout)
+
+    code, out = cli("create", json.dumps({"symbol": "btcusdt", "metric": "price", "op": ">", "threshold": 7e4}))
+    assert code == 0 and out["rule"]["symbol"] == "BTCUSDT" and out["rule"]["id"] == 1
+    code, out = cli("create", json.dumps({"symbol": "BTCUSDT", "metric": "rsi", "op": ">", "threshold": 170}))
+    assert code == 2 and out["kind"] == "invalid" and "expected 0-100" in out["errors"]["threshold"]
+    code, out = cli("create", "{not json")
+    assert code == 2 and "is not valid JSON" in out["errors"]["json"]
+    assert cli("disable", "1") == (0, {"ok": True})
+    code, out = cli("list")
+    assert code == 0 and [r["enabled"] for r in out["rules"]] == [False]
+    code, out = cli("delete", "7")
+    assert code == 2 and out["kind"] == "not_found" and "alert rule 7 does not exist" in out["error"]
+    assert cli("delete", "1") == (0, {"ok": True}) and RuleStore(db).list() == []
+    db.unlink()
+    code, out = cli("list")
+    assert code == 1 and out["kind"] == "missing"
