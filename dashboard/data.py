@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CACHE_TTL_S = 300          # eviction only; freshness comes from the bucket argument
+FULL_SCAN_S = 60           # the catalog's full scan (every symbol ever stored) runs once a minute ...
+RECENT_S = 300             # ... and each refresh only reads the ticks of the last minutes (zone maps skip the rest)
+SUMMARY_MIN_S = 15         # the 24 h summary (scans a day of ticks) refreshes at most this often
 BUSY_BACKOFF_S = 1.0       # after a lock timeout, serve stale copies for this long without retrying
 _LAST_GOOD = "_tickdesk_last_good"
 _BUSY_UNTIL = "_tickdesk_busy_until"
@@ -57,6 +60,11 @@ _cache = st.cache_data(ttl=CACHE_TTL_S, max_entries=512, show_spinner=False)
 @_cache
 def _symbols(path: str, bucket: int) -> pd.DataFrame:
     return queries.symbols(path)
+
+
+@_cache
+def _symbols_since(path: str, since: dt.datetime, bucket: int) -> pd.DataFrame:
+    return queries.symbols_since(since, path)
 
 
 @_cache
@@ -124,7 +132,11 @@ def catalog(db_path: str, source: str, refresh_s: float = 2.0) -> Catalog:
             return Catalog.empty("no-upload", "No file uploaded yet. Upload an OHLC or tick CSV on the **Data** "
                                               "page, or switch the source back to *live file*.")
         return Catalog(ds.catalog(), "ok")
-    res = _guarded(("symbols", db_path), _symbols, db_path, bucket(refresh_s))
+    res = _guarded(("symbols", db_path), _symbols, db_path, bucket(FULL_SCAN_S))
+    if res.value is not None and res.value.empty:  # nothing stored at the last full scan: look again now
+        res = _guarded(("symbols", db_path), _symbols, db_path, bucket(refresh_s))
+    if res.value is not None and not res.value.empty:
+        res = _with_recent(db_path, res, refresh_s)
     if res.value is None:
         if res.state == "missing":
             return Catalog.empty("missing", f"No tick file at `{db_path}` yet. Start the ingestor "
@@ -135,6 +147,21 @@ def catalog(db_path: str, source: str, refresh_s: float = 2.0) -> Catalog:
         return Catalog(frame, "empty", f"The tick file `{db_path}` has no ticks yet. The ingestor is probably still "
                                        "connecting or backfilling; this page refreshes by itself.")
     return Catalog(frame, res.state, res.message)
+
+
+def _with_recent(db_path: str, full: Loaded, refresh_s: float) -> Loaded:
+    """Bring the (minute-old) full catalog up to date with the ticks stored since shortly before its newest one."""
+    since = (pd.Timestamp(full.value["last_ts"].max()) - pd.Timedelta(seconds=RECENT_S)).floor("60s")
+    recent = _guarded(("symbols_since", db_path), _symbols_since, db_path, since.to_pydatetime(), bucket(refresh_s))
+    if recent.value is None or recent.value.empty:
+        return full
+    merged = pd.concat([full.value[CATALOG_COLUMNS], recent.value[CATALOG_COLUMNS]], ignore_index=True)
+    merged = merged.sort_values("last_ts", kind="stable")
+    last = merged.groupby(["market", "symbol"], sort=True).agg(
+        ticks=("ticks", "max"), first_ts=("first_ts", "min"), last_ts=("last_ts", "last"),
+        last_price=("last_price", "last")).reset_index()
+    state = "stale" if "stale" in (full.state, recent.state) else "ok"
+    return Loaded(last[CATALOG_COLUMNS], state, recent.message or full.message, recent.as_of)
 
 
 def current_catalog(s: Settings) -> Catalog:
@@ -195,7 +222,7 @@ def summary(s: Settings, cat: Catalog | None = None, window_s: int = 86_400) -> 
     if s.source == "upload":
         return Loaded(uploads.current().summary(window_s), "ok")
     return _guarded(("latest", s.db_path, s.market, window_s), _latest, s.db_path, s.market, window_s,
-                    bucket(s.refresh_s))
+                    bucket(max(s.refresh_s, SUMMARY_MIN_S)))
 
 
 def status(db_path: str, refresh_s: float) -> Loaded[pd.DataFrame]:

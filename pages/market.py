@@ -59,7 +59,8 @@ def live(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> None:
                        file_name=export.filename("bars", s.market, s.timeframe, *symbols), mime="text/csv",
                        on_click="ignore", key="dl-market-bars")
 
-    st.subheader("All symbols — last 24 h", anchor=False)
+    st.subheader("All symbols — last 24 h", anchor=False,
+                 help=f"Refreshed every {max(s.refresh_s, data.SUMMARY_MIN_S):.0f} s (it reads a day of ticks).")
     summary = data.summary(s, cat)
     ui.explain(summary.state, summary.message)
     if summary.ok:

@@ -25,8 +25,9 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 SYMBOLS = "btcusdt,ethusdt,solusdt,bnbusdt"
-# page path -> Plotly graphs it shows once data is there
-PAGES = {"": 1, "pairs": 6, "backtest": 1, "data": 1}
+# page path -> Plotly graphs it shows once data is there (the Alerts page has none)
+PAGES = {"": 1, "pairs": 6, "backtest": 1, "alerts": 0, "data": 1}
+TITLE = {"": "Market", "pairs": "Pairs", "backtest": "Backtest", "alerts": "Alerts", "data": "Data"}
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
@@ -82,6 +83,9 @@ def stack(tmp_path_factory):
         _stop(ingestor)
         ing_log.close()
         app_log.close()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for name in ("ingestor.log", "streamlit.log"):
+            shutil.copy(tmp / name, SHOTS / name)
     assert ingestor.returncode == 0, (tmp / "ingestor.log").read_text()[-3000:]
 
 
@@ -107,6 +111,16 @@ def _wait_for_charts(page, n: int, timeout_s: float) -> None:
         arg=n, timeout=timeout_s * 1000, polling=250)
 
 
+def _settle(page) -> None:
+    """Let lazily loaded widgets finish (no skeleton placeholders) before a screenshot."""
+    try:
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
+                               timeout=10_000, polling=200)
+    except Exception:  # a screenshot with a placeholder is still a useful artifact
+        pass
+    page.wait_for_timeout(500)
+
+
 def _assert_clean(page, name: str) -> None:
     exc = page.locator('[data-testid="stException"]')
     assert exc.count() == 0, f"{name}: " + "\n".join(e.inner_text()[:2000] for e in exc.all())
@@ -124,11 +138,14 @@ def test_every_page_renders_live_charts(stack, browser_page):
     for path, n in PAGES.items():
         t = time.monotonic()
         page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+        page.locator("h2", has_text=TITLE[path]).first.wait_for(timeout=60_000)
+        if path in ("", "pairs", "backtest"):
+            page.get_by_text("source: live file").first.wait_for(timeout=60_000)
         _wait_for_charts(page, n, 60)
         page.wait_for_timeout(1500)  # let a refresh or two pass: still clean afterwards
         timings[f"{path or 'market'}_s"] = round(time.monotonic() - t, 1)
         _assert_clean(page, path or "market")
-        assert page.get_by_text("Ingestion health" if path == "data" else "source: live file").count() >= 1
+        _settle(page)
         page.screenshot(path=str(SHOTS / f"{path or 'market'}.png"), full_page=True)
     timings["all_pages_live_s"] = round(time.monotonic() - stack["t0"], 1)
     (SHOTS / "timings.json").write_text(json.dumps(timings, indent=1))

@@ -145,3 +145,13 @@ def tick_rate(market: str, since: dt.datetime, step_s: int = 10, path: PathLike 
     df.insert(1, "ts", pd.to_datetime(df.pop("bucket_us"), unit="us", utc=True))
     df["ticks"] = df["ticks"].astype("int64")
     return df
+
+
+def symbols_since(since: dt.datetime, path: PathLike = None) -> pd.DataFrame:
+    """Like `symbols`, over ticks at or after `since` only: cheap on a file stored in time order (zone maps skip
+    older row groups). `ticks` counts the recent rows; `first_ts` is the first recent tick."""
+    sql = """SELECT market, symbol, count(*) AS ticks, min(ts) AS first_ts, max(ts) AS last_ts,
+                    arg_max(price, trade_id) AS last_price
+             FROM ticks_all WHERE ts >= $since GROUP BY ALL ORDER BY market, symbol"""
+    with read_connection(path) as con:
+        return _utc_frame(con.execute(sql, {"since": _utc(since)}).df(), ["first_ts", "last_ts"])
