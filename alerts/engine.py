@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -84,6 +85,7 @@ class AlertEngine:
         self._fingerprint: tuple[int, int] | None = None
         self._rules: list[AlertRule] = []
         self._runtime: dict[int, _Runtime] = {}
+        self._started = clock()
 
     # ------------------------------------------------------------------------------------------ the hook
     def on_flush(self, con: duckdb.DuckDBPyConnection, batch: pa.Table | None, inserted: int) -> None:
@@ -147,7 +149,17 @@ class AlertEngine:
         except Exception:
             log.exception("alert status provider failed")
             return {}
-        return {(str(m).lower(), str(s).upper()): v for (m, s), v in raw.items()}
+        # a symbol with no tick yet has waited as long as this engine has run (not forever): a lag rule does not
+        # fire while the ingestor is still connecting, only once no tick came for longer than its threshold
+        since_start = max(0.0, (self.clock() - self._started).total_seconds())
+        out = {}
+        for (m, sym), v in raw.items():
+            v = dict(v)
+            age = v.get("last_tick_age_s")
+            if age is None or not math.isfinite(float(age)):
+                v["last_tick_age_s"] = since_start
+            out[(str(m).lower(), str(sym).upper())] = v
+        return out
 
     def _maybe_reload(self, con: duckdb.DuckDBPyConnection) -> None:
         fp = alerts_sql.rules_fingerprint(con)

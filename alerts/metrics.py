@@ -9,7 +9,8 @@ bar is included so values are live):
   zscore = the newest spread's z-score within the window (needs max(10, lookback/2) bars).
 - `volume`: sum of traded quantity over the trailing `timeframe` (e.g. the last 5 minutes).
 - `trade_rate`: trades per second over the trailing `timeframe`.
-- `lag`: seconds since the last received tick (from the ingestor's status; +inf while it never had one).
+- `lag`: seconds since the last received tick (from the ingestor's status; the engine counts from its own start
+  while a symbol has had no tick yet).
 """
 from __future__ import annotations
 

@@ -216,6 +216,23 @@ def test_lag_from_status_provider_and_scope(tmp_path):
     assert len(store.events()) == 2
 
 
+def test_lag_before_the_first_tick_counts_from_engine_start(tmp_path):
+    db = init_db(tmp_path / "lag0.duckdb")
+    status = {("spot", "BTCUSDT"): {"connected": False, "last_tick_age_s": float("inf")}}
+    clock = Clock(T0)
+    engine = AlertEngine(db, status_provider=lambda: status, webhooks=False, clock=clock)
+    writer = TickWriter(db, TickBuffer(), hooks=[engine.on_flush])
+    RuleStore(db).create({"symbol": "BTCUSDT", "metric": "lag", "op": ">", "threshold": 10, "cooldown_s": 0})
+    clock.t = T0 + dt.timedelta(seconds=4)
+    writer.flush_once()
+    assert RuleStore(db).events().empty  # still connecting: 4 s without a tick is not 10
+    assert engine.state(1).last_value == 4.0
+    clock.t = T0 + dt.timedelta(seconds=12)
+    writer.flush_once()
+    ev = RuleStore(db).events()
+    assert len(ev) == 1 and ev.loc[0, "value"] == 12.0 and "(disconnected)" in ev.loc[0, "message"]
+
+
 def test_lag_without_provider_reads_ingest_status(tick_market):
     rule = validate_rule({"symbol": "BTCUSDT", "metric": "lag", "op": ">", "threshold": 5})
     later = tick_market.end + dt.timedelta(seconds=12)

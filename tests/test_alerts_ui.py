@@ -3,10 +3,6 @@ toast poller every page runs (one toast per new event per session; old events ne
 from __future__ import annotations
 
 import datetime as dt
-import time
-
-import pandas as pd
-import pytest
 
 from alerts.rules import RuleStore
 from dashboard import alerts_ui
