@@ -214,8 +214,8 @@ def main() -> None:
 Measured with `python bench/app.py` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine}).
 
 Each page is run with Streamlit's `AppTest` (the page script plus the shared sidebar, no browser) on a generated
-tick file: {len(SYMBOLS)} symbols, ~{RATE_PER_S:g} trades/s per symbol in time order (so 20M ticks span ~
-{20e6 / len(SYMBOLS) / RATE_PER_S / 3600:.0f} h), default view: 1m bars, 2 h lookback, 60-bar window, OLS hedge.
+tick file: {len(SYMBOLS)} symbols, ~{RATE_PER_S:g} trades/s per symbol in time order (so 20M ticks span
+~{20e6 / len(SYMBOLS) / RATE_PER_S / 3600:.0f} h), default view: 1m bars, 2 h lookback, 60-bar window, OLS hedge.
 *cold* = every cache cleared (a fresh server's first view); *refresh* = the next 2 s refresh interval (the
 per-refresh queries and analytics run again; the once-a-minute catalog scan and the 15 s day summary stay cached)
 — what the first open tab pays on every live refresh; *warm* = a rerun inside the same interval — what every

@@ -185,7 +185,7 @@ def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.Da
                      "marker": {"size": 7, "symbol": "triangle-up", "color": PALETTE[1]}, "xaxis": x1, "yaxis": y1})
     data.append(_line(drawdown, "drawdown", DOWN, 1, fill="tozeroy", xaxis=x2, yaxis=y2))
     layout["yaxis"]["title"] = {"text": "equity"}
-    layout["yaxis2"].update(title={"text": "drawdown"}, tickformat=".1%")
+    layout["yaxis2"].update(title={"text": "drawdown"}, tickformat=".2%")
     return {"data": data, "layout": layout}
 
 
