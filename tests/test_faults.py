@@ -142,7 +142,7 @@ def test_downtime_beyond_max_backfill_is_recorded_unrecoverable(tmp_path):
         assert stop_ingestor(proc) == 0
         time.sleep(9)
         proc = start_ingestor(ex, db, SYMBOLS, "--max-backfill", "4s")
-        time.sleep(4)
+        assert wait_for(lambda: db.with_suffix(".log").read_text().count("unrecoverable") >= len(SYMBOLS), 60)
         _settle(db, ex)
     finally:
         assert stop_ingestor(proc) == 0
