@@ -66,15 +66,8 @@ def _line(s: pd.Series, name: str, color: str, width: float = 1.4, **extra) -> d
             "line": {"width": width, "color": color, **extra.pop("line", {})}, **extra}
 
 
-def empty(message: str, height: int = 200) -> Figure:
-    """A blank figure carrying a message (used when a panel has nothing to plot)."""
-    layout = _layout("empty", height, xaxis={"visible": False}, yaxis={"visible": False})
-    layout["annotations"] = [dict(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")]
-    return {"data": [], "layout": layout}
-
-
 def market(bars: pd.DataFrame, symbol: str, overlays: dict[str, pd.Series], rsi: pd.Series | None,
-           volatility: pd.Series | None, uirevision: str, vwap: pd.Series | None = None) -> Figure:
+           volatility: pd.Series | None, uirevision: str) -> Figure:
     """Candles + overlays, volume, RSI (30/70 guides) and realized volatility on a shared time axis."""
     layout = _layout(uirevision, 640)
     heights = [0.52, 0.14] + [0.17] * ((rsi is not None) + (volatility is not None))
@@ -88,8 +81,6 @@ def market(bars: pd.DataFrame, symbol: str, overlays: dict[str, pd.Series], rsi:
              "decreasing": {"line": {"color": DOWN}, "fillcolor": DOWN}, "xaxis": x1, "yaxis": y1}]
     for i, (name, s) in enumerate(overlays.items()):
         data.append(_line(s, name, PALETTE[i % len(PALETTE)], 1.3, xaxis=x1, yaxis=y1))
-    if vwap is not None:
-        data.append(_line(vwap, "VWAP (window)", "#cfd8dc", 1, line={"dash": "dot"}, xaxis=x1, yaxis=y1))
     colors = np.where(bars["close"].to_numpy() >= bars["open"].to_numpy(), UP, DOWN)
     data.append({"type": "bar", "x": x, "y": bars["volume"].to_numpy(), "name": "volume", "showlegend": False,
                  "marker": {"color": colors, "line": {"width": 0}}, "xaxis": x2, "yaxis": y2})
