@@ -200,6 +200,7 @@ def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.nda
                + ["equity_before", "gross_pnl", "costs", "pnl", "return", "bars_held"])
     trades_df = pd.DataFrame(trades, columns=columns)
     bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    trades_df["bars_held"] = trades_df["bars_held"].astype("int64")  # object dtype when there are no trades
     trades_df["holding_time"] = trades_df["bars_held"] * bar
     eq = pd.Series(equity, index=index, name="equity")
     rets = np.diff(equity) / equity[:-1]

@@ -148,3 +148,11 @@ def test_validation():
         mean_reversion(y, x.shift(1, freq="1min"), window=20)
     with pytest.raises(ValueError, match="NaN"):
         mean_reversion_spread(pd.Series([1.0, np.nan] * 40), window=10)
+
+
+def test_a_window_without_signals_gives_an_empty_trades_table():
+    y, x = _pair(n=800, seed=2)
+    r = mean_reversion(y, x, window=60, entry_z=50.0, stop_z=80.0, timeframe="1m")
+    assert len(r.trades) == 0 and r.stats.n_trades == 0
+    assert r.stats.total_return == 0.0 and (r.equity == r.equity.iloc[0]).all()
+    assert r.trades["holding_time"].dtype.kind == "m"
