@@ -197,12 +197,15 @@ def summarise(samples: list[tuple[float, int, int, int]], sample_s: float) -> tu
 
 WHY = """
 What keeps the server flat: every query opens a short read-only connection and closes it (no DuckDB instance
-lives across reruns), results are cached with `st.cache_data` keyed on a refresh bucket with a bounded number of
+lives across reruns); results are cached with `st.cache_data` keyed on a refresh bucket, with a bounded number of
 entries, so two tabs cost about one query per refresh interval and old entries are evicted rather than
-accumulated; only the live parts rerun (`st.fragment(run_every=...)`). A steady climb in the server's slope
-would point at an unbounded cache (keys that include the current time), session state that grows per rerun, or
-figures kept per refresh; a drift of a few MiB after warm-up is allocator noise (pymalloc / Arrow pools keep
-freed memory). The ingestor's RSS follows its in-memory buffer, which is emptied every flush.
+accumulated; only the live parts rerun (`st.fragment(run_every=...)`). The server's RSS moves within a band of
+a few tens of MiB as caches turn over (pymalloc and Arrow pools keep freed memory); a steady climb in its slope
+would point at an unbounded cache (keys containing the current time), session state growing per rerun, or
+figures kept per refresh. The ingestor's RSS follows its in-memory buffer, emptied every flush, plus the demo
+exchange's growing in-memory history (it is the ground truth of the simulated market).
+The Chromium figure is the sum of the RSS of all its processes (shared pages counted more than once), so only
+its trend means anything; a climb there is on the browser side (front-end state kept per refresh).
 """
 
 if __name__ == "__main__":
