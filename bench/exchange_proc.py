@@ -100,5 +100,8 @@ class ExchangeProcess:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:  # e.g. `make bench` running every bench/*.py: a helper, nothing to measure
+        print("bench/exchange_proc.py: helper of the benchmarks (runs the local exchange for them); nothing to run")
+        sys.exit(0)
     _symbols, _kwargs = json.loads(sys.argv[1])
     _serve(_symbols, _kwargs)
