@@ -133,7 +133,7 @@ class Ingestor:
         want = "demo" if self.cfg.demo else "live"
         with write_connection(self.cfg.db, budget_s=30) as con:
             kind = file_kind(con)
-            has_ticks = con.execute("SELECT count(*) FROM (SELECT 1 FROM ticks LIMIT 1)").fetchone()[0] > 0
+            has_ticks = con.execute("SELECT count(*) FROM (SELECT 1 FROM ticks LIMIT 1)").fetchall()[0][0] > 0
             if kind is None and has_ticks:
                 kind = "live"
             if kind not in (None, want):

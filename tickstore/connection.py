@@ -38,8 +38,11 @@ def default_db_path() -> Path:
 
 
 def is_lock_error(exc: BaseException) -> bool:
+    """A conflict that goes away when the other holder closes: another process's file lock, or (inside one
+    process) a read-only connection still open while a read-write one is requested, or the reverse."""
     msg = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and ("lock" in msg or "conflicting" in msg or "resource temporarily" in msg)
+    return isinstance(exc, duckdb.Error) and ("lock" in msg or "conflicting" in msg or "resource temporarily" in msg
+                                              or "different configuration" in msg)
 
 
 class LockStats:

@@ -44,8 +44,8 @@ def unrecoverable_ranges(con: duckdb.DuckDBPyConnection, market: str, symbol: st
 
 def file_kind(con: duckdb.DuckDBPyConnection) -> str | None:
     """'live', 'demo', or None for a file no ingestor has claimed yet."""
-    row = con.execute("SELECT value FROM tickdesk_meta WHERE key = 'data'").fetchone()
-    return row[0] if row else None
+    rows = con.execute("SELECT value FROM tickdesk_meta WHERE key = 'data'").fetchall()
+    return rows[0][0] if rows else None
 
 
 def claim_file(con: duckdb.DuckDBPyConnection, kind: str) -> None:
@@ -54,7 +54,7 @@ def claim_file(con: duckdb.DuckDBPyConnection, kind: str) -> None:
 
 def clear_simulated(con: duckdb.DuckDBPyConnection) -> int:
     """Drop the ticks, status and events of a previous demo run (alert rules stay); returns ticks removed."""
-    n = con.execute("SELECT count(*) FROM ticks").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM ticks").fetchall()[0][0]
     for table in ("ticks", "ingest_status", "ingest_events"):
         con.execute(f"DELETE FROM {table}")  # fixed table names, no user input
     return int(n)

@@ -68,7 +68,7 @@ def insert_batch(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
     lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
     con.register("batch", table)
     try:
-        return int(con.execute(INSERT_SQL, {"lo": lo, "hi": hi}).fetchone()[0])
+        return int(con.execute(INSERT_SQL, {"lo": lo, "hi": hi}).fetchall()[0][0])  # fetchall: a pending result blocks register()
     finally:
         con.unregister("batch")
 
@@ -129,6 +129,8 @@ class FlushStats:
     flush_ms_samples: list[float] = field(default_factory=list)
 
 
+MIN_GAP_S = 0.05  # shortest pause between two flushes (the file is free for readers meanwhile)
+
 FlushHook = Callable[[duckdb.DuckDBPyConnection, pa.Table, int], None]
 
 
@@ -163,11 +165,11 @@ class TickWriter:
         while not self._stop.is_set():
             next_at += self.flush_s
             self.flush_once()
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                next_at = time.monotonic()
+            # a flush that overran still leaves readers a window before the next one takes the lock
+            delay = max(next_at - time.monotonic(), MIN_GAP_S)
+            if next_at < time.monotonic():
+                next_at = time.monotonic() + MIN_GAP_S
+            self._stop.wait(delay)
 
     def flush_once(self, force_hooks: bool = True) -> int:
         """Write everything pending; returns rows inserted (0 when nothing was pending or the lock was busy)."""
