@@ -1,4 +1,5 @@
 # tickdesk — make run | make demo | make test
+SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,6 +8,10 @@ MARKET ?= spot
 PORT ?= 8501
 
 .PHONY: run demo test venv bench clean
+
+# Ctrl-C (or either process ending) stops both; the ingestor flushes its buffer on SIGTERM.
+STOP_BOTH = trap 'kill -TERM $$ing $$app 2>/dev/null' INT TERM; \
+	wait -n $$ing $$app; kill -TERM $$ing $$app 2>/dev/null; wait $$ing; wait $$app; true
 
 venv: $(VENV)/.stamp
 
@@ -19,18 +24,16 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 # Live Binance: ingestor + app; Ctrl-C stops both.
 run: venv
 	@mkdir -p data
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/python ingestor.py --symbols $(SYMBOLS) --market $(MARKET) --db data/ticks.duckdb --history 30m & \
-	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & \
-	wait
+	@$(BIN)/python ingestor.py --symbols $(SYMBOLS) --market $(MARKET) --db data/ticks.duckdb --history 30m & ing=$$!; \
+	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
+	$(STOP_BOTH)
 
 # Offline: local Binance-compatible exchange in-process, separate demo file.
 demo: venv
 	@mkdir -p data
-	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/python ingestor.py --demo --symbols $(SYMBOLS) --market $(MARKET) --db data/demo.duckdb & \
-	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & \
-	wait
+	@$(BIN)/python ingestor.py --demo --symbols $(SYMBOLS) --market $(MARKET) --db data/demo.duckdb & ing=$$!; \
+	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
+	$(STOP_BOTH)
 
 test: venv
 	$(BIN)/python -m pytest -q tests
