@@ -36,7 +36,7 @@ demo: venv
 	$(STOP_BOTH)
 
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 # Each prints a table (figures in README). Long runs on their own: bench/app_rss.py --minutes 30,
 # bench/faulted_run.py --minutes 5, bench/browser_memory.py.
