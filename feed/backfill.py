@@ -39,7 +39,7 @@ class Backfiller:
     """Fills queued id gaps of one market over REST without ever pausing the live stream."""
 
     def __init__(self, spec: MarketSpec, rest: RestClient, buffer: TickBuffer, state: IngestState,
-                 max_backfill_s: float = 6 * 3600, stop: threading.Event | None = None) -> None:
+                 max_backfill_s: float = 6 * 3600, stop: threading.Event | None = None, workers: int = 2) -> None:
         self.spec = spec
         self.rest = rest
         self.buffer = buffer
@@ -48,11 +48,15 @@ class Backfiller:
         self.stop = stop or threading.Event()
         self.queue: queue.Queue[Gap | None] = queue.Queue()
         self.active = 0
+        self._active_lock = threading.Lock()
         self.tracker: GapTracker | None = None
-        self._thread = threading.Thread(target=self._run, name=f"backfill-{spec.name}", daemon=True)
+        # gaps are independent id ranges, so several workers page them at once (start-up catch-ups per symbol)
+        self._threads = [threading.Thread(target=self._run, name=f"backfill-{spec.name}-{i}", daemon=True)
+                         for i in range(workers)]
 
     def start(self) -> "Backfiller":
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def submit(self, gap: Gap) -> None:
@@ -72,15 +76,18 @@ class Backfiller:
         return self.queue.empty() and self.active == 0
 
     def join(self, timeout: float | None = None) -> None:
-        self.queue.put(None)
-        self._thread.join(timeout)
+        for _ in self._threads:
+            self.queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
 
     def _run(self) -> None:
         while not self.stop.is_set():
             gap = self.queue.get()
             if gap is None:
                 return
-            self.active += 1
+            with self._active_lock:
+                self.active += 1
             try:
                 self._fill(gap)
             except RestError as exc:
@@ -91,7 +98,8 @@ class Backfiller:
                 log.exception("backfill of %s [%d..%d] crashed", gap.symbol, gap.first_id, gap.last_id)
                 self._unrecoverable(gap.symbol, gap.first_id, gap.last_id, "backfill crashed (see log)")
             finally:
-                self.active -= 1
+                with self._active_lock:
+                    self.active -= 1
 
     def _fill(self, gap: Gap) -> None:
         sym, first, open_ended = gap.symbol, gap.first_id, gap.last_id is None

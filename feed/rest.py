@@ -37,12 +37,19 @@ class RestClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.stop = stop or threading.Event()
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "tickdesk/1.0"
+        self._local = threading.local()   # one requests.Session per thread (backfill workers)
         self.used_weight = 0
         self.requests = 0
         self.rate_limited = 0
         self._lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+            s.headers["User-Agent"] = "tickdesk/1.0"
+        return s
 
     def get(self, path: str, params: dict | None = None, retry: bool = True):
         """GET `path` → decoded JSON. Raises RestError on 4XX (other than 429/418) or when retries run out."""
