@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from alerts.rules import RuleStore
+from tests.feedcheck import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -44,18 +45,6 @@ def query(db: Path, sql: str, params=None) -> pd.DataFrame:
         return con.execute(sql, params or []).df()
     finally:
         con.close()
-
-
-def wait_for(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return True
-        except duckdb.Error:
-            pass  # the ingestor holds the file for a moment
-        time.sleep(0.2)
-    return False
 
 
 def stored_count(db: Path, symbol: str) -> int:
