@@ -55,17 +55,9 @@ SELECT 'spot', $symbols[i % 4 + 1], 1000000 + i // 4, make_timestamptz($start_us
 FROM range($lo, $hi) t(i) ORDER BY i
 """
 
-# the SQL of tickstore.queries.latest (inline there), for EXPLAIN ANALYZE: its max(ts) subquery becomes a join
-# whose value DuckDB pushes into the scan at run time, so it reads only the window's row groups
-LATEST_SQL = """
-WITH recent AS (
-    SELECT * FROM ticks_all
-    WHERE ts >= (SELECT max(ts) FROM ticks_all) - to_microseconds($window_us)
-      AND ($market IS NULL OR market = $market))
-SELECT market, symbol, arg_max(price, trade_id) AS last_price, arg_min(price, trade_id) AS first_price,
-       max(price) AS high, min(price) AS low, sum(qty) AS volume, sum(price*qty) AS quote_volume,
-       count(*) AS trades, max(ts) AS last_ts
-FROM recent GROUP BY ALL ORDER BY market, symbol"""
+# tickstore.queries.latest's SQL, for EXPLAIN ANALYZE: its max(ts) subquery becomes a join whose value DuckDB
+# pushes into the scan at run time, so it reads only the window's row groups
+LATEST_SQL = queries.LATEST_SQL
 LATEST_WINDOW_US = 24 * 3600 * 1_000_000   # dashboard.data.summary's window
 NO_PRUNE = "SET disabled_optimizers = 'filter_pushdown'"   # baseline: filters stay above the scan (no zone maps)
 

@@ -105,19 +105,21 @@ def symbols(path: PathLike = None) -> pd.DataFrame:
         return _utc_frame(con.execute(sql).df(), ["first_ts", "last_ts"])
 
 
+LATEST_SQL = """
+WITH recent AS (
+    SELECT * FROM ticks_all
+    WHERE ts >= (SELECT max(ts) FROM ticks_all) - to_microseconds($window_us)
+      AND ($market IS NULL OR market = $market))
+SELECT market, symbol, arg_max(price, trade_id) AS last_price, arg_min(price, trade_id) AS first_price,
+       max(price) AS high, min(price) AS low, sum(qty) AS volume, sum(price*qty) AS quote_volume,
+       count(*) AS trades, max(ts) AS last_ts
+FROM recent GROUP BY ALL ORDER BY market, symbol"""
+
+
 def latest(market: str | None = None, window: dt.timedelta = dt.timedelta(hours=24), path: PathLike = None) -> pd.DataFrame:
     """Last price, 24h-style change, high/low, volume and trade count per symbol over `window` before its last tick."""
-    sql = """
-    WITH recent AS (
-        SELECT * FROM ticks_all
-        WHERE ts >= (SELECT max(ts) FROM ticks_all) - to_microseconds($window_us)
-          AND ($market IS NULL OR market = $market))
-    SELECT market, symbol, arg_max(price, trade_id) AS last_price, arg_min(price, trade_id) AS first_price,
-           max(price) AS high, min(price) AS low, sum(qty) AS volume, sum(price*qty) AS quote_volume,
-           count(*) AS trades, max(ts) AS last_ts
-    FROM recent GROUP BY ALL ORDER BY market, symbol"""
     with read_connection(path) as con:
-        df = con.execute(sql, {"market": market, "window_us": int(window.total_seconds() * 1e6)}).df()
+        df = con.execute(LATEST_SQL, {"market": market, "window_us": int(window.total_seconds() * 1e6)}).df()
     df["change"] = df["last_price"] / df["first_price"] - 1.0
     return _utc_frame(df, ["last_ts"])
 
