@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.demo:
             from feed.exchange import LocalExchange
 
-            # our own exchange: a generous weight limit so the demo's history loads in seconds
-            exchange = LocalExchange(symbols=symbols, seed=args.demo_seed, rate=args.demo_rate,
-                                     history_seconds=max(history, 3 * 3600.0), weight_limit=1_000_000).start()
+            # our own exchange, one market: a generous weight limit so the demo's history loads in seconds
+            exchange = LocalExchange(symbols=symbols, markets=(args.market,), seed=args.demo_seed,
+                                     rate=args.demo_rate, history_seconds=history + 600,
+                                     weight_limit=1_000_000).start()
             cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
             log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
         ing = Ingestor(cfg)

@@ -47,6 +47,10 @@ function loadPlotly(src) {
 
 export default function (component) {
   const { data, parentElement } = component;
+  if (!data.spec) {  // preload only: fetch and compile plotly.js while the server computes the first charts
+    loadPlotly(data.src).catch(() => {});
+    return;
+  }
   let el = parentElement.querySelector(".tickdesk-plot");
   if (!el) {
     el = document.createElement("div");
@@ -103,6 +107,12 @@ def _renderer():
     if _mount is None or Runtime.instance().bidi_component_registry.get(COMPONENT_NAME) is None:
         _mount = st.components.v2.component(COMPONENT_NAME, js=_JS, isolate_styles=False)
     return _mount
+
+
+def preload() -> None:
+    """Start loading plotly.js in the browser now (an invisible element; call it before the first chart)."""
+    if available():
+        _renderer()(data={"spec": None, "src": _script_url()}, key="tickdesk_plotly_preload", width="stretch")
 
 
 def draw(fig: dict, key: str, config: dict) -> None:

@@ -79,10 +79,11 @@ def _ols(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, f
 
 
 def _huber(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, float]:
-    import statsmodels.api as sm
+    from statsmodels.robust.norms import HuberT  # not statsmodels.api: it imports every model (~1 s)
+    from statsmodels.robust.robust_linear_model import RLM
 
     exog = np.column_stack([np.ones_like(x), x]) if add_const else x[:, None]
-    res = sm.RLM(y, exog, M=sm.robust.norms.HuberT()).fit()
+    res = RLM(y, exog, M=HuberT()).fit()
     params, bse = np.asarray(res.params), np.asarray(res.bse)
     if add_const:
         return float(params[0]), float(params[1]), float(bse[1])

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 from scipy.linalg.lapack import dgeqrf as _dgeqrf
-from statsmodels.tsa.adfvalues import mackinnoncrit, mackinnonp
 
 from quantlib._blas import single_threaded
 from quantlib._validate import as_frame, as_pair, as_series, check_choice, check_min
@@ -40,6 +39,13 @@ _NTREND = {"n": 0, "c": 1, "ct": 2, "ctt": 3}
 _AUTOLAG = {"AIC": "aic", "aic": "aic", "BIC": "bic", "bic": "bic", "t-stat": "t-stat", None: None}
 _SQRTEPS = math.sqrt(np.finfo(float).eps)
 
+
+def _mackinnon():
+    """statsmodels' MacKinnon p-value and critical-value functions, imported on first use (they pull in
+    scipy.stats, ~0.6 s, which the ingestor and the Market page never need)."""
+    from statsmodels.tsa.adfvalues import mackinnoncrit, mackinnonp
+
+    return mackinnonp, mackinnoncrit
 
 def _crit_dict(values) -> dict[str, float]:
     return {"1%": float(values[0]), "5%": float(values[1]), "10%": float(values[2])}
@@ -168,6 +174,7 @@ def adf(x: pd.Series | np.ndarray, regression: str = "c", autolag: str | None = 
     check_choice(autolag, "autolag", tuple(_AUTOLAG))
     s = as_series(x, "x", min_len=ADF_MIN_OBS)
     stat, lags, nobs, icbest = _adf_core(s.to_numpy(), regression, _AUTOLAG[autolag], maxlag)
+    mackinnonp, mackinnoncrit = _mackinnon()
     pvalue = float(mackinnonp(stat, regression=regression, N=1))
     crit = _crit_dict(mackinnoncrit(N=1, regression=regression, nobs=nobs))
     stationary = pvalue < LEVEL
@@ -230,6 +237,7 @@ def engle_granger(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, trend: s
         warnings.warn("y and x are (almost) perfectly collinear; the cointegration test is not reliable",
                       RuntimeWarning, stacklevel=2)
         stat = -math.inf
+    mackinnonp, mackinnoncrit = _mackinnon()
     crit = ([math.nan] * 3 if trend == "n" else mackinnoncrit(N=2, regression=trend, nobs=nobs - 1))
     pvalue = float(mackinnonp(stat, regression=trend, N=2))
     coint = pvalue < LEVEL
@@ -422,7 +430,7 @@ def half_life(spread: pd.Series | np.ndarray) -> HalfLife:
     nobs = d.shape[0]
     se = math.sqrt(float(resid @ resid) / (nobs - 2) / float(lc @ lc))
     tstat = lam / se if se > 0 else -math.inf
-    pvalue = float(mackinnonp(tstat, regression="c", N=1))
+    pvalue = float(_mackinnon()[0](tstat, regression="c", N=1))
     phi = 1.0 + lam
     mean_reverting = lam < 0 and -1.0 < phi < 1.0 and pvalue < LEVEL
     if mean_reverting:

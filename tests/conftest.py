@@ -163,8 +163,8 @@ def plotly_specs(at) -> list[dict]:
     import json
 
     specs = [el.proto.spec for el in at.get("plotly_chart")]
-    specs += [json.loads(el.proto.json)["spec"] for el in at.get("bidi_component")
-              if el.proto.component_name == "tickdesk_live_plotly"]
+    specs += [spec for el in at.get("bidi_component") if el.proto.component_name == "tickdesk_live_plotly"
+              for spec in [json.loads(el.proto.json)["spec"]] if spec is not None]  # None: the plotly.js preload
     return [_decode_typed_arrays(json.loads(spec)) for spec in specs]
 
 

@@ -59,6 +59,7 @@ def _open(path: Path, read_only: bool, budget_s: float) -> duckdb.DuckDBPyConnec
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             con.execute("SET TimeZone = 'UTC'")
+            if not read_only: con.execute("SET threads = 1")
             return con
         except duckdb.Error as exc:
             if not is_lock_error(exc):
