@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", default=None, help="on an empty file, first load this much history (default 0; 2h with --demo)")
     p.add_argument("--watchdog", default="30s", help="reconnect a connection silent this long (default 30s)")
     p.add_argument("--rotate-after", default="23.5h", help="open a fresh connection before Binance's 24h cut (default 23.5h)")
-    p.add_argument("--demo-rate", type=float, default=10.0, help="--demo: mean trades/s per symbol (default 10)")
+    p.add_argument("--demo-rate", type=float, default=5.0, help="--demo: mean trades/s per symbol (default 5)")
     p.add_argument("--demo-seed", type=int, default=7, help="--demo: random seed")
     p.add_argument("--no-alerts", action="store_true", help="do not evaluate alert rules after each flush")
     return p

@@ -53,11 +53,11 @@ st.plotly_chart(go.Figure(go.Scatter(y=[i % 17 for i in range(120)])))
 LIVE_JS = """([title, charts, tables, status]) => {
   const main = document.querySelector('[data-testid="stMain"]');
   if (!main) return false;
-  const h = Array.from(main.querySelectorAll('h1, h2')).some(e => e.innerText.trim() === title);
+  const h = Array.from(main.querySelectorAll('h1, h2')).some(e => e.textContent.trim() === title);
   const drawn = Array.from(document.querySelectorAll('.js-plotly-plot'))
                      .filter(e => e._fullData && e._fullData.length > 0).length;
   const t = document.querySelectorAll('[data-testid="stDataFrame"]').length;
-  const s = !status || main.innerText.includes('source: live file');
+  const s = !status || main.textContent.includes('source: live file');
   return h && drawn >= charts && t >= tables && s;
 }"""
 
@@ -105,7 +105,7 @@ def history_loaded_s(log: Path, t0_wall: float) -> float:
     return float("nan") if last is None else last
 
 
-def one_run(browser, page_name: str | None, tmp: Path) -> tuple[float, float]:
+def one_run(browser, page_name: str | None, tmp: Path, ingestor_args: tuple[str, ...] = ()) -> tuple[float, float]:
     """(seconds from launch until the page is live, seconds until the ingestor's history was loaded)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -123,7 +123,7 @@ def one_run(browser, page_name: str | None, tmp: Path) -> tuple[float, float]:
             script = ROOT / "streamlit_app.py"
             path, title, charts, tables, status = PAGES[page_name]
             procs.append(subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db),
-                                           "--symbols", SYMBOLS], cwd=ROOT, env=env, stdout=logs[0],
+                                           "--symbols", SYMBOLS, *ingestor_args], cwd=ROOT, env=env, stdout=logs[0],
                                           stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port",
                                        str(port), "--server.headless", "true"], cwd=ROOT, env=env, stdout=logs[1],
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pages", default=",".join(PAGES))
     ap.add_argument("--out", default="docs/bench-startup.md", help="Markdown report ('' to skip)")
+    ap.add_argument("--ingestor-args", default="", help="extra ingestor flags, e.g. '--demo-rate 5' (default: none, as make demo)")
     args = ap.parse_args(argv)
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
     unknown = [p for p in pages if p not in PAGES]
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             for run in range(args.runs):
                 for name in [None, *pages]:   # interleaved, so slow phases of the machine hit every page alike
                     with tempfile.TemporaryDirectory(prefix="tickdesk-startup-") as d:
-                        live, hist = one_run(browser, name, Path(d))
+                        live, hist = one_run(browser, name, Path(d), tuple(args.ingestor_args.split()))
                     label = name or "baseline"
                     results.setdefault(label, []).append((live, hist))
                     print(f"run {run + 1}: {label:9s} live after {live:5.2f} s"

@@ -57,9 +57,9 @@ def _open(path: Path, read_only: bool, budget_s: float) -> duckdb.DuckDBPyConnec
     delay = 0.005
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            # writers append small batches: one thread (a thread pool costs ~10 ms per open and competes with the app)
+            con = duckdb.connect(str(path), read_only=read_only, config={} if read_only else {"threads": 1})
             con.execute("SET TimeZone = 'UTC'")
-            if not read_only: con.execute("SET threads = 1")
             return con
         except duckdb.Error as exc:
             if not is_lock_error(exc):

@@ -164,12 +164,15 @@ class TickWriter:
         next_at = time.monotonic()
         while not self._stop.is_set():
             next_at += self.flush_s
+            started = time.monotonic()
             self.flush_once()
-            # a flush that overran still leaves readers a window before the next one takes the lock
-            delay = max(next_at - time.monotonic(), MIN_GAP_S)
-            if next_at < time.monotonic():
-                next_at = time.monotonic() + MIN_GAP_S
-            self._stop.wait(delay)
+            now = time.monotonic()
+            # readers get the file at least as long as this flush held it (and MIN_GAP_S): big backfill batches
+            # never starve the app; they only merge into fewer, larger flushes
+            gap = max(MIN_GAP_S, now - started)
+            if next_at < now + gap:
+                next_at = now + gap
+            self._stop.wait(next_at - now)
 
     def flush_once(self, force_hooks: bool = True) -> int:
         """Write everything pending; returns rows inserted (0 when nothing was pending or the lock was busy)."""
