@@ -112,3 +112,30 @@ def test_locked_file_keeps_last_data_with_a_notice(app, tick_db):
     st.cache_data.clear()
     at.run()
     assert "holding the file lock" not in page_text(at)
+
+
+def test_plotly_js_preload_is_the_first_sidebar_element(app, tick_db):
+    """The entrypoint asks the browser for plotly.js first (see dashboard/livechart.py): a hidden
+    live-chart element without a figure, pointing at the static copy of the pinned plotly.js."""
+    import json
+
+    from dashboard import livechart
+
+    at = app(tick_db)
+    side = [json.loads(el.proto.json) for el in at.sidebar.get("bidi_component")]
+    first = side[0]
+    assert first["spec"] is None
+    assert first["src"].endswith(f"/app/static/{livechart.PLOTLY_JS_NAME}")
+    assert (livechart.STATIC_DIR / livechart.PLOTLY_JS_NAME).stat().st_size == livechart.PLOTLY_JS_SOURCE.stat().st_size
+    charts = [json.loads(el.proto.json) for el in at.get("bidi_component")
+              if el.proto.component_name == livechart.COMPONENT_NAME]
+    assert sum(c["spec"] is None for c in charts) == 1 and len(charts) > 1  # the rest are the page's charts
+
+
+def test_warmup_imports_the_analytics_stack_in_the_background():
+    """dashboard.warmup imports statsmodels' modules off the script thread, once per process."""
+    code = ("import sys; from dashboard import warmup; warmup.start(); t = warmup._thread; warmup.start(); "
+            "assert warmup._thread is t; t.join(60); "
+            "missing = [m for m in warmup.MODULES if m not in sys.modules]; assert not missing, missing; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
