@@ -17,23 +17,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, healthy, stop  # noqa: E402  (bench/app_rss.py)
 from report import Table, write_doc  # noqa: E402  (bench/report.py)
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 SYMBOLS = "btcusdt,ethusdt,solusdt,bnbusdt"   # the Makefile's default
 TARGET_S = 10.0
 # page -> (URL path, title, Plotly charts with data, tables, shows the live-file status line)
@@ -62,37 +58,19 @@ LIVE_JS = """([title, charts, tables, status]) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_health(base: str, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+def wait_health(port: int, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    """Poll every 50 ms (the figures are start-up times) until the server answers; fail if a process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
+            if healthy(port):
+                return
         except OSError:
             pass
         if any(p.poll() is not None for p in procs):
             raise RuntimeError("a process exited during start-up")
         time.sleep(0.05)
     raise RuntimeError("streamlit did not answer within 60 s")
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 def history_loaded_s(log: Path, t0_wall: float) -> float:
@@ -128,7 +106,7 @@ def one_run(browser, page_name: str | None, tmp: Path, ingestor_args: tuple[str,
         procs.append(subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port",
                                        str(port), "--server.headless", "true"], cwd=ROOT, env=env, stdout=logs[1],
                                       stderr=subprocess.STDOUT))
-        wait_health(base, procs)
+        wait_health(port, procs)
         context = browser.new_context(viewport={"width": 1600, "height": 2000})
         try:
             page = context.new_page()
@@ -141,7 +119,8 @@ def one_run(browser, page_name: str | None, tmp: Path, ingestor_args: tuple[str,
         finally:
             context.close()
     finally:
-        stop(procs)
+        for p in procs:
+            stop(p)
         for f in logs:
             f.close()
     hist = history_loaded_s(tmp / "ingestor.log", t0_wall) if page_name is not None else float("nan")
@@ -163,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, list[tuple[float, float]]] = {}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for run in range(args.runs):
                 for name in [None, *pages]:   # interleaved, so slow phases of the machine hit every page alike

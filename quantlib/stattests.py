@@ -47,6 +47,7 @@ def _mackinnon():
 
     return mackinnonp, mackinnoncrit
 
+
 def _crit_dict(values) -> dict[str, float]:
     return {"1%": float(values[0]), "5%": float(values[1]), "10%": float(values[2])}
 
