@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.catalog import Catalog
+from dashboard.entrypoint import through_entrypoint
 
 TIMEFRAMES = ("1s", "1m", "5m", "15m", "1h")
 TIMEFRAME_SECONDS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600}
@@ -142,24 +143,9 @@ def sidebar(catalog: Catalog, db_path: Path) -> Settings:
     return settings
 
 
-def _through_entrypoint() -> None:
-    """Make sure this run went through streamlit_app.py.
-
-    Streamlit still has its legacy `pages/`-folder mode: when a session's first request is a page URL (a bookmark
-    such as /pairs?tf=5m) it runs that page file directly, without the entrypoint, its st.navigation and the shared
-    sidebar. `st.navigation` switches that mode off, so a page that finds it on restarts the run through the
-    entrypoint, which then lands on the same page (same URL path).
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def current() -> Settings:
     """The settings drawn by the entrypoint in this run (pages call this first)."""
-    _through_entrypoint()
+    through_entrypoint()  # pages call it first; here too for any other caller
     try:
         return st.session_state[_STATE_KEY]
     except KeyError:

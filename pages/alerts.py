@@ -5,13 +5,17 @@ within about a second. Each firing appears as a toast on every open page (see da
 """
 from __future__ import annotations
 
-import datetime as dt
+from dashboard.entrypoint import through_entrypoint
 
-import streamlit as st
+through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
 
-from alerts.rules import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS, TIMEFRAMES,
-                          AlertRule, RuleValidationError, validate_rule)
-from dashboard import alerts_ui, settings, ui
+import datetime as dt  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from alerts.rules import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS,  # noqa: E402
+                          TIMEFRAMES, AlertRule, RuleValidationError, validate_rule)
+from dashboard import alerts_ui, settings, ui  # noqa: E402
 
 s = settings.current()
 db = s.db_path

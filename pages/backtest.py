@@ -1,10 +1,14 @@
 """Backtest: z-score mean reversion on the sidebar pair — parameter form, equity, drawdown, trades, stats."""
 from __future__ import annotations
 
-import streamlit as st
+from dashboard.entrypoint import through_entrypoint
 
-from dashboard import analysis, data, export, figures, settings, tables, ui
-from dashboard.settings import Settings
+through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import analysis, data, export, figures, settings, tables, ui  # noqa: E402
+from dashboard.settings import Settings  # noqa: E402
 
 s = settings.current()
 st.header("Backtest", anchor=False)

@@ -1,14 +1,18 @@
 """Data: ingestion health, CSV downloads, CSV uploads. Each section is one function; later panels append below."""
 from __future__ import annotations
 
-import datetime as dt
+from dashboard.entrypoint import through_entrypoint
 
-import pandas as pd
-import streamlit as st
+through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
 
-from dashboard import data, export, figures, settings, tables, ui, uploads
-from dashboard.settings import Settings
-from tickstore.connection import StoreError
+import datetime as dt  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from dashboard import data, export, figures, settings, tables, ui, uploads  # noqa: E402
+from dashboard.settings import Settings  # noqa: E402
+from tickstore.connection import StoreError  # noqa: E402
 
 MAX_TICK_ROWS = 1_000_000
 MAX_TICK_SPAN = dt.timedelta(hours=24)

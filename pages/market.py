@@ -1,11 +1,15 @@
 """Market: candles + volume with SMA/EMA overlays, RSI and volatility panels, window stats, all-symbol summary."""
 from __future__ import annotations
 
-import streamlit as st
+from dashboard.entrypoint import through_entrypoint
 
-from dashboard import data, export, figures, settings, tables, ui
-from dashboard.settings import Settings
-from quantlib import indicators
+through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data, export, figures, settings, tables, ui  # noqa: E402
+from dashboard.settings import Settings  # noqa: E402
+from quantlib import indicators  # noqa: E402
 
 s = settings.current()
 st.header("Market", anchor=False)
