@@ -15,6 +15,9 @@ PALETTE = ["#f0b90b", "#4fc3f7", "#ba68c8", "#81c784", "#ff8a65", "#90a4ae", "#f
 GRID = "rgba(128,128,128,0.18)"
 GUIDE = dict(width=1, dash="dash", color="rgba(200,200,200,0.45)")
 FONT = dict(family='"Source Sans Pro", "Source Sans 3", sans-serif', size=12, color="#d5d6d9")
+# WebGL (scattergl) only for big scatters: its first draw sets up a GL context and shaders (~0.3-0.5 s in a
+# browser without a GPU); SVG draws a few thousand markers faster than that.
+WEBGL_MIN_POINTS = 5000
 
 Figure = dict
 
@@ -130,7 +133,7 @@ def scatter_fits(x: pd.Series, y: pd.Series, fits: dict[str, tuple[float, float]
                             bgcolor="rgba(20,20,24,0.6)")
     layout["xaxis"].update(title={"text": x_name}, showspikes=False)
     layout["yaxis"].update(title={"text": y_name})
-    data = [{"type": "scattergl", "mode": "markers", "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars",
+    data = [{"type": "scattergl" if len(x) > WEBGL_MIN_POINTS else "scatter", "mode": "markers", "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars",
              "marker": {"size": 4, "color": np.arange(len(x)), "colorscale": "Viridis", "opacity": 0.65,
                         "colorbar": {"title": {"text": "time"}, "thickness": 8, "tickvals": []}}}]
     grid = np.linspace(float(np.nanmin(x)), float(np.nanmax(x)), 50)
