@@ -1,9 +1,11 @@
 """AppTest: the app frame — navigation, shared sidebar + URL settings, and the no-data / locked-file states."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -11,6 +13,7 @@ import streamlit as st
 from dashboard.data import BUSY_BACKOFF_S
 from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs
 
+ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["pages/market.py", "pages/pairs.py", "pages/backtest.py", "pages/data.py"]
 
 
@@ -132,10 +135,37 @@ def test_plotly_js_preload_is_the_first_sidebar_element(app, tick_db):
     assert sum(c["spec"] is None for c in charts) == 1 and len(charts) > 1  # the rest are the page's charts
 
 
-def test_warmup_imports_the_analytics_stack_in_the_background():
-    """dashboard.warmup imports statsmodels' modules off the script thread, once per process."""
-    code = ("import sys; from dashboard import warmup; warmup.start(); t = warmup._thread; warmup.start(); "
-            "assert warmup._thread is t; t.join(60); "
-            "missing = [m for m in warmup.MODULES if m not in sys.modules]; assert not missing, missing; print('ok')")
+@pytest.mark.parametrize("modules", ["MODULES", "LAUNCH_MODULES"])
+def test_warmup_imports_the_analytics_stack_in_the_background(modules):
+    """dashboard.warmup imports its modules off the script thread, once per process (the entrypoint's default
+    list, and dashboard.launch's list)."""
+    arg = "" if modules == "MODULES" else "warmup.LAUNCH_MODULES"
+    code = (f"import sys, threading; from dashboard import warmup; warmup.start({arg}); t = warmup._thread; "
+            "assert t is not threading.current_thread(); warmup.start(); assert warmup._thread is t; t.join(60); "
+            f"missing = [m for m in warmup.{modules} if m not in sys.modules]; assert not missing, missing; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_launch_only_warms_up_third_party_packages():
+    """The launch-time warm-up may run while the first session imports tickdesk modules: it must not import
+    any of them itself (a cross-thread import-lock cycle), only packages that never import tickdesk."""
+    from dashboard import warmup
+
+    own = {"dashboard", "quantlib", "alerts", "tickstore", "feed", "pages"}
+    assert not [m for m in warmup.LAUNCH_MODULES if m.split(".")[0] in own]
+    code = ("import sys; from dashboard import warmup; warmup.start(warmup.LAUNCH_MODULES); warmup._thread.join(60); "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(own)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "['dashboard']", (out.stdout, out.stderr[-2000:])
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
+def test_pages_restart_through_the_entrypoint_before_their_imports(page):
+    """A bookmarked page's first run is Streamlit's legacy direct run of the page file: the page's first
+    statement sends it back through streamlit_app.py (and its plotly.js preload) before importing pandas & co."""
+    tree = ast.parse((ROOT / "pages" / page).read_text())
+    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+            and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    assert isinstance(body[0], ast.ImportFrom) and body[0].module == "dashboard.entrypoint"
+    assert ast.unparse(body[1]) == "through_entrypoint()"
