@@ -25,14 +25,14 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 run: venv
 	@mkdir -p data
 	@$(BIN)/python ingestor.py --symbols $(SYMBOLS) --market $(MARKET) --db data/ticks.duckdb --history 30m & ing=$$!; \
-	TICKDESK_DB=data/ticks.duckdb $(BIN)/python -m dashboard.launch run streamlit_app.py --server.port $(PORT) & app=$$!; \
+	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
 # Offline: local Binance-compatible exchange in-process, separate demo file.
 demo: venv
 	@mkdir -p data
 	@$(BIN)/python ingestor.py --demo --symbols $(SYMBOLS) --market $(MARKET) --db data/demo.duckdb & ing=$$!; \
-	TICKDESK_DB=data/demo.duckdb $(BIN)/python -m dashboard.launch run streamlit_app.py --server.port $(PORT) & app=$$!; \
+	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
 test: venv

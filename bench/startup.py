@@ -1,8 +1,7 @@
 """Time until each page is live after a fresh `make demo`, in headless Chromium.
 
 Every run starts from nothing, as `make demo` does on a fresh clone: a new tick file, `ingestor.py --demo` (local
-exchange, 2 h of history loaded over REST) and `python -m dashboard.launch run streamlit_app.py` (= `streamlit run`
-with the imports warmed up while the server starts), launched together at t = 0.
+exchange, 2 h of history loaded over REST) and `streamlit run streamlit_app.py`, launched together at t = 0.
 A new browser context (empty cache, like a first visit) opens the page as its first request as soon as the
 server answers. The browser process itself is started once beforehand: a trader's browser is already open.
 "Live" is what the end-to-end test checks: the page title, the live-file status line on the desk pages, every
@@ -104,8 +103,7 @@ def one_run(browser, page_name: str | None, tmp: Path, ingestor_args: tuple[str,
             procs.append(subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db),
                                            "--symbols", SYMBOLS, *ingestor_args], cwd=ROOT, env=env, stdout=logs[0],
                                           stderr=subprocess.STDOUT))
-        launcher = "streamlit" if page_name is None else "dashboard.launch"  # as plain `streamlit run` / make demo
-        procs.append(subprocess.Popen([sys.executable, "-m", launcher, "run", str(script), "--server.port",
+        procs.append(subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port",
                                        str(port), "--server.headless", "true"], cwd=ROOT, env=env, stdout=logs[1],
                                       stderr=subprocess.STDOUT))
         wait_health(port, procs)

@@ -135,29 +135,13 @@ def test_plotly_js_preload_is_the_first_sidebar_element(app, tick_db):
     assert sum(c["spec"] is None for c in charts) == 1 and len(charts) > 1  # the rest are the page's charts
 
 
-@pytest.mark.parametrize("modules", ["MODULES", "LAUNCH_MODULES"])
-def test_warmup_imports_the_analytics_stack_in_the_background(modules):
-    """dashboard.warmup imports its modules off the script thread, once per process (the entrypoint's default
-    list, and dashboard.launch's list)."""
-    arg = "" if modules == "MODULES" else "warmup.LAUNCH_MODULES"
-    code = (f"import sys, threading; from dashboard import warmup; warmup.start({arg}); t = warmup._thread; "
-            "assert t is not threading.current_thread(); warmup.start(); assert warmup._thread is t; t.join(60); "
-            f"missing = [m for m in warmup.{modules} if m not in sys.modules]; assert not missing, missing; print('ok')")
+def test_warmup_imports_the_analytics_stack_in_the_background():
+    """dashboard.warmup imports statsmodels' modules off the script thread, once per process."""
+    code = ("import sys; from dashboard import warmup; warmup.start(); t = warmup._thread; warmup.start(); "
+            "assert warmup._thread is t; t.join(60); "
+            "missing = [m for m in warmup.MODULES if m not in sys.modules]; assert not missing, missing; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
-
-
-def test_launch_only_warms_up_third_party_packages():
-    """The launch-time warm-up may run while the first session imports tickdesk modules: it must not import
-    any of them itself (a cross-thread import-lock cycle), only packages that never import tickdesk."""
-    from dashboard import warmup
-
-    own = {"dashboard", "quantlib", "alerts", "tickstore", "feed", "pages"}
-    assert not [m for m in warmup.LAUNCH_MODULES if m.split(".")[0] in own]
-    code = ("import sys; from dashboard import warmup; warmup.start(warmup.LAUNCH_MODULES); warmup._thread.join(60); "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(own)!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "['dashboard']", (out.stdout, out.stderr[-2000:])
 
 
 @pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))

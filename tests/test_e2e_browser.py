@@ -61,9 +61,8 @@ def stack(tmp_path_factory):
     ing_log, app_log = open(tmp / "ingestor.log", "w"), open(tmp / "streamlit.log", "w")
     ingestor = subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), "--symbols", SYMBOLS],
                                 cwd=ROOT, env=env, stdout=ing_log, stderr=subprocess.STDOUT)
-    app = subprocess.Popen([sys.executable, "-m", "dashboard.launch", "run", "streamlit_app.py", "--server.port",  # make demo
-                            str(port), "--server.headless", "true"], cwd=ROOT, env=env, stdout=app_log,
-                           stderr=subprocess.STDOUT)
+    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+                            "--server.headless", "true"], cwd=ROOT, env=env, stdout=app_log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
