@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 import plotly
-import plotly.io as pio
 import streamlit as st
 
 log = logging.getLogger(__name__)
@@ -120,5 +119,7 @@ def draw(fig: dict, key: str, config: dict) -> None:
     if not available():
         st.plotly_chart(fig, key=key, config=config, width="stretch")
         return
+    import plotly.io as pio  # here, not at the top: the entrypoint's preload() must not wait for it
+
     _renderer()(data={"spec": pio.to_json(fig, validate=False), "src": _script_url(),
                     "config": {"responsive": True, **config}}, key=key, width="stretch")
