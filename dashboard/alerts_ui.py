@@ -16,14 +16,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
-from alerts.metrics import Observation, current_value
 from alerts.rules import METRIC_LABELS, AlertRule, RuleStore, RuleValidationError, validate_rule
 from alerts.text import preview_text
 from tickstore.connection import StoreBusy, StoreError, StoreMissing
+
+if TYPE_CHECKING:
+    from alerts.metrics import Observation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +67,8 @@ def _history(path: str, rule_id: int | None, symbol: str | None, metric: str | N
 
 @st.cache_data(ttl=60, max_entries=256, show_spinner=False)
 def _preview(path: str, rule: AlertRule, bucket: int) -> Observation:
+    from alerts.metrics import current_value  # here: the entrypoint imports this module, and metrics pulls scipy
+
     return current_value(rule, path)
 
 
