@@ -26,7 +26,6 @@ import pandas as pd
 
 from alerts.rules import AlertRule
 from quantlib.indicators import rsi, zscore
-from quantlib.pairs import spread
 from quantlib.regression import hedge_ratio
 from tickstore import alerts_sql
 from tickstore.connection import read_connection
@@ -70,6 +69,8 @@ def min_bars(rule: AlertRule) -> int:
 
 def pair_spread_zscore(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float, float]:
     """(spread, zscore, beta, alpha) of the newest bar of aligned closes y, x (see module docstring)."""
+    from quantlib.pairs import spread  # here: quantlib.pairs pulls scipy (~0.3 s), the ingestor's start needs none
+
     hr = hedge_ratio(y, x, method="ols")
     s = spread(y, x, hr.beta, hr.alpha)
     z = float(np.asarray(zscore(s, len(s)))[-1])
