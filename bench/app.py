@@ -107,7 +107,7 @@ def time_pages(db: Path, repeat: int) -> dict[str, tuple[float, float, float]]:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import data
+    from dashboard import data, warmup
 
     clock = DashboardClock()
     data.time = clock
@@ -115,6 +115,7 @@ def time_pages(db: Path, repeat: int) -> dict[str, tuple[float, float, float]]:
     out = {}
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
     at.run()
+    warmup.join(120)  # its background imports would otherwise land on the first page's cold runs
     for page in PAGES:
         at.switch_page(page)
         at.run()  # warm-up: imports, first registration

@@ -33,3 +33,9 @@ def start() -> None:
         if _thread is None:
             _thread = threading.Thread(target=_run, name="tickdesk-warmup", daemon=True)
             _thread.start()
+
+
+def join(timeout: float | None = None) -> None:
+    """Wait for the warm-up to finish (benchmarks measure pages after it, as on a server that has been up)."""
+    if _thread is not None:
+        _thread.join(timeout)
