@@ -73,8 +73,9 @@ export default function (component) {
   }
   const fig = JSON.parse(data.spec);
   el.style.minHeight = (fig.layout && fig.layout.height ? fig.layout.height : 300) + "px";
+  el.__tickdeskLatest = fig;  // refreshes that arrive while plotly.js loads: only the newest figure is drawn
   loadPlotly(data.src)
-    .then((Plotly) => Plotly.react(el, fig.data, fig.layout, data.config))
+    .then((Plotly) => { if (el.__tickdeskLatest === fig) return Plotly.react(el, fig.data, fig.layout, data.config); })
     .catch((err) => { el.textContent = "Chart unavailable: " + err.message; });
   return () => { if (window.Plotly && window.Plotly.purge) { window.Plotly.purge(el); } };
 }

@@ -191,6 +191,9 @@ def test_live_chart_keeps_zoom_across_refreshes(stack, browser_page):
         await window.Plotly.relayout(el, {'xaxis.range': r});
         return {range: el.layout.xaxis.range, last: xs[xs.length - 1]}; }""")
     page.wait_for_timeout(4500)  # several 1 s refreshes with new ticks
+    page.wait_for_function("""(last) => { const el = document.querySelector('.js-plotly-plot');
+        const xs = el._fullData[0].x; return xs[xs.length - 1] > last; }""", arg=zoomed["last"],
+                           timeout=20_000, polling=250)  # on a busy host a refresh can take longer
     after = page.evaluate("""() => { const els = document.querySelectorAll('.js-plotly-plot'); const el = els[0];
         const xs = el._fullData[0].x;
         return {count: els.length, mark: el.dataset.e2e || null, range: el.layout.xaxis.range,
