@@ -10,7 +10,7 @@ Plotly chart drawn with data, every table, and no exception box.
 Baseline, same run and same launch: a minimal Streamlit app (a title and one `st.plotly_chart`), no ingestor —
 the floor of `streamlit run` + plotly.js in a fresh browser on this machine.
 
-    python bench/startup.py [--runs 3] [--pages market,pairs,backtest,alerts,data] [--out docs/bench-startup.md]
+    python bench/startup.py [--runs 3] [--pages market,pairs,backtest,alerts,data] [--no-doc]
 """
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pages", default=",".join(PAGES))
-    ap.add_argument("--out", default="docs/bench-startup.md", help="Markdown report ('' to skip)")
+    ap.add_argument("--no-doc", action="store_true", help="do not write docs/bench-startup.md")
     ap.add_argument("--ingestor-args", default="", help="extra ingestor flags, e.g. '--demo-rate 5' (default: none, as make demo)")
     args = ap.parse_args(argv)
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                   statistics.median(hists) if hists else "–")
     print()
     print(table.text())
-    if args.out:
+    if not args.no_doc:
         why = """
 The clock starts when both processes are launched (as `make demo` does) and stops when the page shows everything
 the end-to-end test waits for. Up to that point the 2 cores are shared by three programs: the ingestor loading
