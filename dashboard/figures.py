@@ -133,7 +133,8 @@ def scatter_fits(x: pd.Series, y: pd.Series, fits: dict[str, tuple[float, float]
                             bgcolor="rgba(20,20,24,0.6)")
     layout["xaxis"].update(title={"text": x_name}, showspikes=False)
     layout["yaxis"].update(title={"text": y_name})
-    data = [{"type": "scattergl" if len(x) > WEBGL_MIN_POINTS else "scatter", "mode": "markers", "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars",
+    data = [{"type": "scattergl" if len(x) > WEBGL_MIN_POINTS else "scatter", "mode": "markers",
+             "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars",
              "marker": {"size": 4, "color": np.arange(len(x)), "colorscale": "Viridis", "opacity": 0.65,
                         "colorbar": {"title": {"text": "time"}, "thickness": 8, "tickvals": []}}}]
     grid = np.linspace(float(np.nanmin(x)), float(np.nanmax(x)), 50)

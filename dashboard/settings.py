@@ -144,7 +144,7 @@ def sidebar(catalog: Catalog, db_path: Path) -> Settings:
 
 
 def current() -> Settings:
-    """The settings drawn by the entrypoint in this run (pages call this first)."""
+    """The settings drawn by the entrypoint in this run (pages call this at the top)."""
     through_entrypoint()  # pages call it first; here too for any other caller
     try:
         return st.session_state[_STATE_KEY]
