@@ -236,6 +236,20 @@ def _open_csv_bytes(stack: contextlib.ExitStack, dump_path: Path, member: str | 
     return stack.enter_context(stack.enter_context(zipfile.ZipFile(dump_path)).open(member))
 
 
+def _zip_damage(dump: "DumpFile") -> str | None:
+    """Why the dump's zip member fails its CRC check, else None. A damaged deflate stream can decode to garbage that
+    the CSV reader (reading ahead) rejects before the CRC check at the end is reached; the zip is the cause then."""
+    if dump.member is None:
+        return None
+    try:
+        with zipfile.ZipFile(dump.path) as zf, zf.open(dump.member) as fh:
+            while fh.read(1 << 20):
+                pass
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        return str(exc)
+    return None
+
+
 def _is_number(field: str) -> bool:
     return re.fullmatch(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", field.strip()) is not None
 
@@ -362,6 +376,9 @@ def _batches(dump: DumpFile, counter: list[_Counting] | None = None) -> Iterator
                 yield batch
                 rows += batch.num_rows
         except pa.ArrowInvalid as exc:
+            damage = _zip_damage(dump)
+            if damage is not None:
+                raise _fail(dump.name, f"zip is damaged ({damage}); download it again") from None
             line = rows + 1 + dump.has_header
             raise _fail(dump.name, f"malformed CSV at or after line {line:,} ({exc}); expected the "
                                    f"{dump.venue} {dump.kind} columns {','.join(dump.columns)}") from None

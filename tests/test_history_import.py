@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from feed import dumps
@@ -312,6 +313,26 @@ def test_wrong_files_are_rejected_and_change_nothing(tmp_path, monkeypatch):
         with pytest.raises(DumpError, match=match):
             import_dumps([path], db, market=market, batch_rows=1000)
         assert snapshot(db) == before, key
+
+
+def test_csv_error_from_a_damaged_zip_is_reported_as_a_damaged_zip(tmp_path, monkeypatch):
+    """The CSV reader reads ahead: garbage from a damaged deflate stream can fail the parse before the CRC check at
+    the member's end is reached. Whichever comes first, the message names the zip as the cause."""
+    p = write_dump(tmp_path, make_rows(3000))
+    data = bytearray(p.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 400, 7):
+        data[i] ^= 0xFF
+    p.write_bytes(bytes(data))
+
+    def parse_fails_first(dump, fh):
+        raise pa.ArrowInvalid("CSV parse error: Expected 7 columns, got 17")
+
+    monkeypatch.setattr(dumps, "_reader", parse_fails_first)
+    with pytest.raises(DumpError, match="zip is damaged"):
+        import_dumps([p], tmp_path / "t.duckdb")
+    good = write_dump(tmp_path / "good", make_rows(3000))  # an intact zip keeps the CSV message
+    with pytest.raises(DumpError, match="malformed CSV at or after line 1"):
+        import_dumps([good], tmp_path / "t.duckdb")
 
 
 def test_wrong_file_creates_no_tick_file(tmp_path):
