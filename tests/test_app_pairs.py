@@ -78,3 +78,17 @@ def test_same_symbol_twice_is_explained(app, tick_db):
     assert_no_exception(at)
     assert "Pick two different symbols" in page_text(at)
     assert plotly_specs(at) == []
+
+
+@pytest.mark.parametrize("n, kind", [(120, "scatter"), (5000, "scatter"), (5001, "scattergl")])
+def test_pair_scatter_uses_webgl_only_for_big_windows(n, kind):
+    """SVG up to WEBGL_MIN_POINTS bars (WebGL's first draw costs more than SVG there), WebGL beyond; fit lines
+    stay SVG."""
+    import numpy as np
+
+    from dashboard import figures
+
+    x = pd.Series(np.linspace(100.0, 110.0, n))
+    fig = figures.scatter_fits(x, 2.0 * x + 1.0, {"OLS": (1.0, 2.0)}, "BTCUSDT", "ETHUSDT", "rev")
+    assert [t["type"] for t in fig["data"]] == [kind, "scatter"]
+    assert len(fig["data"][0]["x"]) == n and fig["layout"]["uirevision"] == "rev"
