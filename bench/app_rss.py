@@ -84,6 +84,20 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
             proc.wait(5)
 
 
+def start_demo_ingestor(name: str, symbols: str) -> tuple[Path, dict, subprocess.Popen]:
+    """`ingestor.py --demo` writing a fresh bench/out/<name>.duckdb (log: bench/out/<name>.ingestor.log).
+    Returns (file, environment for the app, process)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    db = OUT / f"{name}.duckdb"
+    for f in (db, db.with_suffix(".duckdb.wal")):
+        f.unlink(missing_ok=True)
+    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
+    with open(OUT / f"{name}.ingestor.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), "--symbols", symbols],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return db, env, proc
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="length of the session (default 30)")
@@ -93,27 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    db = OUT / "app_rss.duckdb"
-    for f in (db, db.with_suffix(".duckdb.wal")):
-        f.unlink(missing_ok=True)
+    db, env, ingestor = start_demo_ingestor("app_rss", args.symbols)
     port = free_port()
-    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
-    logs = {name: open(OUT / f"app_rss.{name}.log", "w") for name in ("ingestor", "streamlit")}
-    ingestor = subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), "--symbols", args.symbols],
-                                cwd=ROOT, env=env, stdout=logs["ingestor"], stderr=subprocess.STDOUT)
+    app_log = open(OUT / "app_rss.streamlit.log", "w")
     server = None
     samples: list[tuple[float, int, int, int]] = []   # (minutes, server, ingestor, browser)
     checks: dict[str, str] = {}
     try:
         if not wait_until(lambda: has_ticks(db), 90):
-            raise RuntimeError(f"the demo ingestor wrote no ticks to {db} within 90 s (see {logs['ingestor'].name})")
+            raise RuntimeError(f"the demo ingestor wrote no ticks to {db} within 90 s "
+                               f"(see {OUT / 'app_rss.ingestor.log'})")
         server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
                                    str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                                    "--browser.gatherUsageStats", "false"],
-                                  cwd=ROOT, env=env, stdout=logs["streamlit"], stderr=subprocess.STDOUT)
+                                  cwd=ROOT, env=env, stdout=app_log, stderr=subprocess.STDOUT)
         if not wait_until(lambda: healthy(port), 60):
-            raise RuntimeError(f"streamlit did not answer on port {port} within 60 s (see {logs['streamlit'].name})")
+            raise RuntimeError(f"streamlit did not answer on port {port} within 60 s (see {app_log.name})")
         server_ps, ingestor_ps = psutil.Process(server.pid), psutil.Process(ingestor.pid)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -152,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             stop(server)
         stop(ingestor)
-        for f in logs.values():
-            f.close()
+        app_log.close()
 
     table, drift = summarise(samples, args.sample_s)
     print(table.text())

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import report
-from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, has_ticks, healthy, stop, wait_until
+from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, has_ticks, healthy, start_demo_ingestor, stop, wait_until
 
 ROOT = report.ROOT
 OUT = ROOT / "bench" / "out"
@@ -81,21 +80,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    db = OUT / "browser_memory.duckdb"
-    for f in (db, db.with_suffix(".duckdb.wal")):
-        f.unlink(missing_ok=True)
+    db, env, ingestor = start_demo_ingestor("browser_memory", args.symbols)
     port = free_port()
-    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
-    ing_log, app_log = open(OUT / "browser_memory_ingestor.log", "w"), open(OUT / "browser_memory_app.log", "w")
-    ingestor = subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), "--symbols", args.symbols],
-                                cwd=ROOT, env=env, stdout=ing_log, stderr=subprocess.STDOUT)
+    app_log = open(OUT / "browser_memory.streamlit.log", "w")
     app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=app_log, stderr=subprocess.STDOUT)
     rows: dict[str, list[tuple[float, dict]]] = {p: [] for p in pages}
     try:
         if not wait_until(lambda: healthy(port), 60) or not wait_until(lambda: has_ticks(db), 60):
-            raise SystemExit("the app or the demo ingestor did not come up (see bench/out/browser_memory_*.log)")
+            raise SystemExit("the app or the demo ingestor did not come up (see bench/out/browser_memory.*.log)")
         base = f"http://127.0.0.1:{port}"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -131,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop(app)
         stop(ingestor)
-        ing_log.close()
         app_log.close()
         with contextlib.suppress(OSError):
             db.unlink(missing_ok=True)
