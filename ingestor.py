@@ -55,7 +55,7 @@ def fail(msg: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("import", "archive"):
-        from feed.history_cli import main as history_main
+        from history.cli import main as history_main
 
         return history_main(argv)
     args = build_parser().parse_args(argv)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                            history_s=history, watchdog_s=parse_duration(args.watchdog),
                            rotate_after_s=parse_duration(args.rotate_after), demo=args.demo)
         if args.demo:
-            from feed.exchange import LocalExchange
+            from exchange.server import LocalExchange
 
             # our own exchange, one market: a generous weight limit so the demo's history loads in seconds
             exchange = LocalExchange(symbols=symbols, markets=(args.market,), seed=args.demo_seed,

@@ -2,7 +2,7 @@
 
     with ExchangeProcess(SYMBOLS, rate=0) as ex:
         ex.ws_url, ex.http_url
-        ex.blast(500_000)            # -> dict of feed.exchange.BlastResult fields, once every frame is written
+        ex.blast(500_000)            # -> dict of exchange.server.BlastResult fields, once every frame is written
         ex.call("set_rate", 500.0)   # any LocalExchange method taking plain arguments
 
 Not a benchmark itself.
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _serve(symbols: list[str], kwargs: dict) -> None:
     """Child side: one JSON command per stdin line, one JSON answer per stdout line."""
     sys.path.insert(0, str(ROOT))
-    from feed.exchange import LocalExchange
+    from exchange.server import LocalExchange
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write to the answer channel
@@ -47,7 +47,7 @@ def _serve(symbols: list[str], kwargs: dict) -> None:
 
 
 class ExchangeProcess:
-    """`feed.exchange.LocalExchange` in a child process (loopback only), driven over its stdin/stdout."""
+    """`exchange.server.LocalExchange` in a child process (loopback only), driven over its stdin/stdout."""
 
     def __init__(self, symbols: list[str], **kwargs) -> None:
         self.symbols = list(symbols)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from feed.exchange import LocalExchange  # noqa: E402
+from exchange.server import LocalExchange  # noqa: E402
 from tests.feedcheck import compare, start_ingestor, stop_ingestor, stored, wait_for  # noqa: E402
 from tickstore.connection import read_connection  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 The app normally opens the file read-only; this panel opens it for writing per batch through
 `tickstore.connection.write_connection`, retrying while the ingestor holds it.
-Note: this helper calls `feed.dumps` (Binance dump parsing lives in feed/), the one dashboard → feed import.
+Note: this helper calls `history.dumps` (Binance dump parsing lives in feed/), the one dashboard → feed import.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 
 import streamlit as st
 
-from feed.dumps import DumpError, Progress, import_uploads
+from history.dumps import DumpError, Progress, import_uploads
 from tickstore.connection import StoreBusy, StoreError
 
 LOCK_BUDGET_S = 30.0

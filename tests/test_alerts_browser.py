@@ -73,7 +73,7 @@ def _events(db: Path) -> list[tuple]:
 
 @pytest.fixture
 def stack(tmp_path):
-    from feed.exchange import LocalExchange
+    from exchange.server import LocalExchange
 
     ex = LocalExchange(symbols=["BTCUSDT", "ETHUSDT"], seed=3, rate=15.0, history_seconds=120).start()
     db, port = tmp_path / "ticks.duckdb", _free_port()

@@ -83,7 +83,7 @@ def z_reference(ticks: pd.DataFrame, now: pd.Timestamp, lookback: int) -> float:
 
 @pytest.fixture
 def exchange():
-    from feed.exchange import LocalExchange
+    from exchange.server import LocalExchange
 
     ex = LocalExchange(symbols=SYMBOLS, seed=23, rate=25.0, history_seconds=180).start()
     yield ex

@@ -25,9 +25,9 @@ import pytest
 import requests
 import websocket
 
-from feed.exchange import LocalExchange
-from feed.exchange import main as exchange_main
-from feed.exchange_model import STEP_US, Simulator
+from exchange.server import LocalExchange
+from exchange.server import main as exchange_main
+from exchange.model import STEP_US, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 DEC8 = re.compile(r"^\d+\.\d{8}$")
@@ -717,7 +717,7 @@ def test_invalid_arguments_are_rejected(kw):
 
 
 def test_cli_runs_in_foreground_and_stops_on_sigint():
-    proc = subprocess.Popen([sys.executable, "-m", "feed.exchange", "--port", "0", "--symbols", "btcusdt",
+    proc = subprocess.Popen([sys.executable, "-m", "exchange", "--port", "0", "--symbols", "btcusdt",
                              "--rate", "5", "--history", "1m", "--markets", "spot"],
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from feed.exchange import LocalExchange
+from exchange.server import LocalExchange
 from tickstore.connection import read_connection
 from tests.feedcheck import compare, start_ingestor, stop_ingestor, stored, wait_for
 

@@ -21,8 +21,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from feed.dumps import import_dumps
-from feed.history_cli import main as history_main
+from history.dumps import import_dumps
+from history.cli import main as history_main
 from tests.conftest import make_tick_db, synthetic_pair_ticks
 from tests.test_history_import import write_dump
 from tickstore import archive as archive_mod

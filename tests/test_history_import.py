@@ -1,4 +1,4 @@
-"""Import of Binance public-data dumps (feed.dumps, `ingestor.py import`).
+"""Import of Binance public-data dumps (history.dumps, `ingestor.py import`).
 
 Reference: the column layouts of binance-protocol.md §4 (spot trades 7 columns, spot aggTrades 8, USD-M trades 6,
 USD-M aggTrades 7; spot without header, USD-M with; True/False vs true/false; ms or µs times). Dumps are generated
@@ -20,9 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from feed import dumps
-from feed.dumps import STORE_MARKETS, DumpError, import_dumps, import_uploads, inspect_dump
-from feed.history_cli import main as history_main
+from history import dumps
+from history.dumps import STORE_MARKETS, DumpError, import_dumps, import_uploads, inspect_dump
+from history.cli import main as history_main
 from tickstore.connection import init_db, write_connection
 from tickstore.state import claim_file
 from tickstore.writer import insert_batch, rows_to_arrow

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from feed.exchange import LocalExchange
+from exchange.server import LocalExchange
 from tests.feedcheck import ROOT, compare, start_ingestor, stop_ingestor, stored, wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]

@@ -3,7 +3,7 @@
 Frames are written straight to the connection's transport as pre-built, unmasked RFC 6455 frames
 (permessage-deflate is never negotiated), so one broadcast is one ``transport.write`` per connection
 and frames of a batch are serialized once per (stream, combined?, time unit) and shared by all
-connections. See ``feed.exchange`` for the behaviour this implements.
+connections. See ``exchange.server`` for the behaviour this implements.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Iterable
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from feed.exchange_faults import FaultMasks, Faults
-from feed.exchange_format import with_bad_price, ws_agg_payloads, ws_trade_payloads
-from feed.exchange_model import Batch
+from exchange.faults import FaultMasks, Faults
+from exchange.format import with_bad_price, ws_agg_payloads, ws_trade_payloads
+from exchange.model import Batch
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from feed.exchange_model import Batch, Instrument
+from exchange.model import Batch, Instrument
 
 
 def dec_strings(units: np.ndarray, dec: int) -> list[str]:

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import TextIO
 
-from feed.dumps import DumpError, Progress, import_dumps
+from history.dumps import DumpError, Progress, import_dumps
 from tickstore.archive import PartitionResult, archive_ticks, parse_age
 from tickstore.connection import StoreError
 

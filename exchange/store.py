@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from feed.exchange_model import Batch, Instrument
+from exchange.model import Batch, Instrument
 
 _TRADE_COLS = {"time": np.int64, "price": np.int64, "qty": np.int64, "m": np.bool_, "rpi": np.bool_}
 _AGG_COLS = {"first": np.int64, "last": np.int64, "time": np.int64, "price": np.int64, "qty": np.int64,

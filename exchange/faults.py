@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from feed.exchange_model import rng_for
+from exchange.model import rng_for
 
 _FRACTIONS = ("skip_fraction", "malformed_fraction", "duplicate_fraction", "reorder_fraction",
               "rest_429_fraction")

@@ -1,4 +1,4 @@
-"""Price and order-flow model of the local exchange (see ``feed.exchange``).
+"""Price and order-flow model of the local exchange (see ``exchange.server``).
 
 Time runs on a fixed grid of ``STEP_US`` (50 ms) steps. Each step draws, for all symbols at once:
 

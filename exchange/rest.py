@@ -2,7 +2,7 @@
 
 Every response carries ``X-MBX-USED-WEIGHT-1M`` (weight used in the current UTC minute, counted per
 market: ``/api`` and ``/fapi`` separately). Errors are ``{"code": int, "msg": str}`` with Binance's
-codes; 429/418 carry ``Retry-After`` (seconds). See ``feed.exchange`` for the endpoint list.
+codes; 429/418 carry ``Retry-After`` (seconds). See ``exchange.server`` for the endpoint list.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from feed.exchange_faults import Faults
-from feed.exchange_format import dec_strings, rest_aggs, rest_trades
-from feed.exchange_model import Instrument
-from feed.exchange_store import InstrumentHistory
+from exchange.faults import Faults
+from exchange.format import dec_strings, rest_aggs, rest_trades
+from exchange.model import Instrument
+from exchange.store import InstrumentHistory
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _UINT_RE = re.compile(r"^[0-9]{1,20}$")
