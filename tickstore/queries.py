@@ -10,6 +10,7 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from tickstore.connection import read_connection
@@ -157,3 +158,97 @@ def symbols_since(since: dt.datetime, path: PathLike = None) -> pd.DataFrame:
              FROM ticks_all WHERE ts >= $since GROUP BY ALL ORDER BY market, symbol"""
     with read_connection(path) as con:
         return _utc_frame(con.execute(sql, {"since": _utc(since)}).df(), ["first_ts", "last_ts"])
+
+
+# --------------------------------------------------------------------------------------------- closes for screens
+
+CLOSES_SQL = """
+SELECT symbol, (epoch_us(ts) // $step) * $step AS bucket_us, arg_max(price, trade_id) AS close
+FROM ticks_all
+WHERE market = $market AND ($symbols IS NULL OR list_contains($symbols, symbol)) AND ts >= $start AND ts < $end
+GROUP BY ALL
+"""
+_HOT_NEWEST_SQL = """SELECT max(ts) FROM main.ticks
+                     WHERE market = $market AND ($symbols IS NULL OR list_contains($symbols, symbol))"""
+_ARCHIVE_NEWEST_SQL = """SELECT max(last_ts), count(*) - count(last_ts) FROM archive_files
+                         WHERE market = $market AND ($symbols IS NULL OR list_contains($symbols, symbol))"""
+
+
+def _newest_tick(con, market: str, symbols: list[str] | None) -> dt.datetime | None:
+    """Newest stored trade time of `symbols` (None: all) of `market`, hot file or archive. The archive side comes
+    from `archive_files` (no Parquet read) unless a registered file lacks its time bounds."""
+    from tickstore.archive import archive_root
+
+    params = {"market": market, "symbols": symbols}
+    newest = [con.execute(_HOT_NEWEST_SQL, params).fetchone()[0]]
+    if archive_root(con) is not None:
+        last, unbounded = con.execute(_ARCHIVE_NEWEST_SQL, params).fetchone()
+        if unbounded:
+            last = con.execute("SELECT max(ts) FROM ticks_all WHERE market = $market AND "
+                               "($symbols IS NULL OR list_contains($symbols, symbol))", params).fetchone()[0]
+        newest.append(last)
+    newest = [pd.Timestamp(t).tz_convert("UTC") if pd.Timestamp(t).tzinfo else pd.Timestamp(t).tz_localize("UTC")
+              for t in newest if t is not None]
+    return max(newest).to_pydatetime() if newest else None
+
+
+def closes_wide(market: str, symbols: Sequence[str] | None, timeframe: str,
+                start: dt.datetime | dt.timedelta, end: dt.datetime | None = None,
+                path: PathLike = None) -> pd.DataFrame:
+    """Bar closes of many symbols side by side, resampled in SQL over the hot file and the archive alike.
+
+    Returns a float frame indexed by bar start (UTC DatetimeIndex named `ts`, ascending; a bar appears when at least
+    one symbol traded in it) with one column per symbol; NaN where that symbol had no trade in the bar (no
+    filling: callers decide). The close is the last trade by trade id in the bar, as in `bars`.
+
+    - `symbols`: the columns, in the given order (upper-cased; a requested symbol without trades in the window is an
+      all-NaN column); None = every symbol of `market` that traded in the window, sorted.
+    - window [start, end): `end` None = the end of the bar holding the newest stored tick of those symbols (so the
+      last bar is whole and a lookback of whole bars covers exactly that many bars); `start` may be a timedelta,
+      counted back from that end.
+    - `frame.attrs` holds the resolved window: `market`, `timeframe`, `start`, `end` (datetimes, UTC; `end` None
+      when the market has no ticks of those symbols at all).
+    """
+    step = tf_seconds(timeframe) * 1_000_000
+    wanted = list(dict.fromkeys(s.upper() for s in symbols)) if symbols is not None else None
+    with read_connection(path) as con:
+        if end is None:
+            newest = _newest_tick(con, market, wanted)
+            if newest is not None:
+                newest_us = int(pd.Timestamp(newest).value // 1000)
+                end = pd.Timestamp((newest_us // step + 1) * step, unit="us", tz="UTC").to_pydatetime()
+        end = _utc(end)
+        if isinstance(start, dt.timedelta):
+            start = end - start if end is not None else None
+        start = _utc(start)
+        if end is None or start is None:
+            rows = None
+        else:
+            rows = con.execute(CLOSES_SQL, {"step": step, "market": market, "symbols": wanted, "start": start,
+                                            "end": end}).fetchnumpy()
+    names = wanted if wanted is not None else sorted(set(rows["symbol"].tolist())) if rows is not None else []
+    if rows is None or len(rows["symbol"]) == 0:
+        values = np.empty((0, len(names)))
+        index = pd.DatetimeIndex([], tz="UTC", name="ts")
+    else:
+        buckets, row_of = np.unique(np.asarray(rows["bucket_us"], dtype="int64"), return_inverse=True)
+        col_pos = {s: i for i, s in enumerate(names)}
+        col_of = np.fromiter((col_pos[s] for s in rows["symbol"].tolist()), dtype=np.intp, count=len(row_of))
+        values = np.full((len(buckets), len(names)), np.nan)
+        values[row_of, col_of] = np.asarray(rows["close"], dtype="float64")
+        index = pd.DatetimeIndex(pd.to_datetime(buckets, unit="us", utc=True), name="ts")
+    frame = pd.DataFrame(values, index=index, columns=pd.Index(names, name="symbol"))
+    frame.attrs.update(market=market, timeframe=timeframe, start=start, end=end)
+    return frame
+
+
+def stored_symbols(market: str | None = None, path: PathLike = None) -> pd.DataFrame:
+    """Every (market, symbol) with at least one stored tick, hot or archived, sorted: a cheap catalog (the hot
+    table's symbol column and `archive_files`, no Parquet read), for validating user input."""
+    from tickstore.archive import archived_summary
+
+    with read_connection(path) as con:
+        hot = con.execute("SELECT DISTINCT market, symbol FROM main.ticks WHERE $market IS NULL OR market = $market",
+                          {"market": market}).fetchall()
+        archived = [(m, s) for m, s, *_ in archived_summary(con) if market is None or m == market]
+    return pd.DataFrame(sorted(set(hot) | set(archived)), columns=["market", "symbol"])
