@@ -86,9 +86,14 @@ def mackinnon_pvalues(stat, regression: str = "c", n_series: int = 1) -> np.ndar
     return np.where(np.isnan(s), np.nan, p)
 
 
+def _lag_limit(n: int) -> int:
+    """Largest lag `stattests.adf` allows for the residual ADF (regression "n") on n observations."""
+    return min(n // 2 - 1, (n - 3) // 2)
+
+
 def _default_maxlag(n: int) -> int:
-    """statsmodels' adfuller default for the residual ADF (no deterministic terms)."""
-    return min(n // 2 - 1, int(math.ceil(12.0 * (n / 100.0) ** 0.25)))
+    """statsmodels' adfuller default for the residual ADF (no deterministic terms), as stattests caps it."""
+    return min(_lag_limit(n), int(math.ceil(12.0 * (n / 100.0) ** 0.25)))
 
 
 def pair_chunks(symbols: Sequence[str], size: int = DEFAULT_CHUNK_PAIRS) -> list[list[tuple[str, str]]]:
@@ -334,7 +339,7 @@ def _refit_stat(G: np.ndarray, lag: np.ndarray, L: int, m: int) -> np.ndarray:
 def _eg_window(Z: np.ndarray, pg, pa, pc, ntrend: int, autolag, maxlag, both: bool):
     """Engle-Granger of leg a on leg c (and c on a when `both`) for pairs (pg, pa, pc) of the blocks Z."""
     n = Z.shape[1]
-    L = _default_maxlag(n) if maxlag is None else min(maxlag, n // 2 - 1)
+    L = _default_maxlag(n) if maxlag is None else min(maxlag, _lag_limit(n))
     sums = _block_sums(Z, ntrend, L)
     out = {"sums": sums}
     for name, y, x in (("fwd", pa, pc), ("rev", pc, pa))[: 2 if both else 1]:
@@ -397,15 +402,17 @@ def _half_life(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hurst(e: np.ndarray) -> np.ndarray:
-    """stattests.hurst(...).hurst (defaults) for each column of e (n, P)."""
+    """stattests.hurst(...).hurst (defaults: small-sample corrected slope) for each column of e (n, P)."""
     n = e.shape[0]
     max_lag = min(100, n // 4)
     lags = np.unique(np.round(np.geomspace(2, max_lag, 20)).astype(int))
-    sd = np.stack([np.std(e[t:] - e[:-t], axis=0) for t in lags])
-    bad = (sd <= 0).any(axis=0)
+    rms = np.sqrt(np.stack([np.mean((e[t:] - e[:-t]) ** 2, axis=0) for t in lags]))
+    bad = (rms <= 0).any(axis=0) | (np.ptp(e, axis=0) == 0)
+    lx = np.log(lags)
     with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.polyfit(np.log(lags), np.log(np.where(sd > 0, sd, 1.0)), 1)[0]
-    return np.where(bad, np.nan, slope)
+        slope = np.polyfit(lx, np.log(np.where(rms > 0, rms, 1.0)), 1)[0]
+    rw_slope = float(np.polyfit(lx, stattests._rw_expected_log_sd(lags, n), 1)[0])
+    return np.where(bad, np.nan, slope - (rw_slope - 0.5))
 
 
 # ------------------------------------------------------------------------------------ the screen
@@ -446,7 +453,7 @@ def screen_chunk(closes: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, min_
     closes: bars x symbols (UTC index), NaN where a symbol has no bar; each pair is tested on the bars
     where both legs have a close. Pairs with fewer than `min_bars` such bars, or a constant leg, are kept
     with `status` saying why. trend / autolag / maxlag as `stattests.engle_granger` (maxlag is capped at
-    n/2 - 1 for the halves). Inputs and output are plain pandas objects (picklable, for Dask).
+    the largest lag the halves allow). Inputs and output are plain pandas objects (picklable, for Dask).
     """
     check_choice(trend, "trend", tuple(_NTREND))
     check_choice(autolag, "autolag", tuple(_AUTOLAG))
@@ -464,7 +471,7 @@ def screen_chunk(closes: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, min_
     Z = np.log(values) if log_prices else values
     logz = Z if log_prices else np.log(values)
     valid = ~np.isnan(values)
-    need = min_bars if maxlag is None else max(min_bars, 2 * maxlag + 2)
+    need = min_bars if maxlag is None else max(min_bars, 2 * maxlag + 3)
     leg_flags = _leg_flags(Z, names, need)
     ia = np.array([col[a] for a, _ in plist])
     ic = np.array([col[c] for _, c in plist])
