@@ -12,17 +12,13 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
+from core.durations import DurationError, parse_duration
+from core.logs import LEVELS, setup_logging
+from core.paths import DEFAULT_DB, DEMO_DB
+
 EXIT_BAD_INPUT = 2
-
-
-def setup_logging(level: str) -> None:
-    logging.Formatter.converter = time.gmtime
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
                                        "`archive --older-than 7d` (roll old ticks to Parquet)")
     p.add_argument("--symbols", default="btcusdt,ethusdt", help="comma-separated, e.g. btcusdt,ethusdt")
     p.add_argument("--market", default="spot", choices=["spot", "usdm"], help="spot trades or USD-M futures aggTrades")
-    p.add_argument("--db", default=None, help="DuckDB file (default data/ticks.duckdb; data/demo.duckdb with --demo)")
+    p.add_argument("--db", default=None, help=f"DuckDB file (default {DEFAULT_DB}; {DEMO_DB} with --demo)")
     p.add_argument("--ws-url", default=None, help="WebSocket base, e.g. wss://stream.binance.us:9443 or ws://127.0.0.1:9001")
     p.add_argument("--rest-url", default=None, help="REST base, e.g. https://api.binance.us or http://127.0.0.1:9001")
     p.add_argument("--flush-ms", type=int, default=250, help="flush the buffer to the file every N ms (default 250)")
     p.add_argument("--demo", action="store_true", help="run against the built-in local exchange (offline)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=LEVELS)
     p.add_argument("--max-backfill", default="6h", help="longest downtime backfilled over REST (default 6h)")
     p.add_argument("--history", default=None, help="on an empty file, first load this much history (default 0; 2h with --demo)")
     p.add_argument("--watchdog", default="30s", help="reconnect a connection silent this long (default 30s)")
@@ -62,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     log = logging.getLogger("ingestor")
 
-    from feed.ingest import ConfigError, IngestConfig, Ingestor, parse_duration, parse_symbols
+    from feed.ingest import ConfigError, IngestConfig, Ingestor, parse_symbols
 
     exchange = None
     try:
         symbols = parse_symbols(args.symbols)
-        db = Path(args.db or ("data/demo.duckdb" if args.demo else "data/ticks.duckdb"))
+        db = Path(args.db) if args.db else DEMO_DB if args.demo else DEFAULT_DB
         history = parse_duration(args.history) if args.history else (2 * 3600.0 if args.demo else 0.0)
         cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
                            flush_ms=args.flush_ms, max_backfill_s=parse_duration(args.max_backfill),
@@ -85,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         ing = Ingestor(cfg)
         alerts = None if args.no_alerts else _attach_alerts(ing, cfg)
         ing.check()
-    except ConfigError as exc:
+    except (ConfigError, DurationError) as exc:
         if exchange is not None:
             exchange.stop()
         return fail(str(exc))
@@ -114,7 +110,7 @@ def _attach_alerts(ing, cfg):
     """Evaluate alert rules after each flush, in this process (see alerts/); returns the engine."""
     from alerts.engine import AlertEngine
 
-    engine = AlertEngine(cfg.db, status_provider=ing.state.lag)
+    engine = AlertEngine(status_provider=ing.state.lag)
     ing.writer.hooks.append(engine.on_flush)
     return engine
 

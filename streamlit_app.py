@@ -17,14 +17,14 @@ with st.sidebar:
 
 from dashboard import alerts_ui, data, settings, warmup  # noqa: E402
 from dashboard.live import watch_catalog  # noqa: E402
-from tickstore.connection import default_db_path  # noqa: E402
+from core.paths import default_db_path  # noqa: E402
 
 PAGES = {
     "Desk": [
         st.Page("pages/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
         st.Page("pages/pairs.py", title="Pairs", icon=":material/compare_arrows:"),
         st.Page("pages/backtest.py", title="Backtest", icon=":material/query_stats:"),
-        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),  # alerts issue
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ],
     "Data": [
         st.Page("pages/data.py", title="Data", icon=":material/database:"),
@@ -37,6 +37,6 @@ db_path = default_db_path()
 catalog = data.catalog(str(db_path), settings.requested_source())
 current = settings.sidebar(catalog, db_path)
 watch_catalog(current, catalog)
-alerts_ui.toast_poller(str(db_path))  # alerts issue: toasts each new alert event once per session
+alerts_ui.toast_poller(str(db_path))  # toasts each new alert event once per session
 
 page.run()

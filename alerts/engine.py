@@ -14,11 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -72,10 +70,9 @@ class AlertEngine:
     symbol this process ingests, so two ingestors on one file never fire the same rule twice.
     """
 
-    def __init__(self, db_path: str | os.PathLike, *, status_provider: StatusProvider | None = None,
+    def __init__(self, *, status_provider: StatusProvider | None = None,
                  webhooks: bool = True, clock: Clock = utc_now, max_ticks_per_flush: int = 50_000,
                  webhook_sender: WebhookSender | None = None) -> None:
-        self.db_path = Path(db_path)
         self.status_provider = status_provider
         self.clock = clock
         self.max_ticks_per_flush = max_ticks_per_flush

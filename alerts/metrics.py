@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from alerts.rules import AlertRule
+from core.timeframes import seconds as tf_seconds
 from quantlib.indicators import rsi, zscore
 from quantlib.regression import hedge_ratio
 from tickstore import alerts_sql
 from tickstore.connection import read_connection
-from tickstore.queries import tf_seconds
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ import datetime as dt
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from alerts.webhook import validate_webhook_url
+from core import symbols, timeframes
+from core.paths import default_db_path
 from tickstore import alerts_sql
-from tickstore.connection import StoreMissing, default_db_path, read_connection, write_connection
+from tickstore.connection import StoreMissing, read_connection, write_connection
 from tickstore.schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,13 @@ log = logging.getLogger(__name__)
 MARKETS = ("spot", "usdm")
 METRICS = ("price", "zscore", "rsi", "volume", "trade_rate", "spread", "lag")
 PAIR_METRICS = ("zscore", "spread")
-TIMEFRAMES = ("1s", "1m", "5m", "15m", "1h")
+TIMEFRAMES = timeframes.CHOICES
 OPS = (">", "<", "crosses_above", "crosses_below")
 LOOKBACK_METRICS = ("zscore", "spread", "rsi")
 DEFAULT_LOOKBACK = {"rsi": 14, "zscore": 60, "spread": 60}
 LOOKBACK_RANGE = {"rsi": (2, 500), "zscore": (10, 5000), "spread": (10, 5000)}
 MAX_COOLDOWN_S = 7 * 86400.0
 MAX_NOTE = 500
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
 
 METRIC_LABELS = {"price": "last price", "zscore": "pair spread z-score", "rsi": "RSI", "volume": "volume",
                  "trade_rate": "trade rate (trades/s)", "spread": "pair spread", "lag": "ingestion lag (s)"}
@@ -138,8 +138,8 @@ def _symbol(errors: dict, name: str, v: object) -> str | None:
         errors[name] = "is required; expected an exchange symbol such as BTCUSDT"
         return None
     s = str(v).strip().upper()
-    if not SYMBOL_RE.match(s):
-        errors[name] = f"{str(v)!r} is not a symbol; expected 2-30 letters or digits such as BTCUSDT"
+    if not symbols.is_symbol(s):
+        errors[name] = f"{str(v)!r} is not a symbol; expected {symbols.EXPECTED}"
         return None
     return s
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import timeframes
+from core.durations import parse_duration
 from dashboard.catalog import Catalog
 from dashboard.entrypoint import through_entrypoint
 
-TIMEFRAMES = ("1s", "1m", "5m", "15m", "1h")
-TIMEFRAME_SECONDS = {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600}
-LOOKBACKS = {"15m": 900, "1h": 3600, "2h": 7200, "6h": 21600, "12h": 43200, "24h": 86400, "3d": 259200, "7d": 604800}
-REFRESH = {"1s": 1.0, "2s": 2.0, "5s": 5.0, "10s": 10.0, "30s": 30.0, "1m": 60.0}
+TIMEFRAMES = timeframes.CHOICES
+LOOKBACKS = {k: int(parse_duration(k)) for k in ("15m", "1h", "2h", "6h", "12h", "24h", "3d", "7d")}
+REFRESH = {k: parse_duration(k) for k in ("1s", "2s", "5s", "10s", "30s", "1m")}
 # Sidebar label (also the URL value) -> method key. Static fits use the whole window; rolling / Kalman vary in time.
 HEDGE_METHODS = {"OLS": "ols", "Huber": "huber", "Theil-Sen": "theil_sen", "Rolling OLS": "rolling", "Kalman": "kalman"}
 SOURCES = {"live file": "live", "upload": "upload"}
@@ -58,7 +59,7 @@ class Settings:
 
     @property
     def tf_seconds(self) -> int:
-        return TIMEFRAME_SECONDS[self.timeframe]
+        return timeframes.seconds(self.timeframe)
 
     @property
     def pair(self) -> tuple[str, str] | None:
@@ -132,7 +133,7 @@ def sidebar(catalog: Catalog, db_path: Path) -> Settings:
     paused = c2.toggle("Pause", value=False, key="pause", bind="query-params")
 
     lookback_s = LOOKBACKS[lookback]
-    max_s = MAX_BARS * TIMEFRAME_SECONDS[timeframe]
+    max_s = MAX_BARS * timeframes.seconds(timeframe)
     settings = Settings(
         db_path=str(db_path), source=source, market=market, symbols=tuple(chosen), all_symbols=tuple(symbols_all),
         y=y, x=x, timeframe=timeframe, lookback=lookback, lookback_s=min(lookback_s, max_s), window=int(window),

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import timeframes
+from core.binance_csv import KLINE_COLUMNS, TRADE_LAYOUTS
 from quantlib.bars import resample
 
 BAR_COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap"]
@@ -27,11 +29,9 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024   # keep in step with server.maxUploadSize 
 MAX_ROWS = 3_000_000
 UPLOAD_MARKET = "upload"
 
-KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
-                 "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
-TRADE_COLUMNS = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"]
-AGG_TRADE_COLUMNS = ["agg_trade_id", "price", "qty", "first_trade_id", "last_trade_id", "time", "is_buyer_maker",
-                     "is_best_match"]
+# Header-less files by column count: Binance klines, spot trades, spot aggTrades.
+HEADERLESS_LAYOUTS = {len(c): list(c) for c in (KLINE_COLUMNS, TRADE_LAYOUTS[("spot", "trades")],
+                                                TRADE_LAYOUTS[("spot", "aggTrades")])}
 
 TIME_ALIASES = ("time", "timestamp", "ts", "datetime", "date", "open_time", "transact_time")
 QTY_ALIASES = ("qty", "quantity", "size", "amount", "volume")
@@ -170,8 +170,7 @@ def parse_csv(name: str, data: bytes, symbol: str | None = None, max_bytes: int 
     header = not _is_number(tokens[0])
     names = None
     if not header:
-        by_width = {12: KLINE_COLUMNS, 7: TRADE_COLUMNS, 8: AGG_TRADE_COLUMNS}
-        names = by_width.get(len(tokens))
+        names = HEADERLESS_LAYOUTS.get(len(tokens))
         if names is None:
             raise UploadError(f"{name}: {len(tokens)} columns without a header row; {EXPECTED}")
     df = _read(text, header, names)
@@ -319,8 +318,7 @@ class UploadedData:
 
     def bars(self, timeframe: str) -> tuple[dict[str, pd.DataFrame], str | None]:
         """Bars per symbol at `timeframe` (or the file's own bar length if that is coarser), and a note if so."""
-        from dashboard.settings import TIMEFRAME_SECONDS
-        want = TIMEFRAME_SECONDS[timeframe]
+        want = timeframes.seconds(timeframe)
         if timeframe in self._memo:
             return self._memo[timeframe]
         if self.kind == "ticks":

@@ -99,6 +99,8 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
+from core.durations import DurationError, parse_duration
+from core.logs import LEVELS, setup_logging
 from exchange.faults import Faults
 from exchange.model import MARKETS, STEP_US, Batch, Instrument, Simulator
 from exchange.rest import RestApi
@@ -575,13 +577,12 @@ def _utc_ms(t_us: np.ndarray) -> pd.Series:
 
 # --- CLI -----------------------------------------------------------------------------------------------
 
-def parse_duration(text: str) -> float:
+def _duration(text: str) -> float:
     """``'2h'``, ``'30m'``, ``'90s'``, ``'500ms'``, ``'1d'`` or plain seconds -> seconds."""
-    mt = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
-    if mt is None:
-        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 30m, 2h or 1d, got {text!r}")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[mt.group(2)]
-    return float(mt.group(1)) * scale
+    try:
+        return parse_duration(text, ("ms", "s", "m", "h", "d"), bare_seconds=True)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(text: str) -> float:
@@ -599,21 +600,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--symbols", default="btcusdt,ethusdt,solusdt,bnbusdt", help="comma-separated symbols")
     p.add_argument("--markets", default="spot,usdm", help="comma-separated: spot,usdm")
     p.add_argument("--rate", type=float, default=20.0, help="mean prints per second per symbol")
-    p.add_argument("--history", type=parse_duration, default=0.0, help="pre-generated history, e.g. 2h")
+    p.add_argument("--history", type=_duration, default=0.0, help="pre-generated history, e.g. 2h")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--ping-interval", type=parse_duration, default=20.0)
-    p.add_argument("--pong-timeout", type=parse_duration, default=60.0)
-    p.add_argument("--max-connection", type=parse_duration, default=86400.0, help="connection lifetime")
+    p.add_argument("--ping-interval", type=_duration, default=20.0)
+    p.add_argument("--pong-timeout", type=_duration, default=60.0)
+    p.add_argument("--max-connection", type=_duration, default=86400.0, help="connection lifetime")
     p.add_argument("--weight-limit", type=int, default=6000, help="REST request weight per minute")
     for name in ("skip", "malformed", "duplicate", "reorder", "rest-429"):
         p.add_argument(f"--{name}-fraction", type=_fraction, default=0.0)
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=LEVELS)
     a = p.parse_args(argv)
-    handler = logging.StreamHandler()
-    fmt = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-    fmt.converter = time.gmtime
-    handler.setFormatter(fmt)
-    logging.basicConfig(level=a.log_level, handlers=[handler])
+    setup_logging(a.log_level)
     try:
         ex = LocalExchange(
             [s.strip() for s in a.symbols.split(",") if s.strip()], seed=a.seed, rate=a.rate,

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import symbols as _symbols
+from core.paths import DEFAULT_DB
 from feed.backfill import Backfiller, Gap, GapTracker
 from feed.binance import MARKETS
 from feed.rest import RestClient, RestError
@@ -21,30 +22,18 @@ from tickstore.writer import TickBuffer, TickWriter
 
 log = logging.getLogger(__name__)
 
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 class ConfigError(ValueError):
     """Bad command-line input; the message says what is expected."""
-
-
-def parse_duration(text: str) -> float:
-    """'90s' / '30m' / '6h' / '7d' → seconds."""
-    m = _DURATION_RE.match(text.strip().lower())
-    if not m:
-        raise ConfigError(f"bad duration {text!r}; expected a number and a unit, e.g. 90s, 30m, 6h, 7d")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def parse_symbols(text: str) -> list[str]:
     syms = [s.strip().upper() for s in text.split(",") if s.strip()]
     if not syms:
         raise ConfigError("--symbols is empty; expected a comma-separated list such as btcusdt,ethusdt")
-    bad = [s for s in syms if not SYMBOL_RE.match(s)]
+    bad = [s for s in syms if not _symbols.is_symbol(s)]
     if bad:
-        raise ConfigError(f"bad symbol(s) {', '.join(bad)}; expected letters and digits such as btcusdt")
+        raise ConfigError(f"bad symbol(s) {', '.join(bad)}; expected {_symbols.EXPECTED}")
     return list(dict.fromkeys(syms))
 
 
@@ -52,7 +41,7 @@ def parse_symbols(text: str) -> list[str]:
 class IngestConfig:
     symbols: list[str]
     market: str = "spot"
-    db: Path = Path("data/ticks.duckdb")
+    db: Path = DEFAULT_DB
     ws_url: str | None = None
     rest_url: str | None = None
     flush_ms: int = 250

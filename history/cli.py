@@ -14,12 +14,13 @@ import sys
 import time
 from typing import TextIO
 
+from core.logs import LEVELS, setup_logging
+from core.paths import DEFAULT_DB
 from history.dumps import DumpError, Progress, import_dumps
 from tickstore.archive import PartitionResult, archive_ticks, parse_age
 from tickstore.connection import StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_DB = "data/ticks.duckdb"
 
 log = logging.getLogger("ingestor.history")
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="source market when the path does not say (default: from the column layout)")
     imp.add_argument("--force", action="store_true", help="re-run files already imported (ids stay deduplicated)")
     imp.add_argument("--batch-rows", type=int, default=500_000, help=argparse.SUPPRESS)
-    imp.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    imp.add_argument("--log-level", default="INFO", choices=LEVELS)
     arc = sub.add_parser("archive", help="move old ticks into a Parquet archive (hive layout, zstd)",
                          description="Move whole UTC days older than --older-than out of the tick file into Parquet "
                                      "files partitioned by market/symbol/date; queries keep spanning both.")
@@ -56,17 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     arc.add_argument("--archive-dir", default=None,
                      help="archive directory (default: the one recorded in the file, else data/archive next to "
                           "ticks.duckdb, archive-<name> next to any other file)")
-    arc.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    arc.add_argument("--log-level", default="INFO", choices=LEVELS)
     return p
-
-
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.Formatter.converter = time.gmtime
-        logging.basicConfig(stream=sys.stderr, format="%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
-                            datefmt="%Y-%m-%dT%H:%M:%S")
-    root.setLevel(getattr(logging, level))
 
 
 class ProgressBar:
@@ -155,7 +147,7 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     try:
         return _run_import(args) if args.command == "import" else _run_archive(args)
     except (DumpError, StoreError) as exc:

@@ -35,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from core.binance_csv import HEADER_ROLES, TRADE_LAYOUTS
+from core.symbols import PATTERN as SYMBOL_PATTERN
 from tickstore.archive import (ImportRecord, ensure_history_schema, import_advance, import_begin, import_finish,
                                import_record, insert_dedup, is_demo_file)
 from tickstore.connection import init_db, write_connection
@@ -46,29 +48,13 @@ SOURCE = "import"
 KINDS = ("trades", "aggTrades")
 VENUES = ("spot", "usdm")
 
-# (venue, kind) -> column names of the CSV (binance-protocol.md §4). Spot files have no header: names are ours.
-LAYOUTS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("spot", "trades"): ("trade_id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"),
-    ("spot", "aggTrades"): ("agg_trade_id", "price", "qty", "first_trade_id", "last_trade_id", "transact_time",
-                            "is_buyer_maker", "is_best_match"),
-    ("usdm", "trades"): ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
-    ("usdm", "aggTrades"): ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
-                            "is_buyer_maker"),
-}
 # (venue, kind) -> `ticks.market`: the live id space of each venue keeps its plain name.
 STORE_MARKETS: dict[tuple[str, str], str] = {
     ("spot", "trades"): "spot", ("spot", "aggTrades"): "spot_agg",
     ("usdm", "aggTrades"): "usdm", ("usdm", "trades"): "usdm_trades",
 }
-# Header aliases per canonical role (header names vary: ours, Binance's, REST-style single letters).
-_ROLE = {"trade_id": "id", "id": "id", "agg_trade_id": "id", "a": "id", "price": "price", "p": "price",
-         "qty": "qty", "quantity": "qty", "q": "qty", "quote_qty": "quote_qty", "quote_quantity": "quote_qty",
-         "first_trade_id": "first_id", "f": "first_id", "last_trade_id": "last_id", "l": "last_id",
-         "time": "time", "transact_time": "time", "timestamp": "time", "t": "time",
-         "is_buyer_maker": "is_buyer_maker", "m": "is_buyer_maker", "is_best_match": "is_best_match",
-         "best_match": "is_best_match"}
 
-_NAME_RE = re.compile(r"^(?P<symbol>[A-Za-z0-9]{2,30})-(?P<kind>trades|aggTrades)-"
+_NAME_RE = re.compile(rf"^(?P<symbol>(?i:{SYMBOL_PATTERN}))-(?P<kind>trades|aggTrades)-"
                       r"(?P<period>\d{4}-\d{2}(?:-\d{2})?)(?: \(\d+\))?\.(?P<ext>zip|csv)$")
 _KLINES_RE = re.compile(r"^[A-Za-z0-9]+-(?:\d+[smhdw]|1mo)-\d{4}-\d{2}", re.I)
 _OTHER_DUMP_RE = re.compile(r"^[A-Za-z0-9_]+-(bookTicker|bookDepth|metrics|markPriceKlines|indexPriceKlines|"
@@ -324,8 +310,8 @@ def inspect_dump(path: str | os.PathLike, market: str | None = None, name: str |
         raise _fail(name, "has a header but no rows")
     n_cols = len(data_line.split(","))
 
-    venues = [v for v in VENUES if len(LAYOUTS[(v, kind)]) == n_cols]
-    expected = " or ".join(f"{len(LAYOUTS[(v, kind)])} ({v})" for v in VENUES)
+    venues = [v for v in VENUES if len(TRADE_LAYOUTS[(v, kind)]) == n_cols]
+    expected = " or ".join(f"{len(TRADE_LAYOUTS[(v, kind)])} ({v})" for v in VENUES)
     if not venues:
         raise _fail(name, f"{n_cols} columns, but a {kind} dump has {expected}; is this the right file?")
     venue = venues[0]
@@ -333,14 +319,14 @@ def inspect_dump(path: str | os.PathLike, market: str | None = None, name: str |
     if wanted is not None and wanted != venue:
         source = f"market {wanted} was requested" if market else f"its path says {wanted}"
         raise _fail(name, f"{source}, but {n_cols} columns is the {venue} {kind} layout "
-                          f"({', '.join(LAYOUTS[(venue, kind)])}); a {wanted} {kind} dump has "
-                          f"{len(LAYOUTS[(wanted, kind)])} columns")
-    columns = LAYOUTS[(venue, kind)]
+                          f"({', '.join(TRADE_LAYOUTS[(venue, kind)])}); a {wanted} {kind} dump has "
+                          f"{len(TRADE_LAYOUTS[(wanted, kind)])} columns")
+    columns = TRADE_LAYOUTS[(venue, kind)]
     if has_header:
         if "base_qty" in [f.lower() for f in first]:
             raise _fail(name, "a COIN-M (futures/cm) dump (base_qty column); only spot and USD-M are supported")
-        roles = [_ROLE.get(f.lower()) for f in first]
-        want = [_ROLE[c] for c in columns]
+        roles = [HEADER_ROLES.get(f.lower()) for f in first]
+        want = [HEADER_ROLES[c] for c in columns]
         if roles != want:
             raise _fail(name, f"unexpected header {','.join(first)}; a {venue} {kind} dump has "
                               f"{','.join(columns)}")

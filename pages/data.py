@@ -204,5 +204,5 @@ def uploads_section(s: Settings) -> None:
 health_section(s)
 downloads_section(s)
 uploads_section(s)
-from dashboard.import_panel import render_import_panel  # noqa: E402  (history issue: dump import)
+from dashboard.import_panel import render_import_panel  # noqa: E402
 render_import_panel(s.db_path)

@@ -40,7 +40,7 @@ def rig(tmp_path):
     """A tick file, a writer whose only hook is an AlertEngine with a controllable clock, and a RuleStore."""
     db = init_db(tmp_path / "alerts.duckdb")
     clock = Clock(T0)
-    engine = AlertEngine(db, clock=clock, webhooks=False)
+    engine = AlertEngine(clock=clock, webhooks=False)
     buf = TickBuffer()
     writer = TickWriter(db, buf, hooks=[engine.on_flush])
 
@@ -164,7 +164,7 @@ def test_cooldown_is_wall_clock_and_survives_an_engine_restart(rig):
     rig.flush([tick("BTCUSDT", 2, T0_US + 1, 101.0)])
     assert len(rig.events()) == 1
     # a new engine (ingestor restart) 30 s later: the crossing is within the cooldown of the stored firing
-    engine2 = AlertEngine(rig.db, clock=rig.clock, webhooks=False)
+    engine2 = AlertEngine(clock=rig.clock, webhooks=False)
     rig.writer.hooks = [engine2.on_flush]
     rig.clock.t = T0 + dt.timedelta(seconds=30)
     rig.flush([tick("BTCUSDT", 3, T0_US + 2, 99.0)])  # primes below
@@ -198,7 +198,7 @@ def test_volume_and_trade_rate_over_trailing_window(rig):
 def test_lag_from_status_provider_and_scope(tmp_path):
     db = init_db(tmp_path / "lag.duckdb")
     status = {("spot", "BTCUSDT"): {"connected": False, "last_tick_age_s": 45.0}}
-    engine = AlertEngine(db, status_provider=lambda: status, webhooks=False, clock=Clock(T0))
+    engine = AlertEngine(status_provider=lambda: status, webhooks=False, clock=Clock(T0))
     buf = TickBuffer()
     writer = TickWriter(db, buf, hooks=[engine.on_flush])
     store = RuleStore(db)
@@ -220,7 +220,7 @@ def test_lag_before_the_first_tick_counts_from_engine_start(tmp_path):
     db = init_db(tmp_path / "lag0.duckdb")
     status = {("spot", "BTCUSDT"): {"connected": False, "last_tick_age_s": float("inf")}}
     clock = Clock(T0)
-    engine = AlertEngine(db, status_provider=lambda: status, webhooks=False, clock=clock)
+    engine = AlertEngine(status_provider=lambda: status, webhooks=False, clock=clock)
     writer = TickWriter(db, TickBuffer(), hooks=[engine.on_flush])
     RuleStore(db).create({"symbol": "BTCUSDT", "metric": "lag", "op": ">", "threshold": 10, "cooldown_s": 0})
     clock.t = T0 + dt.timedelta(seconds=4)
@@ -338,7 +338,7 @@ def test_engine_posts_webhook_without_blocking_the_flush(rig):
     _Hook.bodies = []
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    engine = AlertEngine(rig.db, clock=rig.clock)
+    engine = AlertEngine(clock=rig.clock)
     rig.writer.hooks = [engine.on_flush]
     try:
         rig.flush([tick("BTCUSDT", 1, T0_US, 99.0)])
@@ -380,7 +380,7 @@ def test_engine_caches_agree_with_a_fresh_sql_computation(tmp_path):
     db = init_db(tmp_path / "stream.duckdb")
     rows = sorted(synthetic_pair_ticks(T0_US, 60 / 3600, 6.0, seed=5), key=lambda r: r[3])
     clock = Clock(T0)
-    engine = AlertEngine(db, clock=clock, webhooks=False)
+    engine = AlertEngine(clock=clock, webhooks=False)
     store = RuleStore(db)
     rules = [store.create({"symbol": "ETHUSDT", "symbol2": "BTCUSDT", "metric": m, "timeframe": "1s",
                            "lookback": 20, "op": ">", "threshold": 1e9}) for m in ("zscore", "spread")]

@@ -47,10 +47,11 @@ def _pandas_reference(ticks: pd.DataFrame, tf: str) -> pd.DataFrame:
 
 
 def test_timeframes():
-    assert TIMEFRAMES == {"1s": 1, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
+    assert TIMEFRAMES == {"1s": 1, "5s": 5, "15s": 15, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400,
+                          "1d": 86400}
     assert bars_per_year("1m") == 525_600
     assert bars_per_year("1h") == 8_760
-    with pytest.raises(ValueError, match="1s, 1m, 5m"):
+    with pytest.raises(ValueError, match="1s, 5s, 15s, 1m, 5m"):
         timeframe_seconds("2m")
 
 
@@ -159,7 +160,7 @@ def test_agrees_with_tickstore_sql_resampling(tmp_path):
             for i, t, p, q in zip(ticks.trade_id, ts_us, ticks.price, ticks.qty)]
     with connection.write_connection(path) as con:
         writer.insert_batch(con, writer.rows_to_arrow(rows))
-    for tf in ["1s", "1m", "5m", "15m", "1h"]:
+    for tf in TIMEFRAMES:  # the one table both sides read (core.timeframes)
         sql = queries.bars("spot", ["BTCUSDT"], tf, T0 - pd.Timedelta(days=1), path=path)
         sql = sql.drop(columns="symbol").set_index("ts")
         ours = resample(ticks, tf)

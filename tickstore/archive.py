@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.durations import DurationError, parse_duration
 from tickstore.connection import StoreError, StoreMissing, write_connection
 from tickstore.schema import ensure_schema
 
@@ -333,16 +334,14 @@ def import_finish(con: duckdb.DuckDBPyConnection, sha256: str, first_id: int | N
 
 # --------------------------------------------------------------------------------------------- archive side
 
-_AGE = re.compile(r"^\s*(\d+)\s*([dw])\s*$")
-
-
 def parse_age(text: str) -> dt.timedelta:
     """'7d' / '2w' → timedelta (whole days; the archive moves whole UTC days)."""
-    m = _AGE.match(text or "")
-    if not m:
-        raise ArchiveError(f"--older-than {text!r} not understood; expected days or weeks such as 7d, 30d or 2w")
-    n = int(m.group(1))
-    return dt.timedelta(days=n * (7 if m.group(2) == "w" else 1))
+    try:
+        seconds = parse_duration(text, ("d", "w"), whole=True)
+    except DurationError:
+        raise ArchiveError(f"--older-than {text!r} not understood; expected days or weeks such as 7d, 30d or 2w") \
+            from None
+    return dt.timedelta(days=int(seconds // 86_400))
 
 
 def archive_cutoff(now: dt.datetime, older_than: dt.timedelta) -> dt.datetime:

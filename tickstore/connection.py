@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.paths import default_db_path
 from tickstore.schema import TICK_COLUMNS, ensure_schema
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,6 @@ class StoreBusy(StoreError):
 
 class StoreMissing(StoreError):
     """The tick file does not exist (yet)."""
-
-
-def default_db_path() -> Path:
-    """`TICKDESK_DB`, else `data/ticks.duckdb`."""
-    return Path(os.environ.get("TICKDESK_DB") or "data/ticks.duckdb")
 
 
 def is_lock_error(exc: BaseException) -> bool:

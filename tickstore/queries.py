@@ -13,19 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from core.timeframes import seconds as tf_seconds
 from tickstore.connection import read_connection
 
-TIMEFRAME_SECONDS = {"1s": 1, "5s": 5, "15s": 15, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
 BAR_COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap"]
 
 PathLike = str | os.PathLike | None
-
-
-def tf_seconds(timeframe: str) -> int:
-    try:
-        return TIMEFRAME_SECONDS[timeframe]
-    except KeyError:
-        raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAME_SECONDS)}") from None
 
 
 def _utc(t: dt.datetime | pd.Timestamp | None) -> dt.datetime | None:

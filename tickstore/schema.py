@@ -72,7 +72,7 @@ DDL = [
         fired_at TIMESTAMPTZ NOT NULL,
         value DOUBLE,
         message VARCHAR)""",
-    # --- alerts (issue 7): extra columns, added in place on older files ---
+    # --- alerts: extra columns, added in place on older files ---
     "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS hysteresis DOUBLE DEFAULT 0",
     "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS lookback INTEGER",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS market VARCHAR",
@@ -83,7 +83,7 @@ DDL = [
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS threshold DOUBLE",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS observed_at TIMESTAMPTZ",  # data time of the value
     # --- end alerts ---
-    # --- history (issue 9): Parquet archive of old ticks and imported dump files, see tickstore/archive.py ---
+    # --- history: Parquet archive of old ticks and imported dump files, see tickstore/archive.py ---
     """CREATE TABLE IF NOT EXISTS archive_meta(
         archive_id VARCHAR NOT NULL,
         archive_dir VARCHAR NOT NULL,      -- relative to the tick file's directory when inside it, else absolute
