@@ -151,109 +151,140 @@ def validate_rule(fields: Mapping) -> AlertRule:
     Unknown fields are rejected too, so a typo never silently drops a setting.
     """
     errors: dict[str, str] = {}
-    known = {f for f in AlertRule.__dataclass_fields__} | {"created_at", "updated_at"}
-    for k in fields:
-        if k not in known:
-            errors[str(k)] = f"unknown field; expected some of {', '.join(sorted(AlertRule.__dataclass_fields__))}"
+    _unknown_fields(errors, fields)
     market = _choice(errors, "market", fields.get("market", "spot"), MARKETS)
     metric = _choice(errors, "metric", fields.get("metric"), METRICS)
     op = _choice(errors, "op", fields.get("op"), OPS)
     timeframe = _choice(errors, "timeframe", fields.get("timeframe") if not _blank(fields.get("timeframe")) else "1m",
                         TIMEFRAMES)
     symbol = _symbol(errors, "symbol", fields.get("symbol"))
+    rule = dict(market=market, metric=metric, op=op, timeframe=timeframe, symbol=symbol,
+                symbol2=_second_leg(errors, fields, metric, symbol),
+                threshold=_threshold(errors, fields, metric),
+                cooldown_s=_non_negative(errors, fields, "cooldown_s", 60.0, MAX_COOLDOWN_S),
+                hysteresis=_non_negative(errors, fields, "hysteresis", 0.0),
+                lookback=_lookback(errors, fields, metric),
+                note=_note(errors, fields),
+                webhook_url=_webhook(errors, fields),
+                enabled=_enabled(errors, fields),
+                id=_rule_id(errors, fields))
+    if errors:
+        raise RuleValidationError(errors)
+    return AlertRule(**rule)
 
-    symbol2 = None
+
+def _unknown_fields(errors: dict, fields: Mapping) -> None:
+    known = {f for f in AlertRule.__dataclass_fields__} | {"created_at", "updated_at"}
+    for k in fields:
+        if k not in known:
+            errors[str(k)] = f"unknown field; expected some of {', '.join(sorted(AlertRule.__dataclass_fields__))}"
+
+
+def _second_leg(errors: dict, fields: Mapping, metric: str | None, symbol: str | None) -> str | None:
+    """`symbol2`: required (and different from `symbol`) for pair metrics, absent otherwise."""
     if metric in PAIR_METRICS:
         symbol2 = _symbol(errors, "symbol2", fields.get("symbol2"))
         if symbol2 is not None and symbol2 == symbol:
             errors["symbol2"] = f"must differ from symbol ({symbol}); a pair needs two legs"
-    elif not _blank(fields.get("symbol2")) and metric is not None:
+        return symbol2
+    if not _blank(fields.get("symbol2")) and metric is not None:
         errors["symbol2"] = f"only pair metrics ({', '.join(PAIR_METRICS)}) take a second symbol; leave it empty for {metric}"
+    return None
 
-    threshold = None
+
+def _threshold(errors: dict, fields: Mapping, metric: str | None) -> float | None:
+    """A finite number within the metric's range (RSI 0-100; counts, rates, lag and prices >= 0)."""
     if _blank(fields.get("threshold")):
         errors["threshold"] = "is required; expected a number"
-    else:
-        try:
-            threshold = _number(fields["threshold"])
-        except (TypeError, ValueError):
-            errors["threshold"] = f"{fields['threshold']!r} is not a finite number; expected e.g. 2.0"
-        else:
-            if metric == "rsi" and not 0 <= threshold <= 100:
-                errors["threshold"] = f"{threshold:.15g} is outside RSI's range; expected 0-100"
-            elif metric in ("volume", "trade_rate", "lag", "price") and threshold < 0:
-                errors["threshold"] = f"{threshold:.15g} is negative; expected >= 0 for {metric}"
+        return None
+    try:
+        threshold = _number(fields["threshold"])
+    except (TypeError, ValueError):
+        errors["threshold"] = f"{fields['threshold']!r} is not a finite number; expected e.g. 2.0"
+        return None
+    if metric == "rsi" and not 0 <= threshold <= 100:
+        errors["threshold"] = f"{threshold:.15g} is outside RSI's range; expected 0-100"
+    elif metric in ("volume", "trade_rate", "lag", "price") and threshold < 0:
+        errors["threshold"] = f"{threshold:.15g} is negative; expected >= 0 for {metric}"
+    return threshold
 
-    def nonneg(name: str, default: float, upper: float | None = None) -> float | None:
-        v = fields.get(name)
-        if _blank(v):
-            return default
-        try:
-            f = _number(v)
-        except (TypeError, ValueError):
-            errors[name] = f"{v!r} is not a finite number; expected seconds >= 0" if name == "cooldown_s" else \
-                f"{v!r} is not a finite number; expected a value >= 0"
-            return None
-        if f < 0 or (upper is not None and f > upper):
-            errors[name] = f"{f:.15g} is out of range; expected 0 to {upper:g}" if upper else f"{f:.15g} is negative; expected >= 0"
-            return None
-        return f
 
-    cooldown_s = nonneg("cooldown_s", 60.0, MAX_COOLDOWN_S)
-    hysteresis = nonneg("hysteresis", 0.0)
+def _non_negative(errors: dict, fields: Mapping, name: str, default: float, upper: float | None = None) -> float | None:
+    v = fields.get(name)
+    if _blank(v):
+        return default
+    try:
+        f = _number(v)
+    except (TypeError, ValueError):
+        errors[name] = f"{v!r} is not a finite number; expected seconds >= 0" if name == "cooldown_s" else \
+            f"{v!r} is not a finite number; expected a value >= 0"
+        return None
+    if f < 0 or (upper is not None and f > upper):
+        errors[name] = f"{f:.15g} is out of range; expected 0 to {upper:g}" if upper else f"{f:.15g} is negative; expected >= 0"
+        return None
+    return f
 
-    lookback = None
-    if metric in LOOKBACK_METRICS:
-        v = fields.get("lookback")
-        lo, hi = LOOKBACK_RANGE[metric]
-        if _blank(v):
-            lookback = DEFAULT_LOOKBACK[metric]
-        else:
-            try:
-                f = _number(v)
-                if f != int(f):
-                    raise ValueError
-                lookback = int(f)
-            except (TypeError, ValueError):
-                errors["lookback"] = f"{v!r} is not a whole number; expected {lo}-{hi} bars"
-            else:
-                if not lo <= lookback <= hi:
-                    errors["lookback"] = f"{lookback} bars is out of range; expected {lo}-{hi} bars for {metric}"
-                    lookback = None
 
+def _lookback(errors: dict, fields: Mapping, metric: str | None) -> int | None:
+    """Bars of history for RSI / z-score / spread (a default when blank); None for other metrics."""
+    if metric not in LOOKBACK_METRICS:
+        return None
+    v = fields.get("lookback")
+    lo, hi = LOOKBACK_RANGE[metric]
+    if _blank(v):
+        return DEFAULT_LOOKBACK[metric]
+    try:
+        f = _number(v)
+        if f != int(f):
+            raise ValueError
+        lookback = int(f)
+    except (TypeError, ValueError):
+        errors["lookback"] = f"{v!r} is not a whole number; expected {lo}-{hi} bars"
+        return None
+    if not lo <= lookback <= hi:
+        errors["lookback"] = f"{lookback} bars is out of range; expected {lo}-{hi} bars for {metric}"
+        return None
+    return lookback
+
+
+def _note(errors: dict, fields: Mapping) -> str | None:
     note = None if _blank(fields.get("note")) else str(fields["note"]).strip()
     if note is not None and len(note) > MAX_NOTE:
         errors["note"] = f"is {len(note)} characters long; expected at most {MAX_NOTE}"
+    return note
 
-    webhook_url = None
-    if not _blank(fields.get("webhook_url")):
-        try:
-            webhook_url = validate_webhook_url(str(fields["webhook_url"]))
-        except ValueError as exc:
-            errors["webhook_url"] = str(exc)
 
-    enabled = True
-    if not _blank(fields.get("enabled")):
-        try:
-            enabled = _bool(fields["enabled"])
-        except ValueError:
-            errors["enabled"] = f"{fields['enabled']!r} is not a yes/no value; expected true or false"
+def _webhook(errors: dict, fields: Mapping) -> str | None:
+    if _blank(fields.get("webhook_url")):
+        return None
+    try:
+        return validate_webhook_url(str(fields["webhook_url"]))
+    except ValueError as exc:
+        errors["webhook_url"] = str(exc)
+        return None
 
-    rule_id = None
-    if not _blank(fields.get("id")):
-        try:
-            f = _number(fields["id"])
-            if f != int(f) or f < 1:
-                raise ValueError
-            rule_id = int(f)
-        except (TypeError, ValueError):
-            errors["id"] = f"{fields['id']!r} is not a rule id; expected a positive whole number"
 
-    if errors:
-        raise RuleValidationError(errors)
-    return AlertRule(market=market, symbol=symbol, symbol2=symbol2, metric=metric, timeframe=timeframe, op=op,
-                     threshold=threshold, cooldown_s=cooldown_s, hysteresis=hysteresis, lookback=lookback,
-                     note=note, webhook_url=webhook_url, enabled=enabled, id=rule_id)
+def _enabled(errors: dict, fields: Mapping) -> bool:
+    if _blank(fields.get("enabled")):
+        return True
+    try:
+        return _bool(fields["enabled"])
+    except ValueError:
+        errors["enabled"] = f"{fields['enabled']!r} is not a yes/no value; expected true or false"
+        return True
+
+
+def _rule_id(errors: dict, fields: Mapping) -> int | None:
+    if _blank(fields.get("id")):
+        return None
+    try:
+        f = _number(fields["id"])
+        if f != int(f) or f < 1:
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError):
+        errors["id"] = f"{fields['id']!r} is not a rule id; expected a positive whole number"
+        return None
 
 
 def rule_from_row(row: Mapping) -> AlertRule:
