@@ -429,6 +429,72 @@ class _Changed(Exception):
     """The partition gained rows between snapshot and delete (a concurrent import); retried."""
 
 
+@dataclass(frozen=True)
+class _Partition:
+    """One (market, symbol, UTC day) being archived: its SQL predicate and the files of this run."""
+
+    root: Path
+    market: str
+    symbol: str
+    day: dt.date
+    name: str                 # file name of the new Parquet file
+
+    @property
+    def lo(self) -> dt.datetime:
+        return dt.datetime.combine(self.day, dt.time(), tzinfo=dt.UTC)
+
+    @property
+    def hi(self) -> dt.datetime:
+        return self.lo + dt.timedelta(days=1)
+
+    @property
+    def pred(self) -> dict:
+        return {"m": self.market, "s": self.symbol, "lo": self.lo, "hi": self.hi}
+
+    WHERE = "market = $m AND symbol = $s AND ts >= $lo AND ts < $hi"
+    T_WHERE = "t.market = $m AND t.symbol = $s AND t.ts >= $lo AND t.ts < $hi"
+
+    @property
+    def dir(self) -> Path:
+        return _partition_dir(self.root, self.market, self.symbol, self.day)
+
+    @property
+    def spool(self) -> Path:
+        return self.dir / f".{self.name}.spool.tmp"
+
+    @property
+    def tmp(self) -> Path:
+        return self.dir / f".{self.name}.tmp"
+
+    @property
+    def final(self) -> Path:
+        return self.dir / self.name
+
+    def hot_count(self, con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+        """(rows, sum of trade ids) of the partition in the hot file."""
+        return _first(con, f"SELECT count(*), coalesce(sum(trade_id), 0) FROM ticks WHERE {self.WHERE}", self.pred)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Step 1's result: the hot rows seen, and those spooled (the ones not yet in `existing` archive files)."""
+
+    n_hot: int
+    hot_sum: int
+    existing: list[str]
+    written: int
+    written_sum: int
+
+
+@dataclass(frozen=True)
+class _Written:
+    """Step 2's result: the verified temp Parquet file's ids and time range."""
+
+    ids: pa.ChunkedArray
+    first_ts: dt.datetime
+    last_ts: dt.datetime
+
+
 def _archive_partition(db_path: Path, root: Path, market: str, symbol: str, day: dt.date,
                        lock_budget_s: float) -> PartitionResult | None:
     """Move one partition's hot rows into the archive (see module docstring).
@@ -439,92 +505,103 @@ def _archive_partition(db_path: Path, root: Path, market: str, symbol: str, day:
        id must be in the archive files; rename the temp file into place; delete the partition's hot rows (count
        must equal the snapshot); register the file; commit.
     """
-    lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    hi = lo + dt.timedelta(days=1)
-    pred = {"m": market, "s": symbol, "lo": lo, "hi": hi}
-    where = "market = $m AND symbol = $s AND ts >= $lo AND ts < $hi"
-    t_where = "t.market = $m AND t.symbol = $s AND t.ts >= $lo AND t.ts < $hi"
-    pdir = _partition_dir(root, market, symbol, day)
-    name = f"part-{_utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.parquet"
-    spool, tmp, final = pdir / f".{name}.spool.tmp", pdir / f".{name}.tmp", pdir / name
-    renamed = False
+    part = _Partition(root, market, symbol, day, f"part-{_utcnow():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.parquet")
     held = 0.0
     try:
         t0 = time.monotonic()
         with write_connection(db_path, budget_s=lock_budget_s) as con:
             quiet(con)
-            n_hot, hot_sum = _first(con, f"SELECT count(*), coalesce(sum(trade_id), 0) FROM ticks WHERE {where}", pred)
-            if not n_hot:
-                return None
-            pdir.mkdir(parents=True, exist_ok=True)
-            existing = _registered(con, root, market, symbol, day, day)
-            select = f"SELECT {', '.join(f't.{c}' for c in ARCHIVE_COLUMNS)} FROM ticks t"
-            params = dict(pred)
-            if existing:
-                select += " ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)"
-                params["files"] = existing
-            select += f" WHERE {t_where}"          # sorted outside the lock (_write_parquet)
-            written, written_sum = _spool(con.sql(select, params=params).to_arrow_reader(256_000), spool)
+            snap = _snapshot(con, part)
         held += time.monotonic() - t0
-
-        nbytes = 0
-        if written:
-            _write_parquet(spool, tmp)
-            back = pq.read_table(tmp, columns=["trade_id", "ts"])
-            if back.num_rows != written or pc.sum(back.column("trade_id")).as_py() != written_sum:
-                raise ArchiveError(f"{tmp} read back {back.num_rows} rows, expected {written}; nothing deleted")
-            first_ts, last_ts = pc.min(back.column("ts")).as_py(), pc.max(back.column("ts")).as_py()
-            if first_ts < lo or last_ts >= hi:
-                raise ArchiveError(f"{tmp} holds ticks outside {day}; nothing deleted")
-        spool.unlink(missing_ok=True)
-
+        if snap is None:
+            return None
+        out = _write_verified(part, snap) if snap.written else None
+        part.spool.unlink(missing_ok=True)
         t0 = time.monotonic()
         with write_connection(db_path, budget_s=lock_budget_s) as con:
             quiet(con)
-            try:
-                con.execute("BEGIN")
-                if _first(con, f"SELECT count(*), coalesce(sum(trade_id), 0) FROM ticks WHERE {where}",
-                          pred) != (n_hot, hot_sum):
-                    raise _Changed()
-                files = existing + ([str(tmp)] if written else [])
-                uncovered = _first(con, f"""SELECT count(*) FROM ticks t
-                                            ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)
-                                            WHERE {t_where}""", pred | {"files": files})[0]
-                if uncovered:
-                    raise ArchiveError(f"{uncovered} hot ticks of {market} {symbol} {day} are not in the archive "
-                                       "after writing; nothing deleted")
-                if written:
-                    os.replace(tmp, final)
-                    renamed = True
-                    _fsync_dir(pdir)
-                    nbytes = final.stat().st_size
-                deleted = _first(con, f"DELETE FROM ticks WHERE {where}", pred)[0]
-                if deleted != n_hot:
-                    raise ArchiveError(f"deleted {deleted} hot ticks of {market} {symbol} {day}, verified {n_hot}; "
-                                       "rolled back")
-                if written:
-                    ids = back.column("trade_id")
-                    con.execute("INSERT INTO archive_files VALUES ($p, $m, $s, $d, $n, $bytes, $a, $b, $ta, $tb, $now)",
-                                {"p": str(final.relative_to(root)), "m": market, "s": symbol, "d": day, "n": written,
-                                 "bytes": nbytes, "a": pc.min(ids).as_py(), "b": pc.max(ids).as_py(), "ta": first_ts,
-                                 "tb": last_ts, "now": _utcnow()})
-                _event(con, market, symbol, "archive", None, None, int(n_hot),
-                       f"{day}: {n_hot} ticks moved to the archive ({written} written to "
-                       f"{final.relative_to(root) if written else 'files already there'})")
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                if renamed:
-                    final.unlink(missing_ok=True)
-                raise
+            nbytes = _commit(con, part, snap, out)
         held += time.monotonic() - t0
     finally:
-        spool.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
-    log.info("archived %s %s %s: %d ticks (%d written, %.1f kB), file locked %.2fs", market, symbol, day, n_hot,
-             written, nbytes / 1e3, held)
-    return PartitionResult(market, symbol, day, int(n_hot), written, final if written else None, nbytes, held)
+        part.spool.unlink(missing_ok=True)
+        part.tmp.unlink(missing_ok=True)
+    log.info("archived %s %s %s: %d ticks (%d written, %.1f kB), file locked %.2fs", market, symbol, day, snap.n_hot,
+             snap.written, nbytes / 1e3, held)
+    return PartitionResult(market, symbol, day, int(snap.n_hot), snap.written, part.final if snap.written else None,
+                           nbytes, held)
+
+
+def _snapshot(con: duckdb.DuckDBPyConnection, part: _Partition) -> _Snapshot | None:
+    """Step 1 (under the write lock): count the hot rows, spool those not yet archived; None if there are none."""
+    n_hot, hot_sum = part.hot_count(con)
+    if not n_hot:
+        return None
+    part.dir.mkdir(parents=True, exist_ok=True)
+    existing = _registered(con, part.root, part.market, part.symbol, part.day, part.day)
+    select = f"SELECT {', '.join(f't.{c}' for c in ARCHIVE_COLUMNS)} FROM ticks t"
+    params = part.pred
+    if existing:
+        select += " ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)"
+        params["files"] = existing
+    select += f" WHERE {part.T_WHERE}"          # sorted outside the lock (_write_parquet)
+    written, written_sum = _spool(con.sql(select, params=params).to_arrow_reader(256_000), part.spool)
+    return _Snapshot(n_hot, hot_sum, existing, written, written_sum)
+
+
+def _write_verified(part: _Partition, snap: _Snapshot) -> _Written:
+    """Step 2 (no lock): spool → temp Parquet file, read back; its rows, id sum and day must match the snapshot."""
+    _write_parquet(part.spool, part.tmp)
+    back = pq.read_table(part.tmp, columns=["trade_id", "ts"])
+    if back.num_rows != snap.written or pc.sum(back.column("trade_id")).as_py() != snap.written_sum:
+        raise ArchiveError(f"{part.tmp} read back {back.num_rows} rows, expected {snap.written}; nothing deleted")
+    first_ts, last_ts = pc.min(back.column("ts")).as_py(), pc.max(back.column("ts")).as_py()
+    if first_ts < part.lo or last_ts >= part.hi:
+        raise ArchiveError(f"{part.tmp} holds ticks outside {part.day}; nothing deleted")
+    return _Written(back.column("trade_id"), first_ts, last_ts)
+
+
+def _commit(con: duckdb.DuckDBPyConnection, part: _Partition, snap: _Snapshot, out: _Written | None) -> int:
+    """Step 3 (under the write lock, one transaction): verify, put the file in place, delete the hot rows, register
+    the file; on any failure roll back and remove the renamed file. Returns the new file's size in bytes."""
+    renamed = False
+    nbytes = 0
+    try:
+        con.execute("BEGIN")
+        if part.hot_count(con) != (snap.n_hot, snap.hot_sum):
+            raise _Changed()
+        files = snap.existing + ([str(part.tmp)] if out else [])
+        uncovered = _first(con, f"""SELECT count(*) FROM ticks t
+                                    ANTI JOIN (SELECT trade_id FROM read_parquet($files)) a USING (trade_id)
+                                    WHERE {part.T_WHERE}""", part.pred | {"files": files})[0]
+        where = f"{part.market} {part.symbol} {part.day}"
+        if uncovered:
+            raise ArchiveError(f"{uncovered} hot ticks of {where} are not in the archive after writing; "
+                               "nothing deleted")
+        if out:
+            os.replace(part.tmp, part.final)
+            renamed = True
+            _fsync_dir(part.dir)
+            nbytes = part.final.stat().st_size
+        deleted = _first(con, f"DELETE FROM ticks WHERE {part.WHERE}", part.pred)[0]
+        if deleted != snap.n_hot:
+            raise ArchiveError(f"deleted {deleted} hot ticks of {where}, verified {snap.n_hot}; rolled back")
+        rel = part.final.relative_to(part.root)
+        if out:
+            con.execute("INSERT INTO archive_files VALUES ($p, $m, $s, $d, $n, $bytes, $a, $b, $ta, $tb, $now)",
+                        {"p": str(rel), "m": part.market, "s": part.symbol, "d": part.day, "n": snap.written,
+                         "bytes": nbytes, "a": pc.min(out.ids).as_py(), "b": pc.max(out.ids).as_py(),
+                         "ta": out.first_ts, "tb": out.last_ts, "now": _utcnow()})
+        _event(con, part.market, part.symbol, "archive", None, None, int(snap.n_hot),
+               f"{part.day}: {snap.n_hot} ticks moved to the archive ({snap.written} written to "
+               f"{rel if out else 'files already there'})")
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        if renamed:
+            part.final.unlink(missing_ok=True)
+        raise
+    return nbytes
 
 
 _PART_RE = re.compile(r"market=([^/]+)/symbol=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
