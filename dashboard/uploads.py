@@ -188,61 +188,76 @@ def _parse_frame(name: str, df: pd.DataFrame, header: bool, symbol: str | None) 
     df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
     cols = list(df.columns)
     tcol = _pick(cols, TIME_ALIASES)
-    ohlc = [c for c in ("open", "high", "low", "close") if c in cols]
-    if ohlc:
+    kind = _kind(cols, tcol)
+    ts = parse_times(df[tcol], tcol, header)
+    syms = _symbols(df, name, symbol)
+    if kind == "ohlc":
+        return _ohlc_file(name, df, ts, syms, header)
+    return _ticks_file(name, df, ts, syms, header)
+
+
+def _kind(cols: list[str], tcol: str | None) -> str:
+    """'ohlc' (open/high/low/close columns) or 'ticks' (a price column); else which columns are missing."""
+    if any(c in cols for c in ("open", "high", "low", "close")):
         missing = [c for c in ("open", "high", "low", "close", "volume") if c not in cols]
         if tcol is None:
             missing.insert(0, "time")
         if missing:
             raise UploadError(f"missing column(s) {', '.join(missing)} (found: {', '.join(cols)}); "
                               "expected a header `time,open,high,low,close,volume` or Binance klines")
-        kind = "ohlc"
-    elif "price" in cols:
+        return "ohlc"
+    if "price" in cols:
         qcol = _pick(cols, QTY_ALIASES)
         missing = (["time"] if tcol is None else []) + (["qty"] if qcol is None else [])
         if missing:
             raise UploadError(f"missing column(s) {', '.join(missing)} (found: {', '.join(cols)}); "
                               "expected a tick header `time,price,qty`")
-        kind = "ticks"
-    else:
-        raise UploadError(f"unrecognised columns {', '.join(cols)}; {EXPECTED}")
+        return "ticks"
+    raise UploadError(f"unrecognised columns {', '.join(cols)}; {EXPECTED}")
 
-    ts = parse_times(df[tcol], tcol, header)
-    user_symbol = (symbol or "").strip().upper() or None
-    if "symbol" in cols:
-        syms = df["symbol"].astype(str).str.strip().str.upper()
-    else:
-        sym = user_symbol or symbol_from_name(name)
-        if sym is None:
-            raise UploadError("cannot tell which symbol the file holds: add a `symbol` column, name the file like "
-                              "`BTCUSDT-1m-2024-05-01.csv`, or type the symbol in the box above the uploader")
-        syms = pd.Series(sym, index=df.index)
 
-    if kind == "ohlc":
-        df = _numbers(df, ["open", "high", "low", "close", "volume"], header)
-        out = pd.DataFrame({c: df[c].to_numpy() for c in ("open", "high", "low", "close", "volume")})
-        _check_ohlc(out, header)
-        qv = _pick(cols, QUOTE_VOLUME_ALIASES)
-        out["quote_volume"] = (_numbers(df, [qv], header)[qv].to_numpy() if qv
-                               else out["volume"] * (out["high"] + out["low"] + out["close"]) / 3.0)
-        tr = _pick(cols, TRADES_ALIASES)
-        out["trades"] = _numbers(df, [tr], header)[tr].to_numpy().astype("int64") if tr else 0
-        out["vwap"] = (out["quote_volume"] / out["volume"]).where(out["volume"] > 0)
-        out.index = pd.DatetimeIndex(ts, name="ts")
-        out["symbol"] = syms.to_numpy()
-        frames: dict[str, pd.DataFrame] = {}
-        steps: list[int] = []
-        for sym, g in out.groupby("symbol", sort=True):
-            g = g.drop(columns="symbol").sort_index()
-            dup = g.index.duplicated()
-            if dup.any():
-                raise UploadError(f"{int(dup.sum())} duplicate bar time(s) for {sym} (first: {g.index[dup][0]}); "
-                                  "each bar must appear once")
-            if len(g) > 1:
-                steps.append(int(pd.Series(g.index).diff().dt.total_seconds().min()))
-            frames[str(sym)] = g[BAR_COLUMNS]
-        return ParsedFile(name, "ohlc", frames, min(steps) if steps else 60)
+def _symbols(df: pd.DataFrame, name: str, symbol: str | None) -> pd.Series:
+    """Each row's symbol: the `symbol` column, else the one typed by the user, else the file name's."""
+    if "symbol" in df.columns:
+        return df["symbol"].astype(str).str.strip().str.upper()
+    sym = (symbol or "").strip().upper() or symbol_from_name(name)
+    if sym is None:
+        raise UploadError("cannot tell which symbol the file holds: add a `symbol` column, name the file like "
+                          "`BTCUSDT-1m-2024-05-01.csv`, or type the symbol in the box above the uploader")
+    return pd.Series(sym, index=df.index)
 
+
+def _ohlc_file(name: str, df: pd.DataFrame, ts: pd.Series, syms: pd.Series, header: bool) -> ParsedFile:
+    """Bars by symbol (checked: positive prices, high/low bracketing, one bar per time); bar length = min step."""
+    cols = list(df.columns)
+    df = _numbers(df, ["open", "high", "low", "close", "volume"], header)
+    out = pd.DataFrame({c: df[c].to_numpy() for c in ("open", "high", "low", "close", "volume")})
+    _check_ohlc(out, header)
+    qv = _pick(cols, QUOTE_VOLUME_ALIASES)
+    out["quote_volume"] = (_numbers(df, [qv], header)[qv].to_numpy() if qv
+                           else out["volume"] * (out["high"] + out["low"] + out["close"]) / 3.0)
+    tr = _pick(cols, TRADES_ALIASES)
+    out["trades"] = _numbers(df, [tr], header)[tr].to_numpy().astype("int64") if tr else 0
+    out["vwap"] = (out["quote_volume"] / out["volume"]).where(out["volume"] > 0)
+    out.index = pd.DatetimeIndex(ts, name="ts")
+    out["symbol"] = syms.to_numpy()
+    frames: dict[str, pd.DataFrame] = {}
+    steps: list[int] = []
+    for sym, g in out.groupby("symbol", sort=True):
+        g = g.drop(columns="symbol").sort_index()
+        dup = g.index.duplicated()
+        if dup.any():
+            raise UploadError(f"{int(dup.sum())} duplicate bar time(s) for {sym} (first: {g.index[dup][0]}); "
+                              "each bar must appear once")
+        if len(g) > 1:
+            steps.append(int(pd.Series(g.index).diff().dt.total_seconds().min()))
+        frames[str(sym)] = g[BAR_COLUMNS]
+    return ParsedFile(name, "ohlc", frames, min(steps) if steps else 60)
+
+
+def _ticks_file(name: str, df: pd.DataFrame, ts: pd.Series, syms: pd.Series, header: bool) -> ParsedFile:
+    """Ticks by symbol (ts, price, qty, optional trade_id / is_buyer_maker) in (ts, trade_id) order."""
+    cols = list(df.columns)
     qcol = _pick(cols, QTY_ALIASES)
     df = _numbers(df, ["price", qcol], header)
     if (df["price"] <= 0).any() or (df[qcol] < 0).any():
