@@ -22,30 +22,46 @@ with st.expander("Z-score bands", icon=":material/tune:"):
 
 @st.fragment(run_every=s.run_every)
 def live(s: Settings, entry: float, exit_: float) -> None:
+    view = _pair_view(s)
+    if view is None:
+        return
+    y, x = s.pair
+    rev = s.uirevision(y, x)
+    _headline(view)
+    _prices(view, y, x, rev)
+    _hedge_and_spread(s, view, y, x, rev, entry, exit_)
+    _correlations(s, view, rev)
+    _tests(s, view, y, x)
+
+
+def _pair_view(s: Settings) -> analysis.PairView | None:
+    """The selected pair's analytics, or None after explaining on the page why there are none."""
     cat = data.current_catalog(s)
     ui.status_line(s, cat)
     if not ui.need_catalog(cat):
-        return
+        return None
     if not s.pair:
         ui.explain("no-data", "Pick two different symbols as Pair Y and Pair X in the sidebar.")
-        return
+        return None
     y, x = s.pair
     res = data.bars(s, s.all_symbols, cat)
     ui.explain(res.state, res.message)
     if not res.ok:
-        return
+        return None
     closes = data.closes(res.value)
     missing = [sym for sym in (y, x) if sym not in closes.columns]
     if missing:
         ui.explain("no-data", f"No {' or '.join(missing)} trades in the last {s.lookback} of the {s.market} data. "
                               "Pick a longer lookback or another pair.")
-        return
+        return None
     view, reason = analysis.pair_view_or_reason(data.view_key(s, cat), closes, y, x, s.hedge_method, s.window,
                                                 s.timeframe)
     if view is None:
         ui.explain("short", reason)
-        return
+    return view
 
+
+def _headline(view: analysis.PairView) -> None:
     summ = view.summary
     m = st.columns(5)
     fit = view.fits.get("OLS")
@@ -60,7 +76,8 @@ def live(s: Settings, entry: float, exit_: float) -> None:
         st.caption(f":material/info: Not enough bars for everything: {note}. Pick a longer lookback, a finer "
                    "timeframe or a shorter window.")
 
-    rev = s.uirevision(y, x)
+
+def _prices(view: analysis.PairView, y: str, x: str, rev: str) -> None:
     left, right = st.columns(2)
     with left:
         ui.chart(figures.normalized(view.closes, rev), key="pairs-normalized")
@@ -69,6 +86,9 @@ def live(s: Settings, entry: float, exit_: float) -> None:
                                       {k: (f.alpha, f.beta) for k, f in view.fits.items()}, x, y, rev),
                  key="pairs-scatter")
 
+
+def _hedge_and_spread(s: Settings, view: analysis.PairView, y: str, x: str, rev: str, entry: float,
+                      exit_: float) -> None:
     index = view.closes.index
     betas = {f"static {k}": pd.Series(f.beta, index=index) for k, f in view.fits.items()}
     if view.rolling is not None:
@@ -76,7 +96,6 @@ def live(s: Settings, entry: float, exit_: float) -> None:
     if view.kalman is not None:
         betas["Kalman"] = view.kalman.beta
     ui.chart(figures.lines(betas, rev, f"Hedge ratio β of {y} on {x}"), key="pairs-hedge")
-
     if view.spread is not None:
         label = {"ols": "OLS", "huber": "Huber", "theil_sen": "Theil-Sen", "rolling": "rolling OLS",
                  "kalman": "Kalman innovation"}[s.hedge_method]
@@ -84,6 +103,8 @@ def live(s: Settings, entry: float, exit_: float) -> None:
                    "(the Kalman spread is the one-step forecast error over its predicted std).")
         ui.chart(figures.spread_z(view.spread, view.zscore, entry, exit_, rev), key="pairs-spread")
 
+
+def _correlations(s: Settings, view: analysis.PairView, rev: str) -> None:
     left, right = st.columns(2)
     with left:
         if view.correlation is not None:
@@ -94,7 +115,10 @@ def live(s: Settings, entry: float, exit_: float) -> None:
         if view.heatmap is not None:
             ui.chart(figures.heatmap(view.heatmap, f"heat:{s.market}:{s.timeframe}"), key="pairs-heatmap")
 
+
+def _tests(s: Settings, view: analysis.PairView, y: str, x: str) -> None:
     st.subheader("Stationarity and cointegration", anchor=False)
+    summ = view.summary
     if summ is None:
         ui.explain("short", f"The tests need at least {analysis.min_bars_for_tests(s.window)} bars; the window has "
                             f"{len(view.closes)}. Pick a longer lookback, a finer timeframe or a shorter window.")
