@@ -7,7 +7,7 @@ SYMBOLS ?= btcusdt,ethusdt,solusdt,bnbusdt
 MARKET ?= spot
 PORT ?= 8501
 
-.PHONY: run demo test venv bench clean
+.PHONY: run demo test test-fast venv bench clean
 
 # Ctrl-C (or either process ending) stops both; the ingestor flushes its buffer on SIGTERM.
 STOP_BOTH = trap 'kill -TERM $$ing $$app 2>/dev/null' INT TERM; \
@@ -35,8 +35,17 @@ demo: venv
 	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
+# `make test` is CI: every test. `make test-fast` skips @pytest.mark.slow (browser, real servers, fault suite,
+# anything over ~5 s) for a quick loop. Extra pytest arguments: `make test-fast ARGS="-k tickstore"`.
+# No pipes after pytest: its exit code is the target's, so 5 (nothing collected or everything deselected) fails.
+ARGS ?=
+PYTEST = $(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)
+
 test: venv
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(PYTEST) tests
+
+test-fast: venv
+	$(PYTEST) -m "not slow" tests
 
 # Each prints a table (figures in README). Long runs on their own: bench/app_rss.py --minutes 30,
 # bench/faulted_run.py --minutes 5, bench/browser_memory.py.

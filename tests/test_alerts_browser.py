@@ -35,7 +35,7 @@ RECORD_TOASTS = """() => {
 }"""
 TOASTS_SEEN = "Array.from(window.__toasts).map(e => e.textContent)"
 
-pytestmark = [pytest.mark.timeout(300),
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
               pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
                                  reason="Debian chromium is not installed (.ci/run installs it)")]
 

@@ -372,6 +372,7 @@ def test_a_broken_rule_is_logged_and_the_others_still_run(rig, caplog):
     assert "could not be evaluated" in caplog.text
 
 
+@pytest.mark.slow
 def test_engine_caches_agree_with_a_fresh_sql_computation(tmp_path):
     """Streaming a cointegrated pair in 250 ms flushes, some ticks late: the values the engine evaluates (closed
     bars cached, forming bar from the flushed batch) equal a from-scratch SQL computation at the same instant."""

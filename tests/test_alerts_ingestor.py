@@ -122,6 +122,7 @@ def hook():
     h.close()
 
 
+@pytest.mark.slow
 def test_rules_fire_in_the_ingestor_once_per_crossing(tmp_path, exchange, hook):
     db = tmp_path / "ticks.duckdb"
     proc = start_ingestor(exchange, db)

@@ -161,6 +161,7 @@ def test_messages_and_preview_text():
     assert preview_text(lag, float("inf"), "disconnected") == "now: lag = never (disconnected), fires above 30.0 s"
 
 
+@pytest.mark.slow
 def test_cli_manages_rules_and_reports_errors_as_json(tmp_path):
     import json
     import subprocess

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from alerts.rules import RuleStore
 from dashboard import alerts_ui
 from tests.conftest import assert_no_exception, page_text
@@ -37,6 +39,7 @@ def test_missing_file_is_explained_and_never_created(app, tmp_path):
     assert not db.exists()
 
 
+@pytest.mark.slow
 def test_create_rule_with_validation_messages_and_preview(app, tick_db):
     at = app(tick_db, page=PAGE)
     assert_no_exception(at)
@@ -62,6 +65,7 @@ def test_create_rule_with_validation_messages_and_preview(app, tick_db):
     assert at.selectbox(key="alerts_rule").value == rule.id  # the editor switches to the new rule
 
 
+@pytest.mark.slow
 def test_edit_disable_and_delete(app, tick_db):
     store = RuleStore(tick_db)
     r = store.create({"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 70000.12345, "cooldown_s": 5})

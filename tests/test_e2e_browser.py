@@ -30,7 +30,7 @@ PAGES = {"": 1, "pairs": 6, "backtest": 1, "alerts": 0, "data": 1}
 TITLE = {"": "Market", "pairs": "Pairs", "backtest": "Backtest", "alerts": "Alerts", "data": "Data"}
 TABLES = {"": 2, "pairs": 1, "backtest": 2, "data": 1}  # st.dataframe tables each page shows with data
 
-pytestmark = [pytest.mark.timeout(300),
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
               pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
                                  reason="Debian chromium is not installed (.ci/run installs it)")]
 

@@ -9,6 +9,7 @@ import random
 import signal
 import time
 
+import pandas as pd
 import pytest
 
 from exchange.server import LocalExchange
@@ -17,18 +18,45 @@ from tests.feedcheck import compare, start_ingestor, stop_ingestor, stored, wait
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 
+pytestmark = pytest.mark.slow
+
 
 def _exchange(**kw):
     return LocalExchange(symbols=SYMBOLS, seed=kw.pop("seed", 5), rate=kw.pop("rate", 40.0), history_seconds=120, **kw)
 
 
-def _settle(db, ex, market="spot", timeout=60):
+def _settle(db, ex, market="spot", timeout=90, lossless=True):
+    """Stop the faults and the trading, wait until the file holds the last published id of every symbol and, when
+    `lossless`, until every hole is backfilled (the final assertions then check exactly what is stored)."""
     ex.faults.clear()
     ex.pause()
     last = {s: ex.last_trade_id(s, market) for s in SYMBOLS}
     ok = wait_for(lambda: all(len(d := stored(db, market, s)) and d["trade_id"].max() >= last[s] for s in SYMBOLS), timeout)
     assert ok, "ingestor did not catch up"
-    time.sleep(1.5)  # let backfills in flight land
+    if lossless:
+        wait_for(lambda: all(compare(db, ex, market, s).missing == 0 for s in SYMBOLS), timeout, every=0.5)
+
+
+def _count(db, symbol="BTCUSDT"):
+    return len(stored(db, "spot", symbol)) if db.exists() else 0
+
+
+def _grows(db, by=20, symbol="BTCUSDT", timeout=60):
+    """Wait until `by` more ticks of `symbol` are stored than now: the ingestor is connected and data flows."""
+    start = _count(db, symbol)
+    assert wait_for(lambda: _count(db, symbol) >= start + by, timeout), db.with_suffix(".log").read_text()[-2000:]
+
+
+def _newest_stored_us(db):
+    return min(int(stored(db, "spot", s)["ts_us"].max()) for s in SYMBOLS)
+
+
+def _exchange_newest_us(ex, symbol):
+    return int(pd.Timestamp(ex.trades(symbol)["ts"].iloc[-1]).value // 1000)
+
+
+def _events_of(db, kind):
+    return _events(db)[0].get(kind, 0)
 
 
 def _assert_lossless(db, ex, market="spot", from_id=None):
@@ -53,11 +81,11 @@ def test_everything_at_once(tmp_path):
     proc = start_ingestor(ex, db, SYMBOLS)
     rng = random.Random(3)
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 30)
+        assert wait_for(lambda: _count(db) > 20, 30)
         for _ in range(5):
-            time.sleep(rng.uniform(2, 5))
+            _grows(db, by=rng.randint(40, 120))  # reconnected and streaming again before each drop
             ex.drop_connections(how=rng.choice(["close", "reset"]))
-        time.sleep(3)
+        _grows(db, by=60)
         _settle(db, ex)
     finally:
         assert stop_ingestor(proc) == 0
@@ -78,9 +106,12 @@ def test_stall_without_close(tmp_path, watchdog):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS, "--watchdog", watchdog)
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 30)
+        assert wait_for(lambda: _count(db) > 20, 30)
+        stall_end_us = (time.time() + 15) * 1e6
         ex.stall(15)
-        time.sleep(17)
+        # trades made after the stall ended are stored: the stream is back (or the watchdog reconnected) and the
+        # hole left by the stall is behind us
+        assert wait_for(lambda: _newest_stored_us(db) > stall_end_us + 1e6, 90)
         _settle(db, ex)
     finally:
         assert stop_ingestor(proc) == 0
@@ -97,14 +128,15 @@ def test_kill_9_then_restart_recovers_everything(tmp_path):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS)
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 50, 30)
-        time.sleep(3)
+        assert wait_for(lambda: _count(db) > 150, 30)
         first = {s: int(stored(db, "spot", s)["trade_id"].min()) for s in SYMBOLS}
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        time.sleep(5)  # the exchange keeps trading while we are down
+        down = {s: ex.last_trade_id(s) for s in SYMBOLS}
+        # the exchange keeps trading while we are down: a few hundred trades for the restart to backfill
+        assert wait_for(lambda: all(ex.last_trade_id(s) >= down[s] + 200 for s in SYMBOLS), 60)
         proc = start_ingestor(ex, db, SYMBOLS)
-        time.sleep(4)
+        _grows(db, by=50)
         _settle(db, ex)
     finally:
         assert stop_ingestor(proc) == 0
@@ -120,10 +152,11 @@ def test_server_shutdown_and_forced_rotation(tmp_path):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS, "--rotate-after", "5s")
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 30)
-        time.sleep(7)
+        assert wait_for(lambda: _count(db) > 20, 30)
+        assert wait_for(lambda: _events_of(db, "rotated") >= 1, 60)  # the --rotate-after one
         ex.send_server_shutdown("spot", close_after=3.0)
-        time.sleep(6)
+        assert wait_for(lambda: _events_of(db, "server_shutdown") >= 1 and _events_of(db, "rotated") >= 2, 60)
+        _grows(db)
         _settle(db, ex)
     finally:
         assert stop_ingestor(proc) == 0
@@ -138,12 +171,14 @@ def test_downtime_beyond_max_backfill_is_recorded_unrecoverable(tmp_path):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS, "--max-backfill", "4s")
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 30)
+        assert wait_for(lambda: _count(db) > 20, 30)
         assert stop_ingestor(proc) == 0
-        time.sleep(9)
+        newest = _newest_stored_us(db)
+        # down for well over --max-backfill, measured in the exchange's own trade times
+        assert wait_for(lambda: min(_exchange_newest_us(ex, s) for s in SYMBOLS) > newest + 9e6, 60)
         proc = start_ingestor(ex, db, SYMBOLS, "--max-backfill", "4s")
         assert wait_for(lambda: db.with_suffix(".log").read_text().count("unrecoverable") >= len(SYMBOLS), 60)
-        _settle(db, ex)
+        _settle(db, ex, lossless=False)
     finally:
         assert stop_ingestor(proc) == 0
         ex.stop()
