@@ -19,6 +19,7 @@ from core.logs import LEVELS, setup_logging
 from core.paths import DEFAULT_DB, DEMO_DB
 
 EXIT_BAD_INPUT = 2
+EXIT_TICKS_LOST = 3  # stopped, but ticks held in memory could not be written (the log says how many)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-rate", type=float, default=5.0, help="--demo: mean trades/s per symbol (default 5)")
     p.add_argument("--demo-seed", type=int, default=7, help="--demo: random seed")
     p.add_argument("--no-alerts", action="store_true", help="do not evaluate alert rules after each flush")
+    p.add_argument("--shutdown-timeout", default="30s",
+                   help="on SIGINT/SIGTERM, keep retrying the final flush this long (default 30s); "
+                        f"ticks still unwritten then make the exit code {EXIT_TICKS_LOST}")
     return p
 
 
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
                            flush_ms=args.flush_ms, max_backfill_s=parse_duration(args.max_backfill),
                            history_s=history, watchdog_s=parse_duration(args.watchdog),
-                           rotate_after_s=parse_duration(args.rotate_after), demo=args.demo)
+                           rotate_after_s=parse_duration(args.rotate_after), demo=args.demo,
+                           shutdown_timeout_s=parse_duration(args.shutdown_timeout))
         if args.demo:
             from exchange.server import LocalExchange
 
@@ -98,11 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     log.info("ingesting %s %s into %s (flush every %d ms)", cfg.market, ",".join(cfg.symbols), cfg.db, cfg.flush_ms)
     while not stop.wait(0.5):
         pass
-    ing.stop()
+    lost = ing.stop()
     if alerts is not None:
         alerts.close()  # alerts: deliver queued webhooks (bounded wait) after the final flush
     if exchange is not None:
         exchange.stop()
+    if lost:
+        log.error("stopped with %d ticks unwritten to %s (the file stayed unusable); the next start backfills "
+                  "what the exchange still serves", lost, cfg.db)
+        return EXIT_TICKS_LOST
     return 0
 
 

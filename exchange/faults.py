@@ -8,7 +8,11 @@ request from then on:
   text, JSON missing fields, or the same print with a non-numeric price;
 * ``duplicate_fraction``: that fraction of frames is sent twice in a row;
 * ``reorder_fraction``: that fraction of frames is swapped with the next frame of the same connection;
-* ``rest_429_fraction``: that fraction of REST requests gets HTTP 429 (``-1003``, ``Retry-After: 1``).
+* ``rest_429_fraction``: that fraction of REST requests gets HTTP 429 (``-1003``, ``Retry-After: 1``);
+* ``hostile_fraction``: before that fraction of frames an extra well-formed print that cannot be a real trade is
+  sent - in turn (``HOSTILE_KINDS``) a time in year ~30,000 (``T`` = 9e17), a negative time, an id beyond any real
+  exchange's (9e18), a symbol nobody subscribed to that is also a path (``../../../../elsewhere/x``), and a time two
+  days ahead. Each copies the print it precedes, so a receiver that stores it shadows the real one.
 
 The decisions are drawn once per print from a seeded generator, so every connection sees the same
 skips/duplicates. ``fail_next_rest(n, status, retry_after)`` queues failures for the next ``n`` REST
@@ -26,7 +30,8 @@ import numpy as np
 from exchange.model import rng_for
 
 _FRACTIONS = ("skip_fraction", "malformed_fraction", "duplicate_fraction", "reorder_fraction",
-              "rest_429_fraction")
+              "rest_429_fraction", "hostile_fraction")
+HOSTILE_KINDS = ("year_30000", "negative_time", "huge_id", "foreign_symbol", "days_ahead")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class FaultMasks:
     malformed_kind: np.ndarray  # 0 non-JSON, 1 missing fields, 2 non-numeric price
     duplicate: np.ndarray
     swap: np.ndarray
+    hostile: np.ndarray
+    hostile_kind: np.ndarray  # index into HOSTILE_KINDS
 
 
 class Faults:
@@ -45,8 +52,10 @@ class Faults:
 
     def __init__(self, seed: int, *, skip_fraction: float = 0.0, malformed_fraction: float = 0.0,
                  duplicate_fraction: float = 0.0, reorder_fraction: float = 0.0,
-                 rest_429_fraction: float = 0.0):
+                 rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0):
         self._rng = rng_for(seed, "faults", "ws")
+        self._hostile_rng = rng_for(seed, "faults", "hostile")
+        self._hostile_counter = 0
         self._rest_rng = rng_for(seed, "faults", "rest")
         self._lock = threading.Lock()
         self._rest_queue: deque[tuple[int, int]] = deque()
@@ -56,6 +65,7 @@ class Faults:
         self.duplicate_fraction = duplicate_fraction
         self.reorder_fraction = reorder_fraction
         self.rest_429_fraction = rest_429_fraction
+        self.hostile_fraction = hostile_fraction
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in _FRACTIONS:
@@ -75,7 +85,7 @@ class Faults:
     @property
     def ws_active(self) -> bool:
         return bool(self.skip_fraction or self.malformed_fraction or self.duplicate_fraction
-                    or self.reorder_fraction)
+                    or self.reorder_fraction or self.hostile_fraction)
 
     def masks(self, n: int) -> FaultMasks | None:
         """Decisions for ``n`` prints, or ``None`` when no WebSocket fault is switched on."""
@@ -85,8 +95,11 @@ class Faults:
         malformed = u[1] < self.malformed_fraction
         kinds = (self._malformed_counter + np.cumsum(malformed) - 1) % 3
         self._malformed_counter += int(malformed.sum())
+        hostile = self._hostile_rng.random(n) < self.hostile_fraction
+        hostile_kinds = (self._hostile_counter + np.cumsum(hostile) - 1) % len(HOSTILE_KINDS)
+        self._hostile_counter += int(hostile.sum())
         return FaultMasks(u[0] < self.skip_fraction, malformed, kinds, u[2] < self.duplicate_fraction,
-                          u[3] < self.reorder_fraction)
+                          u[3] < self.reorder_fraction, hostile, hostile_kinds)
 
     def fail_next_rest(self, n: int = 1, status: int = 429, retry_after: int = 1) -> None:
         """Answer the next ``n`` REST requests with ``status`` (429, 418, 5xx...) and ``Retry-After``."""

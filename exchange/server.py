@@ -63,7 +63,8 @@ REST (``exchange.rest``)
 Faults (``faults`` object, see ``exchange.faults``; fractions also as constructor keywords)
     ``faults.skip_fraction`` (prints never sent on WS but present in REST), ``malformed_fraction``
     (extra bad frames: non-JSON, missing fields, non-numeric price), ``duplicate_fraction``,
-    ``reorder_fraction`` (swap adjacent frames), ``rest_429_fraction``; ``fail_next_rest(n, status=429,
+    ``reorder_fraction`` (swap adjacent frames), ``rest_429_fraction``, ``hostile_fraction`` (well-formed
+    prints that cannot be real trades: absurd times, ids, unsubscribed symbols); ``fail_next_rest(n, status=429,
     retry_after=1)``. Methods of the exchange: ``drop_connections(how="close"|"reset", market=None)``
     (close handshake 1000, or TCP RST via SO_LINGER 0 + abort), ``stall(seconds, market=None)`` (open
     sockets get no data, no pings and no answers - not even pongs - but stay open; new connections
@@ -159,6 +160,7 @@ class ExchangeStats:
     rest_rate_limited: int
     rest_injected: int
     published: dict[str, int]
+    hostile_sent: int = 0
 
     @property
     def connections(self) -> int:
@@ -175,7 +177,7 @@ class LocalExchange:
                  max_connection_seconds: float = 86400.0, weight_limit: int = 6000,
                  markets: tuple[str, ...] | list[str] = ("spot", "usdm"), skip_fraction: float = 0.0,
                  malformed_fraction: float = 0.0, duplicate_fraction: float = 0.0,
-                 reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0):
+                 reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0):
         syms = tuple(dict.fromkeys(str(s).upper() for s in symbols))
         bad = [s for s in syms if not _SYMBOL_RE.match(s)]
         if not syms or bad:
@@ -197,7 +199,7 @@ class LocalExchange:
         self.history_seconds = float(history_seconds)
         self.faults = Faults(self.seed, skip_fraction=skip_fraction, malformed_fraction=malformed_fraction,
                              duplicate_fraction=duplicate_fraction, reorder_fraction=reorder_fraction,
-                             rest_429_fraction=rest_429_fraction)
+                             rest_429_fraction=rest_429_fraction, hostile_fraction=hostile_fraction)
         self._sim = Simulator(syms, mkts, seed=self.seed, rate=rate)
         self._hist = {key: InstrumentHistory(inst) for key, inst in self._sim.instruments.items()}
         self._hub = WsHub(frozenset(syms), ping_interval=ping_interval, pong_timeout=pong_timeout,
@@ -550,7 +552,7 @@ class LocalExchange:
                 w.connections_opened, len(self._hub.conns), w.connections_rejected, w.frames_sent, w.bytes_sent,
                 w.skipped, w.malformed_sent, w.duplicates_sent, w.swapped, w.pings_sent, w.control_messages,
                 dict(w.closed_by_server), dict(r.requests), dict(r.statuses), r.sent_429, r.rate_limited,
-                r.injected, {m: self.published_count(m) for m in self.markets})
+                r.injected, {m: self.published_count(m) for m in self.markets}, w.hostile_sent)
         return self._call(run)
 
 
@@ -606,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pong-timeout", type=_duration, default=60.0)
     p.add_argument("--max-connection", type=_duration, default=86400.0, help="connection lifetime")
     p.add_argument("--weight-limit", type=int, default=6000, help="REST request weight per minute")
-    for name in ("skip", "malformed", "duplicate", "reorder", "rest-429"):
+    for name in ("skip", "malformed", "duplicate", "reorder", "rest-429", "hostile"):
         p.add_argument(f"--{name}-fraction", type=_fraction, default=0.0)
     p.add_argument("--log-level", default="INFO", choices=LEVELS)
     a = p.parse_args(argv)
@@ -618,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
             pong_timeout=a.pong_timeout, max_connection_seconds=a.max_connection, weight_limit=a.weight_limit,
             markets=[m.strip() for m in a.markets.split(",") if m.strip()], skip_fraction=a.skip_fraction,
             malformed_fraction=a.malformed_fraction, duplicate_fraction=a.duplicate_fraction,
-            reorder_fraction=a.reorder_fraction, rest_429_fraction=a.rest_429_fraction)
+            reorder_fraction=a.reorder_fraction, rest_429_fraction=a.rest_429_fraction,
+            hostile_fraction=a.hostile_fraction)
     except ValueError as exc:
         p.error(str(exc))
     stop = threading.Event()

@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from exchange.faults import FaultMasks, Faults
+from exchange.faults import HOSTILE_KINDS, FaultMasks, Faults
 from exchange.format import with_bad_price, ws_agg_payloads, ws_trade_payloads
 from exchange.model import Batch
 
@@ -117,6 +117,7 @@ class BuildStats:
     malformed: int = 0
     duplicates: int = 0
     swapped: int = 0
+    hostile: int = 0
 
 
 class Outbox:
@@ -194,6 +195,25 @@ class Outbox:
         text = '{"stream":"%s","data":%s}' % (name, data) if combined else data
         return ws_frame(text.encode())
 
+    def _hostile(self, idx: int, local: int, combined: bool, us: bool, kind: int) -> bytes:
+        """A well-formed print that cannot be a real trade (see ``exchange.faults.HOSTILE_KINDS``)."""
+        d = json.loads(self.payloads(idx, us)[local])
+        id_key = "t" if "t" in d else "a"
+        name = HOSTILE_KINDS[kind]
+        if name == "year_30000":
+            d["T"] = 9 * 10**17
+        elif name == "negative_time":
+            d["T"] = -1
+        elif name == "huge_id":
+            d[id_key] = 9 * 10**18
+        elif name == "foreign_symbol":
+            d["s"] = "../../../../elsewhere/x"
+        else:  # days_ahead
+            d["T"] = int(d["T"]) + 2 * 86400 * (10**6 if us else 10**3)
+        data = json.dumps(d, separators=(",", ":"))
+        text = '{"stream":"%s","data":%s}' % (self.names[idx], data) if combined else data
+        return ws_frame(text.encode())
+
     def build(self, streams: Iterable[str], combined: bool, us: bool,
               masks: FaultMasks | None) -> tuple[list[bytes], BuildStats]:
         """Frames for a connection subscribed to ``streams``, with the fault decisions applied."""
@@ -221,6 +241,10 @@ class Outbox:
                 out.append(self._malformed(s, i, combined, us, int(masks.malformed_kind[g])))
                 origin.append(-1)
                 stats.malformed += 1
+            if masks.hostile[g]:
+                out.append(self._hostile(s, i, combined, us, int(masks.hostile_kind[g])))
+                origin.append(-1)
+                stats.hostile += 1
             out.append(fr[s][i])
             origin.append(g)
             if masks.duplicate[g]:
@@ -319,6 +343,7 @@ class WsCounters:
     malformed_sent: int = 0
     duplicates_sent: int = 0
     swapped: int = 0
+    hostile_sent: int = 0
     pings_sent: int = 0
     control_messages: int = 0
     closed_by_server: Counter = field(default_factory=Counter)
@@ -330,6 +355,7 @@ class WsCounters:
         self.malformed_sent += st.malformed
         self.duplicates_sent += st.duplicates
         self.swapped += st.swapped
+        self.hostile_sent += st.hostile
 
 
 def _json_error(status: int, code: int, msg: str) -> web.Response:

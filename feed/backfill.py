@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from feed.binance import MarketSpec, MalformedFrame, parse_rest_trades
+from feed.binance import MarketSpec, MalformedFrame, parse_rest_page
 from feed.rest import RestClient, RestError
 from feed.state import IngestState, now_us
 from tickstore.writer import TickBuffer
@@ -120,9 +120,12 @@ class Backfiller:
                 break
             rows = self.rest.get(self.spec.backfill_path, {"symbol": sym, "fromId": next_id, "limit": PAGE})
             try:
-                trades = parse_rest_trades(rows, self.spec.name, sym)
+                page = parse_rest_page(rows, self.spec.name, sym)
             except MalformedFrame as exc:
                 raise RestError(str(exc)) from None
+            trades = page.trades
+            if page.rejected:
+                self._rejected(sym, page.rejected)
             if last is not None:
                 trades = [t for t in trades if t.trade_id <= last]
             trades.sort(key=lambda t: t.trade_id)
@@ -166,6 +169,13 @@ class Backfiller:
             if start_ms > time.time() * 1000:
                 return None
         return None
+
+    def _rejected(self, symbol: str, reasons: list[str]) -> None:
+        """REST rows that cannot be real trades: counted with the malformed frames, logged, never stored."""
+        st = self.state.stats(self.spec.name, symbol)
+        st.malformed += len(reasons)
+        self.state.event("malformed", self.spec.name, symbol, count=len(reasons), detail=reasons[0][:200])
+        log.warning("%s %s: %d REST row(s) rejected; first: %s", self.spec.name, symbol, len(reasons), reasons[0])
 
     def _unrecoverable(self, symbol: str, first: int, last: int, why: str) -> None:
         if last < first:

@@ -6,10 +6,13 @@ both are normalised to integer microseconds since the epoch, UTC.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import orjson
+
+from core.plausible import ID_MAX, MAX_AHEAD_US, TS_MAX_US, TS_MIN_US, id_problem, now_us, time_problem
 
 
 class Trade(NamedTuple):
@@ -28,6 +31,22 @@ class Trade(NamedTuple):
 
 class MalformedFrame(ValueError):
     """A frame that is not a well-formed Binance message; the message says what was wrong."""
+
+
+class ImplausibleTrade(MalformedFrame):
+    """A well-formed print that cannot be a real trade (time or id out of range, see core.plausible)."""
+
+
+@dataclass(frozen=True)
+class RestPage:
+    """One REST page of trades: the plausible ones, and why the others were rejected."""
+
+    trades: list[Trade]
+    rejected: list[str]
+
+    def summary(self) -> str:
+        return f"{len(self.trades)} trades, {len(self.rejected)} rejected" + (
+            f" (first: {self.rejected[0]})" if self.rejected else "")
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,7 @@ def to_us(t: int) -> int:
 
 
 _loads = orjson.loads
+_time_ns = time.time_ns
 _new_tuple = tuple.__new__
 _INF = float("inf")
 
@@ -105,23 +125,42 @@ def _trade(d: dict, market: str, tid, recv_us: int | None) -> Trade:
         raise MalformedFrame(f"{d.get('e')} frame misses field {exc.args[0]!r}") from None
     except (TypeError, ValueError):
         raise MalformedFrame(f"non-numeric price/qty in {d.get('e')} frame: p={d.get('p')!r} q={d.get('q')!r}") from None
-    if not (price > 0 and qty >= 0) or price == _INF:
+    if not (price > 0 and qty >= 0) or price == _INF or qty == _INF:
         raise MalformedFrame(f"price/qty out of range: p={p!r} q={q!r}")
+    ts = t * 1000 if t < 100_000_000_000_000 else t
+    if not TS_MIN_US <= ts <= _time_ns() // 1000 + MAX_AHEAD_US or ts >= TS_MAX_US:
+        raise ImplausibleTrade(f"{sym} {d.get('e')} {tid}: {time_problem(ts)}")
+    if not 0 <= tid < ID_MAX:
+        raise ImplausibleTrade(f"{sym} {d.get('e')}: {id_problem(tid)}")
     # tuple.__new__ directly: NamedTuple's generated __new__ is a Python call, a third of this function's time
-    return _new_tuple(Trade, (market, sym, tid, t * 1000 if t < 100_000_000_000_000 else t, price, qty, m, recv_us, "ws"))
+    return _new_tuple(Trade, (market, sym, tid, ts, price, qty, m, recv_us, "ws"))
 
 
 def parse_rest_trades(rows: list, market: str, symbol: str) -> list[Trade]:
-    """REST `historicalTrades`/`trades` (id, price, qty, time, isBuyerMaker) or `aggTrades` (a, p, q, T, m) → Trades."""
-    out = []
+    """REST `historicalTrades`/`trades` (id, price, qty, time, isBuyerMaker) or `aggTrades` (a, p, q, T, m) → Trades.
+
+    Raises MalformedFrame on a row of the wrong shape; rows that cannot be real trades are left out
+    (`parse_rest_page` says which)."""
+    return parse_rest_page(rows, market, symbol).trades
+
+
+def parse_rest_page(rows: list, market: str, symbol: str) -> RestPage:
+    """Like `parse_rest_trades`, keeping the reasons for the rows left out (time or id out of range, bad price)."""
+    out, rejected, now = [], [], now_us()
     for r in rows:
         try:
             if "id" in r:
-                out.append(Trade(market, symbol, int(r["id"]), to_us(int(r["time"])), float(r["price"]), float(r["qty"]),
-                                 bool(r["isBuyerMaker"]), None, "rest"))
+                t = Trade(market, symbol, int(r["id"]), to_us(int(r["time"])), float(r["price"]), float(r["qty"]),
+                          bool(r["isBuyerMaker"]), None, "rest")
             else:
-                out.append(Trade(market, symbol, int(r["a"]), to_us(int(r["T"])), float(r["p"]), float(r["q"]),
-                                 bool(r["m"]), None, "rest"))
+                t = Trade(market, symbol, int(r["a"]), to_us(int(r["T"])), float(r["p"]), float(r["q"]),
+                          bool(r["m"]), None, "rest")
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedFrame(f"unexpected REST trade row {r!r}: {exc}") from None
-    return out
+        problem = (time_problem(t.ts_us, now) or id_problem(t.trade_id)
+                   or (None if 0 < t.price < _INF and 0 <= t.qty < _INF else f"price/qty out of range: {t.price}/{t.qty}"))
+        if problem:
+            rejected.append(f"{symbol} REST row {r.get('id', r.get('a'))}: {problem}")
+        else:
+            out.append(t)
+    return RestPage(out, rejected)

@@ -52,6 +52,7 @@ class IngestConfig:
     weight_limit: int = 6000
     stats_every_s: float = 10.0
     demo: bool = False
+    shutdown_timeout_s: float = 30.0
     hooks: list[Callable] = field(default_factory=list)
 
 
@@ -175,18 +176,21 @@ class Ingestor:
         self._stats_thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop receiving, then flush everything buffered (backfills in flight are abandoned; the next start resumes)."""
+    def stop(self) -> int:
+        """Stop receiving, then flush everything buffered (backfills in flight are abandoned; the next start resumes).
+
+        Returns the number of ticks that could not be written (0: nothing lost)."""
         self.stop_event.set()
         if self.stream.current is not None:
             self.stream.current.abort("stopping")
         self.stream.join(5)
         self.backfiller.join(5)
         self.state.event("stopped", self.cfg.market)
-        self.writer.stop()
+        lost = self.writer.stop(self.cfg.shutdown_timeout_s)
         s = self.writer.stats
-        log.info("stopped: %d ticks stored in %d flushes (max flush %.0f ms, lock retries %d)",
-                 s.rows_inserted, s.flushes, s.max_flush_ms, self.writer.lock_retries)
+        log.info("stopped: %d ticks stored in %d flushes (max flush %.0f ms, lock retries %d, rejected %d)",
+                 s.rows_inserted, s.flushes, s.max_flush_ms, self.writer.lock_retries, s.rejected)
+        return lost
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once the backfill queue is empty and the buffer flushed (for tests)."""

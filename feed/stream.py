@@ -18,7 +18,7 @@ import time
 import websocket
 
 from feed.backfill import GapTracker
-from feed.binance import MalformedFrame, MarketSpec, Trade, parse_frame, stream_url
+from feed.binance import ImplausibleTrade, MalformedFrame, MarketSpec, Trade, parse_frame, stream_url
 from feed.state import IngestState, now_us
 from tickstore.writer import TickBuffer, rows_to_arrow
 
@@ -193,6 +193,7 @@ class MarketStream:
         self.spec = spec
         self.market = spec.name
         self.symbols = symbols
+        self.subscribed = frozenset(symbols)  # a print of any other symbol is rejected, never stored
         self.url = stream_url(spec, symbols, ws_base)
         self.buffer = buffer
         self.state = state
@@ -221,7 +222,7 @@ class MarketStream:
     def _on_frames(self, frames: list[bytes], conn: Connection) -> None:
         """The data frames of one socket read: trades go to the buffer in one append (as Arrow when many),
         the rest one by one."""
-        market, recv_us, observe = self.market, now_us(), self.tracker.observe
+        market, recv_us, observe, subscribed = self.market, now_us(), self.tracker.observe, self.subscribed
         trades = []
         for data in frames:
             try:
@@ -230,6 +231,9 @@ class MarketStream:
                 self._on_malformed(exc)
                 continue
             if type(item) is Trade:
+                if item.symbol not in subscribed:
+                    self._on_malformed(ImplausibleTrade(f"print of unsubscribed symbol {item.symbol[:40]!r}"))
+                    continue
                 observe(item)
                 trades.append(item)
             else:
@@ -260,8 +264,8 @@ class MarketStream:
             self.state.event("malformed", self.market, count=self._malformed_since_log, detail=str(exc)[:200])
             self._malformed_logged = now
             self._malformed_since_log = 0
-        for sym in self.symbols:
-            self.state.stats(self.market, sym).malformed = self.malformed
+        for sym in self.symbols:  # the symbol of a bad frame is unknown: every symbol of the market counts it
+            self.state.stats(self.market, sym).malformed += 1
 
     # supervision -------------------------------------------------------------------------------------------
     def _new_connection(self) -> Connection:

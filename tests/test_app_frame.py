@@ -94,6 +94,7 @@ def test_default_pair_and_symbols_come_from_the_file(app, tick_db):
     assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("ETHUSDT", "BTCUSDT")
 
 
+@pytest.mark.slow
 def test_locked_file_keeps_last_data_with_a_notice(app, tick_db):
     at = app(tick_db)
     assert len(plotly_specs(at)) == 1

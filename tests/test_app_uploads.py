@@ -130,6 +130,7 @@ def _upload(at, files, symbol=""):
     return at
 
 
+@pytest.mark.slow
 def test_uploaded_klines_drive_market_and_pairs(app, tick_db):
     frames = queries.bars_wide("spot", ["BTCUSDT", "ETHUSDT"], "1m", pd.Timestamp("2000-01-01", tz="UTC"),
                                path=tick_db)
@@ -155,6 +156,7 @@ def test_uploaded_klines_drive_market_and_pairs(app, tick_db):
     assert len(plotly_specs(at)) == 1
 
 
+@pytest.mark.slow
 def test_uploaded_ticks_are_resampled(app, tick_db):
     ticks = queries.ticks("spot", "BTCUSDT", pd.Timestamp("2000-01-01", tz="UTC"), path=tick_db)
     at = app(tick_db, page="pages/data.py")

@@ -94,6 +94,7 @@ def test_age_and_cutoff():
         dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
+@pytest.mark.slow
 def test_round_trip_exact_counts(db, ref):
     res = archive_ticks(db, AGE, now=NOW)
     before = rows(ref)
@@ -122,6 +123,7 @@ def test_round_trip_exact_counts(db, ref):
         [(m, s, r.n, r.a.to_pydatetime(), r.b.to_pydatetime()) for (m, s), r in per_symbol.iterrows()]
 
 
+@pytest.mark.slow
 def test_queries_span_hot_and_archive(db, ref):
     archive_ticks(db, AGE, now=NOW)
     start, mid = END - dt.timedelta(days=4), CUTOFF - dt.timedelta(hours=5)
@@ -193,6 +195,7 @@ def test_rerun_moves_nothing_and_late_imports_are_deduped(db, ref, tmp_path):
     assert len(everything) == len(queries.ticks("spot", "BTCUSDT", END - dt.timedelta(days=5), END, path=ref)) + 40
 
 
+@pytest.mark.slow
 def test_failed_partition_changes_nothing(db, ref, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
@@ -208,6 +211,7 @@ def test_failed_partition_changes_nothing(db, ref, monkeypatch):
     assert res.rows_archived == int((rows(ref)["ts"] < CUTOFF).sum())
 
 
+@pytest.mark.slow
 def test_leftovers_of_a_crashed_run_are_cleaned(db, ref):
     root = default_archive_dir(db)
     archive_ticks(db, dt.timedelta(days=3), now=NOW)              # claim the directory, archive 2024-01-01
@@ -233,6 +237,7 @@ def test_leftovers_of_a_crashed_run_are_cleaned(db, ref):
         rows(ref))
 
 
+@pytest.mark.slow
 def test_archives_never_mix(db, tmp_path, capsys):
     demo = db.parent / "demo.duckdb"
     shutil.copy(db, demo)
@@ -263,6 +268,7 @@ def test_demo_file_is_not_archived(db):
     assert not default_archive_dir(db).exists()
 
 
+@pytest.mark.slow
 def test_cli_archive(db, ref, capsys):
     assert history_main(["archive", "--older-than", "7d", "--db", str(db)]) == 0   # 2024 data: all of it is old
     assert "archived" in capsys.readouterr().out
@@ -275,6 +281,7 @@ def test_cli_archive(db, ref, capsys):
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
 
 
+@pytest.mark.slow
 def test_missing_archive_directory_falls_back_to_hot(db, caplog):
     res = archive_ticks(db, AGE, now=NOW)
     res.archive_dir.rename(db.parent / "moved")
@@ -303,6 +310,7 @@ READER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_archive_while_ingesting_and_reading(db, ref, tmp_path):
     """Three processes: this one writes live ticks every 20 ms, a reader counts the old ticks through ticks_all
     in a loop, and `python ingestor.py archive` moves them. Readers always see every old tick exactly once."""
@@ -348,6 +356,7 @@ def test_archive_while_ingesting_and_reading(db, ref, tmp_path):
     pd.testing.assert_frame_equal(archived_rows(db.parent / "archive"), rows(ref))
 
 
+@pytest.mark.slow
 def test_partition_that_changes_while_archiving_is_retried(db, ref, monkeypatch):
     """A row arriving for the partition between snapshot and delete (e.g. a concurrent import) is not lost."""
     real = archive_mod._write_parquet

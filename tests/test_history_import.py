@@ -117,10 +117,16 @@ def expected_frame(rows: pd.DataFrame, unit: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------- formats
 
-@pytest.mark.parametrize("venue", ["spot", "usdm"])
-@pytest.mark.parametrize("kind", ["trades", "aggTrades"])
-@pytest.mark.parametrize("header", [False, True], ids=["noheader", "header"])
-@pytest.mark.parametrize("unit", ["ms", "us"])
+# every value of each dimension in the fast loop; the full product under `make test`
+_FAST_FORMATS = {("spot", "trades", False, "ms"), ("usdm", "aggTrades", True, "us"), ("spot", "aggTrades", True, "ms"),
+                 ("usdm", "trades", False, "us")}
+FORMATS = [pytest.param(venue, kind, header, unit, id=f"{unit}-{'header' if header else 'noheader'}-{kind}-{venue}",
+                        marks=() if (venue, kind, header, unit) in _FAST_FORMATS else pytest.mark.slow)
+           for unit in ("ms", "us") for header in (False, True) for kind in ("trades", "aggTrades")
+           for venue in ("spot", "usdm")]
+
+
+@pytest.mark.parametrize("venue, kind, header, unit", FORMATS)
 def test_import_each_format(tmp_path, venue, kind, header, unit):
     rows = make_rows(400, seed=hash((venue, kind, header, unit)) % 1000)
     path = write_dump(tmp_path / "dl", rows, venue, kind, header, unit, checksum=True)
@@ -176,6 +182,7 @@ def test_spot_aggtrades_invalid_marker_rows_are_skipped(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- dedupe, resume
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unit", ["ms", "us"])
 def test_dedupe_against_live_ticks_and_reimport(tmp_path, unit):
     db = tmp_path / "t.duckdb"
@@ -206,6 +213,7 @@ def test_dedupe_against_live_ticks_and_reimport(tmp_path, unit):
     assert len(stored(db)) == 1000
 
 
+@pytest.mark.slow
 def test_interrupted_import_resumes_without_duplicates(tmp_path):
     db = tmp_path / "t.duckdb"
     rows = make_rows(2000, seed=11)
@@ -301,6 +309,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_wrong_files_are_rejected_and_change_nothing(tmp_path, monkeypatch):
     # small CSV blocks and batches: a bad row deep in a file comes after rows an import could already have stored
     monkeypatch.setattr(dumps, "_BLOCK_BYTES", 8192)

@@ -6,6 +6,7 @@ import io
 import zipfile
 
 import duckdb
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.test_history_import import csv_text, make_rows, snapshot
@@ -67,6 +68,7 @@ def test_panel_rejects_a_wrong_file_and_changes_nothing(tmp_path):
     assert snapshot(db) == before
 
 
+@pytest.mark.slow
 def test_data_page_carries_the_panel(app, tick_market):
     """The Data page of the real app imports a dump into the file it shows."""
     at = app(tick_market.path, page="pages/data.py")

@@ -205,8 +205,25 @@ def archived_summary(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int
                                              FROM archive_files GROUP BY ALL ORDER BY ALL""").fetchall()]
 
 
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_]{1,40}")  # a market or symbol that may name a directory
+
+
+def partition_problem(market: str, symbol: str) -> str | None:
+    """Why (market, symbol) cannot name an archive partition (it could escape the archive directory), or None."""
+    for what, v in (("market", market), ("symbol", symbol)):
+        if not isinstance(v, str) or not _PATH_SAFE.fullmatch(v):
+            return f"{what} {str(v)[:60]!r} is not letters and digits"
+    return None
+
+
 def _partition_dir(root: Path, market: str, symbol: str, day: dt.date) -> Path:
-    return root / f"market={market}" / f"symbol={symbol}" / f"date={day.isoformat()}"
+    problem = partition_problem(market, symbol)
+    if problem:
+        raise ArchiveError(f"refusing an archive path: {problem}")
+    path = root / f"market={market}" / f"symbol={symbol}" / f"date={day.isoformat()}"
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ArchiveError(f"refusing archive path {path}: outside {root}")
+    return path
 
 
 def _registered(con: duckdb.DuckDBPyConnection, root: Path, market: str, symbol: str,
@@ -372,6 +389,7 @@ class ArchiveResult:
     cutoff: dt.datetime
     partitions: tuple[PartitionResult, ...]
     orphans_removed: int
+    skipped: tuple[str, ...] = ()   # partitions left in the hot file, with the reason (e.g. an unsafe symbol)
 
     @property
     def rows_archived(self) -> int:
@@ -386,11 +404,13 @@ class ArchiveResult:
         return sum(p.bytes for p in self.partitions)
 
     def summary(self) -> str:
+        skipped = (f"; {len(self.skipped)} partition(s) left in the hot file ({self.skipped[0]})"
+                   if self.skipped else "")
         if not self.partitions:
-            return f"nothing older than {self.cutoff:%Y-%m-%d %H:%M}Z to archive; archive at {self.archive_dir}"
+            return f"nothing older than {self.cutoff:%Y-%m-%d %H:%M}Z to archive; archive at {self.archive_dir}{skipped}"
         return (f"archived {self.rows_archived:,} ticks from {len(self.partitions)} partition(s) into "
                 f"{self.files_written} file(s), {self.bytes_written / 1e6:.1f} MB, under {self.archive_dir} "
-                f"(ticks before {self.cutoff:%Y-%m-%d %H:%M}Z)")
+                f"(ticks before {self.cutoff:%Y-%m-%d %H:%M}Z){skipped}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -682,8 +702,14 @@ def archive_ticks(db_path: str | os.PathLike, older_than: dt.timedelta, archive_
                                    WHERE ts < $cutoff GROUP BY ALL ORDER BY day, market, symbol""",
                                 {"cutoff": cutoff}).fetchall()
         log.info("archiving %d partition(s) before %s into %s", len(parts), cutoff.isoformat(), root)
+        skipped: list[str] = []
         done: list[PartitionResult] = []
         for i, (market, symbol, day, _n) in enumerate(parts):
+            problem = partition_problem(market, symbol)
+            if problem:  # rows no valid ingest path stores; left in the hot file rather than written anywhere
+                log.warning("left %d tick(s) of %s %s %s in the hot file: %s", _n, market, str(symbol)[:60], day, problem)
+                skipped.append(f"{market} {str(symbol)[:60]} {day}: {problem}")
+                continue
             for attempt in range(1, 4):
                 try:
                     res = _archive_partition(db_path, root, market, symbol, day, lock_budget_s)
@@ -698,4 +724,4 @@ def archive_ticks(db_path: str | os.PathLike, older_than: dt.timedelta, archive_
                 done.append(res)
                 if on_partition is not None:
                     on_partition(res, i + 1, len(parts))
-    return ArchiveResult(root, cutoff, tuple(done), orphans)
+    return ArchiveResult(root, cutoff, tuple(done), orphans, tuple(skipped))

@@ -7,7 +7,10 @@ of the memory of row tuples, and no per-row objects for the garbage collector to
 A flush opens a short-lived connection, appends the batch through Arrow with an anti-join on
 (market, symbol, trade_id) restricted to the batch's time range (so each id is stored once), runs the
 after-flush hooks (status, events, alerts) in the same connection, and closes. On any failure the batch
-stays pending and is retried; nothing is dropped.
+stays pending and is retried; nothing is dropped, and no error stops the writer thread.
+Rows that cannot be trades (a time outside 2009–2100 or far ahead of now, an id out of range, a missing key, a
+non-finite price — see core.plausible) are set aside before the insert, logged and counted (`stats.rejected`):
+one such row never blocks the others.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.plausible import ID_MAX, MAX_AHEAD_US, TS_MAX_US, TS_MIN_US, now_us
 from tickstore.connection import LockStats, StoreBusy, StoreError, write_connection
 from tickstore.schema import ensure_schema
 
@@ -60,6 +64,47 @@ def rows_to_arrow(rows: list[tuple]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
+_CONVERT_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError)
+
+
+def rows_to_arrow_checked(rows: list[tuple]) -> tuple[pa.Table, list[str]]:
+    """`rows_to_arrow`, setting aside rows that do not convert (an int beyond int64, a wrong type): (table, reasons)."""
+    try:
+        return rows_to_arrow(rows), []
+    except _CONVERT_ERRORS:
+        good, bad = [], []
+        for r in rows:
+            try:
+                rows_to_arrow([r])
+                good.append(r)
+            except _CONVERT_ERRORS as exc:
+                bad.append(f"{str(r)[:160]}: {exc}")
+        return rows_to_arrow(good), bad
+
+
+def plausible_rows(table: pa.Table, now: int | None = None) -> tuple[pa.Table, list[str]]:
+    """The rows of `table` (ARROW_SCHEMA) that can be trades, and a reason for each row left out."""
+    if table.num_rows == 0:
+        return table, []
+    now = now_us() if now is None else now
+    ts = pc.cast(table.column("ts"), pa.int64())
+    tid, price, qty = table.column("trade_id"), table.column("price"), table.column("qty")
+    ok = pc.and_(pc.and_(pc.greater_equal(ts, TS_MIN_US), pc.less(ts, TS_MAX_US)), pc.less_equal(ts, now + MAX_AHEAD_US))
+    ok = pc.and_(ok, pc.and_(pc.greater_equal(tid, 0), pc.less(tid, ID_MAX)))
+    ok = pc.and_(ok, pc.and_(pc.and_(pc.greater(price, 0.0), pc.is_finite(price)),
+                             pc.and_(pc.greater_equal(qty, 0.0), pc.is_finite(qty))))
+    ok = pc.and_(ok, pc.and_(pc.is_valid(table.column("market")), pc.is_valid(table.column("symbol"))))
+    ok = pc.fill_null(ok, False)
+    n_ok = pc.sum(ok).as_py() or 0
+    if n_ok == table.num_rows:
+        return table, []
+    bad = table.filter(pc.invert(ok))
+    reasons = [f"{r['market']} {r['symbol']} id {r['trade_id']} ts {r['ts_us']} µs price {r['price']} qty {r['qty']}"
+               for r in bad.set_column(3, "ts_us", pc.cast(bad.column("ts"), pa.int64())).slice(0, 5).to_pylist()]
+    reasons += [""] * (bad.num_rows - len(reasons))
+    return table.filter(ok), reasons
+
+
 def insert_batch(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
     """Append `table` (ARROW_SCHEMA) to ticks, skipping ids already stored; returns rows inserted."""
     if table.num_rows == 0:
@@ -84,6 +129,7 @@ class TickBuffer:
         self._items: list[list[tuple] | pa.Table] = []
         self._rows = 0
         self._lock = threading.Lock()
+        self._rejected: list[str] = []  # rows `drain` could not convert, until the writer takes them
 
     def extend(self, rows: list[tuple]) -> None:
         if not rows:
@@ -102,6 +148,8 @@ class TickBuffer:
     def extend_table(self, table: pa.Table) -> None:
         """Append an ARROW_SCHEMA table (e.g. the trades of one socket read)."""
         if table.num_rows:
+            if not table.schema.equals(ARROW_SCHEMA):
+                table = table.cast(ARROW_SCHEMA)  # raises here, in the producer, rather than in the writer
             with self._lock:
                 self._items.append(table)
                 self._rows += table.num_rows
@@ -110,7 +158,21 @@ class TickBuffer:
         """Everything buffered, oldest first, as ARROW_SCHEMA tables; the buffer is empty afterwards."""
         with self._lock:
             items, self._items, self._rows = self._items, [], 0
-        return [t if type(t) is not list else rows_to_arrow(t) for t in items]
+        out = []
+        for t in items:
+            if type(t) is list:
+                t, bad = rows_to_arrow_checked(t)
+                if bad:
+                    with self._lock:
+                        self._rejected.extend(bad)
+            out.append(t)
+        return out
+
+    def take_rejected(self) -> list[str]:
+        """Reasons for the rows `drain` set aside since the last call (rows that do not fit the tick columns)."""
+        with self._lock:
+            bad, self._rejected = self._rejected, []
+        return bad
 
     def __len__(self) -> int:
         return self._rows
@@ -126,6 +188,7 @@ class FlushStats:
     max_flush_ms: float = 0.0
     total_flush_ms: float = 0.0
     max_pending: int = 0
+    rejected: int = 0           # rows that cannot be trades, set aside (logged, never stored)
     flush_ms_samples: list[float] = field(default_factory=list)
 
 
@@ -160,12 +223,26 @@ class TickWriter:
         self._thread.start()
         return self
 
+    @property
+    def alive(self) -> bool:
+        """True while the flush thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def unflushed(self) -> int:
+        """Ticks held in memory, not yet committed to the file."""
+        return self._pending_rows + len(self.buffer)
+
     def _run(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set():
             next_at += self.flush_s
             started = time.monotonic()
-            self.flush_once()
+            try:
+                self.flush_once()
+            except Exception:  # flush_once keeps its rows on any error; this thread must outlive every one of them
+                log.exception("tick writer: unexpected error; %d ticks kept in memory, retrying", self.unflushed)
+                self._stop.wait(1.0)
             now = time.monotonic()
             # readers get the file at least as long as this flush held it (and MIN_GAP_S): big backfill batches
             # never starve the app; they only merge into fewer, larger flushes
@@ -179,6 +256,7 @@ class TickWriter:
         for t in self.buffer.drain():
             self._pending.append(t)
             self._pending_rows += t.num_rows
+        self._reject(self.buffer.take_rejected())
         self.stats.max_pending = max(self.stats.max_pending, self._pending_rows)
         if not self._pending_rows and not (force_hooks and self.hooks):
             return 0
@@ -187,7 +265,13 @@ class TickWriter:
         try:
             if len(self._pending) > 1:  # one table, one contiguous chunk: DuckDB scans it in one go
                 self._pending = [pa.concat_tables(self._pending).combine_chunks()]
-            table = self._pending[0] if self._pending else rows_to_arrow([])
+            if self._pending:
+                table, bad = plausible_rows(self._pending[0])
+                if bad:
+                    self._pending, self._pending_rows = [table], table.num_rows
+                    self._reject(bad)
+            else:
+                table = rows_to_arrow([])
             with write_connection(self.path, budget_s=self.lock_budget_s) as con:
                 if not self._schema_ready:
                     ensure_schema(con)
@@ -211,6 +295,11 @@ class TickWriter:
             log.error("flush failed (%s); %d ticks kept in memory, retrying", exc, self._pending_rows)
             self._stop.wait(min(1.0, self.flush_s * 4))
             return 0
+        except Exception:
+            self.stats.failures += 1
+            log.exception("flush failed unexpectedly; %d ticks kept in memory, retrying", self._pending_rows)
+            self._stop.wait(min(1.0, self.flush_s * 4))
+            return 0
         ms = (time.perf_counter() - t0) * 1000
         s = self.stats
         s.flushes += 1
@@ -225,8 +314,15 @@ class TickWriter:
             log.debug("flushed %d ticks (%d new) in %.1f ms", n_rows, inserted, ms)
         return inserted
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the loop and flush whatever is still buffered (retrying on lock conflicts until `timeout`)."""
+    def _reject(self, reasons: list[str]) -> None:
+        if reasons:
+            self.stats.rejected += len(reasons)
+            log.error("set aside %d row(s) that cannot be trades (not stored); first: %s", len(reasons), reasons[0])
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Stop the loop and flush whatever is still buffered (retrying on lock conflicts until `timeout`).
+
+        Returns the number of ticks that could not be committed (0 when everything is in the file)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -237,10 +333,11 @@ class TickWriter:
             if not self._pending_rows and not len(self.buffer):
                 break
             if time.monotonic() > deadline:
-                log.error("could not flush %d ticks before shutdown deadline", self._pending_rows)
+                log.error("could not flush %d ticks before the shutdown deadline; they are lost", self.unflushed)
                 break
             time.sleep(0.05)
         self._stop.set()
+        return self.unflushed
 
     @property
     def lock_retries(self) -> int:
