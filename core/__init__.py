@@ -6,6 +6,8 @@
 - `symbols`: what a symbol looks like;
 - `logs`: the one-line-per-event, UTC log format of the command-line tools;
 - `paths`: the default tick-file paths (`TICKDESK_DB`, `data/ticks.duckdb`, `data/demo.duckdb`).
+- `plausible`: what a real trade looks like (time 2009–2100 and not ahead of now, id range); every edge rejects
+  the rest.
 
 Standard library only and nothing of the project, so every room (quantlib, tickstore, feed, exchange, history,
 alerts, dashboard, pages, the CLIs) may import it.

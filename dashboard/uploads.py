@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import timeframes
+from core import plausible, timeframes
 from core.binance_csv import KLINE_COLUMNS, TRADE_LAYOUTS
 from quantlib.bars import resample
 
@@ -102,7 +102,7 @@ def parse_times(raw: pd.Series, column: str, header: bool) -> pd.Series:
             raise UploadError(f"column `{column}`: {int(bad.sum())} value(s) are not timestamps (first: "
                               f"{str(raw[bad].iloc[0])!r} on line {line}); expected ISO 8601 such as "
                               "2024-05-01T12:00:00Z, or epoch seconds / milliseconds / microseconds")
-    lo, hi = pd.Timestamp("2009-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC")
+    lo, hi = pd.Timestamp(plausible.TS_MIN), pd.Timestamp(plausible.TS_MAX)
     out_of_range = (ts < lo) | (ts >= hi)
     if out_of_range.any():
         line = _line_of(out_of_range, header)

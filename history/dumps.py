@@ -10,6 +10,15 @@ Id spaces. `ticks` keeps one id space per (market, symbol): spot = trade ids (th
 usdm = aggTrade ids (the live `@aggTrade` stream). Dumps in the other id space are stored under their own market
 label, never mixed in: spot aggTrades → `spot_agg`, USD-M trades → `usdm_trades` (see STORE_MARKETS).
 
+Plausibility: every row's time must lie in the UTC day (or month) its file name gives, within 2009–2100 and not
+ahead of now (core.plausible, the bounds CSV uploads use too); ids must be below core.plausible.ID_MAX and, as in
+every real dump, about as many ids as rows (a consecutive run). A row that fails names its line and refuses the
+file: one absurd id would make the ingestor resume after it and count every live trade as a duplicate, one row
+dated 2200 would anchor every chart of the market in the future.
+
+Each file is read from a private copy taken before the check (uploads already are), so the rows written are exactly
+the rows checked even if the original changes meanwhile.
+
 Import is two passes over each file: first parse and validate everything (nothing is written, so a wrong file
 changes nothing), then insert in batches, each in its own short write transaction deduplicated by id against the
 hot file and the archive, with the file's progress committed in the same transaction (`import_files`), so an
@@ -18,11 +27,13 @@ interrupted import resumes where it stopped and a file imported twice adds nothi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -36,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.binance_csv import HEADER_ROLES, TRADE_LAYOUTS
+from core.plausible import ID_MAX, MAX_AHEAD_US, TS_MAX_US, TS_MIN_US, now_us
 from core.symbols import PATTERN as SYMBOL_PATTERN
 from tickstore.archive import (ImportRecord, ensure_history_schema, import_advance, import_begin, import_finish,
                                import_record, insert_dedup, is_demo_file)
@@ -168,6 +180,23 @@ def parse_name(name: str) -> tuple[str, str, str]:
                       "(or the .csv inside) from data.binance.vision")
 
 
+def period_bounds(period: str) -> tuple[int, int]:
+    """[start, end) in µs (UTC) of a dump's `YYYY-MM-DD` day or `YYYY-MM` month; ValueError for a date that does not
+    exist."""
+    if len(period) == 10:
+        lo = dt.datetime.strptime(period, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        hi = lo + dt.timedelta(days=1)
+    else:
+        lo = dt.datetime.strptime(period, "%Y-%m").replace(tzinfo=dt.UTC)
+        hi = (lo + dt.timedelta(days=32)).replace(day=1)
+    return int(lo.timestamp()) * 1_000_000, int(hi.timestamp()) * 1_000_000
+
+
+# a dump holds a consecutive run of ids: allow generous slack, refuse spans no real file has
+def _max_id_span(rows: int) -> int:
+    return 2 * rows + 10_000
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -264,6 +293,12 @@ def inspect_dump(path: str | os.PathLike, market: str | None = None, name: str |
     if not path.is_file():
         raise _fail(name, "no such file")
     symbol, kind, period = parse_name(name)
+    try:
+        lo, hi = period_bounds(period)
+    except ValueError:
+        raise _fail(name, f"{period} in the file name is not a date; expected YYYY-MM-DD or YYYY-MM") from None
+    if hi <= TS_MIN_US or lo >= min(TS_MAX_US, now_us() + MAX_AHEAD_US):
+        raise _fail(name, f"{period} in the file name is outside 2009 – today; Binance dumps start in 2017")
     hint = _venue_from_path(path.resolve(), kind)
     if hint == "cm":
         raise _fail(name, "a COIN-M (futures/cm) dump; only spot and USD-M (futures/um) are supported")
@@ -394,13 +429,24 @@ def _normalize(dump: DumpFile, batch: pa.RecordBatch, first_row: int) -> tuple[p
             raise _fail(dump.name, f"line {line:,}: {what}, got {values[i].as_py()!r}")
 
     check(pc.less(ids, 0), ids, "trade ids must be >= 0")
+    check(pc.greater_equal(ids, ID_MAX), ids, f"trade ids must be below {ID_MAX:.0e} (no exchange is near that)")
     check(pc.invert(pc.and_(pc.is_finite(price), pc.greater(price, 0.0))), price, "price must be a positive number")
     check(pc.invert(pc.and_(pc.is_finite(qty), pc.greater_equal(qty, 0.0))), qty, "quantity must be >= 0")
     is_ms = pc.and_(pc.greater_equal(t, 10**12), pc.less(t, 10**13))
     is_us = pc.and_(pc.greater_equal(t, 10**15), pc.less(t, 10**16))
     check(pc.invert(pc.or_(is_ms, is_us)), t, "time must be epoch ms (13 digits) or µs (16 digits)")
     units = {u for u, m in (("ms", is_ms), ("us", is_us)) if pc.any(m).as_py()}
-    ts = pc.if_else(is_ms, pc.multiply(t, 1000), t).cast(pa.timestamp("us", tz="UTC"))
+    t_us = pc.if_else(is_ms, pc.multiply(t, 1000), t)
+    lo, hi = period_bounds(dump.period)
+    hi = min(hi, now_us() + MAX_AHEAD_US)
+    outside = pc.invert(pc.and_(pc.greater_equal(t_us, lo), pc.less(t_us, hi)))
+    if pc.any(outside).as_py():
+        i = pc.index(outside, True).as_py()
+        line = first_row + i + 1 + dump.has_header
+        when = dt.datetime.fromtimestamp(t_us[i].as_py() / 1e6, dt.UTC).isoformat().replace("+00:00", "Z")
+        raise _fail(dump.name, f"line {line:,}: time {when} is outside {dump.period} (the date in the file name, "
+                               "UTC) or ahead of now; expected the trades of that period only")
+    ts = t_us.cast(pa.timestamp("us", tz="UTC"))
     n = len(ids)
     table = pa.Table.from_arrays([
         pa.repeat(pa.scalar(dump.market, pa.string()), n),
@@ -436,6 +482,9 @@ def check_dump(dump: DumpFile, progress: Callable[[int, int], None] | None = Non
             progress(counter[0].count, dump.csv_bytes)
     if rows == 0:
         raise _fail(dump.name, "no trades in the file; expected CSV rows of trades")
+    if hi_id - lo_id + 1 > _max_id_span(rows + skipped):
+        raise _fail(dump.name, f"ids run from {lo_id:,} to {hi_id:,} for only {rows + skipped:,} rows; a dump's ids "
+                               "are consecutive, so a row is damaged or does not belong to this file")
     return DumpCheck(dump, rows, skipped, lo_ts, hi_ts, lo_id, hi_id, "+".join(sorted(units, reverse=True)))
 
 
@@ -475,18 +524,46 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
+def _snapshot(dump: DumpFile, directory: Path) -> DumpFile:
+    """`dump` read from a private copy in `directory`, so later passes read exactly these bytes; DumpError when the
+    original changed since it was inspected (still being downloaded or written)."""
+    copy = directory / f"{len(list(directory.iterdir()))}-{dump.path.name}"
+    try:
+        shutil.copyfile(dump.path, copy)
+    except OSError as exc:
+        raise _fail(dump.name, f"cannot take a private copy for the import in {directory} ({exc.strerror}); "
+                               "free some disk space or import fewer files at once") from None
+    if _sha256(copy) != dump.sha256:
+        raise _fail(dump.name, "changed while being read (still downloading or being written?); "
+                               "import it once it is complete")
+    return dataclasses.replace(dump, path=copy)
+
+
 def import_dumps(paths: Iterable[str | os.PathLike], db_path: str | os.PathLike, market: str | None = None,
                  progress: ProgressFn | None = None, batch_rows: int = 500_000, force: bool = False,
-                 lock_budget_s: float = 60.0, names: dict[Path, str] | None = None) -> list[ImportResult]:
+                 lock_budget_s: float = 60.0, names: dict[Path, str] | None = None,
+                 snapshot: bool = True) -> list[ImportResult]:
     """Import dump files into the tick file at `db_path`.
 
     Every file is inspected and fully validated before anything is written: one bad file raises DumpError and
     changes nothing. Files whose bytes were imported before are skipped (`force` re-runs them; ids are still
     deduplicated). `names` maps a path to the original file name (uploads saved under a temporary name).
+    With `snapshot` (the default) each file is checked and imported from a private copy (see module docstring);
+    callers that pass private files already (uploads) switch it off.
     """
     files = expand_paths(paths)
     names = names or {}
     dumps = [inspect_dump(p, market, names.get(p)) for p in files]
+    if not snapshot:
+        return _import_checked(dumps, Path(db_path), progress, batch_rows, force, lock_budget_s)
+    parent = Path(db_path).parent
+    with tempfile.TemporaryDirectory(prefix=".tickdesk-import-", dir=parent if parent.is_dir() else None) as tmp:
+        dumps = [_snapshot(d, Path(tmp)) for d in dumps]
+        return _import_checked(dumps, Path(db_path), progress, batch_rows, force, lock_budget_s)
+
+
+def _import_checked(dumps: list[DumpFile], db_path: Path, progress: ProgressFn | None, batch_rows: int, force: bool,
+                    lock_budget_s: float) -> list[ImportResult]:
     seen: dict[str, str] = {}
     for d in dumps:
         if d.sha256 in seen:
@@ -579,4 +656,4 @@ def import_uploads(uploads: Sequence[tuple[str, bytes]], db_path: str | os.PathL
             path.write_bytes(data)
             names[path] = base
         return import_dumps(list(names), db_path, market=market, progress=progress, batch_rows=batch_rows,
-                            lock_budget_s=lock_budget_s, names=names)
+                            lock_budget_s=lock_budget_s, names=names, snapshot=False)
