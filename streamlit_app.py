@@ -23,6 +23,7 @@ PAGES = {
     "Desk": [
         st.Page("pages/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
         st.Page("pages/pairs.py", title="Pairs", icon=":material/compare_arrows:"),
+        st.Page("pages/screener.py", title="Screener", icon=":material/manage_search:"),
         st.Page("pages/backtest.py", title="Backtest", icon=":material/query_stats:"),
         st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ],

@@ -188,3 +188,24 @@ def tick_rate(rate: pd.DataFrame, step_s: int, uirevision: str) -> Figure:
     """Stored ticks per second by symbol (from `tickstore.queries.tick_rate`)."""
     series = {sym: g.set_index("ts")["ticks"] / step_s for sym, g in rate.groupby("symbol")}
     return lines(series, uirevision, f"Stored ticks per second ({step_s}s buckets, by trade time)", height=260)
+
+
+def screen_heatmap(score: pd.DataFrame, q: pd.DataFrame, fdr: float, uirevision: str) -> Figure:
+    """−log10 q of the pair screen over the best pairs' symbols; cells at or under the FDR level show their q."""
+    values = score.to_numpy(dtype=float)
+    qv = q.to_numpy(dtype=float)
+    line = -np.log10(fdr)
+    top = max(2.0 * line, float(np.nanmax(values)) if np.isfinite(values).any() else 0.0)
+    text = np.where(qv <= fdr, np.vectorize(lambda v: f"{v:.1g}" if v >= 1e-3 else "<.001")(np.nan_to_num(qv, nan=1.0)),
+                    "")
+    layout = _layout(uirevision, 160 + 30 * len(score), f"Best pairs: −log10 q (q ≤ {fdr:g} labelled)",
+                     hovermode="closest")
+    layout["xaxis"].update(showspikes=False, showgrid=False, tickangle=-45)
+    layout["yaxis"].update(autorange="reversed", showgrid=False)
+    data = [{"type": "heatmap", "z": values, "x": list(score.columns), "y": list(score.index), "zmin": 0, "zmax": top,
+             "customdata": qv, "text": text, "texttemplate": "%{text}", "hoverongaps": False,
+             "colorscale": [[0.0, "#1c1c22"], [min(line / top, 1.0) * 0.999, "#3a3a48"],
+                            [min(line / top, 1.0), "#26a69a"], [1.0, "#f0b90b"]],
+             "colorbar": {"title": {"text": "−log10 q"}, "thickness": 10},
+             "hovertemplate": "%{y} / %{x}: q = %{customdata:.3g}<extra></extra>"}]
+    return {"data": data, "layout": layout}

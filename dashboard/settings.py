@@ -26,6 +26,7 @@ MAX_BARS = 20_000  # per symbol and query; longer lookbacks at fine timeframes a
 DEFAULTS = {"tf": "1m", "lb": "2h", "win": 60, "hedge": "OLS", "every": "2s"}
 
 _STATE_KEY = "_tickdesk_settings"
+_PENDING_KEY = "_tickdesk_pending_settings"
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,18 @@ def requested_source() -> str:
     return SOURCES.get(label, "live")
 
 
+def request_view(**values) -> None:
+    """Make the sidebar show these settings (widget key -> value, e.g. y="ETHUSDT") from the next full run on.
+
+    For callbacks of widgets inside a fragment: a value written to a sidebar key there would lose against the
+    browser's own widget value on the next full run, so it is applied just before the sidebar is drawn."""
+    st.session_state[_PENDING_KEY] = dict(values)
+
+
 def sidebar(catalog: Catalog, db_path: Path) -> Settings:
     """Draw the shared controls and store the result for `current()`."""
+    for key, value in st.session_state.pop(_PENDING_KEY, {}).items():
+        st.session_state[key] = value
     sb = st.sidebar
     source = SOURCES[sb.segmented_control("Source", list(SOURCES), default="live file", required=True, key="src",
                                           bind="query-params",

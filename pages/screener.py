@@ -1,0 +1,110 @@
+"""Screener: every pair of a universe tested for cointegration (Engle–Granger, BH q-values), filtered, ranked;
+a picked row opens on the Pairs page or becomes a z-score alert."""
+from __future__ import annotations
+
+from dashboard.entrypoint import through_entrypoint
+
+through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
+
+import dataclasses  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data, figures, screen_ui, screener, settings, ui  # noqa: E402
+from dashboard.settings import LOOKBACKS, TIMEFRAMES  # noqa: E402
+
+s = settings.current()
+st.header("Screener", anchor=False)
+cat = data.current_catalog(s)
+
+with st.container(border=True):
+    c = st.columns([1, 3.2, 2.6, 1, 1])
+    markets = list(cat.markets) or [s.market]
+    market = c[0].selectbox("Market", markets, index=markets.index(s.market) if s.market in markets else 0,
+                            key="sc_mkt", bind="query-params")
+    options = list(cat.symbols_of(market))
+    asked = screen_ui.asked_symbols()
+    symbols = c[1].multiselect("Symbols", options, key="sc_sym", bind="query-params",
+                               placeholder=f"All {len(options)} symbols of {market}",
+                               help="Leave empty to screen every symbol of the market that traded in the window.")
+    timeframe = c[2].segmented_control("Timeframe", TIMEFRAMES, default="1m", required=True, key="sc_tf",
+                                       bind="query-params")
+    lookback = c[3].selectbox("Lookback", list(LOOKBACKS), index=list(LOOKBACKS).index("24h"), key="sc_lb",
+                              bind="query-params", help="Ends at the newest tick of the market.")
+    fdr = c[4].number_input("FDR level", min_value=0.001, max_value=0.5, value=0.05, step=0.01, format="%.3f",
+                            key="sc_fdr", bind="query-params",
+                            help="False discovery rate: pairs with a Benjamini–Hochberg q-value at or under it are "
+                                 "called cointegrated.")
+    c = st.columns([1.2, 1, 1, 1, 1.6])
+    max_hl = c[0].number_input("Max half-life (bars, 0 = any)", min_value=0.0, max_value=1e6, value=0.0, step=10.0,
+                               format="%g", key="sc_hl", bind="query-params")
+    min_corr = c[1].number_input("Min correlation", min_value=0.0, max_value=1.0, value=0.0, step=0.05,
+                                 format="%.2f", key="sc_corr", bind="query-params",
+                                 help="Of bar log returns.")
+    hurst = c[2].toggle("Hurst < 0.5", value=False, key="sc_hurst", bind="query-params",
+                        help="Keep only spreads whose Hurst exponent says mean-reverting.")
+    sig = c[3].toggle("q ≤ FDR only", value=False, key="sc_sig", bind="query-params")
+    open_on_pick = c[4].toggle("Open the Pairs page on row pick", value=True, key="sc_open", bind="query-params",
+                               help="Off: picking a row only selects it (for the buttons below the table).")
+screen_ui.note_dropped_symbols(asked, options, market)
+
+try:
+    spec = screener.ScreenSpec.make(s.source, screen_ui.origin(s), market, symbols, timeframe, lookback, fdr)
+except ValueError as exc:
+    ui.explain("error", f"Cannot screen: {exc}.")
+    st.stop()
+filters = screener.Filters(max_half_life=float(max_hl) or None, hurst_below_half=bool(hurst),
+                           min_corr=float(min_corr), significant_only=bool(sig))
+screen_ui.go_to_pairs_if_asked()
+job = screen_ui.request(s, cat, spec)
+
+
+@st.fragment(run_every=s.run_every if job.finished else screen_ui.POLL_S)
+def live(spec: screener.ScreenSpec, filters: screener.Filters, was_finished: bool) -> None:
+    cat = data.current_catalog(s)
+    ui.status_line(dataclasses.replace(s, timeframe=spec.timeframe, lookback=spec.lookback), cat)
+    if not ui.need_catalog(cat):
+        return
+    screen_ui.go_to_pairs_if_asked(in_fragment=True)
+    job = screen_ui.request(s, cat, spec)
+    if job.finished and not was_finished:
+        st.rerun()  # slow the fragment down to the refresh interval now that the screen is done
+    outcome = screen_ui.progress(job, spec)
+    if outcome is None:
+        return
+    if spec.clipped:
+        st.caption(f"Lookback clipped to {settings.MAX_BARS:,} bars of {spec.timeframe}; pick a coarser timeframe "
+                   "for more history.")
+    if outcome.problem:
+        ui.explain(*outcome.problem)
+        if outcome.result is None:
+            return
+    pairs = outcome.pairs
+    kept = screener.apply_filters(pairs, filters, spec.fdr)
+    res = outcome.result
+    m = st.columns(5)
+    m[0].metric("Symbols", f"{outcome.n_symbols}")
+    m[1].metric("Pairs screened", f"{res.n_pairs:,}")
+    m[2].metric(f"Cointegrated (q ≤ {spec.fdr:g})", f"{res.n_significant:,}")
+    m[3].metric("Pass the filters", f"{len(kept):,}")
+    m[4].metric("Bars", f"{outcome.n_bars:,}", help=f"{spec.timeframe} bars from {outcome.start:%Y-%m-%d %H:%M} "
+                                                    f"to {outcome.end:%Y-%m-%d %H:%M} UTC")
+    left, right = st.columns([3, 2])
+    with left:
+        screen_ui.pairs_table(kept, pairs, spec, filters, open_on=open_on_pick)
+    with right:
+        heat = screener.heatmap_frame(pairs, kept if len(kept) else pairs)
+        if heat is None:
+            st.caption("The heat map needs pairs over at least two symbols.")
+        else:
+            ui.chart(figures.screen_heatmap(*heat, spec.fdr, f"screen:{spec.source}:{spec.market}:"
+                                                             f"{spec.timeframe}:{spec.lookback}:{','.join(spec.symbols)}"),
+                     key="screen-heatmap")
+    screen_ui.pick_actions(s, spec)
+    st.caption(outcome.summary() + f" · computed {outcome.finished_at:%H:%M:%S} UTC")
+    st.download_button("All screened pairs (CSV)", data=lambda: screener.csv_bytes(outcome),
+                       file_name=screener.csv_name(spec, outcome.end), mime="text/csv", icon=":material/download:",
+                       on_click="ignore", key="dl-screen")
+
+
+live(spec, filters, job.finished)
