@@ -7,6 +7,7 @@ values into the URL there, so the Pairs view is bookmarkable as usual.
 """
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from alerts.rules import validate_rule
@@ -21,6 +22,7 @@ _SHOWN = "_screener_shown"            # (y, x) of each row of the table as last 
 _PICK = "_screener_pick"              # the picked pair: dict(y, x, spec)
 _GOTO = "_screener_goto"              # set by the pick callback: switch to the Pairs page on the next run
 _FLASH = "_screener_flash"            # result of the last "watch" click
+_DROPPED = "_screener_dropped"        # (market, symbols of the URL that are not in the data)
 WATCH_HYSTERESIS = 0.5
 WATCH_COOLDOWN_S = 60.0
 
@@ -32,9 +34,17 @@ def asked_symbols() -> list[str]:
 
 
 def note_dropped_symbols(asked: list[str], options: list[str], market: str) -> None:
+    """Say which symbols of the URL are not in the data (kept until the user edits the symbols)."""
     dropped = [a for a in asked if a not in options]
     if dropped:
+        st.session_state[_DROPPED] = (market, dropped)
+    market_, dropped = st.session_state.get(_DROPPED, (market, []))
+    if dropped and market_ == market:
         st.caption(f":material/info: Not in the {market} data, left out: {', '.join(dropped)}.")
+
+
+def forget_dropped_symbols() -> None:
+    st.session_state.pop(_DROPPED, None)
 
 
 def origin(s: Settings) -> str:
@@ -60,26 +70,19 @@ def request(s: Settings, cat: Catalog, spec: screener.ScreenSpec) -> screener.Jo
 
 def _loader(s: Settings, cat: Catalog, spec: screener.ScreenSpec):
     """A function reading the closes of the screen (runs on the worker thread; captures plain values only)."""
-    if not cat.usable:
-        return lambda: (_empty(), None, None)
-    anchor = cat.last_ts(spec.market)
-    if anchor is None:
-        return lambda: (_empty(), None, None)
-    start, end = screener.window(anchor, spec)
-    symbols = spec.symbols or tuple(cat.symbols_of(spec.market))
+    symbols = spec.symbols or None
     if s.source == "upload":
         ds = uploads.current()
+        anchor = cat.last_ts(spec.market) if cat.usable else None
+        if ds is None or anchor is None:
+            return lambda: (pd.DataFrame(), None, None)
+        start, end = screener.window(anchor, spec)
         frames, _ = ds.bars(spec.timeframe)
-        closes = screener.closes_from_frames({k: v for k, v in frames.items() if k in symbols}, start)
+        closes = screener.closes_from_frames({k: v for k, v in frames.items() if symbols is None or k in symbols},
+                                             start)
         return lambda: (closes, start, end)
     path = s.db_path
-    return lambda: (screener.closes_from_file(path, spec, symbols, start), start, end)
-
-
-def _empty():
-    import pandas as pd
-
-    return pd.DataFrame()
+    return lambda: screener.closes_from_file(path, spec, symbols)
 
 
 def progress(job: screener.Job, spec: screener.ScreenSpec) -> screener.ScreenOutcome | None:
@@ -107,9 +110,11 @@ def pairs_table(kept, pairs, spec: screener.ScreenSpec, filters: screener.Filter
     shown = screener.table(kept, spec.tf_seconds)
     st.session_state[_SHOWN] = list(zip(shown["y"], shown["x"]))
     more = f"the best {len(shown):,} of {len(kept):,}" if len(kept) > len(shown) else f"all {len(kept):,}"
-    st.caption(f"Showing {more} pairs{' that pass the filters' if filters.active else ''}, lowest q first; "
-               f"click a column to sort. " + ("Pick a row to open the pair on the Pairs page." if open_on else
-                                              "Pick a row, then use the buttons below."))
+    action = ("Pick a row to open the pair on the Pairs page." if open_on else
+              "Pick a row, then use the buttons below the table.")
+    st.caption(f"Showing {more} pairs{' that pass the filters' if filters.active else ''}, best first (cointegrated, "
+               "then unstable or with a stationary leg, then the rest; by p-value within each); click a column to "
+               f"sort. {action}")
     st.dataframe(shown, key=TABLE_KEY, on_select=lambda: _on_pick(spec, open_on), selection_mode="single-row",
                  hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 520),
                  column_config=screener.TABLE_COLUMNS)
@@ -159,11 +164,11 @@ def pick_actions(s: Settings, spec: screener.ScreenSpec) -> None:
     if not pick or pick["spec"].market != spec.market:
         return
     y, x = pick["y"], pick["x"]
-    c = st.columns([2, 1.2, 1.2, 3], vertical_alignment="center")
-    c[0].markdown(f"**Picked:** {y} / {x} · {pick['spec'].timeframe}")
-    c[1].button("Open on Pairs page", icon=":material/compare_arrows:", key="sc_open_pick", on_click=_open_pick,
+    st.markdown(f"**Picked:** {y} / {x} · {pick['spec'].timeframe} bars")
+    c = st.columns(2)
+    c[0].button("Open on Pairs page", icon=":material/compare_arrows:", key="sc_open_pick", on_click=_open_pick,
                 type="primary")
-    with c[2].popover("Watch this pair", icon=":material/notifications:", disabled=s.source != "live",
+    with c[1].popover("Watch this pair", icon=":material/notifications:", disabled=s.source != "live",
                       help="Alerts are evaluated on the live file." if s.source != "live" else None):
         st.markdown(f"Alert when the **{y} / {x}** spread z-score ({pick['spec'].timeframe} bars) stretches past "
                     "±threshold: two rules, *z above +threshold* and *z below −threshold*. Each fires once when "

@@ -13,7 +13,6 @@ changing them never re-runs a screen.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import logging
 import math
 import threading
@@ -93,11 +92,11 @@ class Filters:
     max_half_life: float | None = None
     hurst_below_half: bool = False
     min_corr: float = 0.0
-    significant_only: bool = False
+    cointegrated_only: bool = False
 
     @property
     def active(self) -> bool:
-        return self.max_half_life is not None or self.hurst_below_half or self.min_corr > 0 or self.significant_only
+        return self.max_half_life is not None or self.hurst_below_half or self.min_corr > 0 or self.cointegrated_only
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,10 @@ class ScreenOutcome:
     def summary(self) -> str:
         if self.result is None:
             return self.problem[1] if self.problem else "no result"
-        return (f"{self.result.summary()} · {self.n_symbols} symbols × {self.n_bars:,} bars of {self.spec.timeframe} "
-                f"in {self.elapsed_s:.1f} s")
+        r = self.result
+        return (f"{r.n_pairs:,} pairs of {self.n_symbols} symbols × {self.n_bars:,} bars of {self.spec.timeframe}, "
+                f"{r.n_tested:,} tested; {r.n_significant:,} significant at FDR {r.fdr:g} (Benjamini–Hochberg), "
+                f"{r.n_cointegrated:,} cointegrated and stable; screened in {self.elapsed_s:.1f} s")
 
 
 # ---------------------------------------------------------------- reading the closes
@@ -133,13 +134,15 @@ def window(end: dt.datetime, spec: ScreenSpec) -> tuple[dt.datetime, dt.datetime
     return start.to_pydatetime(), pd.Timestamp(end).to_pydatetime()
 
 
-def closes_from_file(path: str, spec: ScreenSpec, symbols: tuple[str, ...], start: dt.datetime) -> pd.DataFrame:
-    """Close of every bar since `start` (rows = bar start UTC, one column per symbol; NaN where a symbol had no
-    trade in a bar), read through tickstore."""
-    long = queries.bars(spec.market, symbols, spec.timeframe, start, path=path)
-    if long.empty:
-        return pd.DataFrame()
-    return long.pivot(index="ts", columns="symbol", values="close").sort_index()
+def closes_from_file(path: str, spec: ScreenSpec, symbols: tuple[str, ...] | None
+                     ) -> tuple[pd.DataFrame, dt.datetime | None, dt.datetime | None]:
+    """(closes, start, end): the close of every bar of the lookback window ending with the bar of the newest tick
+    (rows = bar start UTC, one column per symbol, NaN where a symbol had no trade), read through tickstore over
+    the hot file and the archive. `symbols` None = every symbol of the market that traded in the window."""
+    frame = queries.closes_wide(spec.market, symbols, spec.timeframe, dt.timedelta(seconds=spec.lookback_s),
+                                path=path)
+    frame = frame.loc[:, frame.notna().any()]  # a chosen symbol without trades in the window is no column
+    return frame, frame.attrs.get("start"), frame.attrs.get("end")
 
 
 def closes_from_frames(frames: dict[str, pd.DataFrame], start: dt.datetime) -> pd.DataFrame:
@@ -171,16 +174,17 @@ def run_screen(spec: ScreenSpec, closes: pd.DataFrame, start: dt.datetime | None
         only = closes.columns[0]
         return done(problem=("no-data", f"Only {only} traded in {where}: a screen needs at least two symbols. "
                                         "Pick more symbols (or all), a longer lookback or another market."))
-    need = getattr(screen, "MIN_BARS", 20)
+    need = screen.DEFAULT_MIN_BARS
     if n_bars < need:
         return done(problem=("short", f"Only {n_bars} bars of {spec.timeframe} in {where}; the screen needs at least "
                                       f"{need} per pair. Pick a longer lookback or a finer timeframe."))
     if progress:
         progress(0.05, f"screening {n_sym * (n_sym - 1) // 2:,} pairs of {n_sym} symbols × {n_bars:,} bars")
-    kwargs = {"fdr": spec.fdr}
-    if progress and "progress" in inspect.signature(screen.screen_pairs).parameters:
-        kwargs["progress"] = lambda frac, *_: progress(0.05 + 0.95 * float(frac), "screening")
-    result = screen.screen_pairs(closes, **kwargs)
+    def step(done_pairs: int, total: int) -> None:
+        if progress:
+            progress(0.05 + 0.95 * done_pairs / max(total, 1), f"screened {done_pairs:,} of {total:,} pairs")
+
+    result = screen.screen_pairs(closes, fdr=spec.fdr, progress=step)
     pairs = result.pairs
     if len(pairs) and pairs["eg_qvalue"].isna().all():
         longest = int(pairs["n_bars"].max()) if "n_bars" in pairs else 0
@@ -306,8 +310,8 @@ def apply_filters(pairs: pd.DataFrame, f: Filters, fdr: float) -> pd.DataFrame:
         keep &= pairs["hurst"] < 0.5
     if f.min_corr > 0:
         keep &= pairs["corr"] >= f.min_corr
-    if f.significant_only:
-        keep &= pairs["eg_qvalue"] <= fdr
+    if f.cointegrated_only:
+        keep &= pairs["cointegrated"] if "cointegrated" in pairs else pairs["eg_qvalue"] <= fdr
     return pairs.loc[keep.fillna(False).astype(bool)]
 
 

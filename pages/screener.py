@@ -26,6 +26,7 @@ with st.container(border=True):
     asked = screen_ui.asked_symbols()
     symbols = c[1].multiselect("Symbols", options, key="sc_sym", bind="query-params",
                                placeholder=f"All {len(options)} symbols of {market}",
+                               on_change=screen_ui.forget_dropped_symbols,
                                help="Leave empty to screen every symbol of the market that traded in the window.")
     timeframe = c[2].segmented_control("Timeframe", TIMEFRAMES, default="1m", required=True, key="sc_tf",
                                        bind="query-params")
@@ -43,7 +44,8 @@ with st.container(border=True):
                                  help="Of bar log returns.")
     hurst = c[2].toggle("Hurst < 0.5", value=False, key="sc_hurst", bind="query-params",
                         help="Keep only spreads whose Hurst exponent says mean-reverting.")
-    sig = c[3].toggle("q ≤ FDR only", value=False, key="sc_sig", bind="query-params")
+    coint = c[3].toggle("Cointegrated only", value=False, key="sc_coint", bind="query-params",
+                        help="q ≤ FDR, significant in both halves of the window, neither leg stationary alone.")
     open_on_pick = c[4].toggle("Open the Pairs page on row pick", value=True, key="sc_open", bind="query-params",
                                help="Off: picking a row only selects it (for the buttons below the table).")
 screen_ui.note_dropped_symbols(asked, options, market)
@@ -54,7 +56,7 @@ except ValueError as exc:
     ui.explain("error", f"Cannot screen: {exc}.")
     st.stop()
 filters = screener.Filters(max_half_life=float(max_hl) or None, hurst_below_half=bool(hurst),
-                           min_corr=float(min_corr), significant_only=bool(sig))
+                           min_corr=float(min_corr), cointegrated_only=bool(coint))
 screen_ui.go_to_pairs_if_asked()
 job = screen_ui.request(s, cat, spec)
 
@@ -82,29 +84,30 @@ def live(spec: screener.ScreenSpec, filters: screener.Filters, was_finished: boo
     pairs = outcome.pairs
     kept = screener.apply_filters(pairs, filters, spec.fdr)
     res = outcome.result
-    m = st.columns(5)
+    m = st.columns(6)
     m[0].metric("Symbols", f"{outcome.n_symbols}")
-    m[1].metric("Pairs screened", f"{res.n_pairs:,}")
-    m[2].metric(f"Cointegrated (q ≤ {spec.fdr:g})", f"{res.n_significant:,}")
-    m[3].metric("Pass the filters", f"{len(kept):,}")
-    m[4].metric("Bars", f"{outcome.n_bars:,}", help=f"{spec.timeframe} bars from {outcome.start:%Y-%m-%d %H:%M} "
+    m[1].metric("Pairs screened", f"{res.n_pairs:,}", help=f"{res.n_tested:,} had enough bars to test")
+    m[2].metric(f"Significant (q ≤ {spec.fdr:g})", f"{res.n_significant:,}")
+    m[3].metric("Cointegrated", f"{res.n_cointegrated:,}", help="Significant, in both halves of the window too, "
+                                                                "and neither leg stationary on its own")
+    m[4].metric("Pass the filters", f"{len(kept):,}")
+    m[5].metric("Bars", f"{outcome.n_bars:,}", help=f"{spec.timeframe} bars from {outcome.start:%Y-%m-%d %H:%M} "
                                                     f"to {outcome.end:%Y-%m-%d %H:%M} UTC")
+    screen_ui.pairs_table(kept, pairs, spec, filters, open_on=open_on_pick)
     left, right = st.columns([3, 2])
     with left:
-        screen_ui.pairs_table(kept, pairs, spec, filters, open_on=open_on_pick)
-    with right:
         heat = screener.heatmap_frame(pairs, kept if len(kept) else pairs)
         if heat is None:
             st.caption("The heat map needs pairs over at least two symbols.")
         else:
-            ui.chart(figures.screen_heatmap(*heat, spec.fdr, f"screen:{spec.source}:{spec.market}:"
-                                                             f"{spec.timeframe}:{spec.lookback}:{','.join(spec.symbols)}"),
-                     key="screen-heatmap")
-    screen_ui.pick_actions(s, spec)
-    st.caption(outcome.summary() + f" · computed {outcome.finished_at:%H:%M:%S} UTC")
-    st.download_button("All screened pairs (CSV)", data=lambda: screener.csv_bytes(outcome),
-                       file_name=screener.csv_name(spec, outcome.end), mime="text/csv", icon=":material/download:",
-                       on_click="ignore", key="dl-screen")
+            rev = f"screen:{spec.source}:{spec.market}:{spec.timeframe}:{spec.lookback}:{','.join(spec.symbols)}"
+            ui.chart(figures.screen_heatmap(*heat, spec.fdr, rev), key="screen-heatmap")
+    with right:
+        screen_ui.pick_actions(s, spec)
+        st.caption(outcome.summary() + f" · computed {outcome.finished_at:%H:%M:%S} UTC")
+        st.download_button("All screened pairs (CSV)", data=lambda: screener.csv_bytes(outcome),
+                           file_name=screener.csv_name(spec, outcome.end), mime="text/csv",
+                           icon=":material/download:", on_click="ignore", key="dl-screen")
 
 
 live(spec, filters, job.finished)
