@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.settings import LOOKBACKS, MAX_BARS, TIMEFRAME_SECONDS
+from core import timeframes
+from dashboard.settings import LOOKBACKS, MAX_BARS, TIMEFRAMES
 from tickstore import queries
 from tickstore.connection import StoreBusy, StoreError, StoreMissing
 
@@ -62,22 +63,22 @@ class ScreenSpec:
     def make(source: str, origin: str, market: str, symbols, timeframe: str, lookback: str, fdr: float
              ) -> "ScreenSpec":
         """Validate the controls; raises ValueError with what was expected."""
-        if timeframe not in TIMEFRAME_SECONDS:
-            raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAME_SECONDS)}")
+        if timeframe not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)}")
         if lookback not in LOOKBACKS:
             raise ValueError(f"unknown lookback {lookback!r}; expected one of {', '.join(LOOKBACKS)}")
         fdr = float(fdr)
         if not (math.isfinite(fdr) and 0.0 < fdr < 1.0):
             raise ValueError(f"FDR level {fdr:g} is out of range; expected a fraction between 0 and 1, e.g. 0.05")
         full = LOOKBACKS[lookback]
-        cap = MAX_BARS * TIMEFRAME_SECONDS[timeframe]
+        cap = MAX_BARS * timeframes.seconds(timeframe)
         syms = tuple(sorted({str(s).upper() for s in symbols or ()}))
         return ScreenSpec(source, str(origin), market, syms, timeframe, lookback, round(fdr, 6), min(full, cap),
                           full > cap)
 
     @property
     def tf_seconds(self) -> int:
-        return TIMEFRAME_SECONDS[self.timeframe]
+        return timeframes.seconds(self.timeframe)
 
     def describe(self, n_symbols: int | None = None) -> str:
         uni = (f"{len(self.symbols)} chosen symbols" if self.symbols else
