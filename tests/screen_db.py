@@ -37,10 +37,10 @@ class Universe:
 def universe_rows(seed: int = 11, rate_per_s: float = 0.25, market: str = "spot") -> list[tuple]:
     rng = np.random.default_rng(seed)
     n_sec = int((END - START).total_seconds())
-    factor = np.cumsum(rng.normal(0, 1.5e-4, n_sec))
-    paths = {s: np.log(PRICES[s]) + 0.8 * factor + np.cumsum(rng.normal(0, 1.5e-4, n_sec)) for s in UNIVERSE}
+    factor = np.cumsum(rng.normal(0, 5e-4, n_sec))
+    paths = {s: np.log(PRICES[s]) + 0.8 * factor + np.cumsum(rng.normal(0, 4e-4, n_sec)) for s in UNIVERSE}
     phi = np.exp(-np.log(2) / 300.0)
-    eps = rng.normal(0, 4e-4, n_sec)
+    eps = rng.normal(0, 2e-4, n_sec)
     ou = np.zeros(n_sec)
     for i in range(1, n_sec):
         ou[i] = phi * ou[i - 1] + eps[i]
