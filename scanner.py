@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.logs import LEVELS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "large ones) or a number; ignored with --dask")
     p.add_argument("--chunk-pairs", default=str(CHUNK_PAIRS),
                    help=f"pairs per unit of work (a progress step, a task on a worker; default {CHUNK_PAIRS})")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=LEVELS)
     return p
 
 
@@ -111,10 +113,23 @@ def parse_end(text: str) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
+def parse_symbols(text: str) -> tuple[str, ...]:
+    """'btcusdt, ethusdt' → ('BTCUSDT', 'ETHUSDT'), duplicates dropped; BadInput naming the bad ones."""
+    from core.symbols import EXPECTED, is_symbol
+
+    syms = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if not syms:
+        raise BadInput("--symbols is empty; expected a comma-separated list such as btcusdt,ethusdt,solusdt")
+    bad = [s for s in syms if not is_symbol(s)]
+    if bad:
+        raise BadInput(f"--symbols: bad symbol(s) {', '.join(bad)}; expected {EXPECTED}")
+    return tuple(dict.fromkeys(syms))
+
+
 def parse_config(args: argparse.Namespace) -> ScanConfig:
-    from feed.ingest import ConfigError, parse_duration, parse_symbols
-    from tickstore.connection import default_db_path
-    from tickstore.queries import tf_seconds
+    from core.durations import DurationError, parse_duration
+    from core.paths import default_db_path
+    from core.timeframes import seconds as tf_seconds
 
     market = args.market.strip().lower()
     if market not in KNOWN_MARKETS:
@@ -124,17 +139,14 @@ def parse_config(args: argparse.Namespace) -> ScanConfig:
     except ValueError as exc:
         raise BadInput(f"--timeframe: {exc}") from None
     try:
-        lookback_s = parse_duration(args.lookback)
-    except ConfigError as exc:
+        lookback_s = parse_duration(args.lookback, ("s", "m", "h", "d", "w"))
+    except DurationError as exc:
         raise BadInput(f"--lookback: {exc}") from None
     try:
         dask_timeout_s = parse_duration(args.dask_timeout)
-    except ConfigError as exc:
+    except DurationError as exc:
         raise BadInput(f"--dask-timeout: {exc}") from None
-    try:
-        symbols = tuple(parse_symbols(args.symbols)) if args.symbols is not None else None
-    except ConfigError as exc:
-        raise BadInput(f"--symbols: {exc}") from None
+    symbols = parse_symbols(args.symbols) if args.symbols is not None else None
     if lookback_s < 2 * step:
         raise BadInput(f"--lookback {args.lookback} holds fewer than two {args.timeframe} bars; "
                        f"expected at least {2 * step}s, e.g. 24h")
@@ -460,13 +472,9 @@ def _one_line(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------------------------- main
 
-def setup_logging(level: str) -> None:
-    from ingestor import setup_logging as setup
-
-    setup(level)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from core.logs import setup_logging
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     level = "INFO"
