@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 # `ticks.market` values: the live markets and the id spaces of imported dumps (history.dumps.STORE_MARKETS).
 KNOWN_MARKETS = ("spot", "usdm", "spot_agg", "usdm_trades")
-MIN_BARS_FLOOR = 32           # quantlib.screen.MIN_BARS_FLOOR (the Hurst estimate's minimum), checked before the import
 POOL_MIN_PAIRS = 20_000       # auto --workers: smaller scans run in this process (see local_workers)
 CHUNK_PAIRS = 2_000            # pairs per chunk: progress granularity and the unit of work sent to a Dask worker
 
@@ -166,6 +165,8 @@ def parse_config(args: argparse.Namespace) -> ScanConfig:
         raise BadInput(f"--top {args.top!r} is not a row count; expected a whole number >= 0 such as 20")
     min_bars = None
     if args.min_bars is not None:
+        from quantlib.screen import MIN_BARS_FLOOR
+
         try:
             min_bars = int(args.min_bars)
         except ValueError:
