@@ -334,7 +334,8 @@ class _Hook(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_engine_posts_webhook_without_blocking_the_flush(rig):
+def test_engine_posts_webhook_without_blocking_the_flush(rig, monkeypatch):
+    monkeypatch.setenv("TICKDESK_WEBHOOKS_ALLOW_PRIVATE", "1")  # the hook listens on loopback
     _Hook.bodies = []
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -123,7 +123,8 @@ def hook():
 
 
 @pytest.mark.slow
-def test_rules_fire_in_the_ingestor_once_per_crossing(tmp_path, exchange, hook):
+def test_rules_fire_in_the_ingestor_once_per_crossing(tmp_path, exchange, hook, monkeypatch):
+    monkeypatch.setenv("TICKDESK_WEBHOOKS_ALLOW_PRIVATE", "1")  # the hook listens on loopback (app and ingestor)
     db = tmp_path / "ticks.duckdb"
     proc = start_ingestor(exchange, db)
     try:
