@@ -194,7 +194,7 @@ def period_bounds(period: str) -> tuple[int, int]:
 
 # a dump holds a consecutive run of ids: allow generous slack, refuse spans no real file has
 def _max_id_span(rows: int) -> int:
-    return 2 * rows + 10_000
+    return 10 * rows + 100_000
 
 
 def _sha256(path: Path) -> str:

@@ -175,7 +175,9 @@ def test_rerun_moves_nothing_and_late_imports_are_deduped(db, ref, tmp_path):
     day = rows(ref, f"SELECT {COLS} FROM ticks WHERE market = 'spot' AND symbol = 'BTCUSDT' "
                     "AND ts >= '2024-01-02' AND ts < '2024-01-03'")
     known = day.iloc[:100]
-    new = pd.DataFrame({"trade_id": range(9_000_000, 9_000_040),
+    after = int(rows(ref, "SELECT max(trade_id) AS trade_id, 'spot' AS market, 'BTCUSDT' AS symbol FROM ticks "
+                          "WHERE symbol = 'BTCUSDT'")["trade_id"].iloc[0]) + 1  # ids nothing stored has yet
+    new = pd.DataFrame({"trade_id": range(after, after + 40),
                         "ts_us": [int(pd.Timestamp("2024-01-02T10:00:00Z").value // 1000) + i * 1000 for i in range(40)],
                         "price": 43_000.5, "qty": 0.25, "is_buyer_maker": True})
     dump_rows = pd.concat([pd.DataFrame({"trade_id": known["trade_id"], "ts_us": (known["ts"] - EPOCH) // pd.Timedelta(microseconds=1),
