@@ -16,14 +16,14 @@ different missing bars are compressed to their common bars and batched by bar co
 Conventions (see quantlib/README.md, "Pair screen"):
 - log prices by default (`log_prices=True`); the Pairs page tests levels. Both are scale free for the
   test statistic; log prices make hedge ratios comparable across BTC and sub-cent coins.
-- orientation: both regressions (y on x, x on y) are run; the pair is reported in the orientation whose
-  statistic is larger (the weaker rejection), so "cointegrated" means both orderings reject and the order
-  of the input never matters. Exact ties: alphabetical.
+- orientation: both regressions (y on x, x on y) are run and the pair is reported in the orientation whose
+  statistic is larger (the weaker rejection), so "cointegrated" means both orderings reject and the input
+  order never matters; ties alphabetical. The reverse regression and the halves run only where the first
+  (alphabetical) one has p <= 0.25: a BH q-value is never below its p-value, so no other pair can pass.
 """
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,8 +43,9 @@ DEFAULT_MIN_BARS = 100
 DEFAULT_CHUNK_PAIRS = 2000
 MIN_BARS_FLOOR = max(stattests.ADF_MIN_OBS, stattests.HURST_MIN_OBS)
 HALF_MIN_BARS = stattests.ADF_MIN_OBS
-LEG_STATIONARY_P = 0.01      # a leg's own ADF p-value below this ...
-LEG_STATIONARY_HURST = 0.45  # ... and Hurst below this: the leg is stationary on its own (a pegged coin)
+DETAIL_MAX_P = 0.25  # reverse regression and halves only for pairs with p up to this (q >= p: no other can pass)
+LEG_STATIONARY_P = 0.01      # a leg's own ADF p-value below this, and stattests.hurst's "mean reverting"
+LEG_STATIONARY_HURST = 0.45  # (H below this, variance ratio < 1 at 5 %): stationary on its own (a pegged coin)
 _COLLINEAR_R2 = 1 - 100 * math.sqrt(np.finfo(float).eps)  # as stattests.engle_granger
 _DIRECT_R2 = 1 - 1e-3  # above this R², residual sums are taken directly (expanding them loses digits)
 _NTREND = {"n": 0, "c": 1, "ct": 2, "ctt": 3}
@@ -169,19 +170,21 @@ def _check_pairs(pairs: Sequence[tuple[str, str]], columns: pd.Index) -> list[tu
 class _Sums:
     """Lagged cross-products of every symbol pair (u, v) of a block, batch dims first.
 
-    F[k][u, v] = Σ_{s=k}^{m-1} d_u[s] d_v[s-k]; B[j][u, v] = Σ_{t=L}^{m-1} e_u[t] d_v[t-j];
+    F[k][u, v] = Σ_{s=k}^{m-1} d_u[s] d_v[s-k] (k = 0..L); B0[u, v] = Σ_{t=L}^{m-1} e_u[t] d_v[t];
     C[u, v] = Σ_{t=L}^{m-1} e_u[t] e_v[t]; S[u, v] = Σ_t e_u[t] e_v[t] (all bars). e = detrended levels,
     d = Δe, m = n - 1, L = maxlag.
     """
 
-    F: np.ndarray   # (K, G, U, U)
-    B: np.ndarray   # (K, G, U, U)
-    C: np.ndarray   # (G, U, U)
-    S: np.ndarray   # (G, U, U)
-    lev: np.ndarray  # (G, n, U) detrended levels
-    dif: np.ndarray  # (G, m, U)
+    F: np.ndarray      # (K, G, U, U)
+    B0: np.ndarray     # (G, U, U)
+    C: np.ndarray      # (G, U, U)
+    S: np.ndarray      # (G, U, U)
+    lev: np.ndarray    # (G, n, U) detrended levels
+    levT: np.ndarray   # (G, U, n) the same, one contiguous row per symbol (fast per-pair gathers)
+    dif: np.ndarray    # (G, m, U)
+    MH: np.ndarray | None  # (H, G, U, U) Σ_t e_u[t+τ] e_v[t] for the Hurst lags τ
     coef0: np.ndarray  # (G, U) intercept of each symbol's trend fit (for alpha)
-    tss: np.ndarray  # (G, U) total sum of squares as engle_granger's R² uses it
+    tss: np.ndarray    # (G, U) total sum of squares as engle_granger's R² uses it
     n: int
     L: int
 
@@ -195,7 +198,7 @@ def _trend_basis(n: int, ntrend: int) -> tuple[np.ndarray, np.ndarray]:
     return q, r
 
 
-def _block_sums(Z: np.ndarray, ntrend: int, L: int) -> _Sums:
+def _block_sums(Z: np.ndarray, ntrend: int, L: int, hurst_lags: np.ndarray | None = None) -> _Sums:
     """Z: (G, n, U) prices (log or level) of U symbols on n common bars, G independent blocks."""
     G, n, U = Z.shape
     m = n - 1
@@ -203,8 +206,7 @@ def _block_sums(Z: np.ndarray, ntrend: int, L: int) -> _Sums:
     if ntrend:
         proj = np.einsum("nk,gnu->gku", q, Z)
         lev = Z - np.einsum("nk,gku->gnu", q, proj)
-        coef0 = np.linalg.solve(r, proj.reshape(G, ntrend, U).transpose(1, 0, 2).reshape(ntrend, G * U))[0]
-        coef0 = coef0.reshape(G, U)
+        coef0 = np.linalg.solve(r, proj.transpose(1, 0, 2).reshape(ntrend, G * U))[0].reshape(G, U)
         zc = Z - Z.mean(axis=1, keepdims=True)
         tss = np.einsum("gnu,gnu->gu", zc, zc)
     else:
@@ -212,97 +214,123 @@ def _block_sums(Z: np.ndarray, ntrend: int, L: int) -> _Sums:
         coef0 = np.zeros((G, U))
         tss = np.einsum("gnu,gnu->gu", Z, Z)
     dif = np.diff(lev, axis=1)
-    levT = lev.transpose(0, 2, 1)
     difT = dif.transpose(0, 2, 1)
-    K = L + 1
-    F = np.empty((K, G, U, U))
-    B = np.empty((K, G, U, U))
-    for k in range(K):
+    F = np.empty((L + 1, G, U, U))
+    for k in range(L + 1):
         np.matmul(difT[:, :, k:], dif[:, : m - k], out=F[k])
-        np.matmul(levT[:, :, L:m], dif[:, L - k : m - k], out=B[k])
-    C = np.matmul(levT[:, :, L:m], lev[:, L:m])
+    levT = lev[:, L:m].transpose(0, 2, 1)
+    B0 = np.matmul(levT, dif[:, L:m])
+    C = np.matmul(levT, lev[:, L:m])
+    levT = np.ascontiguousarray(lev.transpose(0, 2, 1))
     S = np.matmul(levT, lev)
-    return _Sums(F, B, C, S, lev, dif, coef0, tss, n, L)
+    MH = None
+    if hurst_lags is not None:
+        MH = np.empty((len(hurst_lags), G, U, U))
+        for i, t in enumerate(hurst_lags):
+            np.matmul(levT[:, :, t:], lev[:, : n - t], out=MH[i])
+    return _Sums(F, B0, C, S, lev, levT, dif, MH, coef0, tss, n, L)
 
 
 def _direct_sums(e: np.ndarray, L: int):
-    """F, Bv, C of `_adf_from_sums` straight from residuals e (P, n)."""
+    """F, B0, C of `_adf_from_sums` straight from residuals e (P, n)."""
     d = np.diff(e, axis=1)
     m = d.shape[1]
     F = np.stack([np.einsum("pt,pt->p", d[:, k:], d[:, : m - k]) for k in range(L + 1)], axis=1)
-    Bv = np.stack([np.einsum("pt,pt->p", e[:, L:m], d[:, L - k : m - k]) for k in range(L + 1)], axis=1)
+    B0 = np.einsum("pt,pt->p", e[:, L:m], d[:, L:m])
     C = np.einsum("pt,pt->p", e[:, L:m], e[:, L:m])
-    return F, Bv, C
+    return F, B0, C
 
 
 def _combine(M: np.ndarray, g, a, c, b) -> np.ndarray:
-    """Σ (u_a - b u_c)(v_a - b v_c) from the symbol sums M[..., g, u, v], per pair (batch dim last → first)."""
+    """Σ (u_a - b u_c)(v_a - b v_c) from the symbol sums M[..., g, u, v], per pair (pair axis first)."""
     out = M[..., g, a, a] - b * (M[..., g, a, c] + M[..., g, c, a]) + b * b * M[..., g, c, c]
     return np.moveaxis(out, -1, 0) if out.ndim > 1 else out
 
 
 # ------------------------------------------------------------------------------------ residual ADF
-def _adf_from_sums(F, Bv, C, eh, dh, dt, m: int, L: int, autolag: str | None):
-    """ADF (no deterministic terms) on residuals e given their lagged sums, for P pairs at once.
+_TOEPLITZ: dict[int, np.ndarray] = {}
 
-    F (P, K): Σ_{s=k}^{m-1} d[s]d[s-k]; Bv (P, K): Σ_{t=L}^{m-1} e[t]d[t-j]; C (P,): Σ_{t=L}^{m-1} e[t]²;
-    eh, dh (P, L): e[0:L], d[0:L]; dt (P, L): d[m-L:m]. Returns (stat, lag), as `stattests._adf_core`.
+
+def _toeplitz_index(L: int) -> np.ndarray:
+    """|lag_i - lag_j| for the Gram column order [level, d_{t-1}..d_{t-L}, d_t] (level: placeholder)."""
+    if L not in _TOEPLITZ:
+        lagc = np.r_[0, 1:L + 1, 0]
+        _TOEPLITZ[L] = np.abs(lagc[:, None] - lagc[None, :])
+    return _TOEPLITZ[L]
+
+
+def _adf_from_sums(F, B0, C, eh, dh, dt, e_last, m: int, L: int, autolag: str | None, levels=None):
+    """ADF on residuals e given their lagged sums, for P series at once: no deterministic terms, or a
+    constant when `levels` (P, n), the series itself, is given.
+
+    F (P, K): Σ_{s=k}^{m-1} d[s]d[s-k]; B0 (P,): Σ_{t=L}^{m-1} e[t]d[t]; C (P,): Σ_{t=L}^{m-1} e[t]²;
+    eh, dh (P, L): e[0:L], d[0:L]; dt (P, L): d[m-L:m]; e_last (P,): e[m-1]. Returns (stat, lag) as
+    `stattests._adf_core`: every lag 0..L scored on the common sample t = L..m-1, refit on t = lag..m-1.
+
+    The Gram of the columns [e_t, d_{t-1}..d_{t-L}, d_t] over t = L..m-1 is, for the d-d block, the
+    Toeplitz matrix of F minus the products of the zero-padded rows t < L (head) and t >= m (tail).
     """
     P = F.shape[0]
     K = L + 1
-    if L == 0:
-        G = np.empty((P, 2, 2))
-        G[:, 0, 0], G[:, 0, 1], G[:, 1, 0], G[:, 1, 1] = C, Bv[:, 0], Bv[:, 0], F[:, 0]
-        lag = np.zeros(P, dtype=int)
-        return _refit_stat(G, lag, L, m), lag
-    # Head / tail partial sums of d[s] d[s-k] for the exact window of each Gram entry.
-    hp = np.zeros((P, K, L + 1))
-    tp = np.zeros((P, K, L + 1))
-    for k in range(K):
-        if k < L:
-            hp[:, k, k + 1:] = np.cumsum(dh[:, k:] * dh[:, : L - k], axis=1)
-            prod = dt[:, k:] * dt[:, : L - k]                     # r = k..L-1
-            tp[:, k, k:L] = np.cumsum(prod[:, ::-1], axis=1)[:, ::-1]
-    idx = np.arange(K)
-    I, J = np.meshgrid(idx, idx, indexing="ij")
-    kk, ii = np.abs(J - I), np.minimum(I, J)
-    A = F[:, kk] - hp[:, kk, L - ii] - tp[:, kk, L - ii]          # A[i, j] = Σ_{t=L}^{m-1} d[t-i] d[t-j]
-    order = np.r_[1:K, 0]                                           # columns d_{t-1}..d_{t-L}, then d_t
-    G = np.empty((P, K + 1, K + 1))
-    G[:, 0, 0] = C
-    G[:, 0, 1:] = Bv[:, order]
-    G[:, 1:, 0] = Bv[:, order]
-    G[:, 1:, 1:] = A[:, order][:, :, order]
-    nobs = m - L
-    if autolag is None:
-        lag = np.full(P, L, dtype=int)
-    else:
-        sd = np.sqrt(np.einsum("pii->pi", G))
-        Gn = G / (sd[:, :, None] * sd[:, None, :])
-        R = _cholesky_upper(Gn)
-        qty = R[:, :K, K] * sd[:, K:K + 1]
-        rss_full = (R[:, K, K] * sd[:, K]) ** 2
-        tail = np.concatenate([np.cumsum((qty * qty)[:, ::-1], axis=1)[:, ::-1], np.zeros((P, 1))], axis=1)
-        p = np.arange(1, K + 1)
-        rss = rss_full[:, None] + tail[:, p]
-        if autolag == "t-stat":
-            tvals = np.abs(qty[:, p - 1]) / np.sqrt(rss / (nobs - p))
-            sig = tvals >= 1.6448536269514722
-            last = K - 1 - np.argmax(sig[:, ::-1], axis=1)
-            lag = np.where(sig.any(axis=1), last, 0)
-        else:
-            llf = -nobs / 2.0 * (math.log(2 * math.pi) + np.log(rss / nobs) + 1.0)
-            penalty = 2.0 * p if autolag == "aic" else math.log(nobs) * p
-            lag = np.argmin(-2.0 * llf + penalty, axis=1)
-        # Longest sample for the chosen lag: add the head rows t = lag..L-1 to the Gram.
-        H = np.zeros((P, L, K + 1))
-        H[:, :, 0] = eh
-        H[:, :, K] = dh
+    G = F[:, _toeplitz_index(L)]
+    Hd = None
+    if L:
+        Hd = np.zeros((P, L, K + 1))   # design rows t = 0..L-1, zero where t - lag < 0
+        Td = np.zeros((P, L, K + 1))   # rows t = m..m+L-1, zero where t - lag > m - 1
+        Hd[:, :, 0] = eh
+        Hd[:, :, K] = dh
+        for c in range(1, K):
+            Hd[:, c:, c] = dh[:, : L - c]
+            Td[:, :c, c] = dt[:, L - c:]
+        ends = np.concatenate([Hd, Td], axis=1)
+        G -= np.matmul(ends.transpose(0, 2, 1), ends)
+        # level row: Bv(j) = Σ_{t=L}^{m-1} e[t] d[t-j] by e[t] = e[t-1] + d[t-1], from Bv(0) = B0
+        bv = np.empty((P, K))
+        bv[:, 0] = B0
         for j in range(1, K):
-            H[:, j:, j] = dh[:, : L - j]
-        H *= (np.arange(L)[None, :] >= lag[:, None])[:, :, None]
-        G = G + np.matmul(H.transpose(0, 2, 1), H)
-    return _refit_stat(G, lag, L, m), lag
+            bv[:, j] = bv[:, j - 1] + eh[:, L - 1] * dh[:, L - j] - e_last * dt[:, L - j] + G[:, 1, j]
+        G[:, 0, 1:K] = bv[:, 1:]
+        G[:, 0, K] = B0
+        G[:, 1:, 0] = G[:, 0, 1:]
+    else:
+        G[:, 0, 1] = G[:, 1, 0] = B0
+    G[:, 0, 0] = C
+    T = 0
+    if levels is not None:  # a constant column first: window counts and telescoping sums of d
+        T = 1
+        Gc = np.empty((P, K + 2, K + 2))
+        Gc[:, 1:, 1:] = G
+        Gc[:, 0, 0] = m - L
+        Gc[:, 0, 1] = levels[:, L:m].sum(axis=1)
+        for c in range(1, K):
+            Gc[:, 0, 1 + c] = levels[:, m - c] - levels[:, L - c]
+        Gc[:, 0, K + 1] = levels[:, m] - levels[:, L]
+        Gc[:, 1:, 0] = Gc[:, 0, 1:]
+        G = Gc
+        if Hd is not None:
+            Hd = np.concatenate([np.ones((P, L, 1)), Hd], axis=2)
+    nobs = m - L
+    if autolag is None or L == 0:
+        lag = np.full(P, L, dtype=int)
+        return _refit_stat(G, lag, L, m, None, T), lag
+    k = K + T
+    sd = np.sqrt(np.einsum("pii->pi", G))
+    R = _cholesky_upper(G / (sd[:, :, None] * sd[:, None, :]))
+    qty = R[:, :k, k] * sd[:, k:k + 1]
+    rss_full = (R[:, k, k] * sd[:, k]) ** 2
+    tail = np.concatenate([np.cumsum((qty * qty)[:, ::-1], axis=1)[:, ::-1], np.zeros((P, 1))], axis=1)
+    p = np.arange(T + 1, k + 1)
+    rss = rss_full[:, None] + tail[:, p]
+    if autolag == "t-stat":
+        tvals = np.abs(qty[:, p - 1]) / np.sqrt(rss / (nobs - p))
+        sig = tvals >= 1.6448536269514722
+        last = K - 1 - np.argmax(sig[:, ::-1], axis=1)
+        lag = np.where(sig.any(axis=1), last, 0)
+    else:
+        llf = -nobs / 2.0 * (math.log(2 * math.pi) + np.log(rss / nobs) + 1.0)
+        penalty = 2.0 * p if autolag == "aic" else math.log(nobs) * p
+        lag = np.argmin(-2.0 * llf + penalty, axis=1)
+    return _refit_stat(G, lag, L, m, Hd, T), lag
 
 
 def _cholesky_upper(G: np.ndarray) -> np.ndarray:
@@ -319,37 +347,48 @@ def _cholesky_upper(G: np.ndarray) -> np.ndarray:
         return out
 
 
-def _refit_stat(G: np.ndarray, lag: np.ndarray, L: int, m: int) -> np.ndarray:
-    """t-statistic of the level coefficient with `lag` lagged differences from the Gram G (order
-    [level, d_{t-1}..d_{t-L}, d_t]) of each pair's own sample (m - lag rows)."""
+def _refit_stat(G: np.ndarray, lag: np.ndarray, L: int, m: int, Hd: np.ndarray | None, T: int = 0) -> np.ndarray:
+    """t-statistic of the level coefficient with `lag` lagged differences, each on its longest sample
+    t = lag..m-1: the common-sample Gram G (order [const if T, level, d_{t-1}..d_{t-L}, d_t]) plus the head
+    rows t = lag..L-1 of the design Hd (None: lag == L everywhere)."""
     K = L + 1
     stat = np.full(G.shape[0], np.nan)
     for q in np.unique(lag):
         sel = np.flatnonzero(lag == q)
-        cols = np.r_[1:q + 1, 0, K]
-        sub = G[sel][:, cols][:, :, cols]
+        cols = np.r_[0:T, T + 1:T + q + 1, T, K + T]
+        sub = G[sel[:, None, None], cols[None, :, None], cols[None, None, :]]
+        if Hd is not None and q < L:
+            rows = Hd[sel[:, None, None], np.arange(q, L)[None, :, None], cols[None, None, :]]
+            sub += np.matmul(rows.transpose(0, 2, 1), rows)
         sd = np.sqrt(np.einsum("pii->pi", sub))
         R = _cholesky_upper(sub / (sd[:, :, None] * sd[:, None, :]))
-        k = q + 1
-        sigma = np.abs(R[:, k, k]) / math.sqrt(m - q - k)
-        stat[sel] = R[:, k - 1, k] / sigma
+        k = q + 1 + T
+        stat[sel] = R[:, k - 1, k] / (np.abs(R[:, k, k]) / math.sqrt(m - q - k))
     return stat
 
 
-def _eg_window(Z: np.ndarray, pg, pa, pc, ntrend: int, autolag, maxlag, both: bool):
-    """Engle-Granger of leg a on leg c (and c on a when `both`) for pairs (pg, pa, pc) of the blocks Z."""
+def _adf_c(v: np.ndarray, autolag: str | None = "aic") -> np.ndarray:
+    """Statistic of stattests.adf(v, regression="c", autolag) with its default maxlag, per row of v (P, n)."""
+    P, n = v.shape
+    m = n - 1
+    L = min(n // 2 - 2, (n - 4) // 2, int(math.ceil(12.0 * (n / 100.0) ** 0.25)))
+    v = v - v.mean(axis=1, keepdims=True)   # the constant absorbs a shift; centring keeps the sums small
+    d = np.diff(v, axis=1)
+    F, B0, C = _direct_sums(v, L)
+    return _adf_from_sums(F, B0, C, v[:, :L], d[:, :L], d[:, m - L:], v[:, m - 1], m, L, autolag, levels=v)[0]
+
+
+def _window_sums(Z: np.ndarray, ntrend: int, maxlag, hurst: bool = False) -> _Sums:
     n = Z.shape[1]
     L = _default_maxlag(n) if maxlag is None else min(maxlag, _lag_limit(n))
-    sums = _block_sums(Z, ntrend, L)
-    out = {"sums": sums}
-    for name, y, x in (("fwd", pa, pc), ("rev", pc, pa))[: 2 if both else 1]:
-        out[name] = _eg_orientation(sums, pg, y, x, autolag)
-    return out
+    return _block_sums(Z, ntrend, L, _hurst_lags(n) if hurst else None)
 
 
 def _eg_orientation(s: _Sums, pg, y, x, autolag):
+    """Engle-Granger of y on x per pair, plus the residual sums the half-life needs."""
     n, L = s.n, s.L
     m = n - 1
+    P = pg.shape[0]
     syy, sxy, sxx = s.S[pg, y, y], s.S[pg, y, x], s.S[pg, x, x]
     with np.errstate(divide="ignore", invalid="ignore"):
         b = sxy / sxx
@@ -359,40 +398,45 @@ def _eg_orientation(s: _Sums, pg, y, x, autolag):
     collinear = ~(r2 < _COLLINEAR_R2)
     # Near-collinear legs: the expansion of the residual sums cancels digits; sum the residuals directly.
     direct = ~collinear & (r2 > _DIRECT_R2)
-    stat = np.full(pg.shape[0], -np.inf)
-    lag = np.zeros(pg.shape[0], dtype=int)
+    out = {"b": b, "collinear": collinear, "direct": direct, "stat": np.full(P, -np.inf),
+           "lag": np.zeros(P, dtype=int)}
+    for k in ("sed", "see", "sdd"):
+        out[k] = np.full(P, np.nan)
     ok = np.flatnonzero(~collinear)
     for start in range(0, ok.size, _BATCH_PAIRS):
         sel = ok[start:start + _BATCH_PAIRS]
         g, a, c, bb = pg[sel], y[sel], x[sel], b[sel]
         F = _combine(s.F, g, a, c, bb)
-        Bv = _combine(s.B, g, a, c, bb)
+        B0 = _combine(s.B0, g, a, c, bb)
         C = _combine(s.C, g, a, c, bb)
         near = np.flatnonzero(direct[sel])
         if near.size:
-            e = s.lev[g[near], :, a[near]] - bb[near, None] * s.lev[g[near], :, c[near]]
-            F[near], Bv[near], C[near] = _direct_sums(e, L)
-        eh = (s.lev[g, :L, a] - bb[:, None] * s.lev[g, :L, c]) if L else np.empty((sel.size, 0))
-        dh = (s.dif[g, :L, a] - bb[:, None] * s.dif[g, :L, c]) if L else np.empty((sel.size, 0))
-        dt = (s.dif[g, m - L:, a] - bb[:, None] * s.dif[g, m - L:, c]) if L else np.empty((sel.size, 0))
-        st, lg = _adf_from_sums(F, Bv, C, eh, dh, dt, m, L, autolag)
-        stat[sel], lag[sel] = st, lg
-    return {"b": b, "stat": stat, "lag": lag, "collinear": collinear}
+            e = s.levT[g[near], a[near]] - bb[near, None] * s.levT[g[near], c[near]]
+            F[near], B0[near], C[near] = _direct_sums(e, L)
+        eh = s.lev[g, :L, a] - bb[:, None] * s.lev[g, :L, c]
+        dh = s.dif[g, :L, a] - bb[:, None] * s.dif[g, :L, c]
+        dt = s.dif[g, m - L:, a] - bb[:, None] * s.dif[g, m - L:, c]
+        e_last = s.lev[g, m - 1, a] - bb * s.lev[g, m - 1, c]
+        out["stat"][sel], out["lag"][sel] = _adf_from_sums(F, B0, C, eh, dh, dt, e_last, m, L, autolag)
+        # Σ over t = 0..m-1 of e[t] d[t], e[t]², d[t]² (the half-life regression's sample)
+        out["sed"][sel] = B0 + np.einsum("pt,pt->p", eh, dh)
+        out["see"][sel] = C + np.einsum("pt,pt->p", eh, eh)
+        out["sdd"][sel] = F[:, 0]
+    return out
 
 
 # ----------------------------------------------------------------------------- spread statistics
-def _half_life(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(half_life, Dickey-Fuller p-value) of stattests.half_life for each column of e (n, P)."""
-    lag, d = e[:-1], np.diff(e, axis=0)
-    lc = lag - lag.mean(axis=0)
-    dc = d - d.mean(axis=0)
-    ss = np.einsum("np,np->p", lc, lc)
+def _half_life(see, sed, sdd, se, e0, em, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(half_life, Dickey-Fuller p-value) of stattests.half_life from the spread's sums over t = 0..m-1:
+    Σe[t]², Σe[t]Δe[t], ΣΔe[t]², Σe[t], and e[0], e[m]."""
+    ml = se / m
+    md = (em - e0) / m
     with np.errstate(divide="ignore", invalid="ignore"):
-        lam = np.einsum("np,np->p", lc, dc) / ss
-        resid = dc - lam * lc
-        nobs = d.shape[0]
-        se = np.sqrt(np.einsum("np,np->p", resid, resid) / (nobs - 2) / ss)
-        tstat = np.where(se > 0, lam / se, -np.inf)
+        slc = see - m * ml * ml
+        lam = (sed - m * ml * md) / slc
+        rss = np.maximum((sdd - m * md * md) - lam * lam * slc, 0.0)
+        se_lam = np.sqrt(rss / (m - 2) / slc)
+        tstat = np.where(se_lam > 0, lam / se_lam, -np.inf)
     pvalue = mackinnon_pvalues(tstat, "c", 1)
     phi = 1.0 + lam
     mr = (lam < 0) & (phi > -1.0) & (phi < 1.0) & (pvalue < stattests.LEVEL)
@@ -401,46 +445,106 @@ def _half_life(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(mr, hl, np.inf), pvalue
 
 
-def _hurst(e: np.ndarray) -> np.ndarray:
-    """stattests.hurst(...).hurst (defaults: small-sample corrected slope) for each column of e (n, P)."""
-    n = e.shape[0]
-    max_lag = min(100, n // 4)
-    lags = np.unique(np.round(np.geomspace(2, max_lag, 20)).astype(int))
-    rms = np.sqrt(np.stack([np.mean((e[t:] - e[:-t]) ** 2, axis=0) for t in lags]))
-    bad = (rms <= 0).any(axis=0) | (np.ptp(e, axis=0) == 0)
+def _half_life_direct(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_half_life` for each row of e (P, n)."""
+    d = np.diff(e, axis=1)
+    lag = e[:, :-1]
+    return _half_life(np.einsum("pt,pt->p", lag, lag), np.einsum("pt,pt->p", lag, d),
+                      np.einsum("pt,pt->p", d, d), lag.sum(axis=1), e[:, 0], e[:, -1], d.shape[1])
+
+
+def _hurst_lags(n: int) -> np.ndarray:
+    """The lags of stattests.hurst with its defaults (20 log-spaced in [2, min(100, n // 4)])."""
+    return np.unique(np.round(np.geomspace(2, min(100, n // 4), 20)).astype(int))
+
+
+def _hurst_slope(ms: np.ndarray, bad: np.ndarray, lags: np.ndarray, n: int) -> np.ndarray:
+    """Corrected Hurst exponent from the mean squared lagged differences ms (H, P)."""
+    bad = bad | (ms <= 0).any(axis=0)
     lx = np.log(lags)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.polyfit(lx, np.log(np.where(rms > 0, rms, 1.0)), 1)[0]
+    slope = np.polyfit(lx, 0.5 * np.log(np.where(ms > 0, ms, 1.0)), 1)[0]
     rw_slope = float(np.polyfit(lx, stattests._rw_expected_log_sd(lags, n), 1)[0])
     return np.where(bad, np.nan, slope - (rw_slope - 0.5))
 
 
+def _hurst_from_sums(s: _Sums, pg, y, x, b, lags: np.ndarray) -> np.ndarray:
+    """`_hurst` of the residuals e = y - b x from the block's lagged level products:
+    Σ_t (e[t+τ] - e[t])² = Σ_{t>=τ} e² + Σ_{t<n-τ} e² - 2 Σ_t e[t+τ] e[t]."""
+    n = s.n
+    out = np.full(pg.shape[0], np.nan)
+    T = int(lags[-1])
+    for start in range(0, pg.shape[0], _BATCH_PAIRS):
+        sl = slice(start, start + _BATCH_PAIRS)
+        g, a, c, bb = pg[sl], y[sl], x[sl], b[sl]
+        cross = _combine(s.MH, g, a, c, bb)                           # (B, H)
+        tot = _combine(s.S, g, a, c, bb)
+        head = s.levT[g, a, :T] - bb[:, None] * s.levT[g, c, :T]
+        tail = s.levT[g, a, n - T:][:, ::-1] - bb[:, None] * s.levT[g, c, n - T:][:, ::-1]
+        h2 = np.cumsum(head * head, axis=1)[:, lags - 1]             # Σ_{t<τ} e²
+        t2 = np.cumsum(tail * tail, axis=1)[:, lags - 1]             # Σ_{t>=n-τ} e²
+        ms = (2.0 * tot[:, None] - h2 - t2 - 2.0 * cross) / (n - lags)
+        out[sl] = _hurst_slope(ms.T, np.zeros(len(bb), dtype=bool), lags, n)
+    return out
+
+
+def _hurst(e: np.ndarray, batch: int = 64) -> np.ndarray:
+    """stattests.hurst(...).hurst (defaults: small-sample corrected slope) for each row of e (P, n)."""
+    P, n = e.shape
+    lags = _hurst_lags(n)
+    ms = np.empty((lags.size, P))
+    for start in range(0, P, batch):  # small batches stay in cache
+        blk = e[start:start + batch]
+        for i, t in enumerate(lags):
+            v = blk[:, t:] - blk[:, :-t]
+            ms[i, start:start + batch] = np.einsum("pt,pt->p", v, v) / (n - t)
+    return _hurst_slope(ms, np.ptp(e, axis=1) == 0, lags, n)
+
+
 # ------------------------------------------------------------------------------------ the screen
+def _variance_ratio(v: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """(VR, two-sided p-value) of stattests.variance_ratio(row, q) for each row of v (P, n)."""
+    from scipy.special import ndtr
+
+    d = np.diff(v, axis=1)
+    nq = d.shape[1]
+    z2 = d * d
+    s1 = z2.sum(axis=1)
+    dq = v[:, q:] - v[:, :-q]
+    vr = (np.einsum("pt,pt->p", dq, dq) / (q * (nq - q + 1) * (1 - q / nq))) / (s1 / (nq - 1))
+    theta = sum(4.0 * (1.0 - k / q) ** 2 * nq * np.einsum("pt,pt->p", z2[:, k:], z2[:, :-k]) for k in range(1, q))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = math.sqrt(nq) * (vr - 1.0) / np.sqrt(theta / (s1 * s1))
+    return vr, 2.0 - 2.0 * ndtr(np.abs(stat))
+
+
 def _leg_flags(values: np.ndarray, names: list[str], min_bars: int) -> dict[str, str]:
-    """Symbols that are stationary on their own (e.g. pegged coins): Dickey-Fuller p < 1 % (the half-life
-    regression on the prices themselves) and Hurst < 0.45. Cointegration presumes two I(1) legs; a
-    stationary leg "cointegrates" with anything through a hedge ratio near 0."""
+    """Symbols that are stationary on their own (e.g. pegged coins): `stattests.adf` (constant, AIC) rejects
+    a unit root at 1 % and `stattests.hurst` calls them mean reverting (H < 0.45 with a significant
+    variance ratio < 1). Cointegration presumes two I(1) legs; a stationary leg "cointegrates" with
+    anything through a hedge ratio near 0, and two pegged coins with each other."""
     flags: dict[str, str] = {}
     full = ~np.isnan(values).any(axis=0)
-    cols = [np.flatnonzero(full)] + [np.array([j]) for j in np.flatnonzero(~full)]
-    for idx in cols:
+    groups = [np.flatnonzero(full)] + [np.array([j]) for j in np.flatnonzero(~full)]
+    for idx in groups:
         if idx.size == 0:
             continue
         v = values[:, idx]
         if not full[idx[0]]:
             v = v[~np.isnan(v[:, 0])]
-        if v.shape[0] < min_bars:
+        n = v.shape[0]
+        if n < min_bars:
             continue
         live = np.ptp(v, axis=0) > 0
         if not live.any():
             continue
-        idx, v = idx[live], v[:, live]
-        v = v - v.mean(axis=0)
-        _, p = _half_life(v)
-        h = _hurst(v)
-        for j, pj, hj in zip(idx, p, h):
-            if pj < LEG_STATIONARY_P and hj < LEG_STATIONARY_HURST:
-                flags[names[j]] = f"{names[j]} is stationary on its own (Dickey-Fuller p={pj:.2g}, Hurst {hj:.2f})"
+        idx, v = idx[live], np.ascontiguousarray(v[:, live].T)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = mackinnon_pvalues(_adf_c(v), "c", 1)
+            h = _hurst(v)
+            vr, vr_p = _variance_ratio(v, int(round(math.sqrt(2 * min(100, n // 4)))))
+        stationary = (p < LEG_STATIONARY_P) & (h < LEG_STATIONARY_HURST) & (vr < 1) & (vr_p < stattests.LEVEL)
+        for j, pj, hj in zip(idx[stationary], p[stationary], h[stationary]):
+            flags[names[j]] = f"{names[j]} is stationary on its own (ADF p={pj:.2g}, Hurst {hj:.2f})"
     return flags
 
 
@@ -540,8 +644,8 @@ def _raw_frame(rows: list[dict]) -> pd.DataFrame:
 
 def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stability) -> dict:
     """Everything per pair for pairs (pg, pa, pc) of blocks Z (G, n, U) sharing n bars; a_first: the
-    name of leg a sorts first (tie-break of the orientation)."""
-    ntrend = _NTREND[trend]
+    name of leg a sorts first."""
+    ntrend, autolag = _NTREND[trend], _AUTOLAG[autolag]
     G, n, U = Z.shape
     P = pg.shape[0]
     const = np.ptp(Z, axis=1) == 0                                  # (G, U)
@@ -554,29 +658,45 @@ def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stabilit
     keep = np.flatnonzero(~(const_a | const_c))
     if keep.size == 0:
         return out
-    pg, pa, pc, a_first = pg[keep], pa[keep], pc[keep], a_first[keep]
+    pg = pg[keep]
+    fa = np.where(a_first[keep], pa[keep], pc[keep])                 # alphabetical orientation first
+    fc = np.where(a_first[keep], pc[keep], pa[keep])
     with np.errstate(divide="ignore", invalid="ignore"):
-        res = _eg_window(Z, pg, pa, pc, ntrend, _AUTOLAG[autolag], maxlag, both=True)
-    f, r = res["fwd"], res["rev"]
-    # Orientation: the weaker of the two tests (larger statistic); exact ties: alphabetical.
-    swap = (r["stat"] > f["stat"]) | ((r["stat"] == f["stat"]) & ~a_first)
-    y = np.where(swap, pc, pa)
-    x = np.where(swap, pa, pc)
-    b = np.where(swap, r["b"], f["b"])
-    stat = np.where(swap, r["stat"], f["stat"])
-    stat_rev = np.where(swap, f["stat"], r["stat"])
-    lag = np.where(swap, r["lag"], f["lag"])
-    collinear = f["collinear"] | r["collinear"]
-    s = res["sums"]
+        s = _window_sums(Z, ntrend, maxlag, hurst=True)
+        f = _eg_orientation(s, pg, fa, fc, autolag)
+        # The reverse regression matters only where the first one could be significant (q >= p).
+        cand = np.flatnonzero(mackinnon_pvalues(f["stat"], trend, 2) <= DETAIL_MAX_P)
+        r = _eg_orientation(s, pg[cand], fc[cand], fa[cand], autolag)
+    # Orientation: the weaker of the two tests (larger statistic); ties: alphabetical.
+    swap = np.zeros(keep.size, dtype=bool)
+    swap[cand] = r["stat"] > f["stat"][cand]
+    sw = swap[cand]
+
+    def pick(key):
+        v = f[key].copy()
+        v[cand[sw]] = r[key][sw]
+        return v
+
+    y, x = np.where(swap, fc, fa), np.where(swap, fa, fc)
+    b, stat, lag = pick("b"), pick("stat"), pick("lag")
+    stat_rev = np.full(keep.size, np.nan)
+    stat_rev[cand] = np.where(sw, f["stat"][cand], r["stat"])
+    collinear = f["collinear"].copy()
+    collinear[cand] |= r["collinear"]
+    direct = pick("direct")
     alpha = s.coef0[pg, y] - b * s.coef0[pg, x] if ntrend else np.zeros(keep.size)
-    hl = np.full(keep.size, np.nan)
-    hu = np.full(keep.size, np.nan)
-    ok = np.flatnonzero(~collinear)
-    for start in range(0, ok.size, _BATCH_PAIRS):
-        sel = ok[start:start + _BATCH_PAIRS]
-        e = s.lev[pg[sel], :, y[sel]].T - b[sel] * s.lev[pg[sel], :, x[sel]].T   # (n, B): the EG residuals
-        hl[sel] = _half_life(e)[0]
-        hu[sel] = _hurst(e)
+    m = n - 1
+    colsum = s.lev[:, :m].sum(axis=1)                                # (G, U): Σ_{t<m} of each symbol
+    e0 = s.lev[pg, 0, y] - b * s.lev[pg, 0, x]
+    em = s.lev[pg, m, y] - b * s.lev[pg, m, x]
+    hl = _half_life(pick("see"), pick("sed"), pick("sdd"), colsum[pg, y] - b * colsum[pg, x], e0, em, m)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hu = _hurst_from_sums(s, pg, y, x, b, _hurst_lags(n))
+    near = np.flatnonzero(direct)
+    if near.size:
+        hu[near] = _hurst(s.levT[pg[near], y[near]] - b[near, None] * s.levT[pg[near], x[near]])
+    hl[collinear] = np.nan
+    hu[collinear] = np.nan
     rets = np.diff(logz, axis=1)
     rets = rets - rets.mean(axis=1, keepdims=True)
     rr = np.matmul(rets.transpose(0, 2, 1), rets)
@@ -584,15 +704,22 @@ def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stabilit
         den = np.sqrt(rr[pg, y, y] * rr[pg, x, x])
         corr = np.where(den > 0, rr[pg, y, x] / den, np.nan)
     h = n // 2
-    if stability and h >= HALF_MIN_BARS and n - h >= HALF_MIN_BARS:
-        for key, part in (("p1", Z[:, :h]), ("p2", Z[:, h:])):
+    pval = mackinnon_pvalues(stat, trend, 2)
+    cand = np.flatnonzero(pval <= DETAIL_MAX_P)
+    if stability and cand.size and h >= HALF_MIN_BARS and n - h >= HALF_MIN_BARS:
+        # only the blocks / symbols the candidates use
+        gs, g_new = np.unique(pg[cand], return_inverse=True)
+        us, u_new = np.unique(np.r_[y[cand], x[cand]], return_inverse=True)
+        Zc = Z[gs][:, :, us]
+        yc, xc = u_new[: cand.size], u_new[cand.size:]
+        for key, part in (("p1", Zc[:, :h]), ("p2", Zc[:, h:])):
             with np.errstate(divide="ignore", invalid="ignore"):
-                w = _eg_window(part, pg, y, x, ntrend, _AUTOLAG[autolag], maxlag, both=False)["fwd"]
-            out[key][keep] = mackinnon_pvalues(w["stat"], trend, 2)
+                w = _eg_orientation(_window_sums(part, ntrend, maxlag), g_new, yc, xc, autolag)
+            out[key][keep[cand]] = mackinnon_pvalues(w["stat"], trend, 2)
     for key, val in (("y", y), ("x", x), ("b", b), ("alpha", alpha), ("stat", stat), ("stat_rev", stat_rev),
                      ("lag", lag), ("hl", hl), ("hurst", hu), ("corr", corr), ("collinear", collinear)):
         out[key][keep] = val
-    out["p"][keep] = mackinnon_pvalues(stat, trend, 2)
+    out["p"][keep] = pval
     out["p_rev"][keep] = mackinnon_pvalues(stat_rev, trend, 2)
     return out
 
@@ -678,6 +805,7 @@ def finalize_screen(raw: pd.DataFrame, fdr: float = 0.05, **meta) -> ScreenResul
     """q-values (Benjamini-Hochberg over every pair with a p-value), verdicts and order, from the
     concatenated `screen_chunk` rows of one screen.
 
+    fdr in (0, 0.25] (the screen runs the reverse regression and the halves for pairs with p <= 0.25).
     A pair is *cointegrated* when its q-value is <= fdr, the test is significant at 5 % in both halves of
     the window (when checked), and neither leg is stationary on its own. meta: `n_symbols` (else counted
     from the rows) and anything to keep with the result (timeframe, window, options).
@@ -686,13 +814,14 @@ def finalize_screen(raw: pd.DataFrame, fdr: float = 0.05, **meta) -> ScreenResul
         fdr = float(fdr)
     except (TypeError, ValueError):
         raise ValueError(f"fdr must be a number in (0, 1), got {fdr!r}") from None
-    if not 0 < fdr < 1:
-        raise ValueError(f"fdr must be in (0, 1), got {fdr!r}")
+    if not 0 < fdr <= DETAIL_MAX_P:
+        raise ValueError(f"fdr must be in (0, {DETAIL_MAX_P}], got {fdr!r}")
     if not isinstance(raw, pd.DataFrame) or not set(RAW_COLUMNS) <= set(raw.columns):
         missing = sorted(set(RAW_COLUMNS) - set(getattr(raw, "columns", [])))
         raise ValueError(f"raw must be screen_chunk rows; missing columns {missing}")
     df = raw[RAW_COLUMNS].reset_index(drop=True).copy()
-    dup = df[["y", "x"]].apply(lambda r: tuple(sorted(r)), axis=1).duplicated() if len(df) else pd.Series([], dtype=bool)
+    y_, x_ = df["y"].astype(str), df["x"].astype(str)
+    dup = pd.Series(np.where(y_ < x_, y_ + "\x00" + x_, x_ + "\x00" + y_)).duplicated()
     if dup.any():
         raise ValueError(f"raw lists pair {tuple(df.loc[dup.idxmax(), ['y', 'x']])} more than once")
     p = df["eg_pvalue"].to_numpy(dtype=float)
