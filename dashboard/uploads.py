@@ -22,9 +22,10 @@ import streamlit as st
 
 from core import plausible, timeframes
 from core.binance_csv import KLINE_COLUMNS, TRADE_LAYOUTS
-from quantlib.bars import resample
+from quantlib.bars import BAR_COLUMNS as _BAR_COLUMNS
+from quantlib.bars import aggregate, resample
 
-BAR_COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap"]
+BAR_COLUMNS = list(_BAR_COLUMNS)
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024   # keep in step with server.maxUploadSize in .streamlit/config.toml
 MAX_ROWS = 3_000_000
 UPLOAD_MARKET = "upload"
@@ -295,20 +296,6 @@ def _check_ohlc(b: pd.DataFrame, header: bool) -> None:
 
 
 # ---------------------------------------------------------------- the session's uploaded dataset
-def aggregate_bars(bars: pd.DataFrame, seconds: int) -> pd.DataFrame:
-    """Coarser bars from finer ones (epoch-aligned): first open, max high, min low, last close, summed volumes."""
-    if bars.empty:
-        return empty_bars()
-    key = bars.index.floor(f"{seconds}s")
-    g = bars.groupby(key)
-    out = pd.DataFrame({"open": g["open"].first(), "high": g["high"].max(), "low": g["low"].min(),
-                        "close": g["close"].last(), "volume": g["volume"].sum(),
-                        "quote_volume": g["quote_volume"].sum(), "trades": g["trades"].sum().astype("int64")})
-    out["vwap"] = (out["quote_volume"] / out["volume"]).where(out["volume"] > 0)
-    out.index.name = "ts"
-    return out[BAR_COLUMNS]
-
-
 @dataclass(frozen=True)
 class UploadedData:
     """Everything uploaded in this session, merged by symbol (one kind at a time)."""
@@ -344,7 +331,7 @@ class UploadedData:
                 "coarser timeframe than the file to resample).")
             result = (self.frames, note)
         else:
-            result = ({s: aggregate_bars(f, want) for s, f in self.frames.items()}, None)
+            result = ({s: aggregate(f, want) for s, f in self.frames.items()}, None)
         self._memo[timeframe] = result
         return result
 

@@ -46,6 +46,19 @@ def check_positive_number(value: object, name: str, *, allow_zero: bool = False)
     return v
 
 
+def check_finite_number(value: object, name: str) -> float:
+    """A finite real number (any sign)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
 def utc_index(index: pd.Index, name: str) -> pd.Index:
     """Check a datetime index is tz-aware (converted to UTC) and strictly increasing; other indexes pass."""
     if isinstance(index, pd.DatetimeIndex):

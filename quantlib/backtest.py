@@ -30,8 +30,9 @@ import pandas as pd
 
 from quantlib import indicators, regression
 from quantlib._blas import single_threaded
-from quantlib._validate import as_pair, as_series, check_choice, check_min, check_positive_number, check_window
-from quantlib.timeframes import bars_per_year, timeframe_seconds
+from quantlib._validate import (as_pair, as_series, check_choice, check_finite_number, check_min,
+                                check_positive_number, check_window)
+from quantlib.timeframes import bars_per_year, check_bar_spacing, periods_per_year, timeframe_seconds
 
 HEDGES = ("static", "rolling", "kalman")
 
@@ -132,100 +133,140 @@ def _check_thresholds(entry_z, exit_z, stop_z) -> tuple[float, float, float]:
     return entry_z, exit_z, stop
 
 
-def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.ndarray, reason: np.ndarray,
-         z: np.ndarray, capital: float, size: Callable[[int, int, float], np.ndarray],
-         cost: Callable[[np.ndarray, np.ndarray], float], timeframe: str, beta: np.ndarray,
-         params: dict[str, object]) -> BacktestResult:
-    """Fill signals at the next bar, mark to market, charge costs, and collect trades and stats."""
-    n = prices.shape[0]
-    pos = np.zeros(n, dtype=np.int8)
+def _positions(sig: np.ndarray) -> np.ndarray:
+    """Position held after each bar's fill: the signal of bar t is filled at bar t+1."""
+    pos = np.zeros(sig.shape[0], dtype=np.int8)
     pos[1:] = sig[:-1]
-    equity = np.empty(n)
-    cash = capital       # equity while flat
-    filled_to = 0        # equity[:filled_to] is final
-    trades: list[dict[str, object]] = []
-    traded = 0.0
-    costs_total = 0.0
-    open_trade: dict[str, object] | None = None
-    change = np.flatnonzero(np.diff(pos, prepend=np.int8(0)) != 0).tolist()
-    if pos[-1] != 0:
-        change.append(n)  # sentinel: close the position still open at the last bar
-    for b in change:
-        if open_trade is not None:
-            f, q, e0 = open_trade["f"], open_trade["q"], open_trade["equity_after_entry"]
-            last = min(b, n - 1)
-            seg = slice(f + 1, last + 1)
-            equity[seg] = e0 + (prices[seg] - prices[f]) @ q
-            exit_cost = cost(q, prices[last])
-            equity[last] -= exit_cost
-            traded += float(np.abs(q) @ np.abs(prices[last]))
-            costs_total += exit_cost
-            cash = float(equity[last])
-            filled_to = last + 1
-            gross = float((prices[last] - prices[f]) @ q)
-            row = open_trade["row"]
-            row.update({
-                "exit_time": index[last], "exit_z": float(z[last - 1]) if b < n else math.nan,
-                "exit_reason": (reason[last - 1] or "exit") if b < n else "end",
-                **{f"exit_{leg}": float(prices[last, k]) for k, leg in enumerate(legs)},
-                "gross_pnl": gross, "costs": row["costs"] + exit_cost,
-                "pnl": gross - row["costs"] - exit_cost, "bars_held": last - f,
-            })
-            row["return"] = row["pnl"] / row["equity_before"]
-            trades.append(row)
-            open_trade = None
-        if b < n and pos[b] != 0:
-            equity[filled_to:b] = cash
-            side = int(pos[b])
-            q = size(b, side, cash)
-            entry_cost = cost(q, prices[b])
-            traded += float(np.abs(q) @ np.abs(prices[b]))
-            costs_total += entry_cost
-            equity[b] = cash - entry_cost
-            filled_to = b + 1
-            row = {
-                "entry_time": index[b], "exit_time": None, "side": "long" if side > 0 else "short",
-                "direction": side, "entry_z": float(z[b - 1]), "exit_z": math.nan, "exit_reason": "",
-                "beta": float(beta[b - 1]),
-                **{f"qty_{leg}": float(q[k]) for k, leg in enumerate(legs)},
-                **{f"entry_{leg}": float(prices[b, k]) for k, leg in enumerate(legs)},
-                "equity_before": cash, "costs": entry_cost,
-            }
-            open_trade = {"f": b, "q": q, "equity_after_entry": float(equity[b]), "row": row}
-    equity[filled_to:] = cash
+    return pos
 
+
+def _holding_periods(pos: np.ndarray) -> list[tuple[int, int, int]]:
+    """(entry bar, exit bar, side) of each run of a non-zero position. A run still open at the last bar
+    exits there (the forced "end" close, exit bar n - 1, possibly the entry bar itself)."""
+    n = pos.shape[0]
+    change = np.flatnonzero(np.diff(pos, prepend=np.int8(0)) != 0).tolist()
+    periods = []
+    for k, f in enumerate(change):
+        if pos[f] != 0:
+            e = change[k + 1] if k + 1 < len(change) else n - 1
+            periods.append((f, e, int(pos[f])))
+    return periods
+
+
+class _Book:
+    """Cash, the equity curve and the trade log while the holding periods are replayed in order."""
+
+    def __init__(self, index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], capital: float,
+                 size: Callable[[int, int, float], np.ndarray], cost: Callable[[np.ndarray, np.ndarray], float]):
+        self.index, self.prices, self.legs, self.size, self.cost = index, prices, legs, size, cost
+        self.equity = np.full(prices.shape[0], capital)
+        self.cash = capital     # equity while flat
+        self.traded = 0.0       # notional, both legs, both sides
+        self.costs = 0.0
+        self.trades: list[dict[str, object]] = []
+
+    def _charge(self, q: np.ndarray, p: np.ndarray) -> float:
+        c = self.cost(q, p)
+        self.traded += float(np.abs(q) @ np.abs(p))
+        self.costs += c
+        return c
+
+    def hold(self, f: int, e: int, side: int, z: np.ndarray, reason: np.ndarray, beta: np.ndarray,
+             forced: bool) -> None:
+        """Enter at bar f's close, mark to market, exit at bar e's close, log the trade."""
+        prices, legs = self.prices, self.legs
+        self.equity[f:] = self.cash  # flat up to the entry (later bars are overwritten as we go)
+        q = self.size(f, side, self.cash)
+        entry_cost = self._charge(q, prices[f])
+        start = self.cash - entry_cost
+        self.equity[f] = start
+        self.equity[f + 1 : e + 1] = start + (prices[f + 1 : e + 1] - prices[f]) @ q
+        exit_cost = self._charge(q, prices[e])
+        self.equity[e] -= exit_cost
+        gross = float((prices[e] - prices[f]) @ q)
+        pnl = gross - entry_cost - exit_cost
+        self.trades.append({
+            "entry_time": self.index[f], "exit_time": self.index[e], "side": "long" if side > 0 else "short",
+            "direction": side, "entry_z": float(z[f - 1]), "exit_z": math.nan if forced else float(z[e - 1]),
+            "exit_reason": "end" if forced else (reason[e - 1] or "exit"), "beta": float(beta[f - 1]),
+            **{f"qty_{leg}": float(q[k]) for k, leg in enumerate(legs)},
+            **{f"entry_{leg}": float(prices[f, k]) for k, leg in enumerate(legs)},
+            **{f"exit_{leg}": float(prices[e, k]) for k, leg in enumerate(legs)},
+            "equity_before": self.cash, "gross_pnl": gross, "costs": entry_cost + exit_cost, "pnl": pnl,
+            "return": pnl / self.cash, "bars_held": e - f,
+        })
+        self.cash = float(self.equity[e])
+        self.equity[e + 1 :] = self.cash
+
+
+def _trades_frame(trades: list[dict[str, object]], legs: tuple[str, ...], index: pd.Index,
+                  bar: pd.Timedelta | None) -> pd.DataFrame:
     columns = (["entry_time", "exit_time", "side", "direction", "entry_z", "exit_z", "exit_reason", "beta"]
                + [f"qty_{leg}" for leg in legs] + [f"entry_{leg}" for leg in legs]
                + [f"exit_{leg}" for leg in legs]
                + ["equity_before", "gross_pnl", "costs", "pnl", "return", "bars_held"])
-    trades_df = pd.DataFrame(trades, columns=columns)
-    bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
-    trades_df["bars_held"] = trades_df["bars_held"].astype("int64")  # object dtype when there are no trades
-    trades_df["holding_time"] = trades_df["bars_held"] * bar
-    eq = pd.Series(equity, index=index, name="equity")
+    df = pd.DataFrame(trades, columns=columns)
+    df["bars_held"] = df["bars_held"].astype("int64")  # object dtype when there are no trades
+    if isinstance(index, pd.DatetimeIndex):  # real elapsed time, also across gaps in the bars
+        df["holding_time"] = (pd.to_datetime(df["exit_time"], utc=True) - pd.to_datetime(df["entry_time"], utc=True))
+    else:
+        df["holding_time"] = df["bars_held"] * bar if bar is not None else pd.NaT
+    df["holding_time"] = df["holding_time"].astype("timedelta64[ns]")
+    return df
+
+
+def _stats(equity: np.ndarray, trades: pd.DataFrame, pos: np.ndarray, capital: float, traded: float,
+           costs: float, per_year: float) -> BacktestStats:
     rets = np.diff(equity) / equity[:-1]
     sd = rets.std(ddof=1) if rets.size > 1 else math.nan
-    sharpe = float(rets.mean() / sd * math.sqrt(bars_per_year(timeframe))) if sd and sd > 0 else math.nan
+    sharpe = float(rets.mean() / sd * math.sqrt(per_year)) if sd and sd > 0 else math.nan
     peak = np.maximum.accumulate(equity)
-    n_trades = len(trades_df)
-    avg_bars = float(trades_df["bars_held"].mean()) if n_trades else math.nan
-    stats = BacktestStats(
+    n_trades = len(trades)
+    return BacktestStats(
         total_return=float(equity[-1] / capital - 1.0),
         sharpe=sharpe,
         max_drawdown=float(np.max(1.0 - equity / peak)),
-        hit_rate=float((trades_df["pnl"] > 0).mean()) if n_trades else math.nan,
+        hit_rate=float((trades["pnl"] > 0).mean()) if n_trades else math.nan,
         n_trades=n_trades,
-        avg_holding_bars=avg_bars,
-        avg_holding_time=avg_bars * bar if n_trades else None,
+        avg_holding_bars=float(trades["bars_held"].mean()) if n_trades else math.nan,
+        avg_holding_time=pd.Timedelta(trades["holding_time"].mean()) if n_trades else None,
         turnover=traded / capital,
-        total_costs=costs_total,
+        total_costs=costs,
         exposure=float(np.mean(pos != 0)),
     )
+
+
+def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.ndarray, reason: np.ndarray,
+         z: np.ndarray, capital: float, size: Callable[[int, int, float], np.ndarray],
+         cost: Callable[[np.ndarray, np.ndarray], float], timeframe: str | None, beta: np.ndarray,
+         params: dict[str, object]) -> BacktestResult:
+    """Fill signals at the next bar, mark to market, charge costs, and collect trades and stats."""
+    pos = _positions(sig)
+    book = _Book(index, prices, legs, capital, size, cost)
+    last = pos.shape[0] - 1
+    for f, e, side in _holding_periods(pos):
+        book.hold(f, e, side, z, reason, beta, forced=(e == last and pos[last] != 0))
+    pos[last] = 0  # a position still open at the last bar is closed there: flat after that fill
+    bar = pd.Timedelta(seconds=timeframe_seconds(timeframe)) if timeframe else None
+    trades = _trades_frame(book.trades, legs, index, bar)
+    per_year = periods_per_year(index, timeframe)
+    params = {**params, "periods_per_year": per_year}
     return BacktestResult(
-        trades=trades_df, equity=eq, positions=pd.Series(pos.astype(np.int64), index=index, name="position"),
+        trades=trades, equity=pd.Series(book.equity, index=index, name="equity"),
+        positions=pd.Series(pos.astype(np.int64), index=index, name="position"),
         zscore=pd.Series(z, index=index, name="zscore"), hedge_ratio=pd.Series(beta, index=index, name="beta"),
-        stats=stats, params=params,
+        stats=_stats(book.equity, trades, pos, capital, book.traded, book.costs, per_year), params=params,
     )
+
+
+def _check_timeframe(timeframe: str | None, index: pd.Index) -> None:
+    """Sharpe and holding times need the bar spacing: from a DatetimeIndex, else from `timeframe`."""
+    if timeframe is not None:
+        bars_per_year(timeframe)  # unknown names are rejected
+        check_bar_spacing(index, timeframe)
+    elif not isinstance(index, pd.DatetimeIndex):
+        raise ValueError("the bars have no timestamps (not a DatetimeIndex); pass timeframe= (e.g. '1m') so "
+                         "Sharpe can be annualized and holding times measured")
 
 
 @single_threaded
@@ -242,7 +283,7 @@ def mean_reversion(
     hedge_window: int | None = None,
     method: str = "ols",
     beta: float | None = None,
-    timeframe: str = "1m",
+    timeframe: str | None = None,
     capital: float = 10_000.0,
     kalman_delta: float = 1e-4,
 ) -> BacktestResult:
@@ -260,8 +301,12 @@ def mean_reversion(
     cost_rate = check_positive_number(cost_bps, "cost_bps", allow_zero=True) / 1e4
     capital = check_positive_number(capital, "capital")
     _check_thresholds(entry_z, exit_z, stop_z)
-    bars_per_year(timeframe)
+    if beta is not None:
+        beta = check_finite_number(beta, "beta")
+    if timeframe is not None:
+        bars_per_year(timeframe)
     ys, xs = as_pair(y, x, positive=True)
+    _check_timeframe(timeframe, ys.index)
     check_min(len(ys), max(window, hw) + 2, "bars")
     yv, xv = ys.to_numpy(), xs.to_numpy()
     n = len(ys)
@@ -309,7 +354,7 @@ def mean_reversion_spread(
     stop_z: float | None = 4.0,
     units: float = 1.0,
     cost_per_unit: float = 0.0,
-    timeframe: str = "1m",
+    timeframe: str | None = None,
     capital: float = 10_000.0,
 ) -> BacktestResult:
     """The same rules on a precomputed spread traded as one instrument: ±`units` of the spread per trade,
@@ -321,8 +366,10 @@ def mean_reversion_spread(
     cpu = check_positive_number(cost_per_unit, "cost_per_unit", allow_zero=True)
     capital = check_positive_number(capital, "capital")
     _check_thresholds(entry_z, exit_z, stop_z)
-    bars_per_year(timeframe)
+    if timeframe is not None:
+        bars_per_year(timeframe)
     s = as_series(spread, "spread", min_len=window + 2)
+    _check_timeframe(timeframe, s.index)
     z = indicators.zscore(s, window).to_numpy()
     sig, reason = zscore_signals(z, entry_z, exit_z, stop_z)
 

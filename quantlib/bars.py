@@ -48,6 +48,22 @@ def _tick_times(ticks: pd.DataFrame) -> pd.DatetimeIndex:
     return ts.tz_convert("UTC")
 
 
+def _trade_ids(raw: pd.Series) -> np.ndarray:
+    """Trade ids as int64 (digit strings such as "123" are read as numbers); a clear error otherwise."""
+    ids = pd.to_numeric(raw, errors="coerce")
+    bad = ids.isna().to_numpy()
+    if bad.any():
+        first = raw.to_numpy()[bad][0]
+        raise ValueError(f"ticks 'trade_id' must be integers; {int(bad.sum())} value(s) are not "
+                         f"(first: {first!r})")
+    values = ids.to_numpy(dtype=np.float64) if ids.dtype.kind == "f" else ids.to_numpy()
+    if values.dtype.kind == "f":
+        if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+            raise ValueError("ticks 'trade_id' must be integers")
+        values = values.astype(np.int64)
+    return values.astype(np.int64, copy=False)
+
+
 def resample(ticks: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     """OHLCV + quote_volume + trades + vwap per `timeframe` bar from one instrument's ticks.
 
@@ -80,7 +96,7 @@ def resample(ticks: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     if price.min() <= 0 or qty.min() < 0:
         raise ValueError("ticks need price > 0 and qty >= 0")
 
-    trade_id = ticks["trade_id"].to_numpy() if "trade_id" in ticks.columns else None
+    trade_id = _trade_ids(ticks["trade_id"]) if "trade_id" in ticks.columns else None
     dt = np.diff(t)
     if trade_id is not None:
         ordered = bool(np.all((dt > 0) | ((dt == 0) & (np.diff(trade_id) > 0))))
@@ -149,3 +165,57 @@ def fill_gaps(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     out["trades"] = out["trades"].fillna(0).astype(np.int64)
     out["filled"] = filled
     return out
+
+
+def aggregate(bars: pd.DataFrame, timeframe: str | int) -> pd.DataFrame:
+    """Coarser bars from finer ones: epoch-aligned buckets of `timeframe` (a name such as "5m", or seconds),
+    first open, max high, min low, last close, summed volume / quote_volume / trades, vwap =
+    quote_volume / volume (NaN when 0). Empty buckets are absent, as in `resample`.
+
+    On bars from `resample` this gives exactly `resample(ticks, timeframe)` (and so tickstore's SQL bars);
+    it is also how uploaded OHLC files are shown at a coarser timeframe. The input bars must not be longer
+    than the target (their smallest spacing at most `timeframe`).
+    """
+    step_s = timeframe if isinstance(timeframe, (int, np.integer)) and not isinstance(timeframe, bool) \
+        else timeframe_seconds(timeframe)  # type: ignore[arg-type]
+    if step_s <= 0:
+        raise ValueError(f"timeframe must be a positive number of seconds or a name, got {timeframe!r}")
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise ValueError(f"bars are missing columns {missing}; expected {', '.join(BAR_COLUMNS)}")
+    if len(bars) == 0:
+        return _empty_bars()
+    if not isinstance(bars.index, pd.DatetimeIndex) or bars.index.tz is None:
+        raise ValueError("bars need a tz-aware DatetimeIndex of bar starts (UTC)")
+    index = bars.index.tz_convert("UTC")
+    if not (index.is_monotonic_increasing and index.is_unique):
+        raise ValueError("bars index must be strictly increasing (sorted, one row per bar start)")
+    unit = index.unit
+    t = index.asi8
+    step = int(step_s) * _UNITS_PER_SECOND[unit]
+    if t.shape[0] > 1 and int(np.diff(t).min()) > step:
+        raise ValueError(f"bars are spaced at least {int(np.diff(t).min()) // _UNITS_PER_SECOND[unit]} s apart, "
+                         f"longer than the {step_s} s target; aggregate only to a coarser timeframe")
+    bucket = t // step
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [t.shape[0]]))
+    cols = {c: bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume", "quote_volume")}
+    volume = np.add.reduceat(cols["volume"], starts)
+    quote = np.add.reduceat(cols["quote_volume"], starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vwap = np.where(volume > 0, quote / np.where(volume > 0, volume, 1.0), np.nan)
+    out_index = pd.DatetimeIndex((bucket[starts] * step).astype(f"datetime64[{unit}]")).tz_localize("UTC")
+    out_index.name = "ts"
+    return pd.DataFrame(
+        {
+            "open": cols["open"][starts],
+            "high": np.maximum.reduceat(cols["high"], starts),
+            "low": np.minimum.reduceat(cols["low"], starts),
+            "close": cols["close"][ends - 1],
+            "volume": volume,
+            "quote_volume": quote,
+            "trades": np.add.reduceat(bars["trades"].to_numpy(dtype=np.int64), starts),
+            "vwap": vwap,
+        },
+        index=out_index,
+    )

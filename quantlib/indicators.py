@@ -10,6 +10,8 @@ import pandas as pd
 from quantlib._validate import as_series, check_window
 from quantlib.timeframes import bars_per_year
 
+FLAT_RTOL = 1e-7  # a window whose std is below this fraction of its largest |value| is flat
+
 
 def sma(x: pd.Series | np.ndarray, n: int) -> pd.Series:
     """Simple moving average over the last `n` values (NaN for the first n-1)."""
@@ -80,7 +82,8 @@ def realized_volatility(close: pd.Series | np.ndarray, n: int, timeframe: str | 
 def zscore(x: pd.Series | np.ndarray, n: int) -> pd.Series:
     """(x_t - mean) / std over the trailing window x_{t-n+1..t} (ddof=1): no look-ahead.
 
-    NaN during the first n-1 bars and where the window is flat (std 0).
+    NaN during the first n-1 bars and where the window is flat (std <= 1e-7 x the window's largest |x|, a
+    relative test: a 1e-8-level price series gets z-scores like a 1e4-level one).
     """
     n = check_window(n, "n", 2)
     return rolling_zscore(as_series(x, "x"), n)
@@ -91,7 +94,10 @@ def rolling_zscore(s: pd.Series, n: int) -> pd.Series:
     (a window containing NaN gives NaN)."""
     roll = s.rolling(n, min_periods=n)
     mean, std = roll.mean(), roll.std(ddof=1)
-    # rolling std of a flat window can come out as ~1e-9 from accumulated rounding; treat as flat
-    flat = std <= 1e-12 * np.maximum(mean.abs(), 1.0)
+    # pandas' running variance carries rounding of ~1e-16 x the window's magnitude squared, so a flat window
+    # can show a std of ~1e-8 x its magnitude; below 1e-7 of it the window is flat. Relative to the values,
+    # so 1e-8 prices and 1e9 prices behave alike (price ticks are >= 1e-5 of the price on every venue).
+    magnitude = s.abs().rolling(n, min_periods=n).max()
+    flat = std <= FLAT_RTOL * magnitude
     z = (s - mean) / std.mask(flat)
     return z.rename("zscore")

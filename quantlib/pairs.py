@@ -13,12 +13,31 @@ from quantlib._validate import as_frame, as_pair, check_choice, check_min, check
 from quantlib.timeframes import bars_per_year
 
 
+def _check_align_index(s: pd.Series, name: str) -> None:
+    index = s.index
+    dup = index.duplicated()
+    if dup.any():
+        raise ValueError(f"{name} has {int(dup.sum())} duplicate timestamps (first: {index[dup][0]}); "
+                         "keep one value per bar before aligning")
+    if isinstance(index, pd.DatetimeIndex) and index.tz is None:
+        raise ValueError(f"{name} has a naive DatetimeIndex; expected tz-aware UTC timestamps")
+
+
 def align(y: pd.Series, x: pd.Series, how: str = "inner") -> tuple[pd.Series, pd.Series]:
     """Two series on a common index. "inner": timestamps both have; "ffill": union of timestamps with
-    each leg's last value carried forward (leading bars where either leg has no value yet are dropped)."""
+    each leg's last value carried forward (leading bars where either leg has no value yet are dropped).
+    Duplicate timestamps and naive datetime indexes are rejected; a datetime leg and a non-datetime leg
+    cannot be aligned."""
     check_choice(how, "how", ("inner", "ffill"))
     if not (isinstance(y, pd.Series) and isinstance(x, pd.Series)):
         raise ValueError("align needs two pandas Series")
+    _check_align_index(y, "y")
+    _check_align_index(x, "x")
+    if isinstance(y.index, pd.DatetimeIndex) != isinstance(x.index, pd.DatetimeIndex):
+        raise ValueError("y and x must both have a DatetimeIndex (tz-aware UTC) or neither; got "
+                         f"{type(y.index).__name__} and {type(x.index).__name__}")
+    if isinstance(y.index, pd.DatetimeIndex):
+        y, x = y.tz_convert("UTC"), x.tz_convert("UTC")
     both = pd.concat([y.rename("y"), x.rename("x")], axis=1, join="inner" if how == "inner" else "outer")
     if how == "ffill":
         both = both.sort_index().ffill()
@@ -28,11 +47,40 @@ def align(y: pd.Series, x: pd.Series, how: str = "inner") -> tuple[pd.Series, pd
 
 def spread(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, beta: float | pd.Series,
            alpha: float | pd.Series = 0.0) -> pd.Series:
-    """y - alpha - beta * x; beta / alpha may be scalars or series on the same index (time-varying)."""
+    """y - alpha - beta * x; beta / alpha may be scalars or series on the same index (time-varying; NaN
+    allowed, e.g. a rolling fit's warm-up) or arrays of the same length. A series on another index is
+    rejected, never silently reindexed."""
     ys, xs = as_pair(y, x)
-    b = beta.reindex(ys.index) if isinstance(beta, pd.Series) else float(beta)
-    a = alpha.reindex(ys.index) if isinstance(alpha, pd.Series) else float(alpha)
-    return (ys - a - b * xs).rename("spread")
+    return (ys - _coefficient(alpha, "alpha", ys.index) - _coefficient(beta, "beta", ys.index) * xs).rename("spread")
+
+
+def _coefficient(value: object, name: str, index: pd.Index) -> float | np.ndarray:
+    if isinstance(value, pd.DataFrame):
+        raise ValueError(f"{name} must be a number or a Series, got a DataFrame")
+    if isinstance(value, pd.Series):
+        if not value.index.equals(index):
+            raise ValueError(f"{name} must share y's index ({len(index)} bars); got a Series on another index "
+                             f"({len(value)} bars): align it first")
+        raw = value.to_numpy()
+    elif np.ndim(value) == 0:
+        try:
+            v = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if not np.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+        return v
+    else:
+        raw = np.asarray(value)
+        if raw.ndim != 1 or raw.shape[0] != len(index):
+            raise ValueError(f"{name} must have one value per bar ({len(index)}), got shape {raw.shape}")
+    try:
+        arr = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric, got dtype {raw.dtype}") from None
+    if np.isinf(arr).any():
+        raise ValueError(f"{name} contains infinite values")
+    return arr
 
 
 def _log_returns(s: pd.Series) -> pd.Series:

@@ -61,7 +61,7 @@ def _ols(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, f
         mx, my = x.mean(), y.mean()
         xc, yc = x - mx, y - my
         sxx = float(np.dot(xc, xc))
-        if sxx == 0:
+        if sxx == 0 or np.ptp(x) == 0:  # ptp: the mean of a constant need not be exact (x - mean != 0)
             raise ValueError("x is constant; the hedge ratio is undefined")
         beta = float(np.dot(xc, yc)) / sxx
         alpha = my - beta * mx
@@ -114,6 +114,8 @@ def _theil_sen(y: np.ndarray, x: np.ndarray, add_const: bool, max_pairs: int, se
 
 
 def _tls(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, float]:
+    if add_const and np.ptp(x) == 0:
+        raise ValueError("x is constant; the hedge ratio is undefined")
     mx, my = (x.mean(), y.mean()) if add_const else (0.0, 0.0)
     _, _, vt = np.linalg.svd(np.column_stack([x - mx, y - my]), full_matrices=False)
     vx, vy = vt[-1]  # direction of least variance: vx * x + vy * y = 0
@@ -244,7 +246,7 @@ class KalmanHedge:
         b = self.beta.dropna()
         last = f"last beta {b.iloc[-1]:.6g}" if len(b) else "no estimate"
         return (f"Kalman hedge ratio: delta {self.delta:g}, obs_var {self.obs_var:.4g}, "
-                f"state_var {tuple(round(v, 8) for v in self.state_var)}, warm-up {self.warmup} bars, {last}")
+                f"state_var ({', '.join(f'{v:.3g}' for v in self.state_var)}), warm-up {self.warmup} bars, {last}")
 
     def __str__(self) -> str:
         return self.summary()
@@ -309,10 +311,14 @@ def kalman_hedge_ratio(
 ) -> KalmanHedge:
     """Kalman-filtered alpha_t, beta_t with random-walk states (Chan, *Algorithmic Trading*, 2013, §3.3).
 
-    State (alpha_t, beta_t) = previous + w_t, w_t ~ N(0, Q), Q = diag(state_var); by default
-    state_var = delta / (1 - delta) for both (Chan's convention, in the units of alpha and beta).
-    Observation y_t = alpha_t + beta_t x_t + v_t, v_t ~ N(0, obs_var); by default obs_var is the OLS
-    residual variance of the first `warmup` bars. The prior (state and covariance) is that OLS fit, and
+    State (alpha_t, beta_t) = previous + w_t, w_t ~ N(0, Q). Observation y_t = alpha_t + beta_t x_t + v_t,
+    v_t ~ N(0, obs_var); by default obs_var is the OLS residual variance of the first `warmup` bars.
+    Q is **relative to the data** by default: with q = delta / (1 - delta),
+    Q = diag(q * obs_var, q * obs_var / mean(x_w^2)) (x_w: the warm-up x), i.e. each step of either state
+    moves the fitted y by about sqrt(q) observation standard deviations. The filter then gives the same
+    z-scores at any price level or unit (BTC at 92,000 or a 1e-8 coin) and its memory is roughly 1/sqrt(q)
+    bars (100 for the default delta 1e-4). Chan's absolute convention (Q = q in the units of alpha and
+    beta) is `state_var=delta / (1 - delta)`; `state_var` (one value or (alpha, beta)) is always absolute. The prior (state and covariance) is that OLS fit, and
     filtering starts at bar `warmup`: outputs are NaN before it, and each later value uses data up to its
     bar only. `spread` is the innovation y_t - alpha_{t|t-1} - beta_{t|t-1} x_t (a one-step forecast
     error, so it is free of look-ahead); `zscore` divides it by its predicted standard deviation.
@@ -328,14 +334,18 @@ def kalman_hedge_ratio(
     alpha0, beta0, se_beta = _ols(yw, xw, add_const)
     resid = yw - alpha0 - beta0 * xw
     dof = warmup - (2 if add_const else 1)
-    s2 = float(np.dot(resid, resid)) / dof
+    # a perfect warm-up fit leaves no residual variance: floor it relative to y's level (scale-free)
+    s2 = max(float(np.dot(resid, resid)) / dof, (1e-8 * float(np.max(np.abs(yw)))) ** 2, np.finfo(float).tiny)
     if obs_var is None:
-        obs_var = s2 if s2 > 0 else 1e-12
+        obs_var = s2
     else:
         obs_var = check_positive_number(obs_var, "obs_var")
-    default_q = delta / (1.0 - delta)
+    q = delta / (1.0 - delta)
     if state_var is None:
-        qa = qb = default_q
+        # relative to the data: each state's random-walk step moves the fitted y by ~sqrt(q) observation sds
+        # (alpha directly, beta through x of mean square mean(x_w^2)), so the filter is the same at any price
+        # level and in any units
+        qa, qb = q * obs_var, q * obs_var / max(float(np.mean(xw * xw)), np.finfo(float).tiny)
     elif np.ndim(state_var) == 0:
         qa = qb = check_positive_number(state_var, "state_var", allow_zero=True)
     else:

@@ -248,7 +248,9 @@ def engle_granger(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, trend: s
                              "hedge ratio are undefined")
     nobs = yv.shape[0]
     X = np.column_stack([xv] + _trend_columns(nobs, _NTREND[trend]))
-    params, *_ = np.linalg.lstsq(X, yv, rcond=None)
+    # equilibrate the columns first: x at 1e9 next to a constant would otherwise fall below lstsq's cutoff
+    col_scale = np.abs(X).max(axis=0)
+    params = np.linalg.lstsq(X / col_scale, yv, rcond=None)[0] / col_scale
     resid = yv - X @ params
     tss = float(np.sum((yv - yv.mean()) ** 2)) if trend != "n" else float(yv @ yv)
     r2 = 1.0 - float(resid @ resid) / tss if tss > 0 else 1.0

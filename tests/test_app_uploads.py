@@ -122,6 +122,18 @@ def test_coarser_timeframe_aggregates_uploaded_bars():
     assert len(same["BTCUSDT"]) == 240 and "showing them as they are" in note
 
 
+def test_uploaded_bars_are_aggregated_by_quantlib_bars():
+    """One aggregation implementation: the upload path calls quantlib.bars.aggregate (which equals
+    resampling the ticks and tickstore's SQL bars, see test_quantlib_bars)."""
+    from quantlib.bars import aggregate
+
+    assert not hasattr(uploads, "aggregate_bars")
+    ds = uploads.combine([parse_csv("BTCUSDT-1m.csv", klines_csv(synthetic_bars(240)))])
+    for tf in ("5m", "15m", "1h"):
+        got, _ = ds.bars(tf)
+        pd.testing.assert_frame_equal(got["BTCUSDT"], aggregate(ds.frames["BTCUSDT"], tf))
+
+
 # ---------------------------------------------------------------- pages on uploaded data (AppTest)
 def _upload(at, files, symbol=""):
     if symbol:

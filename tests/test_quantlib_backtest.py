@@ -101,7 +101,7 @@ def test_mean_reverting_pair_is_profitable_and_stats_are_consistent():
     s = r.stats
     assert s.total_return > 0 and s.sharpe > 0 and s.hit_rate > 0.5
     assert 0 <= s.max_drawdown < 1 and 0 < s.exposure < 1
-    assert s.avg_holding_time == pd.Timedelta(minutes=1) * s.avg_holding_bars
+    assert abs(s.avg_holding_time - pd.Timedelta(minutes=1) * s.avg_holding_bars) < pd.Timedelta(1, "us")
     table = s.table()
     assert table.set_index("key").loc["total_return", "value"] == pytest.approx(s.total_return * 100)
     assert "trades" in r.summary()
@@ -156,3 +156,150 @@ def test_a_window_without_signals_gives_an_empty_trades_table():
     assert len(r.trades) == 0 and r.stats.n_trades == 0
     assert r.stats.total_return == 0.0 and (r.equity == r.equity.iloc[0]).all()
     assert r.trades["holding_time"].dtype.kind == "m"
+
+
+# ------------------------------------------------------------------ audit regressions (edge cases and conventions)
+def _btc_eth(n=2000, seed=0, level_x=92_000.0, level_y=3_000.0):
+    """Closes like BTCUSDT / ETHUSDT on 1m bars: log-cointegrated (beta 1.1), OU spread with a 30-bar
+    half-life, rounded to the cent as Binance quotes them."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2026-01-01", periods=n, freq="1min", tz="UTC")
+    lx = np.log(level_x) + np.cumsum(rng.normal(0, 5e-4, n))
+    ou, e, phi = np.zeros(n), rng.normal(0, 4e-4, n), np.exp(-np.log(2) / 30)
+    for t in range(1, n):
+        ou[t] = phi * ou[t - 1] + e[t]
+    ly = np.log(level_y) + 1.1 * (lx - np.log(level_x)) + ou
+    return (pd.Series(np.round(np.exp(ly), 2), idx, name="ETHUSDT"),
+            pd.Series(np.round(np.exp(lx), 2), idx, name="BTCUSDT"))
+
+
+def test_kalman_backtest_trades_at_real_btc_price_levels():
+    """BTC near 92,000: with the old absolute state noise (1e-4 in beta units) the innovation std was ~920
+    against a spread std of ~3, the Pairs z-score read +0.00 and the Kalman backtest made no trades on the
+    desk. With noise relative to the data the Kalman z-score has about unit variance and trades happen."""
+    from quantlib.regression import kalman_hedge_ratio
+
+    y, x = _btc_eth()
+    kf = kalman_hedge_ratio(y, x, warmup=60)
+    z = kf.zscore.dropna()
+    assert 0.6 < z.std() < 1.6 and z.abs().max() > 2.5
+    r = mean_reversion(y, x, window=60, hedge="kalman")
+    assert r.stats.n_trades >= 10
+    assert r.stats.n_trades >= 0.5 * mean_reversion(y, x, window=60, hedge="rolling").stats.n_trades
+
+
+@pytest.mark.parametrize("hedge", ["kalman", "rolling", "static"])
+def test_backtest_is_the_same_at_any_price_level(hedge):
+    """Legs at 1e-8 (sub-cent coins) up to 1e9: the same trades, returns and z-scores; the old absolute
+    flat-window guard and Kalman noise made a 1e-4-level Kalman backtest all-NaN with 0 trades."""
+    y, x = _btc_eth(n=1200, seed=3)  # ETH ~3,000, BTC ~92,000
+    ref = mean_reversion(y, x, window=60, hedge=hedge)
+    assert ref.stats.n_trades > 5
+    # y from ~3e-8 to ~3e8, x from ~9e-8 to ~9e8 (a sub-cent coin against a normal one, and the reverse)
+    for sy, sx in ((1e-11, 1e-12), (1e-8, 1e-3), (1.0, 1e-11), (1e5, 1e4)):
+        r = mean_reversion(y * sy, x * sx, window=60, hedge=hedge)
+        assert r.stats.n_trades == ref.stats.n_trades, (sy, sx)
+        assert r.positions.equals(ref.positions)
+        np.testing.assert_allclose(r.equity.to_numpy(), ref.equity.to_numpy(), rtol=1e-6)
+        np.testing.assert_allclose(r.zscore.to_numpy(), ref.zscore.to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_beta_must_be_finite():
+    y, x = _pair(n=300)
+    for bad in (float("nan"), float("inf"), "1.5x", True):
+        with pytest.raises(ValueError, match="beta must be a"):
+            mean_reversion(y, x, window=30, beta=bad)
+
+
+def test_final_forced_close_leaves_the_position_flat():
+    """The trade still open at the last bar is closed there ("end"): the position after that fill is 0 and
+    the bar does not count as time in the market."""
+    idx = pd.date_range("2024-01-01", periods=10, freq="5min", tz="UTC")
+    s = pd.Series([0, 1, 0, 0, 3, 3.5, 4, 4.2, 4.4, 4.5], index=idx)
+    r = mean_reversion_spread(s, window=3, entry_z=1.0, exit_z=0.2, stop_z=None)
+    assert r.trades["exit_reason"].tolist() == ["end"]
+    assert r.positions.iloc[-1] == 0 and r.positions.iloc[5:9].eq(-1).all()
+    assert r.stats.exposure == pytest.approx((r.positions != 0).mean()) and r.stats.exposure == pytest.approx(0.4)
+    assert math.isnan(r.trades["exit_z"].iloc[0])
+    y, x = _pair(n=800, seed=7)
+    long_run = mean_reversion(y, x, window=60, entry_z=0.5, exit_z=0.0, stop_z=None)
+    if long_run.trades["exit_reason"].iloc[-1] == "end":
+        assert long_run.positions.iloc[-1] == 0
+
+
+def _daily_pair(n=400, seed=11):
+    y, x = _pair(n=n, seed=seed)
+    idx = pd.date_range("2023-01-01", periods=n, freq="1D", tz="UTC")
+    return y.set_axis(idx), x.set_axis(idx)
+
+
+def test_daily_bars_annualize_by_365_and_hold_for_days():
+    """The old default timeframe="1m" annualized daily bars by sqrt(525,600) (Sharpe x sqrt(1440) too big)
+    and read a 6-day hold as 6 minutes. The bar spacing now comes from the index."""
+    y, x = _daily_pair()
+    r = mean_reversion(y, x, window=30, cost_bps=1.0)
+    eq = r.equity.to_numpy()
+    rets = np.diff(eq) / eq[:-1]
+    assert r.stats.sharpe == pytest.approx(rets.mean() / rets.std(ddof=1) * math.sqrt(365), rel=1e-9)
+    assert r.params["periods_per_year"] == pytest.approx(365)
+    assert r.stats.n_trades > 0
+    assert r.stats.avg_holding_time == pd.Timedelta(days=1) * r.stats.avg_holding_bars
+    assert (r.trades["holding_time"] == r.trades["bars_held"] * pd.Timedelta(days=1)).all()
+    with pytest.raises(ValueError, match="does not match the bars"):
+        mean_reversion(y.iloc[:100].set_axis(pd.date_range("2024-01-01", periods=100, freq="1min", tz="UTC")),
+                       x.iloc[:100].set_axis(pd.date_range("2024-01-01", periods=100, freq="1min", tz="UTC")),
+                       window=30, timeframe="1h")
+
+
+def test_bars_with_gaps_annualize_by_the_observed_rate_and_hold_for_real_time():
+    y, x = _pair(n=1500, seed=12)
+    keep = np.random.default_rng(0).random(1500) > 0.3  # 30 % of the 1m bars had no trade
+    y, x = y[keep], x[keep]
+    r = mean_reversion(y, x, window=60, timeframe="1m")
+    span_years = (y.index[-1] - y.index[0]).total_seconds() / (365 * 86400)
+    assert r.params["periods_per_year"] == pytest.approx((len(y) - 1) / span_years)
+    tr = r.trades
+    assert (tr["holding_time"] == tr["exit_time"] - tr["entry_time"]).all()
+
+
+def test_plain_arrays_need_a_timeframe():
+    y, x = _pair(n=300)
+    with pytest.raises(ValueError, match="pass timeframe="):
+        mean_reversion(y.to_numpy(), x.to_numpy(), window=30)
+    r = mean_reversion(y.to_numpy(), x.to_numpy(), window=30, timeframe="1m")
+    ref = mean_reversion(y, x, window=30)
+    assert r.stats.sharpe == pytest.approx(ref.stats.sharpe, rel=1e-9)
+    assert r.stats.avg_holding_time == ref.stats.avg_holding_time or ref.stats.n_trades == 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([1e-8, 1e-6, 1e-3, 1.0, 1e3, 1e6, 1e9]),
+       n=st.integers(64, 200), hedge=st.sampled_from(["static", "rolling", "kalman"]))
+def test_property_scale_free_and_short_samples(seed, scale, n, hedge):
+    """Any price level 1e-8..1e9 and short samples: the backtest never crashes, its accounting identities
+    hold, and it equals the same backtest at unit scale."""
+    y, x = _pair(n=n, seed=seed % 991, phi=0.8)
+    kw = dict(window=20, hedge=hedge, hedge_window=30, entry_z=1.5, exit_z=0.3, stop_z=3.5, cost_bps=1.0)
+    a, b = mean_reversion(y, x, **kw), mean_reversion(y * scale, x * scale, **kw)
+    assert a.positions.equals(b.positions) and a.stats.n_trades == b.stats.n_trades
+    np.testing.assert_allclose(a.equity.to_numpy(), b.equity.to_numpy(), rtol=1e-6)
+    assert b.positions.iloc[-1] == 0
+    assert b.equity.iloc[-1] == pytest.approx(10_000 + b.trades["pnl"].sum(), rel=1e-9)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level=st.sampled_from([1e-8, 1.0, 1e9]), n=st.integers(64, 150))
+def test_property_constant_leg_never_crashes(seed, level, n):
+    """A pegged leg (stablecoin): static / rolling hedges cannot be fitted (x constant) and say so; a given
+    beta still backtests (the spread is y minus a constant)."""
+    y, _ = _pair(n=n, seed=seed % 991)
+    peg = pd.Series(level, index=y.index)
+    for hedge in ("static", "rolling", "kalman"):
+        try:
+            r = mean_reversion(y * level, peg, window=20, hedge=hedge, hedge_window=30)
+        except ValueError as exc:
+            assert "constant" in str(exc) or "undefined" in str(exc)
+        else:
+            assert np.isfinite(r.equity).all()
+    r = mean_reversion(y, peg, window=20, beta=1.0)
+    assert np.isfinite(r.equity).all()

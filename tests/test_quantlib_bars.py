@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantlib.bars import BAR_COLUMNS, fill_gaps, resample
+from quantlib.bars import BAR_COLUMNS, aggregate, fill_gaps, resample
 from quantlib.timeframes import TIMEFRAMES, bars_per_year, timeframe_seconds
 
 T0 = pd.Timestamp("2024-03-01 12:00:00", tz="UTC")
@@ -167,4 +167,64 @@ def test_agrees_with_tickstore_sql_resampling(tmp_path):
         assert len(sql) == len(ours), tf
         assert (sql.index.as_unit("us") == ours.index.as_unit("us")).all(), tf
         np.testing.assert_array_equal(sql["trades"].to_numpy(), ours["trades"].to_numpy())
+        np.testing.assert_allclose(sql[list(BAR_COLUMNS)].to_numpy(float), ours.to_numpy(float), rtol=1e-12)
+
+
+def test_string_trade_ids_are_read_as_numbers():
+    """Trade ids as text (a CSV read with dtype=str) used to crash np.diff with a TypeError."""
+    ticks = _random_ticks(seed=4, n=400)
+    as_text = ticks.assign(trade_id=ticks.trade_id.astype(str))
+    pd.testing.assert_frame_equal(resample(as_text, "1m"), resample(ticks, "1m"))
+    shuffled = as_text.sample(frac=1.0, random_state=1)
+    pd.testing.assert_frame_equal(resample(shuffled, "1m"), resample(ticks, "1m"))
+    with pytest.raises(ValueError, match="'trade_id' must be integers; 1 value"):
+        resample(as_text.assign(trade_id=np.where(as_text.index == 7, "abc", as_text.trade_id)), "1m")
+    with pytest.raises(ValueError, match="'trade_id' must be integers"):
+        resample(ticks.assign(trade_id=ticks.trade_id + 0.5), "1m")
+
+
+@pytest.mark.parametrize("fine, coarse", [("1s", "1m"), ("1s", "5m"), ("1m", "5m"), ("1m", "1h"), ("5m", "15m"),
+                                          ("15m", "1h")])
+def test_aggregate_finer_bars_equals_resampling_the_ticks(fine, coarse):
+    """One resampling definition: bars aggregated from finer bars are the bars of the ticks (and so, by
+    test_agrees_with_tickstore_sql_resampling, tickstore's SQL bars)."""
+    ticks = _random_ticks(seed=21, n=5000, span_s=6 * 3600)
+    ticks = ticks[ticks.index % 5 != 2]
+    out = aggregate(resample(ticks, fine), coarse)
+    pd.testing.assert_frame_equal(out, resample(ticks, coarse), check_exact=False, rtol=1e-12, check_freq=False)
+    assert aggregate(resample(ticks, fine), timeframe_seconds(coarse)).equals(out)
+
+
+def test_aggregate_validation_and_empty_input():
+    bars = resample(_random_ticks(seed=2, n=300), "5m")
+    assert aggregate(bars.iloc[:0], "1h").empty
+    with pytest.raises(ValueError, match="longer than the 60 s target"):
+        aggregate(bars, "1m")
+    with pytest.raises(ValueError, match="missing columns"):
+        aggregate(bars.drop(columns="vwap"), "1h")
+    with pytest.raises(ValueError, match="unknown timeframe"):
+        aggregate(bars, "7m")
+    with pytest.raises(ValueError, match="tz-aware"):
+        aggregate(bars.tz_localize(None), "1h")
+
+
+def test_aggregate_agrees_with_tickstore_sql_resampling(tmp_path):
+    queries = pytest.importorskip("tickstore.queries")
+    connection = pytest.importorskip("tickstore.connection")
+    writer = pytest.importorskip("tickstore.writer")
+    ticks = _random_ticks(seed=13, n=3000, span_s=2 * 3600)
+    path = tmp_path / "ticks.duckdb"
+    connection.init_db(path)
+    ts_us = ticks.ts.dt.as_unit("us").astype("int64")
+    rows = [("spot", "ETHUSDT", int(i), int(t), float(p), float(q), False, int(t), "test")
+            for i, t, p, q in zip(ticks.trade_id, ts_us, ticks.price, ticks.qty)]
+    with connection.write_connection(path) as con:
+        writer.insert_batch(con, writer.rows_to_arrow(rows))
+    one_s = queries.bars("spot", ["ETHUSDT"], "1s", T0 - pd.Timedelta(days=1), path=path)
+    one_s = one_s.drop(columns="symbol").set_index("ts")
+    for tf in ("1m", "5m", "15m", "1h"):
+        sql = queries.bars("spot", ["ETHUSDT"], tf, T0 - pd.Timedelta(days=1), path=path)
+        sql = sql.drop(columns="symbol").set_index("ts")
+        ours = aggregate(one_s, tf)
+        assert (sql.index.as_unit("us") == ours.index.as_unit("us")).all(), tf
         np.testing.assert_allclose(sql[list(BAR_COLUMNS)].to_numpy(float), ours.to_numpy(float), rtol=1e-12)

@@ -132,3 +132,32 @@ def test_input_validation():
         sma(np.ones((5, 2)), 2)
     ny = s.tz_convert("America/New_York")
     assert str(sma(ny, 5).index.tz) == "UTC"  # other zones are converted to UTC
+
+
+@pytest.mark.parametrize("level", [1e-10, 1e-8, 1e-4, 1.0, 1e4, 1e9])
+def test_zscore_is_scale_free(level):
+    """The flat-window guard was absolute below 1 (std <= 1e-12 * max(|mean|, 1)): a 1e-10-level series got
+    NaN z-scores on 40-60 % of bars. It is now relative to the window's magnitude."""
+    s = _walk(600, seed=8)
+    ref = zscore(s, 30)
+    out = zscore(s * level, 30)
+    assert out.iloc[29:].notna().all()
+    np.testing.assert_allclose(out.to_numpy()[29:], ref.to_numpy()[29:], rtol=1e-7, atol=1e-9)
+    flat = zscore(level * np.r_[np.full(30, 2.0), 2.0 + np.arange(10.0)], 10)
+    assert flat.iloc[9:30].isna().all() and np.isfinite(flat.iloc[-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level=st.floats(1e-8, 1e9), n=st.integers(2, 40),
+       length=st.integers(2, 80))
+def test_property_zscore_scale_and_short_samples(seed, level, n, length):
+    """Any level 1e-8..1e9, windows up to the sample length: z is NaN exactly during warm-up and on flat
+    windows, finite elsewhere, bounded by (n-1)/sqrt(n), and the same as at unit scale."""
+    rng = np.random.default_rng(seed)
+    base = np.exp(np.cumsum(rng.normal(0, 0.01, length)))
+    base[rng.random(length) < 0.2] = base[0]  # repeated prices make some flat windows
+    z1, zl = zscore(base, n), zscore(base * level, n)
+    assert z1.iloc[: n - 1].isna().all()
+    np.testing.assert_allclose(zl.to_numpy(), z1.to_numpy(), rtol=1e-6, atol=1e-8)
+    finite = zl.dropna()
+    assert (finite.abs() <= (n - 1) / math.sqrt(n) + 1e-9).all()

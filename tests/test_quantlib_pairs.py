@@ -141,3 +141,60 @@ def test_single_threaded_blas_limits_and_restores():
     worker.start()
     worker.join()
     assert blas_threads() == before
+
+
+def test_spread_rejects_coefficients_on_another_index():
+    """A beta Series on another index used to be reindexed silently (100 % NaN spread)."""
+    y, x = _prices(50)
+    other = pd.Series(1.5, index=y.index + pd.Timedelta(days=1))
+    with pytest.raises(ValueError, match="beta must share y's index"):
+        spread(y, x, other)
+    with pytest.raises(ValueError, match="alpha must share y's index"):
+        spread(y, x, 1.5, alpha=other)
+    with pytest.raises(ValueError, match="one value per bar"):
+        spread(y, x, np.ones(49))
+    with pytest.raises(ValueError, match="beta must be finite"):
+        spread(y, x, float("nan"))
+    np.testing.assert_allclose(spread(y, x, np.full(50, 1.5), 20.0), y - 20 - 1.5 * x)
+    warm = pd.Series(np.r_[np.full(10, np.nan), np.full(40, 1.5)], index=y.index)  # a rolling fit's warm-up
+    assert spread(y, x, warm).isna().sum() == 10
+
+
+def test_align_rejects_duplicates_and_mixed_time_zones():
+    idx = pd.date_range("2024-01-01", periods=5, freq="1s", tz="UTC")
+    a = pd.Series(np.arange(5.0), idx, name="A")
+    dup = pd.Series([1.0, 2.0, 3.0], idx[[0, 1, 1]], name="B")
+    with pytest.raises(ValueError, match="x has 1 duplicate timestamps"):
+        align(a, dup)
+    with pytest.raises(ValueError, match="y has 1 duplicate timestamps"):
+        align(dup, a, how="ffill")
+    naive = pd.Series(np.arange(5.0), idx.tz_localize(None), name="N")
+    with pytest.raises(ValueError, match="x has a naive DatetimeIndex"):
+        align(a, naive)  # used to return two empty series
+    with pytest.raises(ValueError, match="both have a DatetimeIndex"):
+        align(a, pd.Series(np.arange(5.0)))
+    tokyo = a.tz_convert("Asia/Tokyo").rename("T")
+    ia, it = align(a, tokyo)
+    assert len(ia) == 5 and str(ia.index.tz) == "UTC" and ia.index.equals(it.index)
+
+
+@pytest.mark.parametrize("level", [1e-8, 1e-4, 1.0, 1e4, 1e9])
+def test_pair_summary_is_scale_free(level):
+    """Every number of the pair summary that is unit-free (tests, half-life, Hurst, z-scores) is the same for
+    legs at 1e-8 or 1e9."""
+    y, x = _prices(600, seed=8)
+    ref = pair_summary(y, x, window=60)
+    out = pair_summary(y * level, x * level, window=60)
+    assert out.engle_granger.statistic == pytest.approx(ref.engle_granger.statistic, rel=1e-6)
+    assert out.adf.statistic == pytest.approx(ref.adf.statistic, rel=1e-6)
+    assert out.half_life.half_life == pytest.approx(ref.half_life.half_life, rel=1e-6)
+    assert out.hurst.hurst == pytest.approx(ref.hurst.hurst, rel=1e-6)
+    np.testing.assert_allclose(out.zscore.to_numpy(), ref.zscore.to_numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out.johansen.trace_stat, ref.johansen.trace_stat, rtol=1e-5)
+
+
+def test_pair_summary_with_a_constant_leg_says_so():
+    y, _ = _prices(200, seed=9)
+    peg = pd.Series(1.0, index=y.index, name="USDCUSDT")
+    with pytest.raises(ValueError, match="constant"):
+        pair_summary(y, peg, window=30)

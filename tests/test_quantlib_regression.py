@@ -158,13 +158,19 @@ def test_kalman_matches_matrix_reference_filter():
     ols = sm.OLS(yw, sm.add_constant(xw)).fit()
     p0 = ols.cov_params()  # prior: OLS fit of the warm-up window
     assert res.obs_var == pytest.approx(ols.scale, rel=1e-10)
-    q = np.eye(2) * 1e-3 / (1 - 1e-3)
+    # default Q relative to the data: q * obs_var for alpha, q * obs_var / mean(x_w^2) for beta
+    q = 1e-3 / (1 - 1e-3) * ols.scale * np.diag([1.0, 1.0 / np.mean(xw * xw)])
     ref = _kalman_reference(y.to_numpy(), x.to_numpy(), ols.params, p0, q, ols.scale, 40)
     assert res.beta.iloc[:40].isna().all() and res.spread.iloc[:40].isna().all()
     np.testing.assert_allclose(res.alpha.to_numpy()[40:], ref[40:, 0], rtol=1e-8)
     np.testing.assert_allclose(res.beta.to_numpy()[40:], ref[40:, 1], rtol=1e-8)
     np.testing.assert_allclose(res.spread.to_numpy()[40:], ref[40:, 2], rtol=1e-7, atol=1e-9)
     assert res.zscore.index.equals(y.index) and "Kalman" in res.summary()
+    assert res.state_var == pytest.approx((q[0, 0], q[1, 1]), rel=1e-10)
+    # Chan's absolute convention is still available through state_var
+    chan = kalman_hedge_ratio(y, x, warmup=40, state_var=1e-3 / (1 - 1e-3))
+    ref = _kalman_reference(y.to_numpy(), x.to_numpy(), ols.params, p0, np.eye(2) * 1e-3 / (1 - 1e-3), ols.scale, 40)
+    np.testing.assert_allclose(chan.beta.to_numpy()[40:], ref[40:, 1], rtol=1e-8)
 
 
 def test_kalman_tracks_a_beta_change():
@@ -176,8 +182,10 @@ def test_kalman_tracks_a_beta_change():
     res = kalman_hedge_ratio(y, x, delta=1e-4)
     assert res.beta.iloc[n // 2 - 1] == pytest.approx(1.0, abs=0.05)
     assert res.beta.iloc[-1] == pytest.approx(2.0, abs=0.05)
-    z = res.zscore.dropna()
-    assert abs(z.mean()) < 0.2 and 0.5 < z.std() < 2.0  # standardized innovations
+    # standardized innovations away from the break (the break itself shows as large z for ~1/sqrt(q) bars)
+    z = pd.concat([res.zscore.iloc[100 : n // 2], res.zscore.iloc[n // 2 + 500 :]])
+    assert abs(z.mean()) < 0.2 and 0.5 < z.std() < 2.0
+    assert res.zscore.iloc[n // 2 : n // 2 + 20].abs().min() > 3  # the break stands out
     nc = kalman_hedge_ratio(0.7 * x + rng.normal(0, 0.1, n), x, add_const=False)
     assert (nc.alpha.dropna() == 0).all() and nc.beta.iloc[-1] == pytest.approx(0.7, abs=0.01)
 
@@ -217,3 +225,36 @@ def test_input_validation():
         kalman_hedge_ratio(y, x, delta=1.5)
     # a plain array takes the other leg's index
     assert hedge_ratio(y, x.to_numpy()).residuals.index.equals(y.index)
+
+
+@pytest.mark.parametrize("sy, sx", [(1e-8, 1e-8), (1e-4, 1.0), (1.0, 1e-4), (3e4, 9.2e4), (1e9, 1e9)])
+def test_kalman_default_noise_is_relative_to_the_data(sy, sx):
+    """Rescaling either leg (prices from 1e-8 to 1e9, other units) leaves the Kalman z-score unchanged and
+    scales beta by sy / sx. With the old absolute default (state noise 1e-4 in beta units) BTC at 92,000
+    gave an innovation std ~300x the spread's and z-scores ~0."""
+    y, x = _pair(n=800, seed=12, noise=0.5)
+    ref = kalman_hedge_ratio(y, x, warmup=50)
+    out = kalman_hedge_ratio(y * sy, x * sx, warmup=50)
+    np.testing.assert_allclose(out.zscore.to_numpy()[50:], ref.zscore.to_numpy()[50:], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out.beta.to_numpy()[50:], ref.beta.to_numpy()[50:] * sy / sx, rtol=1e-6)
+    z = ref.zscore.dropna()
+    assert 0.7 < z.std() < 1.5  # innovations standardized by their own predicted sd
+
+
+def test_kalman_perfect_warmup_fit_is_floored_relative_to_the_level():
+    x = np.linspace(1e-6, 2e-6, 200)
+    y = 3.0 * x  # no residual at all
+    res = kalman_hedge_ratio(y, x, warmup=20)
+    assert 0 < res.obs_var < (1e-6 * 6e-6) ** 2 and np.isfinite(res.beta.iloc[-1])
+
+
+@pytest.mark.parametrize("level", [1e-8, 3.7e-5, 0.1, 1.0, 1e9])
+@pytest.mark.parametrize("method", ["ols", "huber", "theil_sen", "tls"])
+def test_constant_x_is_rejected_at_any_level(level, method):
+    """x - mean(x) of a constant need not be exactly 0 (e.g. 30 copies of 1e-8), which let OLS return a
+    meaningless beta from a 1e-48 variance; constancy is now tested exactly."""
+    y = np.cumsum(np.random.default_rng(0).normal(size=30)) + 100
+    with pytest.raises(ValueError, match="constant"):
+        hedge_ratio(y, np.full(30, level), method)
+    with pytest.raises(ValueError, match="constant"):
+        kalman_hedge_ratio(y, np.full(30, level), warmup=10)

@@ -11,6 +11,8 @@ import pytest
 from arch.unitroot import VarianceRatio
 from statsmodels.tsa.stattools import adfuller, coint
 from statsmodels.tsa.vector_ar.vecm import coint_johansen
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from quantlib.stattests import adf, engle_granger, half_life, hurst, johansen
@@ -394,3 +396,45 @@ def test_johansen_det_order_0_size_on_driftless_walks_is_as_documented():
         a, b = _walks(n=400, seed=1000 + seed)
         rejects += johansen(np.column_stack([a, b])).rank_trace >= 1
     assert 0.06 <= rejects / 400 <= 0.15
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level=st.sampled_from([1e-8, 1e-5, 1e-2, 1.0, 1e3, 1e6, 1e9]),
+       n=st.integers(20, 150), coint=st.booleans())
+def test_property_tests_are_scale_free_on_short_samples(seed, level, n, coint):
+    """Prices anywhere in 1e-8..1e9 and samples from the minimum (20, Hurst 32) up: every statistic equals the
+    unit-scale one (x at 1e9 next to a constant once fell below lstsq's cutoff in Engle-Granger)."""
+    if coint:
+        y, x = (s.to_numpy() for s in _coint_pair(n=n, seed=seed % 997))
+    else:
+        y, x = _walks(n=n, seed=seed % 997)
+    y, x = y + 400.0, x + 400.0  # keep the unit-scale legs positive
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref, out = engle_granger(y, x), engle_granger(y * level, x * level)
+    assert out.statistic == pytest.approx(ref.statistic, rel=1e-6, abs=1e-9)
+    assert out.pvalue == pytest.approx(ref.pvalue, rel=1e-5, abs=1e-9) and out.lags == ref.lags
+    assert adf(y * level).statistic == pytest.approx(adf(y).statistic, rel=1e-6)
+    spread = ref.residuals.to_numpy()
+    assert half_life(spread * level).phi == pytest.approx(half_life(spread).phi, rel=1e-9)
+    if n >= 32:
+        assert hurst(y * level).hurst == pytest.approx(hurst(y).hurst, rel=1e-9, abs=1e-12)
+    if n < 21:
+        return  # Johansen with one lagged difference needs 21
+    jo_ref = johansen(np.column_stack([y, x]))
+    np.testing.assert_allclose(johansen(np.column_stack([y * level, x * level])).trace_stat, jo_ref.trace_stat,
+                               rtol=1e-5, atol=1e-8)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), level=st.sampled_from([1e-8, 1e-4, 1.0, 1.0001, 1e9]),
+       n=st.integers(21, 120), which=st.sampled_from(["y", "x"]))
+def test_property_constant_legs_raise_everywhere(seed, level, n, which):
+    """A pegged leg at any level and length: every test says it is constant, none reports cointegration."""
+    walk = np.cumsum(np.random.default_rng(seed).normal(size=n)) + 100
+    peg = np.full(n, level)
+    y, x = (peg, walk) if which == "y" else (walk, peg)
+    for call in (lambda: engle_granger(y, x), lambda: johansen(np.column_stack([y, x])), lambda: adf(peg),
+                 lambda: half_life(peg), lambda: hurst(np.full(max(n, 32), level))):
+        with pytest.raises(ValueError, match="constant"):
+            call()
