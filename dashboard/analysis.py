@@ -15,6 +15,20 @@ import streamlit as st
 from quantlib import backtest, indicators, pairs, regression, stattests
 
 FIT_METHODS = {"OLS": "ols", "Huber": "huber", "Theil-Sen": "theil_sen"}
+# How each spread on the Pairs page is timed (shown under the spread chart): every value plotted against the
+# entry / exit bands uses data up to its own bar only.
+_REFIT = ("The hedge is refitted on all bars up to each bar (expanding window) and the z-score is over the "
+          "last {window} bars, so every point is what you would have seen then; the tests below fit once on "
+          "the whole window (in-sample).")
+SPREAD_TIMING = {
+    "ols": _REFIT, "huber": _REFIT + " Huber's scale is statsmodels' MAD of the residuals about zero.",
+    "theil_sen": _REFIT,
+    "rolling": ("The hedge is the OLS fit over the trailing {window} bars ending at each bar and the z-score "
+                "is over the last {window} spreads (no look-ahead)."),
+    "kalman": ("The Kalman spread is the innovation, the one-step forecast error, and its z-score divides it by "
+               "the filter's predicted std (no look-ahead); the filter's noise is set relative to the data "
+               "(memory ~100 bars), so it works at any price level."),
+}
 STATIC_METHODS = ("ols", "huber", "theil_sen")
 log = logging.getLogger(__name__)
 CACHE = st.cache_data(ttl=300, max_entries=64, show_spinner=False)
@@ -39,8 +53,8 @@ class PairView:
     rolling: pd.DataFrame | None                # rolling OLS alpha / beta
     kalman: regression.KalmanHedge | None
     summary: pairs.PairSummary | None           # tests on the static spread (method, or OLS for rolling/kalman)
-    spread: pd.Series | None                    # spread of the selected hedge method
-    zscore: pd.Series | None
+    spread: pd.Series | None                    # spread of the selected hedge method, as known at each bar
+    zscore: pd.Series | None                    # its rolling z-score: no look-ahead, fit to bands
     correlation: pd.Series | None               # rolling correlation of log returns
     heatmap: pd.DataFrame | None                # correlation of log returns across all symbols
     notes: tuple[str, ...] = field(default=())
@@ -59,6 +73,9 @@ class PairView:
         if self.spread is not None:
             out[f"spread_{self.method}"] = self.spread
             out[f"zscore_{self.method}"] = self.zscore
+        if self.summary is not None and self.method in STATIC_METHODS:  # one fit on the whole window
+            out[f"spread_{self.method}_insample"] = self.summary.spread
+            out[f"zscore_{self.method}_insample"] = self.summary.zscore
         if self.correlation is not None:
             out["rolling_correlation"] = self.correlation
         return out
@@ -94,7 +111,13 @@ def build_pair_view(closes: pd.DataFrame, y: str, x: str, method: str, window: i
         summary = pairs.pair_summary(ys, xs, window=window, method=method if method in STATIC_METHODS else "ols",
                                      timeframe=timeframe)
         if method in STATIC_METHODS:
-            spread, z = summary.spread, summary.zscore
+            # the hedge refitted on the bars up to each bar: a chart against entry/exit bands must not use
+            # a fit that already knows the later bars (the tests below do, and say so)
+            spread, z = summary.spread_causal, summary.zscore_causal
+            if z.notna().sum() == 0:
+                notes.append(f"the spread's z-score with the hedge refitted up to each bar needs {2 * window - 1} "
+                             f"bars (a window of spreads, the first from a fit on {window} bars), have {n}")
+                spread = z = None
         elif method == "rolling":
             spread = pairs.spread(ys, xs, rolling["beta"], rolling["alpha"]).dropna()  # NaN until a full window
             if len(spread) >= window:

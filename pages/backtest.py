@@ -24,7 +24,10 @@ with st.form("bt-form", border=True):
     st.form_submit_button("Run backtest", icon=":material/play_arrow:", type="primary")
 
 HEDGE_WORDS = {"static": "one {m} fit on the first {w} bars (formation period), trading after it",
-               "rolling": "rolling {m} over the last {w} bars", "kalman": "Kalman-filtered β (warm-up {w} bars)"}
+               "rolling": "rolling {m} over the last {w} bars",
+               "kalman": "Kalman-filtered α, β (warm-up {w} bars, noise relative to the data); the spread is the "
+                         "filtered residual, smaller than the static OLS spread as the filter absorbs part of "
+                         "each move (the z-score is relative, so the bands still count standard deviations)"}
 
 
 @st.fragment(run_every=s.run_every)
@@ -41,7 +44,8 @@ def live(s: Settings, params: analysis.BacktestParams) -> None:
     st.caption(f"Long / short the spread {y} − β·{x} on its {s.window}-bar z-score; β: "
                + HEDGE_WORDS[hedge].format(m=method.replace("_", "-").upper() if method == "ols" else method,
                                            w=s.window)
-               + ". Signals at a bar's close fill at the next bar's close; costs per leg and side.")
+               + ". Signals at a bar's close fill at the next bar's close; costs per leg and side. Sharpe is "
+                 "annualized by the bars' observed rate (365-day year), holding times are clock time.")
     res = data.bars(s, (y, x), cat)
     ui.explain(res.state, res.message)
     if not res.ok:

@@ -99,8 +99,8 @@ def _hedge_and_spread(s: Settings, view: analysis.PairView, y: str, x: str, rev:
     if view.spread is not None:
         label = {"ols": "OLS", "huber": "Huber", "theil_sen": "Theil-Sen", "rolling": "rolling OLS",
                  "kalman": "Kalman innovation"}[s.hedge_method]
-        st.caption(f"Spread = {y} − α − β·{x} with the **{label}** hedge; z-score over the last {s.window} bars "
-                   "(the Kalman spread is the one-step forecast error over its predicted std).")
+        st.caption(f"Spread = {y} − α − β·{x} with the **{label}** hedge. "
+                   + analysis.SPREAD_TIMING[s.hedge_method].format(window=s.window))
         ui.chart(figures.spread_z(view.spread, view.zscore, entry, exit_, rev), key="pairs-spread")
 
 

@@ -12,12 +12,17 @@ Signal rules on the rolling z-score z_t of the spread (`window` bars, data up to
 Sizing (pair): at each entry the whole current equity E is the gross notional of the two legs,
 q_y = ±E / (y + |beta| x), q_x = -beta q_y, with beta known at the signal bar; units stay fixed until
 the exit (no rebalancing within a trade). Costs: `cost_bps` of traded notional, per leg and per side
-(entry and exit). A position still open at the last bar is closed there ("end") and pays its exit cost.
+(entry and exit). A position still open at the last bar is closed there ("end") and pays its exit cost;
+the position after that fill is 0.
 
-Stats (fractions): total_return, sharpe (mean / std of bar returns x sqrt(bars_per_year(timeframe)),
-365-day 24/7 year), max_drawdown (positive fraction of the running peak), hit_rate (share of trades with
-net pnl > 0), n_trades, avg_holding_bars / avg_holding_time, turnover (traded notional / initial
-capital), total_costs, exposure (share of bars in a position).
+Bar length: from the index. With a DatetimeIndex, Sharpe is annualized by the observed rate (n - 1
+returns over the span, 365-day 24/7 year) and holding times are clock time; plain arrays need
+`timeframe`. A `timeframe` shorter than the bars' spacing is rejected.
+
+Stats (fractions): total_return, sharpe (mean / std of bar returns x sqrt(periods per year)),
+max_drawdown (positive fraction of the running peak), hit_rate (share of trades with net pnl > 0),
+n_trades, avg_holding_bars / avg_holding_time, turnover (traded notional / initial capital),
+total_costs, exposure (share of bars in a position).
 """
 from __future__ import annotations
 
@@ -78,6 +83,9 @@ class BacktestResult:
     hedge_ratio: pd.Series = field(repr=False)  # beta known at each bar (NaN for a spread backtest)
     stats: BacktestStats
     params: dict[str, object]
+    # the spread the z-score is taken of: y - alpha_t - beta_t x with the hedge known at t (for
+    # hedge="kalman" the filtered residual, y - alpha_t|t - beta_t|t x), or the given spread
+    spread: pd.Series | None = field(repr=False, default=None)
 
     def summary(self) -> str:
         s = self.stats
@@ -239,7 +247,7 @@ def _stats(equity: np.ndarray, trades: pd.DataFrame, pos: np.ndarray, capital: f
 def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.ndarray, reason: np.ndarray,
          z: np.ndarray, capital: float, size: Callable[[int, int, float], np.ndarray],
          cost: Callable[[np.ndarray, np.ndarray], float], timeframe: str | None, beta: np.ndarray,
-         params: dict[str, object]) -> BacktestResult:
+         params: dict[str, object], spread: np.ndarray) -> BacktestResult:
     """Fill signals at the next bar, mark to market, charge costs, and collect trades and stats."""
     pos = _positions(sig)
     book = _Book(index, prices, legs, capital, size, cost)
@@ -256,6 +264,7 @@ def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.nda
         positions=pd.Series(pos.astype(np.int64), index=index, name="position"),
         zscore=pd.Series(z, index=index, name="zscore"), hedge_ratio=pd.Series(beta, index=index, name="beta"),
         stats=_stats(book.equity, trades, pos, capital, book.traded, book.costs, per_year), params=params,
+        spread=pd.Series(spread, index=index, name="spread"),
     )
 
 
@@ -292,7 +301,9 @@ def mean_reversion(
     hedge: "rolling" (`method` over the trailing `hedge_window` bars, default `window`; huber and
     theil_sen refit every hedge_window // 10 bars),
     "static" (one fit on the first `hedge_window` bars, the formation period, trading after it) or
-    "kalman" (`kalman_hedge_ratio` filtered beta, warm-up `hedge_window`). A given `beta` overrides it.
+    "kalman" (`kalman_hedge_ratio` filtered alpha / beta, warm-up `hedge_window`; the spread is the
+    filtered residual, smaller than the static OLS spread). A given (finite) `beta` overrides it.
+    `timeframe`: None takes the bar spacing from the DatetimeIndex (required for plain arrays).
     The z-score is over the trailing `window` bars of that spread. Costs: `cost_bps` per leg and side.
     """
     window = check_window(window, "window", 3)
@@ -342,7 +353,8 @@ def mean_reversion(
     params = dict(window=window, entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, cost_bps=cost_bps, hedge=hedge,
                   hedge_window=hw, method=method, beta=beta, timeframe=timeframe, capital=capital,
                   fill="next bar close")
-    return _run(ys.index, prices, ("y", "x"), sig, reason, z, capital, size, cost, timeframe, b, params)
+    return _run(ys.index, prices, ("y", "x"), sig, reason, z, capital, size, cost, timeframe, b, params,
+                np.where(np.isnan(b), np.nan, spr))
 
 
 def mean_reversion_spread(
@@ -382,4 +394,4 @@ def mean_reversion_spread(
     params = dict(window=window, entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, units=units,
                   cost_per_unit=cost_per_unit, timeframe=timeframe, capital=capital, fill="next bar close")
     return _run(s.index, s.to_numpy()[:, None], ("spread",), sig, reason, z, capital, size, cost, timeframe,
-                np.full(len(s), np.nan), params)
+                np.full(len(s), np.nan), params, s.to_numpy())

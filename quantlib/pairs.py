@@ -10,7 +10,7 @@ import pandas as pd
 from quantlib import indicators, regression, stattests
 from quantlib._blas import single_threaded
 from quantlib._validate import as_frame, as_pair, check_choice, check_min, check_window
-from quantlib.timeframes import bars_per_year
+from quantlib.timeframes import periods_per_year
 
 
 def _check_align_index(s: pd.Series, name: str) -> None:
@@ -123,13 +123,19 @@ class PairSummary:
     zscore: pd.Series = field(repr=False)
     rolling_correlation: pd.Series = field(repr=False)
     correlation: float             # full-sample correlation of log returns
-    volatility_y: float            # realized vol of log returns (annualized when timeframe is known)
+    volatility_y: float            # realized vol of log returns, annualized by the bars' observed rate (a
+                                   # DatetimeIndex) or by `timeframe`; per bar when neither is known
     volatility_x: float
     adf: stattests.ADFResult
     engle_granger: stattests.EngleGrangerResult
     johansen: stattests.JohansenResult
     half_life: stattests.HalfLife
     hurst: stattests.HurstResult
+    # The spread and z-score as they were known at each bar: the hedge refitted on bars up to t (expanding
+    # window, `regression.expanding_hedge_ratio`), then the same rolling z-score. `spread` / `zscore` above
+    # use one fit on the whole sample, so their history is in-sample (later bars move earlier values).
+    spread_causal: pd.Series = field(repr=False, default=None)  # type: ignore[assignment]
+    zscore_causal: pd.Series = field(repr=False, default=None)  # type: ignore[assignment]
 
     @property
     def last_zscore(self) -> float:
@@ -151,7 +157,8 @@ class PairSummary:
              f"rank {jo.rank_max_eig} by the max-eigenvalue test at 5%"),
             ("half-life (bars)", hl.half_life, hl.pvalue, hl.verdict),
             ("Hurst exponent", self.hurst.hurst, math.nan, self.hurst.verdict),
-            ("latest z-score", self.last_zscore, math.nan, f"{self.window}-bar rolling z-score of the spread"),
+            ("latest z-score", self.last_zscore, math.nan,
+             f"{self.window}-bar rolling z-score of the spread of one fit on the whole window (in-sample)"),
         ]
         return pd.DataFrame(rows, columns=["test", "statistic", "p_value", "verdict"])
 
@@ -185,8 +192,11 @@ def pair_summary(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, window: i
     ly, lx = np.log(ys.to_numpy()), np.log(xs.to_numpy())
     ry, rx = np.diff(ly), np.diff(lx)
     corr = float(np.corrcoef(ry, rx)[0, 1]) if ry.std() > 0 and rx.std() > 0 else math.nan
-    scale = math.sqrt(bars_per_year(timeframe)) if timeframe else 1.0
+    per_year = periods_per_year(ys.index, timeframe)
+    scale = math.sqrt(per_year) if per_year else 1.0
     frame = pd.DataFrame({"y": ys, "x": xs})
+    live = regression.expanding_hedge_ratio(ys, xs, window, method=method, add_const=add_const)
+    spr_causal = (ys - live["alpha"] - live["beta"] * xs).rename("spread")
     return PairSummary(
         y_name=str(ys.name if ys.name is not None else "y"),
         x_name=str(xs.name if xs.name is not None else "x"),
@@ -205,6 +215,8 @@ def pair_summary(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, window: i
         johansen=stattests.johansen(frame),
         half_life=stattests.half_life(spr),
         hurst=stattests.hurst(spr),
+        spread_causal=spr_causal,
+        zscore_causal=indicators.rolling_zscore(spr_causal, window),
     )
 
 

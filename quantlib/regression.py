@@ -3,7 +3,9 @@
 The model is y_t = alpha + beta * x_t + e_t (alpha = 0 with `add_const=False`).
 
 - ols: least squares. R² is centred with a constant and uncentred without (statsmodels' convention).
-- huber: statsmodels RLM with Huber's T norm (t = 1.345) and MAD scale; robust to outliers in y.
+- huber: statsmodels RLM with Huber's T norm (t = 1.345) and its default "MAD" scale, which is the median
+  absolute residual about **zero**, not about the residuals' median (`HedgeRatio.scale`); robust to
+  outliers in y.
 - theil_sen: median of pairwise slopes; intercept median(y) - beta * median(x) (scipy.stats.theilslopes).
   Exact while n(n-1)/2 <= `max_pairs` (default 250 000, n ≈ 700), otherwise the median over a seeded
   random sample of `max_pairs` pairs (a consistent estimate of the same median). Without a constant,
@@ -38,6 +40,9 @@ class HedgeRatio:
     r_squared: float
     nobs: int
     beta_stderr: float = math.nan  # OLS / Huber only
+    # Huber: the robust residual scale of the final fit, statsmodels RLM's MAD of the residuals about
+    # **zero** (not about their median), / 0.6745; NaN for the other methods
+    scale: float = math.nan
 
     def summary(self) -> str:
         const = f"{self.alpha:+.6g} " if self.add_const else ""
@@ -78,12 +83,16 @@ def _ols(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, f
     return alpha, beta, se
 
 
-def _huber(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, float]:
+def _huber_fit(y: np.ndarray, x: np.ndarray, add_const: bool):
     from statsmodels.robust.norms import HuberT  # not statsmodels.api: it imports every model (~1 s)
     from statsmodels.robust.robust_linear_model import RLM
 
     exog = np.column_stack([np.ones_like(x), x]) if add_const else x[:, None]
-    res = RLM(y, exog, M=HuberT()).fit()
+    return RLM(y, exog, M=HuberT()).fit()  # scale_est "mad": MAD about zero, statsmodels' default
+
+
+def _huber(y: np.ndarray, x: np.ndarray, add_const: bool) -> tuple[float, float, float]:
+    res = _huber_fit(y, x, add_const)
     params, bse = np.asarray(res.params), np.asarray(res.bse)
     if add_const:
         return float(params[0]), float(params[1]), float(bse[1])
@@ -139,12 +148,17 @@ def hedge_ratio(
     check_choice(method, "method", METHODS)
     ys, xs = as_pair(y, x, min_len=MIN_OBS)
     yv, xv = ys.to_numpy(), xs.to_numpy()
+    scale = math.nan
     if method == "ols":
         alpha, beta, se = _ols(yv, xv, add_const)
     elif method == "huber":
         if np.ptp(xv) == 0:
             raise ValueError("x is constant; the hedge ratio is undefined")
-        alpha, beta, se = _huber(yv, xv, add_const)
+        fitted = _huber_fit(yv, xv, add_const)
+        params, bse = np.asarray(fitted.params), np.asarray(fitted.bse)
+        alpha, beta, se = (float(params[0]), float(params[1]), float(bse[1])) if add_const \
+            else (0.0, float(params[0]), float(bse[0]))
+        scale = float(fitted.scale)
     elif method == "theil_sen":
         alpha, beta, se = _theil_sen(yv, xv, add_const, check_window(max_pairs, "max_pairs", 1), seed)
     else:
@@ -159,6 +173,7 @@ def hedge_ratio(
         r_squared=_r_squared(yv, resid, centred=add_const),
         nobs=yv.shape[0],
         beta_stderr=se,
+        scale=scale,
     )
 
 
@@ -224,6 +239,59 @@ def rolling_hedge_ratio(
             alpha[end - 1], beta[end - 1] = last
     if not add_const:
         alpha = np.where(np.isnan(beta), np.nan, 0.0)
+    return pd.DataFrame({"alpha": alpha, "beta": beta}, index=ys.index)
+
+
+@single_threaded
+def expanding_hedge_ratio(
+    y: pd.Series | np.ndarray,
+    x: pd.Series | np.ndarray,
+    min_periods: int,
+    method: str = "ols",
+    add_const: bool = True,
+    *,
+    step: int | None = None,
+) -> pd.DataFrame:
+    """Hedge ratio fitted on all bars up to and including t (an expanding window), indexed like y: the
+    static fit as it would have been known at each bar, so a spread built from it has no look-ahead.
+
+    ols and tls are closed forms over cumulative moments (O(n)); huber and theil_sen refit every `step`
+    bars (default: about 20 refits over the series) and carry the last fit forward. The last row equals
+    `hedge_ratio(y, x, method)`. Columns `alpha`, `beta`; NaN for the first min_periods - 1 bars.
+    """
+    check_choice(method, "method", METHODS)
+    min_periods = check_window(min_periods, "min_periods", MIN_OBS)
+    ys, xs = as_pair(y, x, min_len=min_periods)
+    yv, xv = ys.to_numpy(), xs.to_numpy()
+    n = yv.shape[0]
+    alpha, beta = np.full(n, np.nan), np.full(n, np.nan)
+    if method in ("ols", "tls"):
+        # moments about the first point (less cancellation at large price levels)
+        dx, dy = (xv - xv[0], yv - yv[0]) if add_const else (xv, yv)
+        k = np.arange(1, n + 1, dtype=float)
+        sx, sy = np.cumsum(dx), np.cumsum(dy)
+        sxx, sxy, syy = np.cumsum(dx * dx), np.cumsum(dx * dy), np.cumsum(dy * dy)
+        if add_const:
+            mx, my = sx / k, sy / k
+            sxx, sxy, syy = sxx - sx * mx, sxy - sx * my, syy - sy * my
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if method == "ols":
+                # x must have moved by bar t (exactly: a rounding-level sxx of a constant is not variance)
+                moved = np.maximum.accumulate(np.r_[False, xv[1:] != xv[0]]) if add_const else sxx > 0
+                beta = np.where(moved & (sxx > 0), sxy / sxx, np.nan)
+            else:
+                beta = _tls_slope(sxx, syy, sxy)
+        alpha = (yv[0] + my - beta * (xv[0] + mx)) if add_const else np.where(np.isnan(beta), np.nan, 0.0)
+        alpha[: min_periods - 1] = beta[: min_periods - 1] = np.nan
+    else:
+        step = check_window(step if step is not None else max(1, n // 20), "step", 1)
+        fit = _huber if method == "huber" else (lambda a, b, c: _theil_sen(a, b, c, 250_000, 0))
+        last = (np.nan, np.nan)
+        for end in range(min_periods, n + 1):
+            if (end - min_periods) % step == 0 or end == n:
+                yw, xw = yv[:end], xv[:end]
+                last = fit(yw, xw, add_const)[:2] if np.ptp(xw) > 0 else (np.nan, np.nan)
+            alpha[end - 1], beta[end - 1] = last
     return pd.DataFrame({"alpha": alpha, "beta": beta}, index=ys.index)
 
 

@@ -1,6 +1,7 @@
 """AppTest: the Pairs page against quantlib computed independently on the same bars from the file."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -92,3 +93,21 @@ def test_pair_scatter_uses_webgl_only_for_big_windows(n, kind):
     fig = figures.scatter_fits(x, 2.0 * x + 1.0, {"OLS": (1.0, 2.0)}, "BTCUSDT", "ETHUSDT", "rev")
     assert [t["type"] for t in fig["data"]] == [kind, "scatter"]
     assert len(fig["data"][0]["x"]) == n and fig["layout"]["uirevision"] == "rev"
+
+
+@pytest.mark.parametrize("method", ["OLS", "Huber"])
+def test_pairs_page_plots_a_zscore_without_look_ahead(app, tick_db, method):
+    """The z-score drawn against the entry / exit bands is the one with the hedge refitted up to each bar
+    (quantlib's `zscore_causal` on the same bars), and the caption says how the spread is timed."""
+    at = app(tick_db, page="pages/pairs.py", query={**ALL, "hedge": method})
+    assert_no_exception(at)
+    y, x = _closes(tick_db)
+    ref = qpairs.pair_summary(y, x, window=60, method=method.lower(), timeframe="1m")
+    spec = next(sp for sp in plotly_specs(at) if (sp["layout"].get("title") or {}).get("text") == "Spread and z-score")
+    z = next(t for t in spec["data"] if t["name"] == "z-score")
+    plotted = pd.Series([np.nan if v is None else v for v in z["y"]], dtype=float)
+    np.testing.assert_allclose(plotted.to_numpy(), ref.zscore_causal.to_numpy(), rtol=1e-9, equal_nan=True)
+    text = page_text(at)
+    assert "refitted on all bars up to each bar" in text and "in-sample" in text
+    latest = {m.label: m.value for m in at.metric}["Latest z-score"]
+    assert latest == f"{ref.zscore_causal.dropna().iloc[-1]:+.2f}"

@@ -198,3 +198,31 @@ def test_pair_summary_with_a_constant_leg_says_so():
     peg = pd.Series(1.0, index=y.index, name="USDCUSDT")
     with pytest.raises(ValueError, match="constant"):
         pair_summary(y, peg, window=30)
+
+
+@pytest.mark.parametrize("method", ["ols", "huber", "theil_sen"])
+def test_pair_summary_causal_zscore_has_no_look_ahead(method):
+    """The audit: changing bars >= 400 moved the in-sample z-score history (full-sample hedge) by up to 1.96
+    while the Pairs page plotted it against entry / exit bands. `zscore_causal` uses a hedge refitted on the
+    bars up to each bar, so the past never moves; the in-sample one is kept for the tests table."""
+    y, x = _prices(800, seed=10)
+    y2 = y.copy()
+    y2.iloc[400:] = y2.iloc[400:] * np.exp(np.linspace(0, 0.05, 400))  # the future drifts away
+    a, b = pair_summary(y, x, window=60, method=method), pair_summary(y2, x, window=60, method=method)
+    pd.testing.assert_series_equal(a.zscore_causal.iloc[:400], b.zscore_causal.iloc[:400])
+    pd.testing.assert_series_equal(a.spread_causal.iloc[:400], b.spread_causal.iloc[:400])
+    assert (a.zscore.iloc[60:400] - b.zscore.iloc[60:400]).abs().max() > 0.05  # the in-sample one moves
+    live = regression.expanding_hedge_ratio(y, x, 60, method=method)
+    np.testing.assert_allclose(a.spread_causal, y - live["alpha"] - live["beta"] * x)
+    assert a.zscore_causal.iloc[: 2 * 60 - 2].isna().all() and a.zscore_causal.iloc[2 * 60 - 2 :].notna().all()
+    assert a.spread_causal.iloc[-1] == pytest.approx(a.spread.iloc[-1], rel=1e-6, abs=1e-9)  # last bar: same fit
+    assert "in-sample" in a.table().set_index("test").loc["latest z-score", "verdict"]
+
+
+def test_pair_summary_volatility_annualized_from_the_index():
+    """Daily bars with no timeframe: annualized by 365 (the observed rate), not left per bar."""
+    y, x = _prices(400, seed=11)
+    daily = pd.date_range("2023-01-01", periods=400, freq="1D", tz="UTC")
+    ps = pair_summary(y.set_axis(daily), x.set_axis(daily), window=30)
+    rx = np.diff(np.log(x.to_numpy()))
+    assert ps.volatility_x == pytest.approx(rx.std(ddof=1) * math.sqrt(365), rel=1e-9)

@@ -14,7 +14,7 @@ from scipy.stats import theilslopes
 from statsmodels.regression.rolling import RollingOLS
 from threadpoolctl import threadpool_limits
 
-from quantlib.regression import hedge_ratio, kalman_hedge_ratio, rolling_hedge_ratio
+from quantlib.regression import expanding_hedge_ratio, hedge_ratio, kalman_hedge_ratio, rolling_hedge_ratio
 
 
 
@@ -258,3 +258,48 @@ def test_constant_x_is_rejected_at_any_level(level, method):
         hedge_ratio(y, np.full(30, level), method)
     with pytest.raises(ValueError, match="constant"):
         kalman_hedge_ratio(y, np.full(30, level), warmup=10)
+
+
+def test_expanding_hedge_ratio_is_the_static_fit_on_each_prefix():
+    y, x = _pair(n=500, seed=13, noise=2.0)
+    y = y + 1e5  # large level: the cumulative moments must stay accurate
+    for method, step in (("ols", None), ("tls", None), ("huber", 40), ("theil_sen", 40)):
+        out = expanding_hedge_ratio(y, x, 30, method=method, step=step)
+        assert out.iloc[:29].isna().all().all() and out.index.equals(y.index)
+        ends = (30, 31, 150, 500) if step is None else (30, 70, 270, 500)
+        for end in ends:
+            ref = hedge_ratio(y.iloc[:end], x.iloc[:end], method)
+            assert out["beta"].iloc[end - 1] == pytest.approx(ref.beta, rel=1e-8), (method, end)
+            assert out["alpha"].iloc[end - 1] == pytest.approx(ref.alpha, rel=1e-8), (method, end)
+    ols = expanding_hedge_ratio(y, x, 30)
+    ref = sm.OLS(y.to_numpy()[:200], sm.add_constant(x.to_numpy()[:200])).fit()
+    assert ols["beta"].iloc[199] == pytest.approx(ref.params[1], rel=1e-9)
+    nc = expanding_hedge_ratio(y, x, 30, add_const=False)
+    assert nc["beta"].iloc[99] == pytest.approx(hedge_ratio(y.iloc[:100], x.iloc[:100], add_const=False).beta)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), t=st.integers(40, 298), method=st.sampled_from(["ols", "tls", "huber"]))
+def test_expanding_hedge_ratio_has_no_look_ahead(seed, t, method):
+    y, x = _pair(n=300, seed=seed % 1000)
+    y2 = y.copy()
+    y2.iloc[t + 1 :] += np.random.default_rng(seed).normal(0, 50, 299 - t)
+    a = expanding_hedge_ratio(y, x, 30, method=method, step=10)
+    b = expanding_hedge_ratio(y2, x, 30, method=method, step=10)
+    pd.testing.assert_frame_equal(a.iloc[: t + 1], b.iloc[: t + 1])
+
+
+def test_huber_scale_is_statsmodels_mad_about_zero():
+    """The README used to say "MAD scale": statsmodels RLM's default scale is the MAD of the residuals about
+    zero (not about their median); the fit exposes it as `scale` and the docs say which one it is."""
+    from statsmodels.robust.scale import mad
+
+    y, x = _pair(seed=14, noise=2.0)
+    y = y + np.where(np.arange(len(y)) % 17 == 0, 25.0, 0.0)  # outliers skew the residuals
+    ref = sm.RLM(y.to_numpy(), x.to_numpy()[:, None], M=sm.robust.norms.HuberT()).fit()  # no constant
+    h = hedge_ratio(y, x, "huber", add_const=False)
+    assert h.scale == pytest.approx(ref.scale, rel=1e-10)
+    # statsmodels' scale estimate is the MAD about zero of the previous iteration's residuals: at
+    # convergence it matches the final residuals' MAD about zero
+    assert h.scale == pytest.approx(mad(ref.resid, center=0), rel=1e-3)
+    assert math.isnan(hedge_ratio(y, x, "ols").scale)
