@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYMBOLS ?= btcusdt,ethusdt,solusdt,bnbusdt
+SYMBOLS ?=
+RUN_SYMBOLS := $(or $(SYMBOLS),btcusdt,ethusdt,solusdt,bnbusdt)
 MARKET ?= spot
 PORT ?= 8501
 
@@ -24,14 +25,15 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 # Live Binance: ingestor + app; Ctrl-C stops both.
 run: venv
 	@mkdir -p data
-	@$(BIN)/python ingestor.py --symbols $(SYMBOLS) --market $(MARKET) --db data/ticks.duckdb --history 30m & ing=$$!; \
+	@$(BIN)/python ingestor.py --symbols $(RUN_SYMBOLS) --market $(MARKET) --db data/ticks.duckdb --history 30m & ing=$$!; \
 	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
-# Offline: local Binance-compatible exchange in-process, separate demo file.
+# Offline: local Binance-compatible exchange in-process, separate demo file; by default its simulated universe
+# of 24 symbols (exchange/universe.py), or `make demo SYMBOLS=btcusdt,ethusdt`.
 demo: venv
 	@mkdir -p data
-	@$(BIN)/python ingestor.py --demo --symbols $(SYMBOLS) --market $(MARKET) --db data/demo.duckdb & ing=$$!; \
+	@$(BIN)/python ingestor.py --demo $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(MARKET) --db data/demo.duckdb & ing=$$!; \
 	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 

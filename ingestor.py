@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ingestor.py", description="Stream Binance trades into a DuckDB tick file.",
                                 epilog="subcommands: `import PATH...` (Binance public-data dumps), "
                                        "`archive --older-than 7d` (roll old ticks to Parquet)")
-    p.add_argument("--symbols", default="btcusdt,ethusdt", help="comma-separated, e.g. btcusdt,ethusdt")
+    p.add_argument("--symbols", default=None,
+                   help="comma-separated, e.g. btcusdt,ethusdt (default btcusdt,ethusdt; with --demo the simulated "
+                        "universe of 24 symbols, see exchange/universe.py)")
     p.add_argument("--market", default="spot", choices=["spot", "usdm"], help="spot trades or USD-M futures aggTrades")
     p.add_argument("--db", default=None, help=f"DuckDB file (default {DEFAULT_DB}; {DEMO_DB} with --demo)")
     p.add_argument("--ws-url", default=None, help="WebSocket base, e.g. wss://stream.binance.us:9443 or ws://127.0.0.1:9001")
@@ -38,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", default=None, help="on an empty file, first load this much history (default 0; 2h with --demo)")
     p.add_argument("--watchdog", default="30s", help="reconnect a connection silent this long (default 30s)")
     p.add_argument("--rotate-after", default="23.5h", help="open a fresh connection before Binance's 24h cut (default 23.5h)")
-    p.add_argument("--demo-rate", type=float, default=5.0, help="--demo: mean trades/s per symbol (default 5)")
+    p.add_argument("--demo-rate", type=float, default=5.0,
+                   help="--demo: mean trades/s of BTC, ETH, SOL and BNB; the universe's other symbols trade a tenth "
+                        "of it (default 5)")
     p.add_argument("--demo-seed", type=int, default=7, help="--demo: random seed")
     p.add_argument("--no-alerts", action="store_true", help="do not evaluate alert rules after each flush")
     p.add_argument("--shutdown-timeout", default="30s",
@@ -66,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
 
     exchange = None
     try:
-        symbols = parse_symbols(args.symbols)
+        if args.symbols is None and args.demo:
+            from exchange.universe import demo_symbols
+
+            args.symbols = ",".join(demo_symbols(args.market))
+        symbols = parse_symbols(args.symbols if args.symbols is not None else "btcusdt,ethusdt")
         db = Path(args.db) if args.db else DEMO_DB if args.demo else DEFAULT_DB
         history = parse_duration(args.history) if args.history else (2 * 3600.0 if args.demo else 0.0)
         cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
@@ -76,11 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                            shutdown_timeout_s=parse_duration(args.shutdown_timeout))
         if args.demo:
             from exchange.server import LocalExchange
+            from exchange.universe import rate_scale
 
             # our own exchange, one market: a generous weight limit so the demo's history loads in seconds
             exchange = LocalExchange(symbols=symbols, markets=(args.market,), seed=args.demo_seed,
-                                     rate=args.demo_rate, history_seconds=history + 600,
-                                     weight_limit=1_000_000).start()
+                                     rate=args.demo_rate, rate_scale={s: rate_scale(s) for s in symbols},
+                                     history_seconds=history + 600, weight_limit=1_000_000).start()
             cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
             log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
         ing = Ingestor(cfg)

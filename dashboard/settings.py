@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from core import timeframes
@@ -24,6 +25,7 @@ HEDGE_METHODS = {"OLS": "ols", "Huber": "huber", "Theil-Sen": "theil_sen", "Roll
 SOURCES = {"live file": "live", "upload": "upload"}
 MAX_BARS = 20_000  # per symbol and query; longer lookbacks at fine timeframes are clipped (and the page says so)
 DEFAULTS = {"tf": "1m", "lb": "2h", "win": 60, "hedge": "OLS", "every": "2s"}
+DEFAULT_SYMBOLS = 4  # the Market page starts with this many charts: the most traded symbols
 
 _STATE_KEY = "_tickdesk_settings"
 _PENDING_KEY = "_tickdesk_pending_settings"
@@ -85,6 +87,18 @@ def default_pair(symbols: tuple[str, ...]) -> tuple[str | None, str | None]:
     return y, x
 
 
+def default_symbols(catalog: Catalog, market: str, k: int = DEFAULT_SYMBOLS) -> list[str]:
+    """The `k` symbols of `market` with the most stored ticks, in catalog order (a universe of 24 opens on its
+    majors, not on the first four alphabetically)."""
+    frame = catalog.frame
+    rows = frame.loc[frame["market"] == market] if not frame.empty else frame
+    if rows.empty:
+        return []
+    ticks = pd.to_numeric(rows["ticks"], errors="coerce").fillna(0).to_numpy()
+    order = sorted(range(len(rows)), key=lambda i: -ticks[i])[:k]  # stable: ties keep catalog order
+    return [rows["symbol"].iloc[i] for i in sorted(order)]
+
+
 def _index(options: list, value, fallback: int = 0) -> int:
     return options.index(value) if value in options else fallback
 
@@ -115,7 +129,8 @@ def sidebar(catalog: Catalog, db_path: Path) -> Settings:
     market = sb.selectbox("Market", markets, index=_index(list(markets), "spot"), key="mkt", bind="query-params")
     symbols_all = catalog.symbols_of(market)
     if symbols_all:
-        chosen = sb.multiselect("Symbols", symbols_all, default=list(symbols_all[:6]), key="sym", bind="query-params",
+        chosen = sb.multiselect("Symbols", symbols_all, default=default_symbols(catalog, market), key="sym",
+                                bind="query-params",
                                 help="Symbols shown on the Market page (the summary table lists all).")
         dy, dx = default_pair(symbols_all)
         c1, c2 = sb.columns(2)

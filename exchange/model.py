@@ -8,11 +8,14 @@ Time runs on a fixed grid of ``STEP_US`` (50 ms) steps. Each step draws, for all
   per-second counts well above the Poisson mean) at several time scales;
 * a common **factor** ``f`` (the BTC log-price): a random walk whose step volatility rises with
   activity (``exp((a - var/2)/2)``, mean variance preserved), 60 % annualised;
-* per-symbol log-prices ``log P = log P0 + beta * f + w``. For ``ETHUSDT`` (and any symbol whose
-  ``spread_half_life`` is set) ``w`` is an Ornstein-Uhlenbeck spread, so ``log ETH = a + b log BTC +
-  OU`` is cointegrated (half-life 3 minutes, stationary sd 0.15 %). For the others ``w`` is an
-  idiosyncratic random walk, giving correlation but no cointegration with BTC. USD-M prices add a
-  small OU basis (perpetual premium).
+* per-symbol log-prices ``log P = log P0 + beta * x_A + w``, where ``x_A`` is the log return of the
+  symbol's **anchor** A since the start (the factor ``f`` itself, or another symbol's ``log P - log P0``;
+  see ``exchange.universe``). When the symbol's ``half_life`` is set, ``w`` is an Ornstein-Uhlenbeck
+  spread, so ``log P = c + beta log A + OU`` is cointegrated with A (``ETHUSDT``: A = BTC, beta 1.15,
+  half-life 3 minutes, stationary sd 0.15 %). Otherwise ``w`` is an independent random walk (scaled by
+  the same activity volatility), giving correlation but no cointegration. Anchors that are not traded
+  are simulated all the same, so a symbol's path never depends on which others are listed. USD-M
+  prices add a small OU basis (perpetual premium).
 
 Within a step, taker orders arrive Poisson(intensity * dt / units per order) at uniform times (µs).
 Each order has a side (biased towards the sign of the step's price move), sweeps one or more price
@@ -24,8 +27,11 @@ to the lot step. On ``spot`` the requested rate counts trades; on ``usdm`` it co
 
 Determinism: every random quantity has its own ``numpy`` generator keyed by (seed, symbol, market,
 purpose) and every recursion is evaluated strictly in step order, so the output depends only on the
-seed and the sequence of steps - not on how steps are batched (one call of 1000 steps equals ten
-calls of 100). Adding or removing other symbols does not change a symbol's trades.
+seed, the rates and the sequence of steps - not on how steps are batched (one call of 1000 steps
+equals ten calls of 100). Adding or removing other symbols does not change a symbol's trades.
+``rate_scale`` multiplies the rate per symbol (the demo trades BTC, ETH, SOL and BNB at the full rate
+and the rest of its universe slower). ``Simulator.log_prices`` advances the latent model alone (no
+prints), for checks of the design.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from exchange.universe import FACTOR, SPECS, anchors_of, idio_vol, latent_vol
 
 STEP_US = 50_000
 STEP_S = STEP_US / 1e6
@@ -54,16 +62,6 @@ P_ONE_FILL = 0.6  # geometric: P(level fills exactly one maker order)
 SIZE_SIGMA = 1.4
 ROUND_LOT_FRACTION = 0.25
 RPI_FRACTION = 0.02
-
-# symbol: (price, beta, corr with factor, cointegration half-life s, spread sd,
-#          spot tick dec, spot qty dec, usdm tick dec, usdm price dec, usdm qty dec)
-_KNOWN = {
-    "BTCUSDT": (93_000.0, 1.0, 1.0, 0.0, 0.0, 2, 5, 1, 2, 3),
-    "ETHUSDT": (3_300.0, 1.15, 0.0, 180.0, 0.0015, 2, 4, 2, 2, 3),
-    "SOLUSDT": (180.0, 1.3, 0.75, 0.0, 0.0, 2, 3, 2, 4, 0),
-    "BNBUSDT": (650.0, 0.8, 0.6, 0.0, 0.0, 2, 3, 2, 3, 2),
-}
-
 
 def _key(*parts: object) -> int:
     return zlib.crc32("|".join(str(p) for p in parts).encode())
@@ -90,19 +88,21 @@ class SymbolModel:
     base: str
     quote: str
     price0: float
-    beta: float
-    idio_vol: float  # random-walk vol per sqrt(second); 0 for cointegrated / factor symbols
+    beta: float  # loading on the anchor's log return
+    idio_vol: float  # random-walk vol per sqrt(second); 0 for cointegrated / pure factor symbols
     half_life: float  # OU spread half-life in seconds; 0 = not cointegrated
     spread_sd: float  # OU spread stationary sd (log units)
+    anchor: str = FACTOR  # symbol whose log return it loads on (FACTOR: the market factor)
+    anchor_vol: float = FACTOR_VOL  # random-walk vol of the anchor per sqrt(second)
 
     @property
     def step_sd(self) -> float:
-        """Typical sd of the latent log return over one step (for the order-side bias)."""
-        var = (self.beta * FACTOR_VOL) ** 2 * STEP_S + self.idio_vol**2 * STEP_S
+        """Typical sd of the latent log return over one step (for the order-side bias); > 0."""
+        var = (self.beta * self.anchor_vol) ** 2 * STEP_S + self.idio_vol**2 * STEP_S
         if self.half_life > 0:
             phi = 0.5 ** (STEP_S / self.half_life)
             var += self.spread_sd**2 * (1 - phi * phi)
-        return math.sqrt(var)
+        return max(math.sqrt(var), 1e-9)
 
 
 @dataclass(frozen=True)
@@ -131,27 +131,27 @@ class Instrument:
 
 
 def symbol_model(symbol: str, seed: int) -> SymbolModel:
+    """The latent model of ``symbol``: from ``exchange.universe.SPECS``, or random factor loadings if unknown."""
     base, quote = split_symbol(symbol)
     rng = rng_for(seed, "spec", symbol)
-    known = _KNOWN.get(symbol)
-    if known is not None:
-        price, beta, corr, half_life, spread_sd = known[:5]
-        price *= float(np.exp(rng.normal(0.0, 0.01)))
-    else:
-        price = float(np.exp(rng.uniform(math.log(0.05), math.log(500.0))))
-        beta = float(rng.uniform(0.8, 1.5))
-        corr, half_life, spread_sd = float(rng.uniform(0.45, 0.8)), 0.0, 0.0
-    idio = 0.0
-    if half_life == 0.0 and 0.0 < corr < 1.0:
-        idio = beta * FACTOR_VOL * math.sqrt(1.0 / corr**2 - 1.0)
-    return SymbolModel(symbol, base, quote, price, beta, idio, half_life, spread_sd)
+    spec = SPECS.get(symbol)
+    if spec is not None:
+        price = spec.price * float(np.exp(rng.normal(0.0, 0.0 if spec.role == "peg" else 0.01)))
+        anchor_vol = FACTOR_VOL if spec.anchor == FACTOR else latent_vol(spec.anchor, FACTOR_VOL)
+        return SymbolModel(symbol, base, quote, price, spec.beta, idio_vol(symbol, FACTOR_VOL), spec.half_life,
+                           spec.spread_sd, spec.anchor, anchor_vol)
+    price = float(np.exp(rng.uniform(math.log(0.05), math.log(500.0))))
+    beta = float(rng.uniform(0.8, 1.5))
+    corr = float(rng.uniform(0.45, 0.8))
+    idio = beta * FACTOR_VOL * math.sqrt(1.0 / corr**2 - 1.0)
+    return SymbolModel(symbol, base, quote, price, beta, idio, 0.0, 0.0)
 
 
 def instrument(market: str, model: SymbolModel, seed: int) -> Instrument:
-    known = _KNOWN.get(model.symbol)
+    spec = SPECS.get(model.symbol)
     p = model.price0
-    if known is not None:
-        s_tick, s_qty, f_tick, f_pdec, f_qty = known[5:]
+    if spec is not None and spec.ticks is not None:
+        s_tick, s_qty, f_tick, f_pdec, f_qty = spec.ticks
     else:
         s_tick = int(min(8, max(0, 4 - math.floor(math.log10(p)))))
         s_qty = int(min(8, max(0, math.ceil(math.log10(p)))))
@@ -277,15 +277,21 @@ def _walk(incr: np.ndarray, state: float) -> np.ndarray:
 
 
 @dataclass
-class _SymbolState:
+class _LatentState:
+    """Latent path of one symbol (traded, or only an anchor of a traded one)."""
+
     model: SymbolModel
-    y: AR1  # own activity
     w_ou: AR1 | None  # cointegration spread (OU), or None for an idiosyncratic walk
     w: float  # last value of the walk
+    rng_w: np.random.Generator
+
+
+@dataclass
+class _SymbolState:
+    y: AR1  # own activity
     basis: AR1  # usdm basis minus its mean
     logp: float  # last latent log price (spot)
     rng_y: np.random.Generator
-    rng_w: np.random.Generator
     rng_b: np.random.Generator
 
 
@@ -303,9 +309,11 @@ _ORDER_STREAMS = ("count", "time", "side", "level", "fill", "size", "round", "rp
 class Simulator:
     """Generates prints for several symbols and markets, step by step (see module docstring)."""
 
-    def __init__(self, symbols: tuple[str, ...], markets: tuple[str, ...], *, seed: int, rate: float):
+    def __init__(self, symbols: tuple[str, ...], markets: tuple[str, ...], *, seed: int, rate: float,
+                 rate_scale: dict[str, float] | None = None):
         self.seed = int(seed)
         self.rate = float(rate)
+        self.rate_scale = dict(rate_scale or {})  # symbol -> multiplier of ``rate`` (default 1)
         self.symbols = tuple(symbols)
         self.markets = tuple(markets)
         self.models = {s: symbol_model(s, self.seed) for s in self.symbols}
@@ -318,17 +326,24 @@ class Simulator:
         self._x_fast = AR1(math.exp(-STEP_S / ACT_FAST_TAU), float(self._rng_fast.normal(0.0, ACT_FAST_SD)))
         self._x_slow = AR1(math.exp(-STEP_S / ACT_SLOW_TAU), float(self._rng_slow.normal(0.0, ACT_SLOW_SD)))
         self._f = 0.0
-        self._sym: dict[str, _SymbolState] = {}
-        for s in self.symbols:
-            mdl = self.models[s]
-            rng_y, rng_w, rng_b = rng_for(self.seed, "y", s), rng_for(self.seed, "w", s), rng_for(self.seed, "basis", s)
-            y = AR1(math.exp(-STEP_S / ACT_SYM_TAU), float(rng_y.normal(0.0, ACT_SYM_SD)))
+        # latent paths in dependency order: every anchor before the symbols that load on it
+        order = list(dict.fromkeys(a for s in self.symbols for a in (*reversed(anchors_of(s)), s)))
+        self._lat: dict[str, _LatentState] = {}
+        for s in order:
+            mdl = self.models[s] if s in self.models else symbol_model(s, self.seed)
+            rng_w = rng_for(self.seed, "w", s)
             w_ou = None
             if mdl.half_life > 0:
                 w_ou = AR1(0.5 ** (STEP_S / mdl.half_life), float(rng_w.normal(0.0, mdl.spread_sd)))
+            self._lat[s] = _LatentState(mdl, w_ou, w_ou.last if w_ou is not None else 0.0, rng_w)
+        self._x0 = self._latent_start()
+        self._sym: dict[str, _SymbolState] = {}
+        for s in self.symbols:
+            mdl = self.models[s]
+            rng_y, rng_b = rng_for(self.seed, "y", s), rng_for(self.seed, "basis", s)
+            y = AR1(math.exp(-STEP_S / ACT_SYM_TAU), float(rng_y.normal(0.0, ACT_SYM_SD)))
             basis = AR1(math.exp(-STEP_S / BASIS_TAU), 0.0)
-            w0 = w_ou.last if w_ou is not None else 0.0
-            self._sym[s] = _SymbolState(mdl, y, w_ou, w0, basis, math.log(mdl.price0) + w0, rng_y, rng_w, rng_b)
+            self._sym[s] = _SymbolState(y, basis, math.log(mdl.price0) + self._x0[s], rng_y, rng_b)
         self._inst: dict[tuple[str, str], _InstrumentState] = {}
         for key, inst in self.instruments.items():
             rngs = {name: rng_for(self.seed, "orders", key[0], key[1], name) for name in _ORDER_STREAMS}
@@ -345,37 +360,62 @@ class Simulator:
         return st.next_trade, st.next_agg
 
     # --- step generation -------------------------------------------------------------------------
-    def step(self, starts_us: np.ndarray) -> dict[tuple[str, str], Batch]:
-        """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart)."""
-        starts = np.asarray(starts_us, dtype=np.int64)
-        n = len(starts)
-        if n == 0:
-            return {}
+    def _latent_start(self) -> dict[str, float]:
+        """Log return of each latent symbol at the start (before any step): its initial OU value."""
+        x = {FACTOR: 0.0}
+        for s, st in self._lat.items():
+            x[s] = st.model.beta * x[st.model.anchor] + st.w
+        return x
+
+    def _latent(self, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Advance the latent model ``n`` steps: market activity and each symbol's log return since the start."""
         xf, xs = self._x_fast, self._x_slow
         x_fast = xf(ACT_FAST_SD * math.sqrt(1 - xf.phi**2) * self._rng_fast.standard_normal(n))
         x_slow = xs(ACT_SLOW_SD * math.sqrt(1 - xs.phi**2) * self._rng_slow.standard_normal(n))
         act = x_fast + x_slow
-        act_var = ACT_FAST_SD**2 + ACT_SLOW_SD**2
-        volmult = np.exp(0.5 * (act - 0.5 * act_var))
+        volmult = np.exp(0.5 * (act - 0.5 * (ACT_FAST_SD**2 + ACT_SLOW_SD**2)))
         f = _walk(FACTOR_VOL * math.sqrt(STEP_S) * volmult * self._rng_factor.standard_normal(n), self._f)
         self._f = float(f[-1])
-        out: dict[tuple[str, str], Batch] = {}
-        for s in self.symbols:
-            st = self._sym[s]
+        x = {FACTOR: f}
+        for s, st in self._lat.items():
             mdl = st.model
-            y = st.y(ACT_SYM_SD * math.sqrt(1 - st.y.phi**2) * st.rng_y.standard_normal(n))
             z = st.rng_w.standard_normal(n)
             if st.w_ou is not None:
                 w = st.w_ou(mdl.spread_sd * math.sqrt(1 - st.w_ou.phi**2) * z)
             else:
                 w = _walk(mdl.idio_vol * math.sqrt(STEP_S) * volmult * z, st.w)
                 st.w = float(w[-1])
-            logp = math.log(mdl.price0) + mdl.beta * f + w
+            x[s] = mdl.beta * x[mdl.anchor] + w
+        return act, x
+
+    def log_prices(self, n: int, every: int = 1) -> dict[str, np.ndarray]:
+        """Advance ``n`` steps without generating prints; the latent log price of each symbol at every
+        ``every``-th step (the last step of each group). For model checks: a simulator used for prints
+        must not also be advanced with this (its prints would skip these steps)."""
+        _, x = self._latent(n)
+        return {s: math.log(self.models[s].price0) + x[s][every - 1::every] for s in self.symbols}
+
+    def step(self, starts_us: np.ndarray) -> dict[tuple[str, str], Batch]:
+        """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart)."""
+        starts = np.asarray(starts_us, dtype=np.int64)
+        n = len(starts)
+        if n == 0:
+            return {}
+        act, x = self._latent(n)
+        act_var = ACT_FAST_SD**2 + ACT_SLOW_SD**2
+        out: dict[tuple[str, str], Batch] = {}
+        for s in self.symbols:
+            st = self._sym[s]
+            mdl = self.models[s]
+            y = st.y(ACT_SYM_SD * math.sqrt(1 - st.y.phi**2) * st.rng_y.standard_normal(n))
+            logp = math.log(mdl.price0) + x[s]
             ret = np.diff(np.concatenate(([st.logp], logp)))
             st.logp = float(logp[-1])
             side_z = ret / mdl.step_sd
-            basis = BASIS_MEAN + st.basis(BASIS_SD * math.sqrt(1 - st.basis.phi**2) * st.rng_b.standard_normal(n))
-            intensity = self.rate * np.exp(act + y - 0.5 * (act_var + ACT_SYM_SD**2))  # units / s
+            basis = 0.0
+            if "usdm" in self.markets:  # own generator: skipping it leaves every other quantity unchanged
+                basis = BASIS_MEAN + st.basis(BASIS_SD * math.sqrt(1 - st.basis.phi**2) * st.rng_b.standard_normal(n))
+            intensity = self.rate * self.rate_scale.get(s, 1.0) * np.exp(act + y - 0.5 * (act_var + ACT_SYM_SD**2))
             for m in self.markets:
                 price = np.exp(logp + basis) if m == "usdm" else np.exp(logp)
                 self._last_price[(m, s)] = float(price[-1])

@@ -17,11 +17,18 @@ Data (``exchange.model``)
     trades, usdm: aggTrades), bursty around that mean (log-normal Cox process with fast and slow
     activity factors). Sizes are log-normal in notional; taker orders sweep one or more levels and fill
     several makers, so spot aggTrades group consecutive trades (same ``T``, price, side) with their own
-    ``a`` ids and ``f``/``l``. ETHUSDT is cointegrated with BTCUSDT (``log ETH = a + 1.15 log BTC +
-    OU``, half-life 3 min); other symbols are correlated with BTC without cointegration. Prices start
-    near BTC 93k, ETH 3.3k, SOL 180, BNB 650 (others random), on the instrument's tick; strings have 8
-    decimals on spot and the contract precision on usdm. ``history_seconds`` pre-generates that much past
-    history (ending now) at start (vectorized: 2 h x 4 symbols x 20/s x 2 markets in 0.3-0.5 s).
+    ``a`` ids and ``f``/``l``. ``rate_scale`` (symbol -> multiplier) varies the rate per symbol.
+    Prices follow a market factor (``exchange.universe``): ETHUSDT is cointegrated with BTCUSDT (``log
+    ETH = a + 1.15 log BTC + OU``, half-life 3 min) and SOL and BNB are correlated with BTC without
+    cointegration, as are symbols unknown to the universe (random price and loading). The demo universe
+    (``exchange.universe.demo_symbols``, 24 Binance USDT symbols) adds four more cointegrated pairs -
+    LTC/BCH (half-life 1 min, beta 1.0), AVAX/SOL (2 min, 1.4), DOT/ATOM (5 min, 0.6), UNI/LINK (15 min,
+    0.8) - three look-alikes whose 1m returns correlate ~0.97 but whose spread is a random walk (OP/ARB,
+    ADA/XRP, SUI/APT), factor-only symbols (sub-cent SHIB and PEPE among them) and a pegged stablecoin
+    (FDUSDUSDT). Prices start near BTC 93k, ETH 3.3k, SOL 180, BNB 650 and so on, on the instrument's
+    tick; strings have 8 decimals on spot and the contract precision on usdm. ``history_seconds`` pre-generates that much past
+    history (ending now) at start (vectorized: 2 h x 4 symbols x 20/s x 2 markets in 0.3-0.5 s; the
+    demo's 24 symbols on one market, 2 h 10 min, in about 1-2 s).
     Deterministic: the same seed and the same sequence of steps give the same prints (ids, prices,
     sizes, sides, times relative to the start), however the steps are batched. Id origins depend on
     the seed only, so two runs with the same seed reuse the same ids: a tick file kept across runs
@@ -177,7 +184,8 @@ class LocalExchange:
                  max_connection_seconds: float = 86400.0, weight_limit: int = 6000,
                  markets: tuple[str, ...] | list[str] = ("spot", "usdm"), skip_fraction: float = 0.0,
                  malformed_fraction: float = 0.0, duplicate_fraction: float = 0.0,
-                 reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0):
+                 reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0,
+                 rate_scale: dict[str, float] | None = None):
         syms = tuple(dict.fromkeys(str(s).upper() for s in symbols))
         bad = [s for s in syms if not _SYMBOL_RE.match(s)]
         if not syms or bad:
@@ -200,7 +208,10 @@ class LocalExchange:
         self.faults = Faults(self.seed, skip_fraction=skip_fraction, malformed_fraction=malformed_fraction,
                              duplicate_fraction=duplicate_fraction, reorder_fraction=reorder_fraction,
                              rest_429_fraction=rest_429_fraction, hostile_fraction=hostile_fraction)
-        self._sim = Simulator(syms, mkts, seed=self.seed, rate=rate)
+        scale = {str(k).upper(): float(v) for k, v in (rate_scale or {}).items()}
+        if any(not v >= 0 for v in scale.values()):
+            raise ValueError(f"rate_scale values must be >= 0, got {rate_scale!r}")
+        self._sim = Simulator(syms, mkts, seed=self.seed, rate=rate, rate_scale=scale)
         self._hist = {key: InstrumentHistory(inst) for key, inst in self._sim.instruments.items()}
         self._hub = WsHub(frozenset(syms), ping_interval=ping_interval, pong_timeout=pong_timeout,
                           max_connection_seconds=max_connection_seconds, faults=self.faults)
