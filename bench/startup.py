@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, healthy, stop  # noqa: E402  (bench/app_rss.py)
 from report import Table, write_doc  # noqa: E402  (bench/report.py)
 
-SYMBOLS = "btcusdt,ethusdt,solusdt,bnbusdt"   # the Makefile's default
 TARGET_S = 10.0
 # page -> (URL path, title, Plotly charts with data, tables, shows the live-file status line)
 PAGES = {
@@ -100,9 +99,9 @@ def one_run(browser, page_name: str | None, tmp: Path, ingestor_args: tuple[str,
         else:
             script = ROOT / "streamlit_app.py"
             path, title, charts, tables, status = PAGES[page_name]
-            procs.append(subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db),
-                                           "--symbols", SYMBOLS, *ingestor_args], cwd=ROOT, env=env, stdout=logs[0],
-                                          stderr=subprocess.STDOUT))
+            # no --symbols, as `make demo`: the demo universe (exchange/universe.py)
+            procs.append(subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), *ingestor_args],
+                                          cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port",
                                        str(port), "--server.headless", "true"], cwd=ROOT, env=env, stdout=logs[1],
                                       stderr=subprocess.STDOUT))

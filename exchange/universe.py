@@ -7,13 +7,15 @@ symbols (23 on usdm) that make a screen worth running. The design, in 1-minute b
 * **market factor** ``f``: the BTC log price, 60 % annualised. Every symbol except the stablecoin loads on it,
   so most pairs have return correlations of 0.3-0.6 without being cointegrated.
 * **cointegrated pairs** (``log Y = c + beta log X + OU``; ``PAIRS``): LTC/BCH (half-life 1 min, beta 1.0),
-  AVAX/SOL (2 min, 1.4), ETH/BTC (3 min, 1.15, as before), DOT/ATOM (5 min, 0.6) and UNI/LINK (15 min,
-  0.8). How much data finds them: an Engle-Granger test needs a window of roughly 40-100 half-lives to
-  reject reliably at the level a Benjamini-Hochberg screen of ~270 pairs asks for (p below ~1e-3), so the
-  fast pairs show up in 6 h of 1m bars and UNI/LINK in about a day. In a 2 h window (the demo's
-  pre-loaded history) even the fast ones are found only part of the time.
-* **look-alikes** (``LOOKALIKES``): OP/ARB, ADA/XRP and SUI/APT have 1m return correlations of about 0.97,
-  but ``log Y - beta log X`` is a random walk (small, independent increments): never cointegrated.
+  AVAX/SOL (2 min, 1.4), ETH/BTC (3 min, 1.15, as before), DOT/ATOM (5 min, 0.6) and UNI/LINK (10 min,
+  0.8). The OU sds (0.08-0.15 %) keep a minute's spread move below the legs' own random-walk move, so
+  pairs of one such leg with an unrelated coin still look like random walks to a unit-root test. How much
+  data finds them: an Engle-Granger test needs a window of roughly 40-100 half-lives to reject at the level
+  a Benjamini-Hochberg screen of 276 pairs asks for (p below ~1e-3), so all five show up in a day of 1m
+  bars, the fast ones in 6-12 h; in 2 h (the demo's pre-loaded history) usually only LTC/BCH.
+* **look-alikes** (``LOOKALIKES``): OP/ARB, ADA/XRP and SUI/APT have 1m return correlations of about 0.975
+  (about 0.95 on the demo's bar closes), but ``log Y - beta log X`` is a random walk (small, independent
+  increments): never cointegrated.
 * **factor-only** symbols (BNB, XRP, DOGE, TRX, TON, NEAR, APT, ARB, SHIB, PEPE and the anchors BTC, SOL,
   BCH, ATOM, LINK): factor plus an independent random walk each.
 * **stablecoin** FDUSDUSDT: pegged near 0.9985 (OU, half-life 20 min, 3 bp), no factor. It is stationary on
@@ -22,8 +24,8 @@ symbols (23 on usdm) that make a screen worth running. The design, in 1-minute b
 
 Prices start near Binance's late-2025 levels with Binance-like tick and lot sizes (sub-cent SHIB and PEPE
 trade with 8 decimals; on usdm they are the ``1000SHIBUSDT`` / ``1000PEPEUSDT`` contracts, and FDUSD has no
-perpetual). ``rate_scale`` makes the majors (BTC, ETH, SOL, BNB) trade at the full rate and the rest at a
-tenth of it. Symbols not listed here still work: they get a random price and factor loading.
+perpetual). ``rate_scale`` makes the majors (BTC, ETH, SOL, BNB) trade at the full rate, the look-alikes'
+legs at 0.4 of it (so that their bar closes stay near-identical) and the rest at a tenth. Symbols not listed here still work: they get a random price and factor loading.
 """
 
 from __future__ import annotations
