@@ -8,6 +8,14 @@ import pandas as pd
 import streamlit as st
 
 
+PRICE_FORMAT = "plain"  # trade prices as printed (on the tick grid): 93012.34 and 0.00000723 alike
+
+
+def _significant(x: float, digits: int = 8) -> float:
+    """`x` rounded to `digits` significant digits (a computed price such as a VWAP, shown like a trade price)."""
+    return float(f"{x:.{digits}g}") if np.isfinite(x) and x != 0 else x
+
+
 def market_stats(frames: dict[str, pd.DataFrame], tf_seconds: int) -> pd.DataFrame:
     """Per symbol over the window: last, change, high/low, volume, trades/s, window VWAP and distance to it."""
     rows = []
@@ -17,7 +25,7 @@ def market_stats(frames: dict[str, pd.DataFrame], tf_seconds: int) -> pd.DataFra
             continue
         span_s = (b.index[-1] - b.index[0]).total_seconds() + tf_seconds
         vol = float(b["volume"].sum())
-        vwap = float(b["quote_volume"].sum()) / vol if vol > 0 else np.nan
+        vwap = _significant(float(b["quote_volume"].sum()) / vol) if vol > 0 else np.nan
         last = float(b["close"].iloc[-1])
         rows.append({"symbol": sym, "last": last, "change": last / float(b["open"].iloc[0]) - 1.0,
                      "high": float(b["high"].max()), "low": float(b["low"].min()), "volume": vol,
@@ -30,14 +38,14 @@ def market_stats(frames: dict[str, pd.DataFrame], tf_seconds: int) -> pd.DataFra
 
 
 STATS_COLUMNS = {
-    "last": st.column_config.NumberColumn("Last", format="%.4f"),
+    "last": st.column_config.NumberColumn("Last", format=PRICE_FORMAT),
     "change": st.column_config.NumberColumn("Change", format="percent", help="Last close vs first open of the window"),
-    "high": st.column_config.NumberColumn("High", format="%.4f"),
-    "low": st.column_config.NumberColumn("Low", format="%.4f"),
+    "high": st.column_config.NumberColumn("High", format=PRICE_FORMAT),
+    "low": st.column_config.NumberColumn("Low", format=PRICE_FORMAT),
     "volume": st.column_config.NumberColumn("Volume", format="compact"),
     "quote_volume": st.column_config.NumberColumn("Quote volume", format="compact"),
     "trades_per_s": st.column_config.NumberColumn("Trades/s", format="%.2f"),
-    "vwap": st.column_config.NumberColumn("VWAP", format="%.4f", help="Volume-weighted average price of the window"),
+    "vwap": st.column_config.NumberColumn("VWAP", format=PRICE_FORMAT, help="Volume-weighted average price of the window"),
     "dist_vwap": st.column_config.NumberColumn("vs VWAP", format="percent", help="Last / VWAP − 1"),
     "last_bar": st.column_config.DatetimeColumn("Last bar (UTC)", format="YYYY-MM-DD HH:mm:ss"),
 }
@@ -52,10 +60,10 @@ def summary_table(latest: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_COLUMNS = {
-    "last_price": st.column_config.NumberColumn("Last", format="%.4f"),
+    "last_price": st.column_config.NumberColumn("Last", format=PRICE_FORMAT),
     "change": st.column_config.NumberColumn("24h change", format="percent"),
-    "high": st.column_config.NumberColumn("24h high", format="%.4f"),
-    "low": st.column_config.NumberColumn("24h low", format="%.4f"),
+    "high": st.column_config.NumberColumn("24h high", format=PRICE_FORMAT),
+    "low": st.column_config.NumberColumn("24h low", format=PRICE_FORMAT),
     "volume": st.column_config.NumberColumn("24h volume", format="compact"),
     "quote_volume": st.column_config.NumberColumn("24h quote volume", format="compact"),
     "trades": st.column_config.NumberColumn("24h trades", format="compact"),

@@ -24,6 +24,7 @@ import pytest
 from exchange.model import STEP_US, Simulator
 from exchange.universe import LOOKALIKES, MAJORS, PAIRS, SPECS, STABLE, demo_symbols, rate_scale
 from quantlib.screen import screen_pairs
+from tests.conftest import assert_no_exception, page_text, plotly_specs
 from quantlib.stattests import half_life
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +176,7 @@ def test_demo_prints_track_the_model_and_two_hours_show_no_lookalike():
 # --- the ingestor -------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_ingestor_demo_without_symbols_stores_the_universe(tmp_path):
+def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_its_majors(tmp_path, app):
     from tickstore.queries import symbols as stored_symbols
 
     db = tmp_path / "demo.duckdb"
@@ -203,3 +204,17 @@ def test_ingestor_demo_without_symbols_stores_the_universe(tmp_path):
         rc = proc.wait(30)
         log.close()
     assert rc == 0
+
+    # the app: 24 symbols in the summary, four charts (the majors), the ETH/BTC pair by default
+    at = app(db)
+    assert_no_exception(at)
+    assert at.multiselect(key="sym").value == sorted(MAJORS)
+    assert len(at.multiselect(key="sym").options) == 24
+    assert set(at.dataframe[0].value.index) == set(MAJORS)  # window stats of the charted symbols
+    summary = at.dataframe[-1].value  # all symbols, last 24 h
+    assert set(summary.index) == set(UNIVERSE) and summary.loc["PEPEUSDT", "last_price"] < 1e-4
+    assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("ETHUSDT", "BTCUSDT")
+    for page in ("pages/pairs.py", "pages/backtest.py", "pages/data.py"):
+        at.switch_page(page).run()
+        assert_no_exception(at)
+        assert plotly_specs(at) or "need" in page_text(at).lower(), (page, page_text(at)[:500])
