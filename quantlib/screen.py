@@ -805,7 +805,8 @@ def finalize_screen(raw: pd.DataFrame, fdr: float = 0.05, **meta) -> ScreenResul
     """q-values (Benjamini-Hochberg over every pair with a p-value), verdicts and order, from the
     concatenated `screen_chunk` rows of one screen.
 
-    fdr in (0, 0.25] (the screen runs the reverse regression and the halves for pairs with p <= 0.25).
+    The reverse regression and the halves run for pairs with p <= 0.25 (`DETAIL_MAX_P`), which covers every
+    pair that can be significant at fdr <= 0.25; above that the verdict says what was not checked.
     A pair is *cointegrated* when its q-value is <= fdr, the test is significant at 5 % in both halves of
     the window (when checked), and neither leg is stationary on its own. meta: `n_symbols` (else counted
     from the rows) and anything to keep with the result (timeframe, window, options).
@@ -814,8 +815,8 @@ def finalize_screen(raw: pd.DataFrame, fdr: float = 0.05, **meta) -> ScreenResul
         fdr = float(fdr)
     except (TypeError, ValueError):
         raise ValueError(f"fdr must be a number in (0, 1), got {fdr!r}") from None
-    if not 0 < fdr <= DETAIL_MAX_P:
-        raise ValueError(f"fdr must be in (0, {DETAIL_MAX_P}], got {fdr!r}")
+    if not 0 < fdr < 1:
+        raise ValueError(f"fdr must be a fraction in (0, 1) such as 0.05, got {fdr!r}")
     if not isinstance(raw, pd.DataFrame) or not set(RAW_COLUMNS) <= set(raw.columns):
         missing = sorted(set(RAW_COLUMNS) - set(getattr(raw, "columns", [])))
         raise ValueError(f"raw must be screen_chunk rows; missing columns {missing}")
@@ -851,7 +852,11 @@ def finalize_screen(raw: pd.DataFrame, fdr: float = 0.05, **meta) -> ScreenResul
             verdicts.append(f"not cointegrated ({_fmt_q(q[i])})")
             continue
         hl = _fmt_hl(float(df.at[i, "half_life_bars"]))
-        if stable[i]:
+        if p[i] > DETAIL_MAX_P:
+            kinds.append("cointegrated")
+            verdicts.append(f"cointegrated ({_fmt_q(q[i])}), {hl}; one orientation and no halves tested "
+                            f"(p > {DETAIL_MAX_P:g})")
+        elif stable[i]:
             kinds.append("cointegrated")
             verdicts.append(f"cointegrated ({_fmt_q(q[i])}), {hl}")
         else:

@@ -199,6 +199,9 @@ def test_screen_finds_the_cointegrated_pair_and_ranks_it_first():
     again = screen.finalize_screen(pd.concat(chunked, ignore_index=True), 0.05, n_symbols=10)
     pd.testing.assert_frame_equal(again.pairs, res.pairs)
     assert pickle.loads(pickle.dumps(res)).pairs.equals(res.pairs)
+    loose = screen.finalize_screen(pd.concat(chunked, ignore_index=True), 0.9).pairs
+    above = loose[(loose["eg_pvalue"] > screen.DETAIL_MAX_P) & (loose["eg_qvalue"] <= 0.9)]
+    assert len(above) and above["verdict"].str.contains("one orientation and no halves tested").all()
 
 
 def test_too_few_bars_and_constant_legs_are_reported_not_dropped():
@@ -283,7 +286,7 @@ def test_bad_input_says_what_was_expected():
     with pytest.raises(ValueError, match="trend"):
         screen.screen_chunk(df, [("S0", "S1")], trend="x")
     with pytest.raises(ValueError, match="fdr"):
-        screen.finalize_screen(screen.screen_chunk(df, [("S0", "S1")]), fdr=0.3)
+        screen.finalize_screen(screen.screen_chunk(df, [("S0", "S1")]), fdr=1.0)
     with pytest.raises(ValueError, match=">= 2 symbols"):
         screen.screen_pairs(df[["S0"]])
     with pytest.raises(ValueError, match="DataFrame"):
