@@ -19,7 +19,8 @@ from alerts.webhook import validate_webhook_url
 from core import symbols, timeframes
 from core.paths import default_db_path
 from tickstore import alerts_sql
-from tickstore.connection import StoreMissing, read_connection, write_connection
+from tickstore.appwrite import RULE_WRITE_BUDGET_S, app_write
+from tickstore.connection import StoreMissing, read_connection
 from tickstore.schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -296,19 +297,19 @@ def rule_from_row(row: Mapping) -> AlertRule:
 class RuleStore:
     """Create / update / enable / delete rules and read rules and events in the tick file.
 
-    Writes use a short write connection (retried on lock conflicts for `lock_budget_s`); reads open
-    read-only. Neither holds the file between calls.
+    Writes go through `tickstore.appwrite.app_write` (the app's one write path: a short transaction, lock conflicts
+    retried for `lock_budget_s`, then StoreBusy); reads open read-only. Neither holds the file between calls.
     """
 
-    def __init__(self, db_path: str | os.PathLike | None = None, lock_budget_s: float = 5.0) -> None:
+    def __init__(self, db_path: str | os.PathLike | None = None, lock_budget_s: float = RULE_WRITE_BUDGET_S) -> None:
         self.path = Path(db_path) if db_path is not None else default_db_path()
         self.lock_budget_s = lock_budget_s
 
-    def _write(self):
+    def _write(self, atomic: bool = False):
         if not self.path.exists():  # rules live in the tick file; the app never creates it
             raise StoreMissing(f"tick file {self.path} does not exist yet; start the ingestor (make run / make demo) "
                                "to create it, then add rules")
-        return write_connection(self.path, budget_s=self.lock_budget_s)
+        return app_write(self.path, self.lock_budget_s, atomic=atomic)
 
     def create(self, rule: AlertRule | Mapping) -> AlertRule:
         """Validate and insert a rule; returns it with its id."""
@@ -322,15 +323,9 @@ class RuleStore:
     def create_many(self, rules: list[AlertRule | Mapping]) -> list[AlertRule]:
         """Validate every rule first, then insert them all in one short write (all or none)."""
         valid = [r if isinstance(r, AlertRule) else validate_rule(r) for r in rules]
-        with self._write() as con:
+        with self._write(atomic=True) as con:
             ensure_schema(con)
-            con.execute("BEGIN")
-            try:
-                ids = [alerts_sql.insert_rule(con, r.to_row()) for r in valid]
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+            ids = [alerts_sql.insert_rule(con, r.to_row()) for r in valid]
         log.info("%d alert rules created", len(ids))
         return [replace(r, id=i) for r, i in zip(valid, ids)]
 

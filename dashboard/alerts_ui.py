@@ -1,34 +1,30 @@
 """Alerts in the app: the toast poller every page runs, and the cached reads / writes behind pages/alerts.py.
 
-Rules are evaluated by the ingestor, never here: the app only writes rule rows (a short write connection with
-lock retries) and reads `alert_events`. The poller keeps the last event id it has shown in `st.session_state`
-(initialised to the newest id when the session starts, so old events never toast) and calls `st.toast` once
-per new event in every open session. Reads are cached process-wide per refresh bucket, so N open tabs cost
-one query per interval.
+Rules are evaluated by the ingestor, never here: the app only writes rule rows and reads `alert_events`.
+Reads go through `dashboard.data.guarded` like every other query of the app: cached process-wide per refresh
+bucket (N open tabs cost one query per interval), a `Loaded` result, and this session's last good copy while
+the file stays locked. Writes run in this process through the app's one write path (`RuleStore` →
+`tickstore.appwrite.app_write`; see docs/dashboard.md) and report failures by exception class.
+The poller keeps the last event id it has shown in `st.session_state` (initialised to the newest id when the
+session starts, so old events never toast) and calls `st.toast` once per new event in every open session.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
-from alerts.rules import METRIC_LABELS, AlertRule, RuleStore, RuleValidationError, validate_rule
+from alerts.rules import METRIC_LABELS, OP_LABELS, AlertRule, RuleStore, RuleValidationError, validate_rule
 from alerts.text import preview_text
-from tickstore.connection import StoreBusy, StoreError, StoreMissing
+from dashboard.data import Loaded, bucket, guarded
+from tickstore.appwrite import RULE_WRITE_BUDGET_S, StoreBusy, StoreError
 
 if TYPE_CHECKING:
     from alerts.metrics import Observation
-
-ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +32,9 @@ POLL_S = 2.0                 # toast poller interval
 RECENT_EVENTS = 50           # events read per poll (more than this between two polls are summarised)
 MAX_TOASTS_PER_POLL = 5
 LAST_SEEN_KEY = "_alerts_last_event_id"
-LAST_RULES_KEY = "_alerts_last_rules"
 HISTORY_LIMIT = 10_000
-WRITE_TIMEOUT_S = 60.0
 EVENT_COLUMNS = ["id", "fired_at", "rule_id", "market", "symbol", "symbol2", "metric", "op", "threshold", "value",
                  "observed_at", "message"]
-
-
-def _bucket(every_s: float) -> int:
-    return int(time.time() // max(every_s, 0.5))
 
 
 # ---------------------------------------------------------------- cached reads (plain arguments only)
@@ -72,30 +62,9 @@ def _preview(path: str, rule: AlertRule, bucket: int) -> Observation:
     return current_value(rule, path)
 
 
-def _read(fn, *args):
-    """(value, problem): problem is a plain-words sentence when the file is missing, locked or unreadable."""
-    try:
-        return fn(*args), None
-    except StoreMissing as exc:
-        return None, str(exc)
-    except StoreBusy:
-        return None, "The ingestor is holding the file lock; retrying on the next refresh."
-    except StoreError as exc:
-        return None, str(exc)
-    except Exception as exc:  # never a traceback on the page
-        log.exception("alerts read failed")
-        return None, f"could not read alerts from the tick file: {exc}"
-
-
-def rules(path: str, refresh_s: float = POLL_S) -> tuple[list[AlertRule] | None, str | None]:
-    """(rules, problem). While the file is locked, this session's last good list comes back with the problem."""
-    value, problem = _read(_rules, str(path), _bucket(refresh_s))
-    last_good = st.session_state.setdefault(LAST_RULES_KEY, {})
-    if value is not None:
-        last_good[str(path)] = value
-    elif str(path) in last_good and problem and "lock" in problem:
-        return last_good[str(path)], problem
-    return value, problem
+def rules(path: str, refresh_s: float = POLL_S) -> Loaded[list[AlertRule]]:
+    """Every rule; while the file is locked, this session's last good list (state 'stale')."""
+    return guarded(("alert_rules", str(path)), _rules, str(path), bucket(refresh_s))
 
 
 def retry_until_readable(path: str, every_s: float = POLL_S) -> None:
@@ -103,8 +72,7 @@ def retry_until_readable(path: str, every_s: float = POLL_S) -> None:
 
     @st.fragment(run_every=every_s)
     def _alerts_retry() -> None:
-        value, _ = _read(_rules, str(path), _bucket(every_s))
-        if value is not None:
+        if rules(path, every_s).value is not None:
             st.rerun()
 
     _alerts_retry()
@@ -112,19 +80,21 @@ def retry_until_readable(path: str, every_s: float = POLL_S) -> None:
 
 def history(path: str, rule_id: int | None = None, symbol: str | None = None, metric: str | None = None,
             start: dt.datetime | None = None, end: dt.datetime | None = None, refresh_s: float = POLL_S
-            ) -> tuple[pd.DataFrame | None, str | None]:
-    df, problem = _read(_history, str(path), rule_id, symbol, metric, start, end, _bucket(refresh_s))
-    if df is not None:
-        df = df[[c for c in EVENT_COLUMNS if c in df.columns]]
-    return df, problem
+            ) -> Loaded[pd.DataFrame]:
+    """Alert events (newest first, at most HISTORY_LIMIT) matching the filters, in EVENT_COLUMNS order."""
+    res = guarded(("alert_history", str(path), rule_id, symbol, metric, start, end), _history, str(path), rule_id,
+                  symbol, metric, start, end, bucket(refresh_s))
+    if res.value is None:
+        return res
+    return Loaded(res.value[[c for c in EVENT_COLUMNS if c in res.value.columns]], res.state, res.message, res.as_of)
 
 
 def preview(path: str, rule: AlertRule, refresh_s: float = POLL_S) -> str:
     """`now: z = 1.70, fires above 2.00` for a (validated, maybe unsaved) rule."""
-    obs, problem = _read(_preview, str(path), rule, _bucket(refresh_s))
-    if obs is None:
-        return f"now: unknown ({problem})"
-    return preview_text(rule, obs.value, obs.detail)
+    res = guarded(("alert_preview", str(path), rule), _preview, str(path), rule, bucket(refresh_s))
+    if res.value is None:
+        return f"now: unknown ({res.message})"
+    return preview_text(rule, res.value.value, res.value.detail)
 
 
 def events_csv(df: pd.DataFrame) -> bytes:
@@ -142,55 +112,53 @@ def clear_caches() -> None:
     _history.clear()
 
 
-# ---------------------------------------------------------------- writes (in a helper process)
-# DuckDB refuses a read-write open of a file this process already has open read-only (and the reverse) with a
-# non-lock "different configuration" error, and other sessions of this server read the file all the time. So
-# rule writes run in a short-lived `python -m alerts.cli` process: there they are ordinary cross-process lock
-# conflicts, which both sides retry.
-def _cli(path: str, *args: str) -> dict:
-    cmd = [sys.executable, "-m", "alerts.cli", "--db", str(path), *args]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=WRITE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "kind": "error", "error": f"saving took longer than {WRITE_TIMEOUT_S:.0f} s; try again"}
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        log.error("alerts.cli failed (exit %s): %s", proc.returncode, proc.stderr[-2000:])
-        return {"ok": False, "kind": "error", "error": f"the rule writer failed (exit {proc.returncode})"}
+# ---------------------------------------------------------------- writes (in this process, see module docstring)
+def _write_problem(exc: Exception) -> str:
+    """One sentence for a failed write, chosen by the exception's class."""
+    if isinstance(exc, StoreBusy):
+        return (f"The tick file stayed locked for {RULE_WRITE_BUDGET_S:.0f} s (a long import or archive run?); "
+                "nothing was saved. Try again.")
+    if isinstance(exc, KeyError):  # RuleStore: no such rule (deleted in another tab)
+        return str(exc).strip("'\"")
+    return str(exc)  # StoreMissing / StoreError say what is wrong and what is expected
 
 
-def _problem(out: dict) -> str:
-    if out.get("kind") == "busy":
-        return "The tick file stayed locked for 5 s (a long import?); nothing was saved. Try again."
-    return out.get("error") or "unknown error"
+def save_rule(path: str, fields: Mapping, rule_id: int | None = None) -> tuple[AlertRule | None, dict[str, str]]:
+    """Validate and create (or update) a rule: (rule with its id, {}) or (None, {field: message}).
 
-
-def save_rule(path: str, fields: dict, rule_id: int | None = None) -> tuple[AlertRule | None, dict[str, str]]:
-    """Validate and create (or update) a rule: (rule, {}) or (None, {field: message})."""
+    The one call for any page that creates a rule (the Alerts form, a "watch this pair" button): field errors come
+    back per field, a file problem under the key "file"; the cached reads are cleared on success.
+    """
     try:
         rule = validate_rule(fields)
+        store = RuleStore(path)
+        saved = store.update(rule_id, rule) if rule_id is not None else store.create(rule)
     except RuleValidationError as exc:
         return None, exc.errors
-    body = json.dumps(rule.to_row())
-    out = _cli(path, "update", str(rule_id), body) if rule_id is not None else _cli(path, "create", body)
-    if not out.get("ok"):
-        return None, out.get("errors") or {"file": _problem(out)}
+    except (StoreError, KeyError) as exc:
+        return None, {"file": _write_problem(exc)}
     clear_caches()
-    return validate_rule(out["rule"]), {}
+    return saved, {}
 
 
 def set_enabled(path: str, rule_id: int, enabled: bool) -> str | None:
-    out = _cli(path, "enable" if enabled else "disable", str(rule_id))
-    clear_caches()
-    return None if out.get("ok") else _problem(out)
+    """Turn a rule on or off; None, or why it failed."""
+    return _change(lambda store: store.set_enabled(rule_id, enabled), path)
 
 
 def delete_rule(path: str, rule_id: int) -> str | None:
-    out = _cli(path, "delete", str(rule_id))
-    clear_caches()
-    return None if out.get("ok") else _problem(out)
+    """Delete a rule (its events stay); None, or why it failed."""
+    return _change(lambda store: store.delete(rule_id), path)
+
+
+def _change(action, path: str) -> str | None:
+    try:
+        action(RuleStore(path))
+    except (StoreError, KeyError) as exc:
+        return _write_problem(exc)
+    finally:
+        clear_caches()
+    return None
 
 
 # ---------------------------------------------------------------- labels for the form
@@ -199,7 +167,7 @@ def metric_label(m: str) -> str:
 
 
 def op_label(o: str) -> str:
-    return {">": "is above", "<": "is below", "crosses_above": "crosses above", "crosses_below": "crosses below"}[o]
+    return "is " + OP_LABELS[o] if o in ("<", ">") else OP_LABELS[o]
 
 
 def rules_table(rules_: list[AlertRule], events: pd.DataFrame | None) -> pd.DataFrame:
@@ -224,10 +192,11 @@ def toast_poller(db_path: str, every_s: float = POLL_S) -> None:
 
     @st.fragment(run_every=every_s)
     def _alerts_toasts() -> None:
-        ev, problem = _read(_recent_events, path, _bucket(every_s))
+        res = guarded(("alert_recent", path), _recent_events, path, bucket(every_s))
+        ev = res.value
         last = st.session_state.get(LAST_SEEN_KEY)
         if ev is None:
-            if last is None and problem and "does not exist" in problem:
+            if last is None and res.state == "missing":
                 st.session_state[LAST_SEEN_KEY] = 0  # no file yet: every future event is new
             return
         newest = int(ev["id"].max()) if not ev.empty else 0

@@ -93,8 +93,9 @@ def _tick_rate(path: str, market: str, since: dt.datetime, step_s: int, bucket: 
     return queries.tick_rate(market, since, step_s, path=path)
 
 
-def _guarded(slot: tuple, fn: Callable[..., T], *args: Any) -> Loaded[T]:
-    """Run a cached query; on a lock timeout fall back to this session's last good result for `slot`."""
+def guarded(slot: tuple, fn: Callable[..., T], *args: Any) -> Loaded[T]:
+    """Run a cached query `fn(*args)` as a `Loaded`: 'missing' / 'error' with a sentence instead of an exception,
+    and on a lock timeout this session's last good result for `slot` (any hashable key naming the query)."""
     last_good: dict = st.session_state.setdefault(_LAST_GOOD, {})
     now = dt.datetime.now(dt.UTC)
     if st.session_state.get(_BUSY_UNTIL, 0.0) > time.monotonic():
@@ -132,9 +133,9 @@ def catalog(db_path: str, source: str, refresh_s: float = 2.0) -> Catalog:
             return Catalog.empty("no-upload", "No file uploaded yet. Upload an OHLC or tick CSV on the **Data** "
                                               "page, or switch the source back to *live file*.")
         return Catalog(ds.catalog(), "ok")
-    res = _guarded(("symbols", db_path), _symbols, db_path, bucket(FULL_SCAN_S))
+    res = guarded(("symbols", db_path), _symbols, db_path, bucket(FULL_SCAN_S))
     if res.value is not None and res.value.empty:  # nothing stored at the last full scan: look again now
-        res = _guarded(("symbols", db_path), _symbols, db_path, bucket(refresh_s))
+        res = guarded(("symbols", db_path), _symbols, db_path, bucket(refresh_s))
     if res.value is not None and not res.value.empty:
         res = _with_recent(db_path, res, refresh_s)
     if res.value is None:
@@ -152,7 +153,7 @@ def catalog(db_path: str, source: str, refresh_s: float = 2.0) -> Catalog:
 def _with_recent(db_path: str, full: Loaded, refresh_s: float) -> Loaded:
     """Bring the (minute-old) full catalog up to date with the ticks stored since shortly before its newest one."""
     since = (pd.Timestamp(full.value["last_ts"].max()) - pd.Timedelta(seconds=RECENT_S)).floor("60s")
-    recent = _guarded(("symbols_since", db_path), _symbols_since, db_path, since.to_pydatetime(), bucket(refresh_s))
+    recent = guarded(("symbols_since", db_path), _symbols_since, db_path, since.to_pydatetime(), bucket(refresh_s))
     if recent.value is None or recent.value.empty:
         return full
     merged = pd.concat([full.value[CATALOG_COLUMNS], recent.value[CATALOG_COLUMNS]], ignore_index=True)
@@ -190,7 +191,7 @@ def bars(s: Settings, symbols: tuple[str, ...] | list[str], cat: Catalog | None 
         out = {sym: frames[sym].loc[frames[sym].index >= start] if sym in frames else uploads.empty_bars()
                for sym in symbols}
         return Loaded(out, "ok", note)
-    res = _guarded(("bars", s.db_path, s.market, symbols, s.timeframe, s.lookback_s), _bars,
+    res = guarded(("bars", s.db_path, s.market, symbols, s.timeframe, s.lookback_s), _bars,
                    s.db_path, s.market, symbols, s.timeframe, start, bucket(s.refresh_s))
     if res.value is None:
         return Loaded(None, res.state, res.message)
@@ -221,23 +222,23 @@ def summary(s: Settings, cat: Catalog | None = None, window_s: int = 86_400) -> 
         return Loaded(None, cat.state, cat.message)
     if s.source == "upload":
         return Loaded(uploads.current().summary(window_s), "ok")
-    return _guarded(("latest", s.db_path, s.market, window_s), _latest, s.db_path, s.market, window_s,
+    return guarded(("latest", s.db_path, s.market, window_s), _latest, s.db_path, s.market, window_s,
                     bucket(max(s.refresh_s, SUMMARY_MIN_S)))
 
 
 def status(db_path: str, refresh_s: float) -> Loaded[pd.DataFrame]:
-    return _guarded(("status", db_path), _status, db_path, bucket(refresh_s))
+    return guarded(("status", db_path), _status, db_path, bucket(refresh_s))
 
 
 def events(db_path: str, refresh_s: float, limit: int = 50) -> Loaded[pd.DataFrame]:
-    return _guarded(("events", db_path, limit), _events, db_path, limit, bucket(refresh_s))
+    return guarded(("events", db_path, limit), _events, db_path, limit, bucket(refresh_s))
 
 
 def tick_rate(db_path: str, market: str, refresh_s: float, window_s: int = 900, step_s: int = 10
               ) -> Loaded[pd.DataFrame]:
     """Ticks per `step_s` bucket and symbol over the last `window_s` of wall-clock time."""
     since = pd.Timestamp.now(tz="UTC").floor(f"{step_s}s") - pd.Timedelta(seconds=window_s)
-    return _guarded(("tick_rate", db_path, market, window_s, step_s), _tick_rate, db_path, market,
+    return guarded(("tick_rate", db_path, market, window_s, step_s), _tick_rate, db_path, market,
                     since.to_pydatetime(), step_s, bucket(refresh_s))
 
 

@@ -1,8 +1,8 @@
 """Data page panel: import uploaded Binance public-data dumps into the tick file (same checks as the CLI).
 
-The app normally opens the file read-only; this panel opens it for writing per batch through
-`tickstore.connection.write_connection`, retrying while the ingestor holds it.
-Note: this helper calls `history.dumps` (Binance dump parsing lives in feed/), the one dashboard → feed import.
+The import runs in this process and writes one short transaction per batch through the app's one write path
+(`tickstore.appwrite.app_write`, via `history.dumps`), waiting while the ingestor or this server's readers hold
+the file; failures are told apart by exception class.
 """
 from __future__ import annotations
 

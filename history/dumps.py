@@ -51,7 +51,7 @@ from core.plausible import ID_MAX, MAX_AHEAD_US, TS_MAX_US, TS_MIN_US, now_us
 from core.symbols import PATTERN as SYMBOL_PATTERN
 from tickstore.archive import (ImportRecord, ensure_history_schema, import_advance, import_begin, import_finish,
                                import_record, insert_dedup, is_demo_file)
-from tickstore.connection import init_db, write_connection
+from tickstore.appwrite import IMPORT_WRITE_BUDGET_S, app_write
 from tickstore.writer import ARROW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -541,7 +541,7 @@ def _snapshot(dump: DumpFile, directory: Path) -> DumpFile:
 
 def import_dumps(paths: Iterable[str | os.PathLike], db_path: str | os.PathLike, market: str | None = None,
                  progress: ProgressFn | None = None, batch_rows: int = 500_000, force: bool = False,
-                 lock_budget_s: float = 60.0, names: dict[Path, str] | None = None,
+                 lock_budget_s: float = IMPORT_WRITE_BUDGET_S, names: dict[Path, str] | None = None,
                  snapshot: bool = True) -> list[ImportResult]:
     """Import dump files into the tick file at `db_path`.
 
@@ -572,7 +572,7 @@ def _import_checked(dumps: list[DumpFile], db_path: Path, progress: ProgressFn |
     db_path = Path(db_path)
     done_before: dict[str, ImportRecord | None] = dict.fromkeys(seen)
     if db_path.exists():
-        with write_connection(db_path, budget_s=lock_budget_s) as con:
+        with app_write(db_path, lock_budget_s) as con:
             if is_demo_file(con):
                 raise DumpError(f"{db_path} holds simulated demo ticks; import Binance history into a live tick "
                                 "file (e.g. data/ticks.duckdb), real and simulated data never mix")
@@ -590,8 +590,8 @@ def _import_checked(dumps: list[DumpFile], db_path: Path, progress: ProgressFn |
                  "header" if d.has_header else "no header", c.time_unit,
                  c.first_ts.isoformat() if c.first_ts else "-", c.last_ts.isoformat() if c.last_ts else "-",
                  d.checksum)
-    init_db(db_path)                            # nothing is created or changed before every file checked out
-    with write_connection(db_path, budget_s=lock_budget_s) as con:
+    # nothing is created or changed before every file checked out
+    with app_write(db_path, lock_budget_s, create=True) as con:
         ensure_history_schema(con)
     results: list[ImportResult] = []
     for d in dumps:
@@ -608,7 +608,7 @@ def _import_checked(dumps: list[DumpFile], db_path: Path, progress: ProgressFn |
 def _import_one(db_path: Path, check: DumpCheck, index: int, files: int, progress: ProgressFn | None,
                 batch_rows: int, restart: bool, lock_budget_s: float) -> ImportResult:
     d = check.dump
-    with write_connection(db_path, budget_s=lock_budget_s) as con:
+    with app_write(db_path, lock_budget_s) as con:
         rec = import_begin(con, d.sha256, d.name, d.market, d.symbol, d.kind, check.rows, check.skipped_invalid,
                            check.first_ts, check.last_ts, restart=restart)
     resumed = rec.rows_done
@@ -623,16 +623,14 @@ def _import_one(db_path: Path, check: DumpCheck, index: int, files: int, progres
             continue
         if skip:
             table, skip = table.slice(skip), 0
-        with write_connection(db_path, budget_s=lock_budget_s) as con:
-            con.execute("BEGIN")
+        with app_write(db_path, lock_budget_s, atomic=True) as con:
             new = insert_dedup(con, table, db_path)
             import_advance(con, d.sha256, table.num_rows, new)
-            con.execute("COMMIT")
         done += table.num_rows
         inserted += new
         if progress is not None:
             progress(Progress("import", d.name, index, files, done, check.rows, "rows"))
-    with write_connection(db_path, budget_s=lock_budget_s) as con:
+    with app_write(db_path, lock_budget_s) as con:
         import_finish(con, d.sha256, check.first_id, check.last_id)
     result = ImportResult(d.name, d.market, d.symbol, d.kind, check.rows, inserted, resumed, False,
                           check.skipped_invalid)
@@ -642,7 +640,7 @@ def _import_one(db_path: Path, check: DumpCheck, index: int, files: int, progres
 
 def import_uploads(uploads: Sequence[tuple[str, bytes]], db_path: str | os.PathLike, market: str | None = None,
                    progress: ProgressFn | None = None, batch_rows: int = 500_000,
-                   lock_budget_s: float = 60.0) -> list[ImportResult]:
+                   lock_budget_s: float = IMPORT_WRITE_BUDGET_S) -> list[ImportResult]:
     """Import uploaded dumps, each given as (original file name, bytes); same checks as the CLI, all or nothing
     for validation."""
     if not uploads:

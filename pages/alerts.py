@@ -28,14 +28,13 @@ st.caption("Rules are evaluated by the ingestor after every flush (~4× a second
            "open and exactly once however many tabs are open. Each firing is stored in the history and pops up "
            "as a toast on every open page.")
 
-rules, problem = alerts_ui.rules(db)
-if rules is None:
-    ui.explain("missing" if "does not exist" in (problem or "") else "error",
-               f"{problem} Alert rules live in the tick file." if problem else None)
+loaded = alerts_ui.rules(db)
+if loaded.value is None:
+    ui.explain(loaded.state, f"{loaded.message} Alert rules live in the tick file.")
     alerts_ui.retry_until_readable(db)  # the page comes alive once the file can be read
     st.stop()
-if problem:
-    ui.explain("stale", problem + " Showing the rules as last read.")
+ui.explain(loaded.state, loaded.message)  # 'stale': the rules as last read, and why
+rules = loaded.value
 by_id = {r.id: r for r in rules}
 
 
@@ -57,8 +56,7 @@ if SEL in st.session_state and st.session_state[SEL] not in (None, *by_id):
     del st.session_state[SEL]  # deleted elsewhere
 st.subheader("Rules", anchor=False)
 if rules:
-    events, _ = alerts_ui.history(db)
-    st.dataframe(alerts_ui.rules_table(rules, events), hide_index=True, width="stretch",
+    st.dataframe(alerts_ui.rules_table(rules, alerts_ui.history(db).value), hide_index=True, width="stretch",
                  column_config={"id": st.column_config.NumberColumn("#", width="small"),
                                 "enabled": st.column_config.CheckboxColumn("On", width="small"),
                                 "cooldown_s": st.column_config.NumberColumn("Cooldown (s)", format="%g"),
@@ -209,10 +207,11 @@ def history_panel() -> None:
     if isinstance(days, (tuple, list)) and len(days) == 2:
         start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC)
         end = dt.datetime.combine(days[1], dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1)
-    df, problem = alerts_ui.history(db, rid, sym, met, start, end)
-    if df is None:
-        ui.explain("error", problem)
+    res = alerts_ui.history(db, rid, sym, met, start, end)
+    ui.explain(res.state, res.message)
+    if res.value is None:
         return
+    df = res.value
     if df.empty:
         st.caption("No alerts fired for these filters yet.")
         return

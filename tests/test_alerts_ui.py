@@ -102,7 +102,7 @@ def test_history_filters_and_csv(app, tick_db):
     at.selectbox(key="ah_metric").set_value(None).run()
     at.selectbox(key="ah_rule").set_value(a.id).run()
     assert list(at.dataframe[-1].value["message"]) == ["BTCUSDT price 2 above 1"]
-    df, _ = alerts_ui.history(str(tick_db))
+    df = alerts_ui.history(str(tick_db)).value
     csv = alerts_ui.events_csv(df).decode()
     assert csv.splitlines()[0].startswith("id,fired_at,rule_id,market,symbol")
     assert "+00:00" in csv.splitlines()[1]  # ISO-8601 UTC

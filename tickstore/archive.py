@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from core.durations import DurationError, parse_duration
 from tickstore.connection import StoreError, StoreMissing, write_connection
 from tickstore.schema import ensure_schema
+from tickstore.views import archive_root, resolve_stored_dir
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,6 @@ def _stored_dir(db_path: Path, archive_dir: Path) -> str:
     base = db_path.resolve().parent
     target = archive_dir.resolve()
     return str(target.relative_to(base)) if target.is_relative_to(base) else str(target)
-
-
-def resolve_stored_dir(db_path: str | os.PathLike, stored: str) -> Path:
-    """Absolute archive directory from the value kept in `archive_meta`."""
-    p = Path(stored)
-    return p if p.is_absolute() else Path(db_path).resolve().parent / p
 
 
 def _read_meta(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
@@ -177,21 +172,6 @@ def _dir_lock(root: Path) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------- reading
-
-def archive_root(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike | None = None) -> Path | None:
-    """This file's archive directory if it has archived files, else None (any connection, read-only is fine).
-    One small query on the common path (no archive); `db_path` defaults to the connection's own file."""
-    try:
-        n, stored = _first(con, "SELECT (SELECT count(*) FROM archive_files), "
-                                "(SELECT archive_dir FROM archive_meta ORDER BY created_at LIMIT 1)")
-    except duckdb.CatalogException:      # a file from before the history tables
-        return None
-    if not n or stored is None:
-        return None
-    if db_path is None:
-        db_path = _first(con, "SELECT path FROM duckdb_databases() WHERE database_name = current_database()")[0]
-    return resolve_stored_dir(db_path, stored)
-
 
 def archived_summary(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int, dt.datetime, dt.datetime, int]]:
     """Per (market, symbol): archived ticks, first and last trade time, file count — from `archive_files` alone

@@ -2,6 +2,12 @@
 
 DuckDB lets one process write a file, and a read-only open fails while a writer holds it. Nobody keeps the
 file open: writers open-insert-close, readers open read-only per query batch; both retry on a lock conflict.
+
+Inside one process DuckDB shares one database instance per file and refuses a connection whose configuration
+(read-only or read-write) differs from one still open ("different configuration"). Every connection this module
+opens therefore first passes a per-file gate (`_FileGate`): connections of one mode share it, the other mode waits
+until they close, and a waiting mode keeps new arrivals of the open mode out, so a write from the app is never
+starved by the read queries of its other sessions (and the reverse).
 """
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import contextlib
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +23,8 @@ from pathlib import Path
 import duckdb
 
 from core.paths import default_db_path
-from tickstore.schema import TICK_COLUMNS, ensure_schema
+from tickstore.schema import ensure_schema
+from tickstore.views import define_read_views
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +34,7 @@ class StoreError(Exception):
 
 
 class StoreBusy(StoreError):
-    """Another process held the lock for longer than the retry budget."""
+    """Another process (or this process's other connections) held the file for longer than the retry budget."""
 
 
 class StoreMissing(StoreError):
@@ -34,11 +42,14 @@ class StoreMissing(StoreError):
 
 
 def is_lock_error(exc: BaseException) -> bool:
-    """A conflict that goes away when the other holder closes: another process's file lock, or (inside one
-    process) a read-only connection still open while a read-write one is requested, or the reverse."""
+    """A conflict that goes away when the other holder closes: another process's file lock, or a connection of
+    this process opened outside this module with the other configuration (the gate orders this module's own)."""
+    if not isinstance(exc, duckdb.Error):
+        return False
     msg = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and ("lock" in msg or "conflicting" in msg or "resource temporarily" in msg
-                                              or "different configuration" in msg)
+    if isinstance(exc, duckdb.ConnectionException) and "different configuration" in msg:
+        return True
+    return "lock" in msg or "conflicting" in msg or "resource temporarily" in msg
 
 
 class LockStats:
@@ -48,16 +59,103 @@ class LockStats:
     waited_s = 0.0
 
 
-def _open(path: Path, read_only: bool, budget_s: float) -> duckdb.DuckDBPyConnection:
+class _FileGate:
+    """One DuckDB configuration per file at a time inside this process (see the module docstring).
+
+    A fair readers-writer gate over two modes, 'ro' and 'rw': any number of connections of the open mode; when
+    the last one closes and the other mode has waiters, exactly those waiters are admitted next (`_admit`), so
+    neither a stream of reads nor a stream of writes can starve the other. Re-entrant per thread for the mode it
+    holds; asking for the other mode while holding one is a bug and fails at once instead of waiting for itself.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._mode: str | None = None        # 'ro' | 'rw' while connections are open
+        self._holders = 0
+        self._waiting = {"ro": 0, "rw": 0}
+        self._admit = {"ro": 0, "rw": 0}     # waiters of a mode let in ahead of newcomers (their turn)
+        self._mine = threading.local()
+
+    def _may_enter(self, mode: str) -> bool:
+        other = "rw" if mode == "ro" else "ro"
+        if self._mode not in (None, mode):
+            return False
+        if self._admit[mode]:
+            self._admit[mode] -= 1
+            return True
+        return not self._waiting[other] and not self._admit[other]
+
+    def acquire(self, mode: str, deadline: float) -> bool:
+        """Enter in `mode`; False when `deadline` (time.monotonic) passes first."""
+        held = getattr(self._mine, "held", None)
+        if held is not None:
+            if held[0] != mode:
+                raise StoreError(f"tick file {self.name}: this thread already holds a {held[0]} connection and asked "
+                                 f"for a {mode} one; close the first before opening the second")
+            with self._cond:
+                self._holders += 1
+            self._mine.held = (mode, held[1] + 1)
+            return True
+        with self._cond:
+            self._waiting[mode] += 1
+            try:
+                while not self._may_enter(mode):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._admit[mode] = min(self._admit[mode], self._waiting[mode] - 1)
+                        self._cond.notify_all()
+                        return False
+                    self._cond.wait(min(left, 60.0))
+                self._mode = mode
+                self._holders += 1
+            finally:
+                self._waiting[mode] -= 1
+        self._mine.held = (mode, 1)
+        return True
+
+    def release(self) -> None:
+        mode, depth = self._mine.held
+        self._mine.held = (mode, depth - 1) if depth > 1 else None
+        other = "rw" if mode == "ro" else "ro"
+        with self._cond:
+            self._holders -= 1
+            if self._holders == 0:
+                self._mode = None
+                self._admit[other] = self._waiting[other]
+                self._cond.notify_all()
+
+
+_gates: dict[str, _FileGate] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(path: Path) -> _FileGate:
+    key = str(path.resolve())
+    with _gates_lock:
+        gate = _gates.get(key)
+        if gate is None:
+            gate = _gates[key] = _FileGate(str(path))
+        return gate
+
+
+@contextlib.contextmanager
+def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open (gate, then DuckDB), retrying lock conflicts with jittered backoff until `budget_s`; close on exit."""
+    gate = _gate(path)
+    mode = "ro" if read_only else "rw"
     deadline = time.monotonic() + budget_s
     delay = 0.005
     while True:
+        if not gate.acquire(mode, deadline):
+            raise StoreBusy(f"tick file {path} stayed busy with other {'writes' if read_only else 'reads'} of this "
+                            f"process (waited {budget_s:.1f}s)")
         try:
             # writers append small batches: one thread (a thread pool costs ~10 ms per open and competes with the app)
             con = duckdb.connect(str(path), read_only=read_only, config={} if read_only else {"threads": 1})
-            con.execute("SET TimeZone = 'UTC'")
-            return con
+            break
         except duckdb.Error as exc:
+            gate.release()
             if not is_lock_error(exc):
                 if read_only and not path.exists():
                     raise StoreMissing(f"tick file {path} does not exist yet; start the ingestor to create it") from exc
@@ -70,47 +168,17 @@ def _open(path: Path, read_only: bool, budget_s: float) -> duckdb.DuckDBPyConnec
             LockStats.waited_s += sleep
             time.sleep(sleep)
             delay = min(delay * 2, 0.1)
-
-
-_HOT_SELECT = f"SELECT {', '.join(TICK_COLUMNS)} FROM main.ticks"
-# The archive branch reads exactly the registered files (`archive_files`), not a directory glob: no glob per query,
-# and a file left by an interrupted archive run is never visible. The ts bounds are always true for archived rows;
-# they let DuckDB drop the whole branch when a query's time range lies outside the archive (the recent charts).
-_ARCHIVE_SELECT = (f"SELECT {', '.join(TICK_COLUMNS)} FROM read_parquet(getvariable('tickdesk_archive_files'), "
-                   "hive_partitioning = true, hive_types = {'market': VARCHAR, 'symbol': VARCHAR, 'date': DATE}) "
-                   "WHERE ts >= coalesce(getvariable('tickdesk_archive_first'), '-infinity'::TIMESTAMPTZ) "
-                   "AND ts <= coalesce(getvariable('tickdesk_archive_last'), 'infinity'::TIMESTAMPTZ)")
-_warned_archives: set[str] = set()
-
-
-def define_read_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp view `ticks_all`: every tick a reader may see. Read queries use it.
-
-    When the file has archived ticks (`archive_meta` / `archive_files`, see tickstore.archive) the view is the hot
-    `ticks` table UNION ALL the Parquet archive (hive partitions market/symbol/date), so queries span both.
-    """
-    from tickstore.archive import archive_root  # late: tickstore.archive imports this module
-
-    root = archive_root(con)
-    if root is not None:
+        except BaseException:
+            gate.release()
+            raise
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
         try:
-            if not root.is_dir():
-                raise FileNotFoundError(f"archive directory {root} is missing")
-            prefix = str(root) + os.sep
-            con.execute("SET VARIABLE tickdesk_archive_files = "
-                        "(SELECT list($prefix || path ORDER BY path) FROM archive_files)", {"prefix": prefix})
-            # bounds only when every file has them (NULL = unbounded)
-            con.execute("""SET VARIABLE tickdesk_archive_first =
-                           (SELECT CASE WHEN count(*) = count(first_ts) THEN min(first_ts) END FROM archive_files)""")
-            con.execute("""SET VARIABLE tickdesk_archive_last =
-                           (SELECT CASE WHEN count(*) = count(last_ts) THEN max(last_ts) END FROM archive_files)""")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW ticks_all AS {_HOT_SELECT} UNION ALL {_ARCHIVE_SELECT}")
-            return
-        except (duckdb.Error, OSError) as exc:
-            if str(root) not in _warned_archives:
-                _warned_archives.add(str(root))
-                log.warning("reading without the archive %s (%s); long-range queries miss archived ticks", root, exc)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW ticks_all AS {_HOT_SELECT}")
+            con.close()
+        finally:
+            gate.release()
 
 
 @contextlib.contextmanager
@@ -119,23 +187,16 @@ def read_connection(path: str | os.PathLike | None = None, budget_s: float = 2.0
     path = Path(path) if path is not None else default_db_path()
     if not path.exists():
         raise StoreMissing(f"tick file {path} does not exist yet; start the ingestor (make run / make demo) to create it")
-    con = _open(path, read_only=True, budget_s=budget_s)
-    try:
+    with _connection(path, read_only=True, budget_s=budget_s) as con:
         define_read_views(con)
         yield con
-    finally:
-        con.close()
 
 
 @contextlib.contextmanager
 def write_connection(path: str | os.PathLike, budget_s: float = float("inf")) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-write connection (schema ensured), retried on lock conflicts; closed on exit."""
-    path = Path(path)
-    con = _open(path, read_only=False, budget_s=budget_s)
-    try:
+    """A read-write connection, retried on lock conflicts; closed on exit."""
+    with _connection(Path(path), read_only=False, budget_s=budget_s) as con:
         yield con
-    finally:
-        con.close()
 
 
 def init_db(path: str | os.PathLike) -> Path:
