@@ -1,4 +1,4 @@
-"""Manage alert rules from the command line (the app uses it too, to write from a separate process).
+"""Manage alert rules from the command line (scripts, cron jobs; the app writes in-process through RuleStore).
 
     python -m alerts.cli --db data/ticks.duckdb list
     python -m alerts.cli --db data/ticks.duckdb create '{"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 70000}'

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +28,7 @@ from alerts.text import event_message
 from alerts.trigger import Outcome, TriggerState, step
 from alerts.webhook import WebhookSender
 from tickstore import alerts_sql
+from tickstore.connection import Connection, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class AlertEngine:
         self._started = clock()
 
     # ------------------------------------------------------------------------------------------ the hook
-    def on_flush(self, con: duckdb.DuckDBPyConnection, batch: pa.Table | None, inserted: int) -> None:
+    def on_flush(self, con: Connection, batch: pa.Table | None, inserted: int) -> None:
         """Writer hook: evaluate every enabled rule and record firings (see module docstring)."""
         t0 = time.perf_counter()
         self._maybe_reload(con)
@@ -113,7 +113,7 @@ class AlertEngine:
                     if mono - rt.last_error_log >= ERROR_LOG_INTERVAL_S:
                         rt.last_error_log = mono
                         log.warning("alert rule %s (%s) could not be evaluated: %s", rule.id, rule.describe(), exc,
-                                    exc_info=not isinstance(exc, (ValueError, duckdb.Error)))
+                                    exc_info=not isinstance(exc, (ValueError, QueryError)))
         finally:
             self.metrics.end()
         if fired:
@@ -158,7 +158,7 @@ class AlertEngine:
             out[(str(m).lower(), str(sym).upper())] = v
         return out
 
-    def _maybe_reload(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _maybe_reload(self, con: Connection) -> None:
         fp = alerts_sql.rules_fingerprint(con)
         if fp == self._fingerprint:
             return
@@ -223,7 +223,7 @@ class AlertEngine:
                      event_message(rt.rule, float(value), detail), rt.rule.cooldown_s)
         return []
 
-    def _record(self, con: duckdb.DuckDBPyConnection, fired: list, now: dt.datetime) -> None:
+    def _record(self, con: Connection, fired: list, now: dt.datetime) -> None:
         events = [{"rule_id": r.id, "fired_at": now, "value": value, "message": event_message(r, value, detail),
                    "market": r.market, "symbol": r.symbol, "symbol2": r.symbol2, "metric": r.metric, "op": r.op,
                    "threshold": r.threshold, "observed_at": at}

@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -29,7 +28,7 @@ from core.timeframes import seconds as tf_seconds
 from quantlib.indicators import rsi, zscore
 from quantlib.regression import hedge_ratio
 from tickstore import alerts_sql
-from tickstore.connection import read_connection
+from tickstore.connection import Connection, read_connection
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +121,14 @@ class MetricSource:
         self._activity_cache: dict[tuple, tuple[float, int, int, dt.datetime]] = {}
         self._last: dict[tuple[str, str], tuple[int, int, float]] = {}   # (market, symbol) -> (id, ts µs, price)
         self._missing: dict[tuple[str, str], dt.datetime] = {}
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._con: Connection | None = None
         self._now: dt.datetime = dt.datetime.now(dt.UTC)
         self._now_us = 0
         self._memo: dict[tuple, object] = {}
         self._status: dict = {}
         self._oldest: dict[tuple[str, str], int] = {}
 
-    def begin(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, status: dict | None = None,
+    def begin(self, con: Connection, now: dt.datetime, status: dict | None = None,
               batch: dict[tuple[str, str], BatchSummary] | None = None) -> None:
         """Start an evaluation round on `con` at time `now` (UTC).
 

@@ -33,6 +33,8 @@ OPS = (">", "<", "crosses_above", "crosses_below")
 LOOKBACK_METRICS = ("zscore", "spread", "rsi")
 DEFAULT_LOOKBACK = {"rsi": 14, "zscore": 60, "spread": 60}
 LOOKBACK_RANGE = {"rsi": (2, 500), "zscore": (10, 5000), "spread": (10, 5000)}
+WINDOW_METRICS = ("volume", "trade_rate")           # `timeframe` is a trailing window, not a bar length
+TIMEFRAME_METRICS = LOOKBACK_METRICS + WINDOW_METRICS  # take a `timeframe`; price and lag ignore it
 MAX_COOLDOWN_S = 7 * 86400.0
 MAX_NOTE = 500
 
@@ -80,7 +82,7 @@ class AlertRule:
         what = METRIC_LABELS[self.metric]
         if self.metric in LOOKBACK_METRICS:
             what += f" ({self.timeframe}, {self.lookback} bars)"
-        elif self.metric in ("volume", "trade_rate"):
+        elif self.metric in WINDOW_METRICS:
             what += f" (last {self.timeframe})"
         return f"{self.market} {self.subject} {what} {OP_LABELS[self.op]} {self.threshold:.15g}"
 

@@ -19,6 +19,9 @@ import pandas as pd
 import streamlit as st
 
 from alerts.rules import METRIC_LABELS, OP_LABELS, AlertRule, RuleStore, RuleValidationError, validate_rule
+# The rule facts the Alerts form is built from (defined once in alerts.rules; pages import only dashboard).
+from alerts.rules import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS,  # noqa: F401
+                          TIMEFRAME_METRICS, TIMEFRAMES)
 from alerts.text import preview_text
 from dashboard.data import Loaded, bucket, guarded
 from tickstore.appwrite import RULE_WRITE_BUDGET_S, StoreBusy, StoreError
@@ -110,6 +113,14 @@ def clear_caches() -> None:
     """After a write: the next read sees the change at once."""
     _rules.clear()
     _history.clear()
+
+
+def check(fields: Mapping) -> tuple[AlertRule | None, dict[str, str]]:
+    """Validate form fields without saving: (rule, {}) or (None, {field: message})."""
+    try:
+        return validate_rule(fields), {}
+    except RuleValidationError as exc:
+        return None, exc.errors
 
 
 # ---------------------------------------------------------------- writes (in this process, see module docstring)

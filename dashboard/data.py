@@ -243,6 +243,17 @@ def tick_rate(db_path: str, market: str, refresh_s: float, window_s: int = 900, 
 
 
 # ---------------------------------------------------------------- downloads (not cached: run on click)
-def ticks(db_path: str, market: str, symbol: str, start: dt.datetime, end: dt.datetime, limit: int) -> pd.DataFrame:
-    """Raw ticks for a CSV download; raises StoreError subclasses (the caller explains them)."""
-    return queries.ticks(market, symbol, start, end, limit=limit, path=db_path)
+def ticks(db_path: str, market: str, symbol: str, start: dt.datetime, end: dt.datetime, limit: int
+          ) -> Loaded[pd.DataFrame]:
+    """Raw ticks for a CSV download (not cached, no last-good copy: runs on click); state 'ok', or 'stale' /
+    'missing' / 'error' with a sentence and no value."""
+    try:
+        return Loaded(queries.ticks(market, symbol, start, end, limit=limit, path=db_path), "ok",
+                      as_of=dt.datetime.now(dt.UTC))
+    except StoreBusy:
+        return Loaded(None, "stale", "the ingestor is holding the file lock")
+    except StoreMissing as exc:
+        return Loaded(None, "missing", str(exc))
+    except StoreError as exc:
+        return Loaded(None, "error", str(exc))
+

@@ -17,7 +17,8 @@ from feed.rest import RestClient, RestError
 from feed.state import IngestState, now_us
 from feed.stream import MarketStream
 from tickstore.connection import init_db, write_connection
-from tickstore.state import claim_file, clear_simulated, file_kind, id_gaps, last_stored, unrecoverable_ranges
+from tickstore.state import (claim_file, clear_simulated, file_kind, has_ticks, id_gaps, last_stored,
+                             unrecoverable_ranges)
 from tickstore.writer import TickBuffer, TickWriter
 
 log = logging.getLogger(__name__)
@@ -123,14 +124,14 @@ class Ingestor:
         want = "demo" if self.cfg.demo else "live"
         with write_connection(self.cfg.db, budget_s=30) as con:
             kind = file_kind(con)
-            has_ticks = con.execute("SELECT count(*) FROM (SELECT 1 FROM ticks LIMIT 1)").fetchall()[0][0] > 0
-            if kind is None and has_ticks:
+            stored = has_ticks(con)
+            if kind is None and stored:
                 kind = "live"
             if kind not in (None, want):
                 raise ConfigError(f"--db {self.cfg.db} holds {kind} data; "
                                   + ("--demo writes simulated data only to its own file (default data/demo.duckdb)"
                                      if self.cfg.demo else "use another file for real data than the --demo one"))
-            if self.cfg.demo and has_ticks:
+            if self.cfg.demo and stored:
                 n = clear_simulated(con)
                 log.info("demo: cleared %d simulated ticks of the previous demo run (the demo exchange restarts)", n)
             claim_file(con, want)

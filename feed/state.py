@@ -7,8 +7,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import duckdb
 import pyarrow as pa
+
+from tickstore.connection import Connection
+from tickstore.state import append_ingest_events, upsert_ingest_status
 
 
 def now_us() -> int:
@@ -84,17 +86,12 @@ class IngestState:
                 for k, s in list(self.symbols.items())}
 
     # writer hook -------------------------------------------------------------------------------------------
-    def write_status(self, con: duckdb.DuckDBPyConnection, batch: pa.Table, inserted: int) -> None:
+    def write_status(self, con: Connection, batch: pa.Table, inserted: int) -> None:
         """After-flush hook: upsert ingest_status rows and append pending ingest_events."""
         ev = self.drain_events()
         try:
-            if ev:
-                con.execute(
-                    f"""INSERT INTO ingest_events(ts, market, symbol, kind, first_id, last_id, count, detail)
-                        SELECT make_timestamptz(col0::BIGINT), col1, col2, col3, col4, col5, col6, col7
-                        FROM (VALUES {_placeholders(len(ev), 8)})""",
-                    [v for e in ev for v in (e.ts_us, e.market, e.symbol, e.kind, e.first_id, e.last_id, e.count,
-                                             e.detail)])
+            append_ingest_events(con, [(e.ts_us, e.market, e.symbol, e.kind, e.first_id, e.last_id, e.count, e.detail)
+                                       for e in ev])
         except Exception:
             self.requeue_events(ev)
             raise
@@ -107,18 +104,7 @@ class IngestState:
             rows.append((s.market, s.symbol, self.connected.get(s.market, False), s.last_trade_id, s.last_trade_us,
                          s.last_recv_us, s.ticks_total, rate, s.reconnects, s.gaps_found, s.gaps_filled,
                          s.gaps_unrecoverable, s.trades_backfilled, s.malformed, s.duplicates, now_us()))
-        if rows:
-            con.execute(
-                f"""INSERT OR REPLACE INTO ingest_status
-                    SELECT col0, col1, col2, col3, make_timestamptz(col4::BIGINT), make_timestamptz(col5::BIGINT), col6,
-                           col7, col8, col9, col10, col11, col12, col13, col14, make_timestamptz(col15::BIGINT)
-                    FROM (VALUES {_placeholders(len(rows), 16)})""", [v for r in rows for v in r])
-
-
-def _placeholders(n_rows: int, n_cols: int) -> str:
-    """`($1, $2), ($3, $4)` for a multi-row VALUES list: one statement (one commit) instead of executemany's one
-    statement per row, which cost ~10 ms of commit each on every flush."""
-    return ", ".join("(" + ", ".join(f"${r * n_cols + c + 1}" for c in range(n_cols)) + ")" for r in range(n_rows))
+        upsert_ingest_status(con, rows)
 
 
 def us_to_dt(us: int) -> dt.datetime:

@@ -13,9 +13,9 @@ import datetime as dt  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from alerts.rules import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS,  # noqa: E402
-                          TIMEFRAMES, AlertRule, RuleValidationError, validate_rule)
 from dashboard import alerts_ui, settings, ui  # noqa: E402
+from dashboard.alerts_ui import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS,  # noqa: E402
+                                 TIMEFRAME_METRICS, TIMEFRAMES, AlertRule)
 
 s = settings.current()
 db = s.db_path
@@ -100,7 +100,7 @@ with st.container(border=True):
         c[3].selectbox("Symbol 2 (x leg)", x_opts, index=_index(x_opts, x_default), accept_new_options=True,
                        key=key("symbol2"))
     c = st.columns([1.3, 1, 1, 1])
-    if metric not in ("price", "lag"):
+    if metric in TIMEFRAME_METRICS:
         c[0].segmented_control("Timeframe" if metric in LOOKBACK_METRICS else "Window",
                                TIMEFRAMES, default=rule.timeframe if rule else s.timeframe if s.timeframe in
                                TIMEFRAMES else "1m", key=key("timeframe"),
@@ -134,7 +134,7 @@ def form_fields() -> dict:
                                            "cooldown_s", "note", "webhook_url", "enabled")}
     if m in PAIR_METRICS:
         fields["symbol2"] = ss.get(key("symbol2"))
-    if m not in ("price", "lag"):
+    if m in TIMEFRAME_METRICS:
         fields["timeframe"] = ss.get(key("timeframe"))
     if m in LOOKBACK_METRICS:
         fields["lookback"] = ss.get(key(f"lookback_{m}"))
@@ -169,10 +169,9 @@ def on_delete() -> None:
 
 
 # live preview of the form as it stands (validated quietly; errors show on save)
-try:
-    candidate = validate_rule(form_fields())
-except RuleValidationError as exc:
-    st.caption(":material/visibility: Preview: " + "; ".join(f"{f} {m}" for f, m in exc.errors.items()))
+candidate, problems = alerts_ui.check(form_fields())
+if candidate is None:
+    st.caption(":material/visibility: Preview: " + "; ".join(f"{f} {m}" for f, m in problems.items()))
 else:
     st.info(alerts_ui.preview(db, candidate), icon=":material/monitoring:")
 

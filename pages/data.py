@@ -12,7 +12,6 @@ import streamlit as st  # noqa: E402
 
 from dashboard import data, export, figures, settings, tables, ui, uploads  # noqa: E402
 from dashboard.settings import Settings  # noqa: E402
-from tickstore.connection import StoreError  # noqa: E402
 
 MAX_TICK_ROWS = 1_000_000
 MAX_TICK_SPAN = dt.timedelta(hours=24)
@@ -127,11 +126,11 @@ def _prepare_ticks(s: Settings, symbol: str, start: dt.datetime, end: dt.datetim
         st.error(f"That range is {(end - start).total_seconds() / 3600:.1f} h; tick downloads are limited to "
                  f"{MAX_TICK_SPAN.total_seconds() / 3600:.0f} h. Use bars for longer periods.")
         return
-    try:
-        ticks = data.ticks(s.db_path, s.market, symbol, start, end, MAX_TICK_ROWS + 1)
-    except StoreError as exc:
-        st.warning(f"Could not read ticks: {exc}. Try again in a moment.")
+    res = data.ticks(s.db_path, s.market, symbol, start, end, MAX_TICK_ROWS + 1)
+    if res.value is None:
+        st.warning(f"Could not read ticks: {res.message}. Try again in a moment.")
         return
+    ticks = res.value
     if ticks.empty:
         st.info(f"No {symbol} ticks between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC.")
         return

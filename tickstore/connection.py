@@ -28,6 +28,9 @@ from tickstore.views import define_read_views
 
 log = logging.getLogger(__name__)
 
+Connection = duckdb.DuckDBPyConnection   # what hooks and helpers outside tickstore receive (never import duckdb)
+QueryError = duckdb.Error                # what a statement on an open Connection may raise
+
 
 class StoreError(Exception):
     """The tick file cannot be used; the message says why and what is expected."""
