@@ -30,6 +30,7 @@ FULL_SCAN_S = 60           # the catalog's full scan (every symbol ever stored) 
 RECENT_S = 300             # ... and each refresh only reads the ticks of the last minutes (zone maps skip the rest)
 SUMMARY_MIN_S = 15         # the 24 h summary (scans a day of ticks) refreshes at most this often
 BUSY_BACKOFF_S = 1.0       # after a lock timeout, serve stale copies for this long without retrying
+LAST_GOOD_SLOTS = 64       # last good results kept per session (the least recently refreshed go first)
 _LAST_GOOD = "_tickdesk_last_good"
 _BUSY_UNTIL = "_tickdesk_busy_until"
 
@@ -112,7 +113,10 @@ def guarded(slot: tuple, fn: Callable[..., T], *args: Any) -> Loaded[T]:
     except Exception as exc:  # e.g. a file that is not a tickdesk file: explain, never a traceback on the page
         log.exception("query %s failed", slot[0])
         return Loaded(None, "error", f"could not read the tick file: {exc}")
+    last_good.pop(slot, None)
     last_good[slot] = (value, now)
+    while len(last_good) > LAST_GOOD_SLOTS:
+        del last_good[next(iter(last_good))]
     return Loaded(value, "ok", as_of=now)
 
 
