@@ -205,10 +205,10 @@ def watch_rules(market: str, y: str, x: str, timeframe: str, threshold: float, w
 def watch_pair(db_path: str, market: str, y: str, x: str, timeframe: str, threshold: float, window: int
                ) -> tuple[bool, str]:
     """Create the watch rules (skipping any identical rule that exists); (ok, a sentence for the page)."""
-    existing, problem = alerts_ui.rules(db_path)
-    if existing is None:
-        return False, f"Nothing was saved: {problem}"
-    have = {r.definition: r for r in existing}
+    existing = alerts_ui.rules(db_path)
+    if existing.value is None:
+        return False, f"Nothing was saved: {existing.message}"
+    have = {r.definition: r for r in existing.value}
     created, kept, errors = [], [], []
     for fields in watch_rules(market, y, x, timeframe, threshold, window):
         definition = validate_rule(fields).definition
