@@ -108,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    ing.start()
+    from tickstore.connection import StoreError
+
+    try:
+        ing.start()  # resume() reads the file first: a damaged one is refused here, before any thread starts
+    except StoreError as exc:
+        if exchange is not None:
+            exchange.stop()
+        return fail(f"--db {cfg.db}: {exc}")
     log.info("ingesting %s %s into %s (flush every %d ms)", cfg.market, ",".join(cfg.symbols), cfg.db, cfg.flush_ms)
     while not stop.wait(0.5):
         pass

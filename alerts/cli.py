@@ -6,8 +6,9 @@
     python -m alerts.cli --db data/ticks.duckdb enable 3 | disable 3 | delete 3
 
 Prints one JSON object: {"ok": true, "rule": {...}} / {"ok": true, "rules": [...]}, or {"ok": false, "error": ...,
-"kind": "invalid" | "missing" | "busy" | "not_found" | "error", "errors": {field: message}}. Exit code 0 on
-success, 2 for bad input (invalid rule, unknown id), 1 when the file cannot be used.
+"kind": "invalid" | "missing" | "busy" | "damaged" | "not_found" | "error", "errors": {field: message}}. Exit code 0
+on success, 2 for bad input (invalid rule, unknown id, a file that cannot be used: missing, damaged, disk full),
+1 when the file stayed locked (try again).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import sys
 from dataclasses import asdict
 
 from alerts.rules import RuleStore, RuleValidationError
-from tickstore.connection import StoreBusy, StoreError, StoreMissing
+from tickstore.connection import StoreBusy, StoreDamaged, StoreError, StoreMissing
 
 
 def _parse_fields(text: str) -> dict:
@@ -62,11 +63,13 @@ def run(argv: list[str]) -> tuple[int, dict]:
     except KeyError as exc:
         return 2, {"ok": False, "kind": "not_found", "error": str(exc).strip("'\"")}
     except StoreMissing as exc:
-        return 1, {"ok": False, "kind": "missing", "error": str(exc)}
+        return 2, {"ok": False, "kind": "missing", "error": str(exc)}
     except StoreBusy as exc:
         return 1, {"ok": False, "kind": "busy", "error": str(exc)}
+    except StoreDamaged as exc:
+        return 2, {"ok": False, "kind": "damaged", "error": str(exc)}
     except StoreError as exc:
-        return 1, {"ok": False, "kind": "error", "error": str(exc)}
+        return 2, {"ok": False, "kind": "error", "error": str(exc)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from core.logs import LEVELS, setup_logging
 from core.paths import DEFAULT_DB
 from history.dumps import DumpError, Progress, import_dumps
 from tickstore.archive import PartitionResult, archive_ticks, parse_age
-from tickstore.connection import StoreError
+from tickstore.connection import StoreError, store_failure
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -152,6 +152,12 @@ def main(argv: list[str]) -> int:
         return _run_import(args) if args.command == "import" else _run_archive(args)
     except (DumpError, StoreError) as exc:
         sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # e.g. the archive's disk filling up while a Parquet file is written
+        failure = store_failure(exc, args.db if args.command == "import" else (args.archive_dir or args.db))
+        if failure is None:
+            raise
+        sys.stderr.write(f"error: {failure}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         if args.command == "import":

@@ -190,4 +190,4 @@ def test_cli_manages_rules_and_reports_errors_as_json(tmp_path):
     assert cli("delete", "1") == (0, {"ok": True}) and RuleStore(db).list() == []
     db.unlink()
     code, out = cli("list")
-    assert code == 1 and out["kind"] == "missing"
+    assert code == 2 and out["kind"] == "missing"  # bad input: one line, exit 2

@@ -12,9 +12,11 @@ starved by the read queries of its other sessions (and the reverse).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +46,30 @@ class StoreMissing(StoreError):
     """The tick file does not exist (yet)."""
 
 
+class StoreDamaged(StoreError):
+    """The tick file is corrupt (a block fails its checksum, the file is truncated)."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the tick file (or its archive) is full."""
+
+
+def store_failure(exc: BaseException, path: str | os.PathLike) -> StoreError | None:
+    """A damaged file or a full disk as a one-line StoreError naming `path` and what to do, else None."""
+    if isinstance(exc, StoreError):
+        return exc
+    msg = str(exc)
+    low = msg.lower()
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "no space left" in low or "disk is full" in low:
+        return StoreFull(f"disk full while writing {path} ({msg.splitlines()[0][:200]}); free some space and run "
+                         "again (what was written before is intact)")
+    if isinstance(exc, duckdb.Error) and ("corrupt" in low or "checksum" in low or "truncated" in low
+                                          or "invalid database" in low or "not a valid duckdb" in low):
+        return StoreDamaged(f"tick file {path} is damaged ({msg.splitlines()[0][:200]}); restore it from a backup "
+                            "or move it aside (nothing was written to it)")
+    return None
+
+
 def is_lock_error(exc: BaseException) -> bool:
     """A conflict that goes away when the other holder closes: another process's file lock, or a connection of
     this process opened outside this module with the other configuration (the gate orders this module's own)."""
@@ -52,7 +78,12 @@ def is_lock_error(exc: BaseException) -> bool:
     msg = str(exc).lower()
     if isinstance(exc, duckdb.ConnectionException) and "different configuration" in msg:
         return True
-    return "lock" in msg or "conflicting" in msg or "resource temporarily" in msg
+    if store_failure(exc, "") is not None:  # "checksum ... in block at location": damage, not a lock
+        return False
+    return _LOCK_RE.search(msg) is not None
+
+
+_LOCK_RE = re.compile(r"\block\b|conflicting|resource temporarily")
 
 
 class LockStats:
@@ -162,7 +193,7 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
             if not is_lock_error(exc):
                 if read_only and not path.exists():
                     raise StoreMissing(f"tick file {path} does not exist yet; start the ingestor to create it") from exc
-                raise StoreError(f"cannot open tick file {path}: {exc}") from exc
+                raise store_failure(exc, path) or StoreError(f"cannot open tick file {path}: {exc}") from exc
             now = time.monotonic()
             if now >= deadline:
                 raise StoreBusy(f"tick file {path} is locked by another process (waited {budget_s:.1f}s)") from exc
@@ -177,6 +208,11 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
     try:
         con.execute("SET TimeZone = 'UTC'")
         yield con
+    except (duckdb.Error, OSError) as exc:  # damage or a full disk met by the caller's statements: one clear error
+        failure = store_failure(exc, path)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         try:
             con.close()

@@ -1,0 +1,131 @@
+"""A damaged tick file or a full disk: every command says so in one line and exits 2, never a traceback, never a
+misleading "locked" after a long wait."""
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from exchange.server import LocalExchange
+from history.cli import main as history_main
+from tests.conftest import make_tick_db
+from tests.test_history_import import make_rows, write_dump
+from tickstore.connection import StoreDamaged, read_connection
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER_END = 3 * 4096          # DuckDB's file header and its two database headers
+BLOCK = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("damaged") / "good.duckdb"
+    make_tick_db(path, hours=3, rate_per_s=2.0)
+    return path
+
+
+def damaged(template: Path, dest: Path, block: int) -> Path:
+    shutil.copy(template, dest)
+    with open(dest, "r+b") as f:
+        f.seek(HEADER_END + block * BLOCK + 100)
+        f.write(os.urandom(4096))
+    return dest
+
+
+@pytest.fixture
+def header_damaged(template, tmp_path) -> Path:
+    """The first block (catalog) fails its checksum: the file cannot even be opened."""
+    return damaged(template, tmp_path / "t.duckdb", 0)
+
+
+@pytest.fixture
+def data_damaged(template, tmp_path) -> Path:
+    """Opens fine, but a block of tick data fails its checksum when the ticks are read."""
+    for k in range(1, template.stat().st_size // BLOCK + 1):
+        path = damaged(template, tmp_path / f"t{k}.duckdb", k)
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                con.execute("SELECT market, symbol, max(trade_id) FROM ticks GROUP BY ALL").fetchall()
+        except duckdb.Error as exc:
+            if "checksum" in str(exc).lower():
+                return path
+    pytest.skip("no tick-data block found to damage")
+
+
+def _one_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in text, text[-3000:]
+    return lines[-1]
+
+
+def test_damaged_file_is_reported_as_damaged_not_locked(header_damaged):
+    with pytest.raises(StoreDamaged, match="is damaged .*restore it from a backup"):
+        with read_connection(header_damaged, budget_s=30):
+            pass
+
+
+@pytest.mark.parametrize("cmd", ["list", "create"])
+def test_alerts_cli_on_a_damaged_file(header_damaged, cmd):
+    args = [] if cmd == "list" else ['{"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1}']
+    r = subprocess.run([sys.executable, "-m", "alerts.cli", "--db", str(header_damaged), cmd, *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    out = json.loads(_one_line(r.stdout))
+    assert r.returncode == 2 and out["kind"] == "damaged" and "locked" not in out["error"], (r.returncode, out)
+
+
+@pytest.mark.parametrize("sub", ["import", "archive"])
+def test_history_commands_on_a_damaged_file(header_damaged, tmp_path, sub, capsys):
+    args = ([str(write_dump(tmp_path / "dl", make_rows(50)))] if sub == "import" else ["--older-than", "1d"])
+    assert history_main([sub, *args, "--db", str(header_damaged)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "is damaged" in line and "locked" not in line
+
+
+@pytest.mark.slow
+def test_ingestor_on_a_file_whose_ticks_are_damaged(data_damaged):
+    ex = LocalExchange(symbols=["BTCUSDT", "ETHUSDT"], seed=2, rate=5.0).start()
+    try:
+        r = subprocess.run([sys.executable, str(ROOT / "ingestor.py"), "--symbols", "btcusdt,ethusdt",
+                            "--db", str(data_damaged), "--ws-url", ex.ws_url, "--rest-url", ex.http_url],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        ex.stop()
+    line = _one_line(r.stderr)
+    assert r.returncode == 2 and "is damaged" in line, r.stderr[-3000:]
+
+
+def test_archive_disk_full_is_one_line(tmp_path, monkeypatch, capsys):
+    from tickstore import archive
+
+    db = tmp_path / "ticks.duckdb"
+    end = dt.datetime(2024, 1, 5, 12, tzinfo=dt.UTC)
+    make_tick_db(db, hours=48, rate_per_s=0.02, end=end)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archive, "_write_parquet", full)
+    assert history_main(["archive", "--older-than", "1d", "--db", str(db)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "disk full" in line and "free some space" in line
+
+
+def test_import_disk_full_is_one_line(tmp_path, monkeypatch, capsys):
+    from history import dumps
+
+    def full(*a, **k):
+        raise duckdb.IOException('Could not write file "t.duckdb.wal": No space left on device')
+
+    monkeypatch.setattr(dumps, "insert_dedup", full)
+    path = write_dump(tmp_path / "dl", make_rows(50))
+    assert history_main(["import", str(path), "--db", str(tmp_path / "t.duckdb")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "disk full" in line
