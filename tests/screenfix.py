@@ -31,8 +31,8 @@ def universe_rows(start_us: int, hours: float, rate_per_s: float, seed: int, hal
     span_us = int(hours * 3600e6)
     rows: list[tuple] = []
     for k, (ys, xs, yp, xp, beta) in enumerate(PAIRS):
-        lx = np.log(xp) + np.cumsum(rng.normal(0, 3e-4, n_sec))
-        ly = np.log(yp) - beta * np.log(xp) + beta * lx + _ou(n_sec, half_life_s, 6e-4, rng)
+        lx = np.log(xp) + np.cumsum(rng.normal(0, 1e-3, n_sec))
+        ly = np.log(yp) - beta * np.log(xp) + beta * lx + _ou(n_sec, half_life_s, 4e-4, rng)
         for j, (sym, path) in enumerate(((xs, lx), (ys, ly))):
             n = int(span_us / 1e6 * rate_per_s)
             ts = np.sort(rng.integers(start_us, start_us + span_us, n))
@@ -46,9 +46,11 @@ def universe_rows(start_us: int, hours: float, rate_per_s: float, seed: int, hal
     return rows
 
 
-def make_universe_db(path: Path, hours: float = 3.0, rate_per_s: float = 1.0, seed: int = 5,
+def make_universe_db(path: Path, hours: float = 4.0, rate_per_s: float = 1.0, seed: int = 5,
                      half_life_s: float = 120.0, end: dt.datetime | None = None) -> Path:
-    end = end or dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=2)
+    """Ticks in [end - hours, end); `end` defaults to the start of the current minute, so 1m bars (and with them
+    the screen) come out the same on every run."""
+    end = end or dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     start_us = int((end - dt.timedelta(hours=hours)).timestamp() * 1e6)
     init_db(path)
     buf = TickBuffer()

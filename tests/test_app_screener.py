@@ -20,7 +20,7 @@ from tests.screenfix import PAIRS, make_universe_db
 from tickstore import queries
 
 PAGE = "pages/screener.py"
-SIX_H = {"sc_lb": "6h"}  # the file holds 3 h: a 6 h lookback sees every bar
+SIX_H = {"sc_lb": "6h"}  # the file holds 4 h: a 6 h lookback sees every bar
 TRUE_PAIRS = {frozenset(p[:2]) for p in PAIRS}
 
 
@@ -71,6 +71,7 @@ def test_screen_table_heatmap_and_counts_match_quantlib(app, universe_db):
     best = table.nsmallest(3, "eg_qvalue")
     assert {frozenset(p) for p in zip(best["y"], best["x"])} == TRUE_PAIRS
     assert best["eg_qvalue"].max() < 1e-3 < table.nlargest(12, "eg_qvalue")["eg_qvalue"].min()
+    assert all(v.startswith("cointegrated") for v in table["verdict"].head(3))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Pairs screened"] == "15" and metrics["Symbols"] == "6"
     assert metrics["Significant (q ≤ 0.05)"] == str(int((ref["eg_qvalue"] <= 0.05).sum()))
@@ -147,6 +148,7 @@ def test_open_on_pairs_page_sets_the_sidebar(app, universe_db):
     assert "lookback 6h" in page_text(at)
 
 
+@pytest.mark.slow  # three rule writes
 def test_watch_this_pair_creates_two_zscore_rules_once(app, universe_db):
     from alerts.rules import RuleStore
 

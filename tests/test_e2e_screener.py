@@ -23,7 +23,7 @@ from tests.test_e2e_browser import ARGS, CHROMIUM, ROOT, SHOTS, _assert_clean, _
     _wait_for_charts
 from tickstore import queries
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
                                  reason="Debian chromium is not installed (.ci/run installs it)")]
 
@@ -90,10 +90,13 @@ def _walk(page, base: str, best) -> None:
 
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)  # the first row's selection cell (header is 35 px)
-    page.wait_for_url("**/pairs?**", timeout=60_000)
-    page.locator("h2", has_text="Pairs").first.wait_for(timeout=60_000)
-    # the sidebar's bound widgets took the pair, the screen's lookback (and its 1m bars, the default: not in the URL)
-    assert f"y={best['y']}" in page.url and f"x={best['x']}" in page.url and "lb=6h" in page.url, page.url
+    page.wait_for_url("**/pairs**", timeout=90_000)
+    page.locator("h2", has_text="Pairs").first.wait_for(timeout=90_000)
+    # the sidebar's bound widgets took the pair and the screen's lookback (its 1m bars are the default: not in the
+    # URL); they write them into the URL during the Pairs page's first run
+    want = [f"y={best['y']}", f"x={best['x']}", "lb=6h"]
+    page.wait_for_function("(want) => want.every(w => location.search.includes(w))", arg=want, timeout=90_000,
+                           polling=250)
     page.get_by_text(f"{best['y']} on {best['x']}: fitted lines").first.wait_for(timeout=60_000)
     page.get_by_text("lookback 6h").first.wait_for(timeout=30_000)
     _wait_for_charts(page, 3, 60)
