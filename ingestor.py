@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--db {cfg.db}: {exc}")
     log.info("ingesting %s %s into %s (flush every %d ms)", cfg.market, ",".join(cfg.symbols), cfg.db, cfg.flush_ms)
     while not stop.wait(0.5):
-        pass
+        if ing.writer.fatal:  # the file was replaced under us: stop rather than write into someone else's file
+            log.error("stopping: %s", ing.writer.fatal)
+            break
     lost = ing.stop()
     if alerts is not None:
         alerts.close()  # alerts: deliver queued webhooks (bounded wait) after the final flush

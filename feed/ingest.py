@@ -135,6 +135,7 @@ class Ingestor:
                 n = clear_simulated(con)
                 log.info("demo: cleared %d simulated ticks of the previous demo run (the demo exchange restarts)", n)
             claim_file(con, want)
+        self.writer.on_recreate = lambda con: claim_file(con, want)  # the file deleted while running is still `want`
 
     def resume(self) -> None:
         """Prime each symbol with its last stored id and queue backfills for holes in the recent past."""

@@ -199,3 +199,26 @@ def test_sigterm_with_the_file_unusable_exits_non_zero_saying_ticks_were_lost(tm
     log = db.with_suffix(".log").read_text()
     assert code == 3, log[-2000:]
     assert "ticks unwritten" in log
+
+
+@pytest.mark.slow
+def test_file_replaced_while_ingesting_stops_the_ingestor_with_exit_3(tmp_path):
+    import os
+
+    symbols = ["BTCUSDT"]
+    ex = LocalExchange(symbols=symbols, seed=6, rate=40.0).start()
+    db = tmp_path / "t.duckdb"
+    other = init_db(tmp_path / "demo.duckdb")
+    proc = start_ingestor(ex, db, symbols)
+    try:
+        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 60)
+        os.replace(other, db)
+        code = proc.wait(60)  # stops by itself
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ex.stop()
+    log = db.with_suffix(".log").read_text()
+    assert code == 3 and "replaced by another file" in log, log[-2000:]
+    with read_connection(db, budget_s=10) as con:
+        assert con.execute("SELECT count(*) FROM ticks").fetchone()[0] == 0

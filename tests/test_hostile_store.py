@@ -17,6 +17,7 @@ import pytest
 from exchange.server import LocalExchange
 from history.cli import main as history_main
 from tests.conftest import make_tick_db
+from tests.feedcheck import wait_for
 from tests.test_history_import import make_rows, write_dump
 from tickstore.connection import StoreDamaged, read_connection
 
@@ -129,3 +130,60 @@ def test_import_disk_full_is_one_line(tmp_path, monkeypatch, capsys):
     assert history_main(["import", str(path), "--db", str(tmp_path / "t.duckdb")]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "disk full" in line
+
+
+# ------------------------------------------------------------------------------- the file deleted or replaced
+
+def _rows(ids, t0_us):
+    return [("spot", "BTCUSDT", i, t0_us + i * 1000, 100.0 + i % 3, 1.0, bool(i % 2), None, "ws") for i in ids]
+
+
+def _ticks(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM ticks").fetchone()[0]
+
+
+def test_file_deleted_while_writing_is_created_again_and_nothing_in_memory_is_lost(tmp_path):
+    from tickstore.connection import init_db
+    from tickstore.state import claim_file
+    from tickstore.writer import TickBuffer, TickWriter
+
+    db = init_db(tmp_path / "t.duckdb")
+    t0 = (int(dt.datetime.now(dt.UTC).timestamp()) - 600) * 1_000_000
+    buf = TickBuffer()
+    w = TickWriter(db, buf, flush_ms=20)
+    w.on_recreate = lambda con: claim_file(con, "live")
+    w.start()
+    try:
+        buf.extend(_rows(range(0, 100), t0))
+        assert wait_for(lambda: _ticks(db) == 100, 30)
+        db.unlink()
+        buf.extend(_rows(range(100, 150), t0))
+        assert wait_for(lambda: db.exists() and _ticks(db) == 50, 30)
+        assert w.fatal is None
+    finally:
+        assert w.stop() == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT value FROM tickdesk_meta WHERE key = 'data'").fetchone() == ("live",)
+        assert con.execute("SELECT min(trade_id), max(trade_id) FROM ticks").fetchone() == (100, 149)
+
+
+def test_file_replaced_while_writing_is_never_written_and_stop_reports_the_ticks(tmp_path):
+    from tickstore.connection import init_db
+    from tickstore.writer import TickBuffer, TickWriter
+
+    db = init_db(tmp_path / "t.duckdb")
+    other = init_db(tmp_path / "other.duckdb")
+    t0 = (int(dt.datetime.now(dt.UTC).timestamp()) - 600) * 1_000_000
+    buf = TickBuffer()
+    w = TickWriter(db, buf, flush_ms=20).start()
+    try:
+        buf.extend(_rows(range(0, 100), t0))
+        assert wait_for(lambda: _ticks(db) == 100, 30)
+        os.replace(other, db)  # e.g. a demo file copied over the live one
+        buf.extend(_rows(range(100, 150), t0))
+        assert wait_for(lambda: w.fatal is not None, 30)
+        assert "replaced by another file" in w.fatal
+    finally:
+        lost = w.stop(timeout=2)
+    assert lost == 50 and _ticks(db) == 0

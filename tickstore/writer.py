@@ -15,6 +15,7 @@ one such row never blocks the others.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -202,6 +203,11 @@ class TickWriter:
 
     `hooks` run after each successful insert inside the same connection: `hook(con, batch, inserted)`.
     A hook failing is logged and never loses ticks (they are committed before hooks run).
+
+    The file is watched between flushes. Deleted while running: it is created again with the schema (and
+    `on_recreate(con)`, e.g. the live/demo claim) and writing goes on, with a warning. Replaced by another file
+    (another inode — a restored copy, a demo file): nothing is written into it; `fatal` says why, the ticks stay
+    in memory, and the owner is expected to stop (`stop()` then reports them as unwritten).
     """
 
     def __init__(self, path: str | Path, buffer: TickBuffer, flush_ms: int = 250,
@@ -217,6 +223,36 @@ class TickWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._schema_ready = False
+        self._file_id: tuple[int, int] | None = None   # (device, inode) of the file written so far
+        self._recreated = False
+        self.on_recreate: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+        self.fatal: str | None = None
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_file(self) -> bool:
+        """False (and `fatal` set) when the file was replaced by another one; recreates a deleted one."""
+        if self.fatal:
+            return False
+        if self._file_id is None:
+            return True
+        now = self._identity()
+        if now is None:
+            log.warning("tick file %s was deleted while running; creating it again (what it held is gone; "
+                        "%d ticks in memory go to the new file)", self.path, self.unflushed)
+            self._file_id, self._schema_ready, self._recreated = None, False, True
+            return True
+        if now != self._file_id:
+            self.fatal = (f"tick file {self.path} was replaced by another file while running; nothing is written "
+                          "into a file this process did not start with (restart the ingestor to use it)")
+            log.error("%s; %d ticks kept in memory", self.fatal, self.unflushed)
+            return False
+        return True
 
     def start(self) -> "TickWriter":
         self._thread = threading.Thread(target=self._run, name="tick-writer", daemon=True)
@@ -272,10 +308,17 @@ class TickWriter:
                     self._reject(bad)
             else:
                 table = rows_to_arrow([])
+            if not self._check_file():
+                self.stats.failures += 1
+                return 0
             with write_connection(self.path, budget_s=self.lock_budget_s) as con:
                 if not self._schema_ready:
                     ensure_schema(con)
-                    self._schema_ready = True
+                    if self._recreated and self.on_recreate is not None:
+                        self.on_recreate(con)
+                    self._schema_ready, self._recreated = True, False
+                if self._file_id is None:
+                    self._file_id = self._identity()
                 con.execute("BEGIN")
                 inserted = insert_batch(con, table)
                 con.execute("COMMIT")
@@ -331,6 +374,9 @@ class TickWriter:
         while True:
             self.flush_once()
             if not self._pending_rows and not len(self.buffer):
+                break
+            if self.fatal:
+                log.error("%d ticks not written: %s", self.unflushed, self.fatal)
                 break
             if time.monotonic() > deadline:
                 log.error("could not flush %d ticks before the shutdown deadline; they are lost", self.unflushed)
