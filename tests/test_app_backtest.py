@@ -64,3 +64,15 @@ def test_window_too_short_for_a_backtest(app, tick_db):
     at = app(tick_db, page="pages/backtest.py", query={"lb": "15m", "win": "60"})
     assert_no_exception(at)
     assert "The backtest needs at least 62 bars" in page_text(at)
+
+
+def test_kalman_backtest_trades_at_real_btc_prices(app, tick_db):
+    """With BTC near 60,000 the Kalman backtest made no trades under the absolute state-noise default."""
+    at = app(tick_db, page="pages/backtest.py", query={"lb": "6h", "win": "30", "hedge": "Kalman"})
+    assert_no_exception(at)
+    ref = _reference(tick_db, window=30, entry_z=2.0, exit_z=0.5, stop_z=4.0, cost_bps=1.0, hedge="kalman",
+                     method="ols", capital=10_000.0)
+    assert ref.stats.n_trades >= 3
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Trades"] == str(ref.stats.n_trades)
+    assert "filtered residual" in page_text(at) and "observed rate" in page_text(at)

@@ -111,3 +111,18 @@ def test_pairs_page_plots_a_zscore_without_look_ahead(app, tick_db, method):
     assert "refitted on all bars up to each bar" in text and "in-sample" in text
     latest = {m.label: m.value for m in at.metric}["Latest z-score"]
     assert latest == f"{ref.zscore_causal.dropna().iloc[-1]:+.2f}"
+
+
+def test_kalman_zscore_is_usable_at_real_btc_prices(app, tick_db):
+    """The fixture's BTC trades near 60,000: the Kalman z-score used to read +0.00 (innovation std ~300x the
+    spread's with the absolute state noise). With noise relative to the data it has about unit variance."""
+    at = app(tick_db, page="pages/pairs.py", query={**ALL, "hedge": "Kalman"})
+    assert_no_exception(at)
+    y, x = _closes(tick_db)
+    ref = regression.kalman_hedge_ratio(y, x, warmup=60)
+    spec = next(sp for sp in plotly_specs(at) if (sp["layout"].get("title") or {}).get("text") == "Spread and z-score")
+    z = pd.Series([np.nan if v is None else v for v in next(t for t in spec["data"] if t["name"] == "z-score")["y"]],
+                  dtype=float)
+    np.testing.assert_allclose(z.to_numpy(), ref.zscore.to_numpy(), rtol=1e-9, equal_nan=True)
+    assert 0.5 < z.std() < 2.0 and z.abs().max() > 2.0
+    assert {m.label: m.value for m in at.metric}["Latest z-score"] == f"{ref.zscore.dropna().iloc[-1]:+.2f}"

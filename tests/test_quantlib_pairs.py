@@ -198,6 +198,8 @@ def test_pair_summary_with_a_constant_leg_says_so():
     peg = pd.Series(1.0, index=y.index, name="USDCUSDT")
     with pytest.raises(ValueError, match="constant"):
         pair_summary(y, peg, window=30)
+    with pytest.raises(ValueError, match="constant"):  # the peg as y: used to read "cointegrated, p < 0.001"
+        pair_summary(peg, y, window=30)
 
 
 @pytest.mark.parametrize("method", ["ols", "huber", "theil_sen"])

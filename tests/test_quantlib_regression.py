@@ -242,10 +242,12 @@ def test_kalman_default_noise_is_relative_to_the_data(sy, sx):
 
 
 def test_kalman_perfect_warmup_fit_is_floored_relative_to_the_level():
-    x = np.linspace(1e-6, 2e-6, 200)
-    y = 3.0 * x  # no residual at all
+    x = (np.arange(200) + 1000.0) * 2.0**-20  # ~1e-3, exact in binary: the warm-up OLS fit is exact
+    y = 3.0 * x
     res = kalman_hedge_ratio(y, x, warmup=20)
-    assert 0 < res.obs_var < (1e-6 * 6e-6) ** 2 and np.isfinite(res.beta.iloc[-1])
+    # the old floor was an absolute 1e-12: a noise sd of 1e-6, 0.1 % of these prices
+    assert 0 < res.obs_var <= (1e-8 * np.abs(y[:20]).max()) ** 2 * (1 + 1e-9)
+    assert np.isfinite(res.beta.iloc[-1]) and res.beta.iloc[-1] == pytest.approx(3.0, rel=1e-6)
 
 
 @pytest.mark.parametrize("level", [1e-8, 3.7e-5, 0.1, 1.0, 1e9])
