@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.logs import LEVELS
+from core.timeframes import SECONDS as TIMEFRAMES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +34,7 @@ EXIT_BAD_INPUT = 2
 # `ticks.market` values: the live markets and the id spaces of imported dumps (history.dumps.STORE_MARKETS).
 KNOWN_MARKETS = ("spot", "usdm", "spot_agg", "usdm_trades")
 POOL_MIN_PAIRS = 20_000       # auto --workers: smaller scans run in this process (see local_workers)
+MAX_BARS = 1_000_000          # bars per symbol in one scan (memory: bars x symbols x 8 bytes, several copies)
 CHUNK_PAIRS = 2_000            # pairs per chunk: progress granularity and the unit of work sent to a Dask worker
 
 log = logging.getLogger("scanner")
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", default=None,
                    help="comma-separated symbols, e.g. btcusdt,ethusdt,solusdt (default: every symbol of the market "
                         "that traded in the window)")
-    p.add_argument("--timeframe", default="1m", help="bar length of the closes (default 1m)")
+    p.add_argument("--timeframe", default="1m", help=f"bar length of the closes: {', '.join(TIMEFRAMES)} (default 1m)")
     p.add_argument("--lookback", default="24h", help="window length, e.g. 6h, 24h, 7d (default 24h)")
     p.add_argument("--end", default=None,
                    help="window end, ISO time such as 2024-05-01T12:00Z (UTC when no offset is given); default: the "
@@ -149,6 +151,9 @@ def parse_config(args: argparse.Namespace) -> ScanConfig:
     if lookback_s < 2 * step:
         raise BadInput(f"--lookback {args.lookback} holds fewer than two {args.timeframe} bars; "
                        f"expected at least {2 * step}s, e.g. 24h")
+    if lookback_s / step > MAX_BARS:
+        raise BadInput(f"--lookback {args.lookback} is {lookback_s / step:,.0f} {args.timeframe} bars; at most "
+                       f"{MAX_BARS:,} per scan: choose a longer --timeframe or a shorter --lookback")
     if symbols is not None and len(symbols) < 2:
         raise BadInput(f"--symbols names {len(symbols)} symbol; a pair screen needs at least two")
     try:

@@ -53,6 +53,7 @@ def error_line(res: subprocess.CompletedProcess) -> str:
     (["--timeframe", "7m"], "--timeframe: unknown timeframe '7m'; expected one of"),
     (["--lookback", "yesterday"], "--lookback: bad duration 'yesterday'"),
     (["--lookback", "1m", "--timeframe", "1m"], "holds fewer than two 1m bars"),
+    (["--lookback", "30d", "--timeframe", "1s"], "--lookback 30d is 2,592,000 1s bars; at most 1,000,000 per scan"),
     (["--end", "soon"], "--end 'soon' is not a time; expected ISO-8601"),
     (["--end", "2024-13-45"], "is not a time"),
     (["--end", "2023-06-01T00:00Z"], "no spot ticks of any symbol in the window 2023-05-31 00:00Z to 2023-06-01 00:00Z"),
