@@ -195,14 +195,30 @@ def test_a_requested_symbol_idle_in_the_window_is_reported_not_dropped(tmp_path)
     assert len(idle) == 2 and (idle["n_bars"] == 0).all() and idle["eg_pvalue"].isna().all()
 
 
-def test_csv_is_plain_utc_and_parsable(universe, tmp_path):
+def test_csv_columns_and_utc_window(universe, tmp_path):
     out = tmp_path / "pairs.csv"
-    assert scan("--db", str(universe.path), "--top", "0", "--out", str(out)).returncode == 0
+    assert scan("--db", str(universe.path), "--top", "0", "--lookback", "3h", "--out", str(out)).returncode == 0
     with open(out, newline="") as fh:
-        header = next(csv.reader(fh))
+        rows = list(csv.DictReader(fh))
+    header = list(rows[0])
     assert header[:len(CONTRACT)] == CONTRACT
-    text = out.read_text()
-    assert "+00:00" not in text or "Z" in text            # any times are written as UTC
+    assert header[-4:] == ["market", "timeframe", "window_start", "window_end"]
+    assert {(r["market"], r["timeframe"], r["window_start"], r["window_end"]) for r in rows} == {
+        ("spot", "1m", "2024-01-02T01:00:00Z", "2024-01-02T04:00:00Z")}
+    assert all(r["verdict"] for r in rows) and not (tmp_path / ".pairs.csv.tmp").exists()
+
+
+def test_end_parsing_is_utc():
+    import scanner
+
+    utc = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+    assert scanner.parse_end("2024-05-01T12:00Z") == utc
+    assert scanner.parse_end("2024-05-01 12:00") == utc                   # no offset: UTC
+    assert scanner.parse_end("2024-05-01T14:00:00+02:00") == utc
+    assert scanner.parse_end("2024-05-01") == utc.replace(hour=0)
+    assert scanner.parse_end("2024-05-01T14:00:00+02:00").tzinfo == dt.UTC
+    with pytest.raises(scanner.BadInput, match="not a time"):
+        scanner.parse_end("01/05/2024")
 
 
 def pair_chunks(symbols, size):
