@@ -90,7 +90,7 @@ def test_bad_files(tmp_path, universe):
     assert "does not exist" in msg
     junk = tmp_path / "junk.duckdb"
     junk.write_bytes(b"this is not a duckdb file" * 100)
-    assert "cannot open tick file" in error_line(scan("--db", str(junk)))
+    assert "is damaged" in error_line(scan("--db", str(junk)))
     assert "is a directory" in error_line(scan("--db", str(tmp_path)))
     assert "directory" in error_line(scan("--db", str(universe.path), "--out", str(tmp_path / "no" / "such" / "p.csv")))
 
