@@ -207,6 +207,7 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
             raise
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # else a statement over 2 s draws a bar on stdout
         yield con
     except (duckdb.Error, OSError) as exc:  # damage or a full disk met by the caller's statements: one clear error
         failure = store_failure(exc, path)
