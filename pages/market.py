@@ -8,8 +8,8 @@ through_entrypoint()  # first, before the imports below (see dashboard/entrypoin
 import streamlit as st  # noqa: E402
 
 from dashboard import data, export, figures, settings, tables, ui  # noqa: E402
+from dashboard.market import market_indicators  # noqa: E402
 from dashboard.settings import Settings  # noqa: E402
-from quantlib import indicators  # noqa: E402
 
 s = settings.current()
 st.header("Market", anchor=False)
@@ -46,12 +46,12 @@ def live(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> None:
                               "Pick a longer lookback or another symbol.")
     else:
         close = bars["close"]
-        overlays = {f"SMA {sma_n}": indicators.sma(close, sma_n), f"EMA {ema_n}": indicators.ema(close, ema_n)}
-        rsi = indicators.rsi(close, rsi_n) if len(close) > rsi_n else None
-        vol = indicators.realized_volatility(close, s.window, s.timeframe) if len(close) > s.window else None
-        ui.chart(figures.market(bars, focus, overlays, rsi, vol, s.uirevision(focus)), key="market-chart")
-        short = [f"RSI needs more than {rsi_n} bars" if rsi is None else None,
-                 f"volatility needs more than {s.window} bars (the sidebar window)" if vol is None else None]
+        ind = market_indicators(close, sma_n, ema_n, rsi_n, s.window, s.timeframe)
+        ui.chart(figures.market(bars, focus, ind.overlays, ind.rsi, ind.volatility, s.uirevision(focus)),
+                 key="market-chart")
+        short = [f"RSI needs more than {rsi_n} bars" if ind.rsi is None else None,
+                 f"volatility needs more than {s.window} bars (the sidebar window)" if ind.volatility is None
+                 else None]
         if any(short):
             st.caption(f"Only {len(close)} bars in the window: " + "; ".join(m for m in short if m) +
                        ". Pick a longer lookback, a finer timeframe or a shorter window.")
