@@ -8,7 +8,8 @@ Both run in the process that asks for them, as short write transactions through 
   of other sessions finish first and new ones wait (~20 ms) instead of failing with DuckDB's in-process
   "different configuration" error, then retries the ingestor's file lock with backoff;
 - failures are typed: StoreMissing (no file), StoreBusy (still locked when `budget_s` ran out; nothing was
-  written), StoreError (anything else about the file). Callers tell them apart by class, never by message text.
+  written), StoreDamaged / StoreFull, StoreError (anything else about the file). Callers tell them apart by
+  class, never by message text.
 
 A write holds the file for one transaction (a rule row: a few ms; an import batch: well under a second), so the
 ingestor's flushes and the app's readers only wait, as they do for each other.
@@ -52,6 +53,7 @@ def app_write(path: str | os.PathLike, budget_s: float = RULE_WRITE_BUDGET_S, *,
         try:
             yield con
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a failed statement may have ended the transaction already
+                con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
