@@ -256,8 +256,9 @@ def expanding_hedge_ratio(
     static fit as it would have been known at each bar, so a spread built from it has no look-ahead.
 
     ols and tls are closed forms over cumulative moments (O(n)); huber and theil_sen refit every `step`
-    bars (default: about 20 refits over the series) and carry the last fit forward. The last row equals
-    `hedge_ratio(y, x, method)`. Columns `alpha`, `beta`; NaN for the first min_periods - 1 bars.
+    bars, by default each time the sample has doubled (at min_periods, 2x, 4x, ... bars: the cost of about
+    two full fits), and carry the last fit forward. The last row equals `hedge_ratio(y, x, method)`.
+    Columns `alpha`, `beta`; NaN for the first min_periods - 1 bars.
     """
     check_choice(method, "method", METHODS)
     min_periods = check_window(min_periods, "min_periods", MIN_OBS)
@@ -284,11 +285,18 @@ def expanding_hedge_ratio(
         alpha = (yv[0] + my - beta * (xv[0] + mx)) if add_const else np.where(np.isnan(beta), np.nan, 0.0)
         alpha[: min_periods - 1] = beta[: min_periods - 1] = np.nan
     else:
-        step = check_window(step if step is not None else max(1, n // 20), "step", 1)
+        if step is None:  # refit each time the sample has doubled: ~log2(n / min_periods) fits, ~2 full ones
+            ends = {n}
+            end = min_periods
+            while end < n:
+                ends.add(end)
+                end *= 2
+        else:
+            ends = set(range(min_periods, n + 1, check_window(step, "step", 1))) | {n}
         fit = _huber if method == "huber" else (lambda a, b, c: _theil_sen(a, b, c, 250_000, 0))
         last = (np.nan, np.nan)
         for end in range(min_periods, n + 1):
-            if (end - min_periods) % step == 0 or end == n:
+            if end in ends:
                 yw, xw = yv[:end], xv[:end]
                 last = fit(yw, xw, add_const)[:2] if np.ptp(xw) > 0 else (np.nan, np.nan)
             alpha[end - 1], beta[end - 1] = last

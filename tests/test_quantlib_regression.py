@@ -273,6 +273,11 @@ def test_expanding_hedge_ratio_is_the_static_fit_on_each_prefix():
             ref = hedge_ratio(y.iloc[:end], x.iloc[:end], method)
             assert out["beta"].iloc[end - 1] == pytest.approx(ref.beta, rel=1e-8), (method, end)
             assert out["alpha"].iloc[end - 1] == pytest.approx(ref.alpha, rel=1e-8), (method, end)
+    doubling = expanding_hedge_ratio(y, x, 30, method="huber")  # default: refit at 30, 60, 120, 240, 480, 500
+    for end in (60, 240, 480, 500):
+        assert doubling["beta"].iloc[end - 1] == pytest.approx(hedge_ratio(y.iloc[:end], x.iloc[:end], "huber").beta,
+                                                              rel=1e-8)
+    assert doubling["beta"].iloc[300] == doubling["beta"].iloc[239]  # carried forward between refits
     ols = expanding_hedge_ratio(y, x, 30)
     ref = sm.OLS(y.to_numpy()[:200], sm.add_constant(x.to_numpy()[:200])).fit()
     assert ols["beta"].iloc[199] == pytest.approx(ref.params[1], rel=1e-9)
