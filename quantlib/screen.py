@@ -109,6 +109,8 @@ def pair_chunks(symbols: Sequence[str], size: int = DEFAULT_CHUNK_PAIRS) -> list
         raise ValueError(f"symbols must be unique; repeated: {', '.join(dup)}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be an integer >= 1, got {size!r}")
+    if len(syms) * (len(syms) - 1) // 2 <= size:   # one chunk: the cheapest shape (each product serves 2 pairs)
+        return [[(a, b) for i, a in enumerate(syms) for b in syms[i + 1:]]] if len(syms) > 1 else []
     g = max(2, math.isqrt(int(size)))
     blocks = [syms[i:i + g] for i in range(0, len(syms), g)]
     chunks: list[list[tuple[str, str]]] = []
@@ -198,8 +200,25 @@ def _trend_basis(n: int, ntrend: int) -> tuple[np.ndarray, np.ndarray]:
     return q, r
 
 
-def _block_sums(Z: np.ndarray, ntrend: int, L: int, hurst_lags: np.ndarray | None = None) -> _Sums:
-    """Z: (G, n, U) prices (log or level) of U symbols on n common bars, G independent blocks."""
+def _products(xT: np.ndarray, y: np.ndarray, split: int | None, out: np.ndarray | None = None) -> np.ndarray:
+    """xT @ y for (G, U, T) @ (G, T, U); with `split` = s only the blocks [:s, s:] and [s:, :s] and the
+    diagonal (all a chunk of pairs between symbols :s and s: ever reads), half the work of the full product."""
+    if out is None:
+        out = np.empty((xT.shape[0], xT.shape[1], y.shape[2]))
+    if split is None:
+        return np.matmul(xT, y, out=out)
+    out[:, :split, split:] = np.matmul(xT[:, :split], y[:, :, split:])
+    out[:, split:, :split] = np.matmul(xT[:, split:], y[:, :, :split])
+    diag = np.einsum("gut,gtu->gu", xT, y)
+    u = np.arange(xT.shape[1])
+    out[:, u, u] = diag
+    return out
+
+
+def _block_sums(Z: np.ndarray, ntrend: int, L: int, hurst_lags: np.ndarray | None = None,
+                split: int | None = None) -> _Sums:
+    """Z: (G, n, U) prices (log or level) of U symbols on n common bars, G independent blocks. `split`:
+    every pair joins a symbol before `split` with one after it (see `_products`)."""
     G, n, U = Z.shape
     m = n - 1
     q, r = _trend_basis(n, ntrend)
@@ -214,20 +233,19 @@ def _block_sums(Z: np.ndarray, ntrend: int, L: int, hurst_lags: np.ndarray | Non
         coef0 = np.zeros((G, U))
         tss = np.einsum("gnu,gnu->gu", Z, Z)
     dif = np.diff(lev, axis=1)
-    difT = dif.transpose(0, 2, 1)
+    difT = np.ascontiguousarray(dif.transpose(0, 2, 1))
+    levT = np.ascontiguousarray(lev.transpose(0, 2, 1))
     F = np.empty((L + 1, G, U, U))
     for k in range(L + 1):
-        np.matmul(difT[:, :, k:], dif[:, : m - k], out=F[k])
-    levT = lev[:, L:m].transpose(0, 2, 1)
-    B0 = np.matmul(levT, dif[:, L:m])
-    C = np.matmul(levT, lev[:, L:m])
-    levT = np.ascontiguousarray(lev.transpose(0, 2, 1))
-    S = np.matmul(levT, lev)
+        _products(difT[:, :, k:], dif[:, : m - k], split, out=F[k])
+    B0 = _products(levT[:, :, L:m], dif[:, L:m], split)
+    C = _products(levT[:, :, L:m], lev[:, L:m], split)
+    S = _products(levT, lev, split)
     MH = None
     if hurst_lags is not None:
         MH = np.empty((len(hurst_lags), G, U, U))
         for i, t in enumerate(hurst_lags):
-            np.matmul(levT[:, :, t:], lev[:, : n - t], out=MH[i])
+            _products(levT[:, :, t:], lev[:, : n - t], split, out=MH[i])
     return _Sums(F, B0, C, S, lev, levT, dif, MH, coef0, tss, n, L)
 
 
@@ -378,10 +396,10 @@ def _adf_c(v: np.ndarray, autolag: str | None = "aic") -> np.ndarray:
     return _adf_from_sums(F, B0, C, v[:, :L], d[:, :L], d[:, m - L:], v[:, m - 1], m, L, autolag, levels=v)[0]
 
 
-def _window_sums(Z: np.ndarray, ntrend: int, maxlag, hurst: bool = False) -> _Sums:
+def _window_sums(Z: np.ndarray, ntrend: int, maxlag, hurst: bool = False, split: int | None = None) -> _Sums:
     n = Z.shape[1]
     L = _default_maxlag(n) if maxlag is None else min(maxlag, _lag_limit(n))
-    return _block_sums(Z, ntrend, L, _hurst_lags(n) if hurst else None)
+    return _block_sums(Z, ntrend, L, _hurst_lags(n) if hurst else None, split)
 
 
 def _eg_orientation(s: _Sums, pg, y, x, autolag):
@@ -598,6 +616,10 @@ def screen_chunk(closes: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, min_
         syms = np.unique(np.r_[ia[idx], ic[idx]])
         if len(idx) > 1 and syms.size ** 2 <= 8 * len(idx):
             rows_mask = slice(None) if key == b"full" else valid[:, ia[idx[0]]] & valid[:, ic[idx[0]]]
+            first, second = np.unique(ia[idx]), np.unique(ic[idx])
+            split = None
+            if not np.intersect1d(first, second).size:   # pairs between two groups (pair_chunks' cross blocks)
+                syms, split = np.r_[first, second], first.size
             Zb = Z[rows_mask][:, syms][None]
             Lb = logz[rows_mask][:, syms][None]
             local = {s: j for j, s in enumerate(syms)}
@@ -605,7 +627,7 @@ def screen_chunk(closes: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, min_
             pc = np.array([local[ic[i]] for i in idx])
             a_first = np.array([plist[i][0] < plist[i][1] for i in idx])
             res = _screen_block(Zb, Lb, np.zeros(len(idx), dtype=int), pa, pc, a_first, trend, autolag, maxlag,
-                                stability)
+                                stability, split)
             _emit(out, idx, plist, res, pa, leg_flags)
         else:
             for i in idx:
@@ -642,9 +664,9 @@ def _raw_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stability) -> dict:
+def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stability, split=None) -> dict:
     """Everything per pair for pairs (pg, pa, pc) of blocks Z (G, n, U) sharing n bars; a_first: the
-    name of leg a sorts first."""
+    name of leg a sorts first; split: every pair joins a symbol before `split` with one after it."""
     ntrend, autolag = _NTREND[trend], _AUTOLAG[autolag]
     G, n, U = Z.shape
     P = pg.shape[0]
@@ -662,7 +684,7 @@ def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stabilit
     fa = np.where(a_first[keep], pa[keep], pc[keep])                 # alphabetical orientation first
     fc = np.where(a_first[keep], pc[keep], pa[keep])
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = _window_sums(Z, ntrend, maxlag, hurst=True)
+        s = _window_sums(Z, ntrend, maxlag, hurst=True, split=split)
         f = _eg_orientation(s, pg, fa, fc, autolag)
         # The reverse regression matters only where the first one could be significant (q >= p).
         cand = np.flatnonzero(mackinnon_pvalues(f["stat"], trend, 2) <= DETAIL_MAX_P)
@@ -699,7 +721,7 @@ def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stabilit
     hu[collinear] = np.nan
     rets = np.diff(logz, axis=1)
     rets = rets - rets.mean(axis=1, keepdims=True)
-    rr = np.matmul(rets.transpose(0, 2, 1), rets)
+    rr = _products(np.ascontiguousarray(rets.transpose(0, 2, 1)), rets, split)
     with np.errstate(divide="ignore", invalid="ignore"):
         den = np.sqrt(rr[pg, y, y] * rr[pg, x, x])
         corr = np.where(den > 0, rr[pg, y, x] / den, np.nan)
