@@ -5,6 +5,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,16 @@ from feed.binance import MARKETS
 from feed.rest import RestClient, RestError
 from feed.state import IngestState, now_us
 from feed.stream import MarketStream
+from tickstore import lease
 from tickstore.connection import init_db, write_connection
 from tickstore.state import (claim_file, clear_simulated, file_kind, has_ticks, id_gaps, last_stored,
                              unrecoverable_ranges)
 from tickstore.writer import TickBuffer, TickWriter
 
 log = logging.getLogger(__name__)
+
+
+HEARTBEAT_S = 5.0  # lease heartbeat period (tickstore.lease.LEASE_TTL_S is far longer)
 
 
 class ConfigError(ValueError):
@@ -81,6 +86,9 @@ class Ingestor:
         self.stream = MarketStream(self.spec, cfg.symbols, self.buffer, self.state, self.tracker, cfg.ws_url,
                                    watchdog_s=cfg.watchdog_s, rotate_after_s=cfg.rotate_after_s, stop=self.stop_event)
         self._stats_thread: threading.Thread | None = None
+        self._owner = uuid.uuid4().hex
+        self._leased = False
+        self._beat_at = 0.0
 
     # start-up ----------------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -91,9 +99,17 @@ class Ingestor:
 
         try:
             init_db(self.cfg.db)
+            self._take_lease()  # first: a second ingestor must not even clear a demo file the first one writes
             self._claim_file()
         except StoreError as exc:
             raise ConfigError(f"--db {self.cfg.db}: {exc}") from None
+        try:
+            self._check_exchange()
+        except ConfigError:
+            self.release_lease()
+            raise
+
+    def _check_exchange(self) -> None:
         try:
             info = self.rest.get(self.spec.exchange_info_path, retry=False)
         except RestError as exc:
@@ -115,6 +131,37 @@ class Ingestor:
         halted = [s for s in self.cfg.symbols if known[s] not in ("TRADING", None)]
         if halted:
             log.warning("symbols not trading right now: %s", ", ".join(f"{s} ({known[s]})" for s in halted))
+
+    def _take_lease(self) -> None:
+        with write_connection(self.cfg.db, budget_s=30) as con:
+            other = lease.acquire(con, self.cfg.market, self._owner)
+        if other is not None:
+            raise ConfigError(f"--db {self.cfg.db}: another ingestor writes {self.cfg.market} into this file "
+                              f"({other.summary()}); stop it first, or use another --db")
+        self._leased = True
+        self.writer.hooks.insert(0, self._heartbeat)
+
+    def _heartbeat(self, con, batch, inserted) -> None:
+        now = time.monotonic()
+        if now - self._beat_at < HEARTBEAT_S:
+            return
+        self._beat_at = now
+        if not lease.heartbeat(con, self.cfg.market, self._owner):
+            log.error("%s: the file's ingest lease was taken over by another ingestor (this one looked dead)",
+                      self.cfg.market)
+
+    def release_lease(self) -> None:
+        """Give the market of the file back (on stop; a crash leaves it to be taken over)."""
+        if not self._leased:
+            return
+        from tickstore.connection import StoreError
+
+        try:
+            with write_connection(self.cfg.db, budget_s=5) as con:
+                lease.release(con, self.cfg.market, self._owner)
+            self._leased = False
+        except StoreError as exc:
+            log.warning("could not release the ingest lease (%s); the next start takes it over", exc)
 
     def _claim_file(self) -> None:
         """Keep simulated and real data apart: a file is 'demo' or 'live' for good.
@@ -189,6 +236,7 @@ class Ingestor:
         self.backfiller.join(5)
         self.state.event("stopped", self.cfg.market)
         lost = self.writer.stop(self.cfg.shutdown_timeout_s)
+        self.release_lease()
         s = self.writer.stats
         log.info("stopped: %d ticks stored in %d flushes (max flush %.0f ms, lock retries %d, rejected %d)",
                  s.rows_inserted, s.flushes, s.max_flush_ms, self.writer.lock_retries, s.rejected)

@@ -222,3 +222,42 @@ def test_file_replaced_while_ingesting_stops_the_ingestor_with_exit_3(tmp_path):
     assert code == 3 and "replaced by another file" in log, log[-2000:]
     with read_connection(db, budget_s=10) as con:
         assert con.execute("SELECT count(*) FROM ticks").fetchone()[0] == 0
+
+
+@pytest.mark.slow
+def test_second_ingestor_on_the_same_file_and_market_is_refused(tmp_path):
+    """Two ingestors on one file and market stored each tick once but fired every alert twice and overwrote each
+    other's status rows. The second is refused (exit 2, one line) while the first runs; after a clean stop, and
+    after a kill -9, the next one starts."""
+    symbols = ["BTCUSDT"]
+    ex = LocalExchange(symbols=symbols, seed=8, rate=20.0).start()
+    db = tmp_path / "t.duckdb"
+    base = [sys.executable, str(ROOT / "ingestor.py"), "--symbols", "btcusdt", "--db", str(db),
+            "--ws-url", ex.ws_url, "--rest-url", ex.http_url]
+    first = start_ingestor(ex, db, symbols)
+    try:
+        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 60)
+        r = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "another ingestor writes spot into this file" in r.stderr, r.stderr[-2000:]
+        assert r.stderr.strip().count("\n") == 0, r.stderr
+        assert first.poll() is None  # untouched
+        other_market = subprocess.Popen([*base, "--market", "usdm"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        assert wait_for(lambda: len(stored(db, "usdm", "BTCUSDT")) > 0, 60)  # another market of the file is fine
+        other_market.send_signal(signal.SIGTERM)
+        assert other_market.wait(60) == 0
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 0
+        second = start_ingestor(ex, db, symbols)  # lease released on a clean stop
+        assert wait_for(lambda: db.with_suffix(".log").read_text().count("ingesting spot") >= 2, 60)
+        second.send_signal(signal.SIGKILL)
+        second.wait(30)
+        third = start_ingestor(ex, db, symbols)  # a dead holder's lease is taken over
+        n = len(stored(db, "spot", "BTCUSDT"))
+        assert wait_for(lambda: len(stored(db, "spot", "BTCUSDT")) > n + 20, 60)
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(60) == 0
+    finally:
+        for p in (first,):
+            if p.poll() is None:
+                p.kill()
+        ex.stop()
