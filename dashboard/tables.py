@@ -8,13 +8,10 @@ import pandas as pd
 import streamlit as st
 
 
-PRICE_FORMAT = "plain"  # as the number reads: 93012.34 and 0.00000723 alike (prices go through _price first)
-
-
-def _price(x: float, digits: int = 10) -> float:
-    """`x` as the nearest double of its `digits`-significant-digit decimal: a trade price read back through sums or
-    SQL (92510.29000000001) shows as printed, a computed one (a VWAP) without float noise."""
-    return float(f"{x:.{digits}g}") if np.isfinite(x) and x != 0 else x
+# 8 significant digits, trailing zeros dropped (Streamlit's printf "%g" is String(Number(x.toPrecision(8)))):
+# 92510.29, 0.71195 and 0.00000723 read as printed; "%.4f" showed sub-cent coins as 0.0000 and "plain" shows
+# 20 decimals of float noise (3323.1600000000003).
+PRICE_FORMAT = "%.8g"
 
 
 def market_stats(frames: dict[str, pd.DataFrame], tf_seconds: int) -> pd.DataFrame:
@@ -26,10 +23,10 @@ def market_stats(frames: dict[str, pd.DataFrame], tf_seconds: int) -> pd.DataFra
             continue
         span_s = (b.index[-1] - b.index[0]).total_seconds() + tf_seconds
         vol = float(b["volume"].sum())
-        vwap = _price(float(b["quote_volume"].sum()) / vol, 8) if vol > 0 else np.nan
-        last = _price(float(b["close"].iloc[-1]))
+        vwap = float(b["quote_volume"].sum()) / vol if vol > 0 else np.nan
+        last = float(b["close"].iloc[-1])
         rows.append({"symbol": sym, "last": last, "change": last / float(b["open"].iloc[0]) - 1.0,
-                     "high": _price(float(b["high"].max())), "low": _price(float(b["low"].min())), "volume": vol,
+                     "high": float(b["high"].max()), "low": float(b["low"].min()), "volume": vol,
                      "quote_volume": float(b["quote_volume"].sum()), "trades_per_s": float(b["trades"].sum()) / span_s,
                      "vwap": vwap, "dist_vwap": last / vwap - 1.0 if np.isfinite(vwap) else np.nan,
                      "last_bar": b.index[-1]})
@@ -57,10 +54,7 @@ def summary_table(latest: pd.DataFrame) -> pd.DataFrame:
     cols = ["symbol", "last_price", "change", "high", "low", "volume", "quote_volume", "trades", "last_ts"]
     if latest is None or latest.empty:
         return pd.DataFrame(columns=cols).set_index("symbol")
-    out = latest[cols].set_index("symbol")
-    for c in ("last_price", "high", "low"):
-        out[c] = [_price(float(v)) for v in out[c]]
-    return out
+    return latest[cols].set_index("symbol")
 
 
 SUMMARY_COLUMNS = {

@@ -213,8 +213,6 @@ def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_
     assert set(at.dataframe[0].value.index) == set(MAJORS)  # window stats of the charted symbols
     summary = at.dataframe[-1].value  # all symbols, last 24 h
     assert set(summary.index) == set(UNIVERSE) and summary.loc["PEPEUSDT", "last_price"] < 1e-4
-    # shown as printed ("plain" format): no float noise such as 92510.29000000001
-    assert all(len(repr(float(v))) <= 12 for v in summary[["last_price", "high", "low"]].to_numpy().ravel()), summary
     assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("ETHUSDT", "BTCUSDT")
     for page in ("pages/pairs.py", "pages/backtest.py", "pages/data.py"):
         at.switch_page(page).run()
