@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of it (default 5)")
     p.add_argument("--demo-seed", type=int, default=7, help="--demo: random seed")
     p.add_argument("--no-alerts", action="store_true", help="do not evaluate alert rules after each flush")
+    p.add_argument("--max-buffer", type=int, default=2_000_000,
+                   help="ticks held in memory at most while the file cannot be written (default 2,000,000, "
+                        "~0.8 GB); beyond, new trades are skipped and backfilled once writing works again")
     p.add_argument("--shutdown-timeout", default="30s",
                    help="on SIGINT/SIGTERM, keep retrying the final flush this long (default 30s); "
                         f"ticks still unwritten then make the exit code {EXIT_TICKS_LOST}")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                            flush_ms=args.flush_ms, max_backfill_s=parse_duration(args.max_backfill),
                            history_s=history, watchdog_s=parse_duration(args.watchdog),
                            rotate_after_s=parse_duration(args.rotate_after), demo=args.demo,
-                           shutdown_timeout_s=parse_duration(args.shutdown_timeout))
+                           shutdown_timeout_s=parse_duration(args.shutdown_timeout), max_buffer=args.max_buffer)
         if args.demo:
             from exchange.server import LocalExchange
             from exchange.universe import rate_scale

@@ -118,6 +118,8 @@ class Backfiller:
             last = gap.last_id if not open_ended else self.tracker.resume_target(sym)
             if last is not None and next_id > last:
                 break
+            while self.buffer.full and not self.stop.is_set():
+                self.stop.wait(0.5)  # the memory cap: wait for flushes rather than add pages
             rows = self.rest.get(self.spec.backfill_path, {"symbol": sym, "fromId": next_id, "limit": PAGE})
             try:
                 page = parse_rest_page(rows, self.spec.name, sym)

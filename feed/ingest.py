@@ -59,6 +59,7 @@ class IngestConfig:
     stats_every_s: float = 10.0
     demo: bool = False
     shutdown_timeout_s: float = 30.0
+    max_buffer: int = 2_000_000  # ticks held in memory at most (~400 B each) while flushes fail
     hooks: list[Callable] = field(default_factory=list)
 
 
@@ -68,6 +69,8 @@ class Ingestor:
     def __init__(self, cfg: IngestConfig) -> None:
         if cfg.market not in MARKETS:
             raise ConfigError(f"unknown market {cfg.market!r}; expected one of {', '.join(MARKETS)}")
+        if cfg.max_buffer < 100:
+            raise ConfigError(f"--max-buffer must be at least 100 ticks, got {cfg.max_buffer}")
         if cfg.flush_ms <= 0:
             raise ConfigError(f"--flush-ms must be positive, got {cfg.flush_ms}")
         for name, url, schemes in (("--ws-url", cfg.ws_url, ("ws://", "wss://")),
@@ -78,7 +81,7 @@ class Ingestor:
         self.spec = MARKETS[cfg.market]
         self.stop_event = threading.Event()
         self.state = IngestState()
-        self.buffer = TickBuffer()
+        self.buffer = TickBuffer(capacity=cfg.max_buffer)
         self.rest = RestClient(cfg.rest_url or self.spec.rest_base, weight_limit=cfg.weight_limit, stop=self.stop_event)
         self.writer = TickWriter(cfg.db, self.buffer, cfg.flush_ms, hooks=[self.state.write_status, *cfg.hooks])
         self.backfiller = Backfiller(self.spec, self.rest, self.buffer, self.state, cfg.max_backfill_s, self.stop_event)

@@ -208,6 +208,7 @@ class MarketStream:
         self._malformed_logged = 0.0
         self._malformed_since_log = 0
         self._seq = 0
+        self._holding_back = False
         self._thread = threading.Thread(target=self._supervise, name=f"stream-{self.market}", daemon=True)
         self.current: Connection | None = None
 
@@ -224,6 +225,10 @@ class MarketStream:
         the rest one by one."""
         market, recv_us, observe, subscribed = self.market, now_us(), self.tracker.observe, self.subscribed
         trades = []
+        if self.buffer.full:
+            # memory cap reached while flushes fail: take no trades (not even into the gap tracker), so the first
+            # trade taken again jumps over them and the backfill fetches them from the exchange
+            frames = self._hold_back(frames)
         for data in frames:
             try:
                 item = parse_frame(data, market, recv_us)
@@ -238,10 +243,24 @@ class MarketStream:
                 trades.append(item)
             else:
                 self._on_message(item, conn)
+        if self._holding_back and not self.buffer.full:
+            self._holding_back = False
+            log.warning("%s: buffer below its cap again; taking trades (the skipped ones are backfilled)", self.market)
         if len(trades) >= COLUMNAR_MIN:
             self.buffer.extend_table(rows_to_arrow(trades))  # columnar right away: a tenth of the memory
         elif trades:
             self.buffer.extend(trades)
+
+    def _hold_back(self, frames: list[bytes]) -> list[bytes]:
+        """Drop trade frames while the buffer is full (control frames still count); logged once per episode."""
+        if not self._holding_back:
+            self._holding_back = True
+            log.error("%s: %d ticks wait in memory (buffer cap reached, flushes failing); not taking new trades "
+                      "until they are written - the skipped ids are backfilled afterwards", self.market,
+                      self.buffer.capacity)
+            self.state.event("buffer_full", self.market, count=self.buffer.capacity,
+                             detail="not taking trades; the backfill fetches them once flushes work")
+        return [f for f in frames if b'"e":"trade"' not in f and b'"e":"aggTrade"' not in f]
 
     def _on_message(self, item: dict, conn: Connection) -> None:
         if item.get("e") == "serverShutdown":

@@ -261,3 +261,41 @@ def test_second_ingestor_on_the_same_file_and_market_is_refused(tmp_path):
             if p.poll() is None:
                 p.kill()
         ex.stop()
+
+
+@pytest.mark.slow
+def test_buffer_cap_holds_back_trades_while_the_file_is_locked_and_backfills_them(tmp_path):
+    """Flushes failing for a long time used to grow the buffer until an out-of-memory kill. With --max-buffer the
+    stream stops taking trades at the cap, says so, and the skipped ids are backfilled once writing works."""
+    symbols = ["BTCUSDT"]
+    ex = LocalExchange(symbols=symbols, seed=9, rate=60.0, history_seconds=30).start()
+    db = tmp_path / "t.duckdb"
+    proc = start_ingestor(ex, db, symbols, "--max-buffer", "200")
+    holder = None
+    try:
+        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 50, 60)
+        first = int(stored(db, "spot", "BTCUSDT")["trade_id"].min())
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+        assert wait_for(lambda: "buffer cap reached" in db.with_suffix(".log").read_text(), 60)
+        held = ex.last_trade_id("BTCUSDT")
+        assert wait_for(lambda: ex.last_trade_id("BTCUSDT") > held + 300, 60)  # well beyond the cap meanwhile
+        holder.communicate("\n", timeout=30)
+        holder = None
+        ex.pause()
+        last = ex.last_trade_id("BTCUSDT")
+        assert wait_for(lambda: stored(db, "spot", "BTCUSDT")["trade_id"].max() >= last, 90)
+        assert wait_for(lambda: compare(db, ex, "spot", "BTCUSDT", from_id=first).missing == 0, 90)
+    finally:
+        if holder is not None:
+            holder.communicate("\n", timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+        ex.stop()
+    assert code == 0
+    c = compare(db, ex, "spot", "BTCUSDT", from_id=first)
+    assert c.ok, c
+    with read_connection(db, budget_s=10) as con:
+        kinds = dict(con.execute("SELECT kind, count(*) FROM ingest_events GROUP BY kind").fetchall())
+    assert kinds.get("buffer_full", 0) >= 1 and kinds.get("gap_filled", 0) >= 1, kinds

@@ -126,10 +126,12 @@ class TickBuffer:
     everything over as Arrow tables.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int | None = None) -> None:
         self._items: list[list[tuple] | pa.Table] = []
         self._rows = 0
         self._lock = threading.Lock()
+        self.capacity = capacity  # ticks in memory (here and drained by the writer) before producers hold back
+        self.held_by_writer = 0   # drained by the writer, not yet committed
         self._rejected: list[str] = []  # rows `drain` could not convert, until the writer takes them
 
     def extend(self, rows: list[tuple]) -> None:
@@ -177,6 +179,12 @@ class TickBuffer:
 
     def __len__(self) -> int:
         return self._rows
+
+    @property
+    def full(self) -> bool:
+        """True when `capacity` ticks wait in memory: producers stop adding (the stream skips trades, which the
+        backfill fetches once flushes work again) instead of growing until the process is killed."""
+        return self.capacity is not None and self._rows + self.held_by_writer >= self.capacity
 
 
 @dataclass
@@ -293,6 +301,7 @@ class TickWriter:
             self._pending.append(t)
             self._pending_rows += t.num_rows
         self._reject(self.buffer.take_rejected())
+        self.buffer.held_by_writer = self._pending_rows
         self.stats.max_pending = max(self.stats.max_pending, self._pending_rows)
         if not self._pending_rows and not (force_hooks and self.hooks):
             return 0
@@ -323,6 +332,7 @@ class TickWriter:
                 inserted = insert_batch(con, table)
                 con.execute("COMMIT")
                 self._pending, self._pending_rows = [], 0
+                self.buffer.held_by_writer = 0
                 for hook in self.hooks:
                     try:
                         hook(con, table, inserted)
