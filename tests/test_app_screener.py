@@ -183,3 +183,33 @@ def test_heatmap_frame_and_filters_on_a_small_result():
         screener.ScreenSpec.make("live", "f", "spot", (), "1m", "6h", 1.5)
     with pytest.raises(ValueError, match="unknown timeframe"):
         screener.ScreenSpec.make("live", "f", "spot", (), "2m", "6h", 0.05)
+
+
+@pytest.mark.slow
+def test_uploaded_bars_are_screened(app, universe_db):
+    from tests.test_app_uploads import _upload, klines_csv
+
+    frames = queries.bars_wide("spot", [s for p in PAIRS for s in p[:2]], "1m", pd.Timestamp("2000-01-01", tz="UTC"),
+                               path=universe_db)
+    at = app(universe_db, page="pages/data.py")
+    _upload(at, [(f"{s}-1m-2024-05-01.csv", klines_csv(f)) for s, f in frames.items()])
+    next(b for b in at.button if b.label == "Analyse this upload").click().run()
+    at.switch_page(PAGE).run()
+    at = _until(at, lambda at: len(at.dataframe) > 0)
+    assert "source: **upload**" in page_text(at)
+    table = _table(at)
+    assert len(table) == 15
+    assert {frozenset(p) for p in zip(table["y"].head(3), table["x"].head(3))} == TRUE_PAIRS
+    spec = screener.ScreenSpec.make("upload", "x", at.selectbox(key="sc_mkt").value, (), "1m", "6h", 0.05)
+    at.session_state[screen_ui._PICK] = {"y": table["y"][0], "x": table["x"][0], "spec": spec}
+    at.run()
+    assert_no_exception(at)
+    popovers = [b.proto.popover for b in _blocks(at._tree) if b.proto is not None and
+                b.proto.DESCRIPTOR.name == "Block" and b.proto.WhichOneof("type") == "popover"]
+    assert [(p.label, p.disabled) for p in popovers] == [("Watch this pair", True)]  # alerts watch the live file
+
+
+def _blocks(block):
+    for child in getattr(block, "children", {}).values():
+        yield child
+        yield from _blocks(child)
