@@ -358,11 +358,12 @@ def heatmap_frame(pairs: pd.DataFrame, shown: pd.DataFrame, n_symbols: int = HEA
     if len(order) < 2:
         return None
     sub = pairs[pairs["y"].isin(order) & pairs["x"].isin(order)]
-    q = pd.DataFrame(np.nan, index=order, columns=order)
-    for y, x, v in zip(sub["y"], sub["x"], sub["eg_qvalue"]):
-        q.loc[y, x] = q.loc[x, y] = v
-    score = -np.log10(q.clip(lower=1e-12))
-    return score, q
+    pos = {sym: i for i, sym in enumerate(order)}
+    i, j = sub["y"].map(pos).to_numpy(int), sub["x"].map(pos).to_numpy(int)
+    m = np.full((len(order), len(order)), np.nan)
+    m[i, j] = m[j, i] = sub["eg_qvalue"].to_numpy(float)
+    q = pd.DataFrame(m, index=order, columns=order)
+    return -np.log10(q.clip(lower=1e-12)), q
 
 
 def csv_bytes(outcome: ScreenOutcome) -> bytes:
