@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from core import plausible, timeframes
+from core import symbols as _symbols_fact
 from core.binance_csv import KLINE_COLUMNS, TRADE_LAYOUTS
 from quantlib.bars import BAR_COLUMNS as _BAR_COLUMNS
 from quantlib.bars import aggregate, resample
@@ -191,7 +192,7 @@ def _parse_frame(name: str, df: pd.DataFrame, header: bool, symbol: str | None) 
     tcol = _pick(cols, TIME_ALIASES)
     kind = _kind(cols, tcol)
     ts = parse_times(df[tcol], tcol, header)
-    syms = _symbols(df, name, symbol)
+    syms = _symbols(df, name, symbol, header)
     if kind == "ohlc":
         return _ohlc_file(name, df, ts, syms, header)
     return _ticks_file(name, df, ts, syms, header)
@@ -217,14 +218,22 @@ def _kind(cols: list[str], tcol: str | None) -> str:
     raise UploadError(f"unrecognised columns {', '.join(cols)}; {EXPECTED}")
 
 
-def _symbols(df: pd.DataFrame, name: str, symbol: str | None) -> pd.Series:
-    """Each row's symbol: the `symbol` column, else the one typed by the user, else the file name's."""
+def _symbols(df: pd.DataFrame, name: str, symbol: str | None, header: bool = True) -> pd.Series:
+    """Each row's symbol: the `symbol` column, else the one typed by the user, else the file name's; each must
+    look like a symbol (core.symbols)."""
     if "symbol" in df.columns:
-        return df["symbol"].astype(str).str.strip().str.upper()
+        syms = df["symbol"].astype(str).str.strip().str.upper()
+        bad = ~syms.map(_symbols_fact.is_symbol)
+        if bad.any():
+            raise UploadError(f"column `symbol`: {str(df['symbol'][bad].iloc[0])[:40]!r} on line "
+                              f"{_line_of(bad, header)} is not a symbol; expected {_symbols_fact.EXPECTED}")
+        return syms
     sym = (symbol or "").strip().upper() or symbol_from_name(name)
     if sym is None:
         raise UploadError("cannot tell which symbol the file holds: add a `symbol` column, name the file like "
                           "`BTCUSDT-1m-2024-05-01.csv`, or type the symbol in the box above the uploader")
+    if not _symbols_fact.is_symbol(sym):
+        raise UploadError(f"symbol {sym[:40]!r} is not a symbol; expected {_symbols_fact.EXPECTED}")
     return pd.Series(sym, index=df.index)
 
 

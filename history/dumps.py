@@ -254,14 +254,37 @@ def _open_csv_bytes(stack: contextlib.ExitStack, dump_path: Path, member: str | 
 def _zip_damage(dump: "DumpFile") -> str | None:
     """Why the dump's zip member fails its CRC check, else None. A damaged deflate stream can decode to garbage that
     the CSV reader (reading ahead) rejects before the CRC check at the end is reached; the zip is the cause then."""
-    if dump.member is None:
-        return None
+    if dump.member is None or dump.csv_bytes > _CRC_CHECK_MAX_BYTES:
+        return None  # bounded: a message must not cost decompressing gigabytes
     try:
         with zipfile.ZipFile(dump.path) as zf, zf.open(dump.member) as fh:
             while fh.read(1 << 20):
                 pass
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         return str(exc)
+    return None
+
+
+_CRC_CHECK_MAX_BYTES = 512 << 20
+_MAX_RATIO = 100        # Binance trade CSVs deflate ~4-8x; a member expanding 100x or more is not one (a zip bomb)
+_LOCATE_MAX_BYTES = 64 << 20
+
+
+def _locate(dump: "DumpFile", first_line: int, exc: Exception) -> int | None:
+    """The 1-based line of the value or row an Arrow CSV error quotes, searched from `first_line` (the error's
+    batch) over at most _LOCATE_MAX_BYTES, else None."""
+    m = re.search(r"invalid value '(.*)'$|got \d+: (.*)$", str(exc).splitlines()[0])
+    needle = (m.group(1) or m.group(2) or "").strip() if m else ""
+    if not needle:
+        return None
+    scanned = 0
+    with contextlib.ExitStack() as stack:
+        for n, raw in enumerate(_open_csv_bytes(stack, dump.path, dump.member), start=1):
+            scanned += len(raw)
+            if scanned > _LOCATE_MAX_BYTES + first_line * 200:
+                return None
+            if n >= first_line and needle in raw.decode("utf-8", errors="replace"):
+                return n
     return None
 
 
@@ -316,6 +339,9 @@ def inspect_dump(path: str | os.PathLike, market: str | None = None, name: str |
                 raise _fail(name, f"zip holds {len(infos)} file(s) ({', '.join(i.filename for i in infos[:3])}); "
                                   "expected exactly one CSV")
             member, csv_bytes = csvs[0].filename, csvs[0].file_size
+            if csv_bytes > (1 << 20) and csv_bytes > _MAX_RATIO * max(csvs[0].compress_size, 1):
+                raise _fail(name, f"{member} would expand {csv_bytes / max(csvs[0].compress_size, 1):,.0f}x to "
+                                  f"{csv_bytes / 1e6:,.0f} MB; a Binance dump compresses far less (a zip bomb?)")
             inner = Path(member).name
             if _NAME_RE.match(inner) and parse_name(inner)[:2] != (symbol, kind):
                 raise _fail(name, f"zip name and the CSV inside ({inner}) disagree on symbol or kind")
@@ -401,7 +427,9 @@ def _batches(dump: DumpFile, counter: list[_Counting] | None = None) -> Iterator
             if damage is not None:
                 raise _fail(dump.name, f"zip is damaged ({damage}); download it again") from None
             line = rows + 1 + dump.has_header
-            raise _fail(dump.name, f"malformed CSV at or after line {line:,} ({exc}); expected the "
+            exact = _locate(dump, line, exc)
+            where = f"at line {exact:,}" if exact else f"at or after line {line:,}"
+            raise _fail(dump.name, f"malformed CSV {where} ({exc}); expected the "
                                    f"{dump.venue} {dump.kind} columns {','.join(dump.columns)}") from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise _fail(dump.name, f"cannot read the file ({exc}); download it again") from exc

@@ -4,6 +4,7 @@ that change between their check and their import."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import duckdb
@@ -116,3 +117,45 @@ def test_file_changed_between_check_and_write_imports_exactly_what_was_checked(t
     got = stored(db)
     assert got["trade_id"].tolist() == rows["trade_id"].tolist()
     assert got["price"].tolist() == rows["price"].tolist()
+
+
+# ------------------------------------------------------------------------------- hostile files: bombs, encodings
+
+def test_zip_bomb_is_refused_from_its_directory_without_decompressing_it(tmp_path):
+    import zipfile
+
+    from history.dumps import inspect_dump
+    from tests.test_history_import import csv_text
+
+    path = tmp_path / "BTCUSDT-trades-2024-01-02.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("BTCUSDT-trades-2024-01-02.csv", "w", force_zip64=True) as fh:
+            fh.write(csv_text(make_rows(3), "spot", "trades", False, "ms").encode())
+            for _ in range(300):
+                fh.write(b"\0" * (1 << 20))
+    with pytest.raises(DumpError, match=r"would expand [\d,]+x .*zip bomb"):
+        inspect_dump(path)
+
+
+def test_encoding_error_names_its_own_line(tmp_path):
+    from history.dumps import check_dump, inspect_dump
+    from tests.test_history_import import csv_text
+
+    lines = csv_text(make_rows(40), "spot", "trades", False, "ms").encode().split(b"\n")
+    lines[10] = lines[10].replace(b",4", b",\xe94", 1)  # a Latin-1 byte in the price of line 11
+    path = tmp_path / "BTCUSDT-trades-2024-01-01.csv"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(DumpError, match=r"malformed CSV at line 11 "):
+        check_dump(inspect_dump(path))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("time,price,qty,symbol\n2024-05-01T00:00:00Z,1,1,BTCUSDT\n2024-05-01T00:00:01Z,1,1,../../etc/x\n",
+     "column `symbol`: '../../etc/x' on line 3 is not a symbol"),
+    ("time,price,qty,symbol\n2024-05-01T00:00:00Z,1,1,<script>\n", "on line 2 is not a symbol"),
+])
+def test_uploaded_symbol_column_is_validated_like_any_symbol(text, fragment):
+    from dashboard.uploads import UploadError, parse_csv
+
+    with pytest.raises(UploadError, match=re.escape(fragment)):
+        parse_csv("ticks.csv", text.encode())
