@@ -15,20 +15,20 @@ st.set_page_config(page_title="tickdesk", page_icon="📈", layout="wide")  # an
 with st.sidebar:
     livechart.preload()
 
+from core.paths import default_db_path  # noqa: E402
 from dashboard import alerts_ui, data, settings, warmup  # noqa: E402
 from dashboard.live import watch_catalog  # noqa: E402
-from core.paths import default_db_path  # noqa: E402
 
 PAGES = {
     "Desk": [
-        st.Page("pages/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
-        st.Page("pages/pairs.py", title="Pairs", icon=":material/compare_arrows:"),
-        st.Page("pages/screener.py", title="Screener", icon=":material/manage_search:"),
-        st.Page("pages/backtest.py", title="Backtest", icon=":material/query_stats:"),
-        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+        st.Page("app_pages/market.py", title="Market", icon=":material/candlestick_chart:", default=True),
+        st.Page("app_pages/pairs.py", title="Pairs", icon=":material/compare_arrows:"),
+        st.Page("app_pages/screener.py", title="Screener", icon=":material/manage_search:"),
+        st.Page("app_pages/backtest.py", title="Backtest", icon=":material/query_stats:"),
+        st.Page("app_pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ],
     "Data": [
-        st.Page("pages/data.py", title="Data", icon=":material/database:"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/database:"),
     ],
 }
 

@@ -34,7 +34,7 @@ from tickstore.connection import init_db  # noqa: E402
 
 SYMBOLS = [("BTCUSDT", 60_000.0, 1.0), ("ETHUSDT", 3_000.0, 1.1), ("SOLUSDT", 150.0, 1.4), ("BNBUSDT", 600.0, 0.8)]
 RATE_PER_S = 20.0
-PAGES = ["pages/market.py", "pages/pairs.py", "pages/backtest.py", "pages/data.py"]
+PAGES = ["app_pages/market.py", "app_pages/pairs.py", "app_pages/backtest.py", "app_pages/data.py"]
 
 GEN_SQL = """
 INSERT INTO ticks
@@ -76,19 +76,6 @@ def build_file(path: Path, n_total: int) -> float:
     finally:
         con.close()
     return time.perf_counter() - t0
-
-
-def _patch_apptest() -> None:
-    """AppTest re-detects Streamlit's legacy pages/ mode on every run; give it the live server's steady state."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
 
 
 class DashboardClock:
@@ -172,7 +159,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench-app.md"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    _patch_apptest()
     import logging
     logging.disable(logging.WARNING)
 

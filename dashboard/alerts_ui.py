@@ -1,4 +1,4 @@
-"""Alerts in the app: the toast poller every page runs, and the cached reads / writes behind pages/alerts.py.
+"""Alerts in the app: the toast poller every page runs, and the cached reads / writes behind app_pages/alerts.py.
 
 Rules are evaluated by the ingestor, never here: the app only writes rule rows and reads `alert_events`.
 Reads go through `dashboard.data.guarded` like every other query of the app: cached process-wide per refresh

@@ -16,7 +16,7 @@ from dashboard.catalog import Catalog
 from dashboard.settings import Settings
 
 POLL_S = 1.0                          # fragment interval while a screen runs
-PAIRS_PAGE = "pages/pairs.py"
+PAIRS_PAGE = "app_pages/pairs.py"
 TABLE_KEY = "sc_table"
 _SHOWN = "_screener_shown"            # (y, x) of each row of the table as last drawn
 _PICK = "_screener_pick"              # the picked pair: dict(y, x, spec)

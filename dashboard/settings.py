@@ -15,7 +15,6 @@ import streamlit as st
 from core import timeframes
 from core.durations import parse_duration
 from dashboard.catalog import Catalog
-from dashboard.entrypoint import through_entrypoint
 
 TIMEFRAMES = timeframes.CHOICES
 LOOKBACKS = {k: int(parse_duration(k)) for k in ("15m", "1h", "2h", "6h", "12h", "24h", "3d", "7d")}
@@ -172,7 +171,6 @@ def sidebar(catalog: Catalog, db_path: Path) -> Settings:
 
 def current() -> Settings:
     """The settings drawn by the entrypoint in this run (pages call this at the top)."""
-    through_entrypoint()  # pages call it first; here too for any other caller
     try:
         return st.session_state[_STATE_KEY]
     except KeyError:

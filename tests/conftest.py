@@ -126,23 +126,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def app(monkeypatch):
-    """Factory for an `AppTest` of streamlit_app.py reading `db`: `app(db, page="pages/pairs.py", query={...})`.
+    """Factory for an `AppTest` of streamlit_app.py reading `db`: `app(db, page="app_pages/pairs.py", query={...})`.
 
     Runs the entrypoint once (so st.navigation registers the pages), then switches to `page` if given.
-    AppTest re-detects Streamlit's legacy `pages/`-folder mode on every run (a live server does it once, and
-    st.navigation switches it off for good); the patch below gives AppTest the live server's steady state, so
-    reruns go through streamlit_app.py like in the browser (the first-request case is covered end to end).
     """
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
-
-    original_init = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
     def make(db: Path, page: str | None = None, query: dict | None = None, timeout: float = 60):
         monkeypatch.setenv("TICKDESK_DB", str(db))

@@ -12,7 +12,7 @@ from tests.conftest import assert_no_exception, page_text
 from tickstore import alerts_sql
 from tickstore.connection import write_connection
 
-PAGE = "pages/alerts.py"
+PAGE = "app_pages/alerts.py"
 
 
 def fire(db, rule_id: int, message: str, value: float = 1.0, **extra) -> None:

@@ -17,7 +17,7 @@ def _reference(db, **kw):
 
 
 def test_backtest_page_matches_quantlib(app, tick_db):
-    at = app(tick_db, page="pages/backtest.py", query={"lb": "6h", "win": "30", "hedge": "Rolling OLS"})
+    at = app(tick_db, page="app_pages/backtest.py", query={"lb": "6h", "win": "30", "hedge": "Rolling OLS"})
     assert_no_exception(at)
     ref = _reference(tick_db, window=30, entry_z=2.0, exit_z=0.5, stop_z=4.0, cost_bps=1.0, hedge="rolling",
                      method="ols", capital=10_000.0)
@@ -39,7 +39,7 @@ def test_backtest_page_matches_quantlib(app, tick_db):
 
 
 def test_form_parameters_reach_the_backtest(app, tick_db):
-    at = app(tick_db, page="pages/backtest.py", query={"lb": "6h", "win": "30"})
+    at = app(tick_db, page="app_pages/backtest.py", query={"lb": "6h", "win": "30"})
     at.number_input(key="bt_entry").set_value(1.0)
     at.number_input(key="bt_exit").set_value(0.25)
     at.number_input(key="bt_cost").set_value(5.0)
@@ -54,14 +54,14 @@ def test_form_parameters_reach_the_backtest(app, tick_db):
 
 
 def test_bad_thresholds_are_explained(app, tick_db):
-    at = app(tick_db, page="pages/backtest.py", query={"lb": "6h", "win": "30", "bt_entry": "1.0", "bt_exit": "1.5"})
+    at = app(tick_db, page="app_pages/backtest.py", query={"lb": "6h", "win": "30", "bt_entry": "1.0", "bt_exit": "1.5"})
     assert_no_exception(at)
     assert "Cannot run this backtest" in page_text(at)
     assert plotly_specs(at) == []
 
 
 def test_window_too_short_for_a_backtest(app, tick_db):
-    at = app(tick_db, page="pages/backtest.py", query={"lb": "15m", "win": "60"})
+    at = app(tick_db, page="app_pages/backtest.py", query={"lb": "15m", "win": "60"})
     assert_no_exception(at)
     assert "The backtest needs at least 62 bars" in page_text(at)
 

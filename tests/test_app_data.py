@@ -12,7 +12,7 @@ from tests.conftest import assert_no_exception, page_text, plotly_specs
 
 
 def test_health_section_reads_the_status_table(app, tick_market):
-    at = app(tick_market.path, page="pages/data.py")
+    at = app(tick_market.path, page="app_pages/data.py")
     assert_no_exception(at)
     health = at.dataframe[0].value
     assert list(health["symbol"]) == ["BTCUSDT", "ETHUSDT"]
@@ -28,7 +28,7 @@ def test_health_section_reads_the_status_table(app, tick_market):
 
 
 def test_tick_download_counts_the_requested_range(app, tick_market):
-    at = app(tick_market.path, page="pages/data.py")
+    at = app(tick_market.path, page="app_pages/data.py")
     end = tick_market.end.replace(tzinfo=None, second=0)
     start = end - dt.timedelta(minutes=10)
     at.selectbox(key="dl_tick_symbol").set_value("ETHUSDT")
@@ -45,7 +45,7 @@ def test_tick_download_counts_the_requested_range(app, tick_market):
 
 
 def test_tick_range_is_validated(app, tick_market):
-    at = app(tick_market.path, page="pages/data.py")
+    at = app(tick_market.path, page="app_pages/data.py")
     end = tick_market.end.replace(tzinfo=None, second=0)
     at.datetime_input(key="dl_tick_start").set_value(end)
     at.datetime_input(key="dl_tick_end").set_value(end - dt.timedelta(minutes=5))
@@ -79,7 +79,7 @@ def test_csv_exports_use_utc_iso_timestamps():
 
 
 def test_tick_rate_chart_on_recent_data(app, tick_market):
-    at = app(tick_market.path, page="pages/data.py")
+    at = app(tick_market.path, page="app_pages/data.py")
     specs = plotly_specs(at)
     assert len(specs) == 1
     assert {t["name"] for t in specs[0]["data"]} == {"BTCUSDT", "ETHUSDT"}

@@ -7,14 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import streamlit as st
 
 from dashboard.data import BUSY_BACKOFF_S
 from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/market.py", "pages/pairs.py", "pages/backtest.py", "pages/data.py"]
+PAGES = ["app_pages/market.py", "app_pages/pairs.py", "app_pages/backtest.py", "app_pages/data.py"]
 
 
 def test_missing_file_is_explained_on_every_page(app, tmp_path):
@@ -145,12 +144,27 @@ def test_warmup_imports_the_analytics_stack_in_the_background():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
-def test_pages_restart_through_the_entrypoint_before_their_imports(page):
-    """A bookmarked page's first run is Streamlit's legacy direct run of the page file: the page's first
-    statement sends it back through streamlit_app.py (and its plotly.js preload) before importing pandas & co."""
-    tree = ast.parse((ROOT / "pages" / page).read_text())
-    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
-            and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
-    assert isinstance(body[0], ast.ImportFrom) and body[0].module == "dashboard.entrypoint"
-    assert ast.unparse(body[1]) == "through_entrypoint()"
+def test_pages_are_routed_by_st_navigation_only():
+    """No `pages/` folder next to the entrypoint: Streamlit would treat it as its legacy multipage mode and run a
+    bookmarked page's file on its own, without streamlit_app.py (sidebar, plotly.js preload), until some session
+    has called st.navigation. The page files live in app_pages/, and streamlit_app.py registers every one."""
+    assert not (ROOT / "pages").exists(), "page files go in app_pages/ (see docs/dashboard.md)"
+    tree = ast.parse((ROOT / "streamlit_app.py").read_text())
+    registered = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                  and ast.unparse(node.func) == "st.Page" and isinstance(node.args[0], ast.Constant)}
+    on_disk = {f"app_pages/{p.name}" for p in (ROOT / "app_pages").glob("*.py")}
+    assert registered == on_disk
+
+
+def test_a_page_url_as_first_request_runs_the_entrypoint(tmp_path, monkeypatch):
+    """A fresh AppTest (fresh PagesManager) asked for /pairs first: the entrypoint runs, draws the sidebar and
+    routes to the Pairs page."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TICKDESK_DB", str(make_tick_db(tmp_path / "ticks.duckdb").path))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.switch_page("app_pages/pairs.py")  # before the first run: this run's page is set by its URL path
+    at.run()
+    assert_no_exception(at)
+    assert at.sidebar.segmented_control(key="tf").value == "1m"
+    assert any(h.value == "Pairs" for h in at.header)

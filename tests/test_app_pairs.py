@@ -25,7 +25,7 @@ def _titles(at):
 
 
 def test_pairs_page_matches_quantlib_on_the_same_bars(app, tick_db):
-    at = app(tick_db, page="pages/pairs.py", query=ALL)
+    at = app(tick_db, page="app_pages/pairs.py", query=ALL)
     assert_no_exception(at)
     titles = _titles(at)
     assert titles[0] == "Normalized price (first bar = 100)"
@@ -56,7 +56,7 @@ def test_pairs_page_matches_quantlib_on_the_same_bars(app, tick_db):
 @pytest.mark.parametrize("method,label", [("Kalman", "Kalman innovation"), ("Rolling OLS", "rolling OLS"),
                                           ("Theil-Sen", "Theil-Sen")])
 def test_hedge_method_drives_the_spread(app, tick_db, method, label):
-    at = app(tick_db, page="pages/pairs.py", query={**ALL, "hedge": method})
+    at = app(tick_db, page="app_pages/pairs.py", query={**ALL, "hedge": method})
     assert_no_exception(at)
     assert f"with the **{label}** hedge" in page_text(at)
     hedge = plotly_specs(at)[2]
@@ -64,7 +64,7 @@ def test_hedge_method_drives_the_spread(app, tick_db, method, label):
 
 
 def test_short_window_explains_what_is_missing(app, tick_db):
-    at = app(tick_db, page="pages/pairs.py", query={"lb": "15m", "win": "60"})
+    at = app(tick_db, page="app_pages/pairs.py", query={"lb": "15m", "win": "60"})
     assert_no_exception(at)
     text = page_text(at)
     assert "The tests need at least 61 bars" in text
@@ -75,7 +75,7 @@ def test_short_window_explains_what_is_missing(app, tick_db):
 
 
 def test_same_symbol_twice_is_explained(app, tick_db):
-    at = app(tick_db, page="pages/pairs.py", query={"y": "BTCUSDT", "x": "BTCUSDT"})
+    at = app(tick_db, page="app_pages/pairs.py", query={"y": "BTCUSDT", "x": "BTCUSDT"})
     assert_no_exception(at)
     assert "Pick two different symbols" in page_text(at)
     assert plotly_specs(at) == []
@@ -99,7 +99,7 @@ def test_pair_scatter_uses_webgl_only_for_big_windows(n, kind):
 def test_pairs_page_plots_a_zscore_without_look_ahead(app, tick_db, method):
     """The z-score drawn against the entry / exit bands is the one with the hedge refitted up to each bar
     (quantlib's `zscore_causal` on the same bars), and the caption says how the spread is timed."""
-    at = app(tick_db, page="pages/pairs.py", query={**ALL, "hedge": method})
+    at = app(tick_db, page="app_pages/pairs.py", query={**ALL, "hedge": method})
     assert_no_exception(at)
     y, x = _closes(tick_db)
     ref = qpairs.pair_summary(y, x, window=60, method=method.lower(), timeframe="1m")

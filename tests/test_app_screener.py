@@ -19,7 +19,7 @@ from tests.conftest import assert_no_exception, page_text, plotly_specs
 from tests.screenfix import PAIRS, make_universe_db
 from tickstore import queries
 
-PAGE = "pages/screener.py"
+PAGE = "app_pages/screener.py"
 SIX_H = {"sc_lb": "6h"}  # the file holds 4 h: a 6 h lookback sees every bar
 TRUE_PAIRS = {frozenset(p[:2]) for p in PAIRS}
 
@@ -191,7 +191,7 @@ def test_uploaded_bars_are_screened(app, universe_db):
 
     frames = queries.bars_wide("spot", [s for p in PAIRS for s in p[:2]], "1m", pd.Timestamp("2000-01-01", tz="UTC"),
                                path=universe_db)
-    at = app(universe_db, page="pages/data.py")
+    at = app(universe_db, page="app_pages/data.py")
     _upload(at, [(f"{s}-1m-2024-05-01.csv", klines_csv(f)) for s, f in frames.items()])
     next(b for b in at.button if b.label == "Analyse this upload").click().run()
     at.switch_page(PAGE).run()

@@ -147,23 +147,23 @@ def test_uploaded_klines_drive_market_and_pairs(app, tick_db):
     frames = queries.bars_wide("spot", ["BTCUSDT", "ETHUSDT"], "1m", pd.Timestamp("2000-01-01", tz="UTC"),
                                path=tick_db)
     files = [(f"{s}-1m-2024-05-01.csv", klines_csv(frames[s])) for s in ("BTCUSDT", "ETHUSDT")]
-    at = app(tick_db, page="pages/data.py")
+    at = app(tick_db, page="app_pages/data.py")
     _upload(at, files)
     assert_no_exception(at)
     assert "**Uploaded:** BTCUSDT-1m-2024-05-01.csv, ETHUSDT-1m-2024-05-01.csv" in page_text(at)
     next(b for b in at.button if b.label == "Analyse this upload").click().run()
     assert at.segmented_control(key="src").value == "upload"
     assert "The pages are analysing this upload" in page_text(at)
-    at.switch_page("pages/market.py").run()
+    at.switch_page("app_pages/market.py").run()
     assert_no_exception(at)
     assert "source: **upload**" in page_text(at)
     stats = at.dataframe[0].value
     assert stats.loc["ETHUSDT", "last"] == pytest.approx(frames["ETHUSDT"]["close"].iloc[-1])
     assert plotly_specs(at)[0]["data"][0]["type"] == "candlestick"
-    at.switch_page("pages/pairs.py").run()
+    at.switch_page("app_pages/pairs.py").run()
     assert_no_exception(at)
     assert any(r.startswith("cointegrated") for r in at.dataframe[0].value["verdict"])
-    at.switch_page("pages/backtest.py").run()
+    at.switch_page("app_pages/backtest.py").run()
     assert_no_exception(at)
     assert len(plotly_specs(at)) == 1
 
@@ -171,10 +171,10 @@ def test_uploaded_klines_drive_market_and_pairs(app, tick_db):
 @pytest.mark.slow
 def test_uploaded_ticks_are_resampled(app, tick_db):
     ticks = queries.ticks("spot", "BTCUSDT", pd.Timestamp("2000-01-01", tz="UTC"), path=tick_db)
-    at = app(tick_db, page="pages/data.py")
+    at = app(tick_db, page="app_pages/data.py")
     _upload(at, [("mine.csv", export.ticks_csv(ticks, "BTCUSDT"))])
     next(b for b in at.button if b.label == "Analyse this upload").click().run()
-    at.switch_page("pages/market.py").run()
+    at.switch_page("app_pages/market.py").run()
     assert_no_exception(at)
     stats = at.dataframe[0].value
     assert stats.loc["BTCUSDT", "last"] == pytest.approx(ticks["price"].iloc[-1])
@@ -188,7 +188,7 @@ def test_uploaded_ticks_are_resampled(app, tick_db):
     ("BTCUSDT.csv", b"time,open,high,low,close,volume\n2024-13-45T00:00:00Z,1,2,0.5,1.5,10\n", "not timestamps"),
 ])
 def test_bad_uploads_show_a_message_in_the_page(app, tick_db, name, body, expected):
-    at = app(tick_db, page="pages/data.py")
+    at = app(tick_db, page="app_pages/data.py")
     _upload(at, [(name, body)])
     assert_no_exception(at)
     errors = [e.value for e in at.error]
@@ -198,7 +198,7 @@ def test_bad_uploads_show_a_message_in_the_page(app, tick_db, name, body, expect
 
 def test_oversized_upload_in_the_page(app, tick_db, monkeypatch):
     monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 1024)
-    at = app(tick_db, page="pages/data.py")
+    at = app(tick_db, page="app_pages/data.py")
     _upload(at, [("BTCUSDT-1m.csv", klines_csv(synthetic_bars(100)))])
     assert_no_exception(at)
     assert any("the limit is 1 KB" in e.value for e in at.error), [e.value for e in at.error]

@@ -214,7 +214,7 @@ def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_
     summary = at.dataframe[-1].value  # all symbols, last 24 h
     assert set(summary.index) == set(UNIVERSE) and summary.loc["PEPEUSDT", "last_price"] < 1e-4
     assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("ETHUSDT", "BTCUSDT")
-    for page in ("pages/pairs.py", "pages/backtest.py", "pages/data.py"):
+    for page in ("app_pages/pairs.py", "app_pages/backtest.py", "app_pages/data.py"):
         at.switch_page(page).run()
         assert_no_exception(at)
         assert plotly_specs(at) or "need" in page_text(at).lower(), (page, page_text(at)[:500])

@@ -131,7 +131,7 @@ def test_every_page_renders_live_charts(stack, browser_page):
     page, base = browser_page, stack["base"]
     SHOTS.mkdir(parents=True, exist_ok=True)
     timings = {}
-    # a bookmark to a sub-page as the very first request of a fresh server (Streamlit's legacy pages/ mode)
+    # a bookmark to a sub-page as the very first request of a fresh server: st.navigation routes it
     page.goto(f"{base}/pairs?lb=2h", wait_until="domcontentloaded")
     _wait_for_charts(page, PAGES["pairs"], 120)
     timings["first_page_live_s"] = round(time.monotonic() - stack["t0"], 1)

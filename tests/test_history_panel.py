@@ -71,7 +71,7 @@ def test_panel_rejects_a_wrong_file_and_changes_nothing(tmp_path):
 @pytest.mark.slow
 def test_data_page_carries_the_panel(app, tick_market):
     """The Data page of the real app imports a dump into the file it shows."""
-    at = app(tick_market.path, page="pages/data.py")
+    at = app(tick_market.path, page="app_pages/data.py")
     assert not at.exception
     rows = make_rows(120, seed=9, first_id=1)
     at.file_uploader(key="import_dump_files").set_value(

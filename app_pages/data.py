@@ -1,17 +1,13 @@
 """Data: ingestion health, CSV downloads, CSV uploads. Each section is one function; later panels append below."""
 from __future__ import annotations
 
-from dashboard.entrypoint import through_entrypoint
+import datetime as dt
 
-through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
+import pandas as pd
+import streamlit as st
 
-import datetime as dt  # noqa: E402
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from dashboard import data, export, figures, settings, tables, ui, uploads  # noqa: E402
-from dashboard.settings import Settings  # noqa: E402
+from dashboard import data, export, figures, settings, tables, ui, uploads
+from dashboard.settings import Settings
 
 MAX_TICK_ROWS = 1_000_000
 MAX_TICK_SPAN = dt.timedelta(hours=24)
@@ -200,8 +196,14 @@ def uploads_section(s: Settings) -> None:
         c2.button("Remove upload", on_click=_clear_upload, icon=":material/delete:")
 
 
+def import_section(s: Settings) -> None:
+    # imported here, once the panels above are drawn: the dump importer (pyarrow.csv & co.) takes ~0.3 s to import
+    from dashboard.import_panel import render_import_panel
+
+    render_import_panel(s.db_path)
+
+
 health_section(s)
 downloads_section(s)
 uploads_section(s)
-from dashboard.import_panel import render_import_panel  # noqa: E402
-render_import_panel(s.db_path)
+import_section(s)

@@ -1,15 +1,11 @@
 """Pairs: normalized prices, regression fits, hedge ratios, spread and z-score, correlation, cointegration tests."""
 from __future__ import annotations
 
-from dashboard.entrypoint import through_entrypoint
+import pandas as pd
+import streamlit as st
 
-through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from dashboard import analysis, data, export, figures, settings, tables, ui  # noqa: E402
-from dashboard.settings import Settings  # noqa: E402
+from dashboard import analysis, data, export, figures, settings, tables, ui
+from dashboard.settings import Settings
 
 s = settings.current()
 st.header("Pairs", anchor=False)

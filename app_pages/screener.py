@@ -2,16 +2,12 @@
 a picked row opens on the Pairs page or becomes a z-score alert."""
 from __future__ import annotations
 
-from dashboard.entrypoint import through_entrypoint
+import dataclasses
 
-through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
+import streamlit as st
 
-import dataclasses  # noqa: E402
-
-import streamlit as st  # noqa: E402
-
-from dashboard import data, figures, screen_ui, screener, settings, ui  # noqa: E402
-from dashboard.settings import LOOKBACKS, TIMEFRAMES  # noqa: E402
+from dashboard import data, figures, screen_ui, screener, settings, ui
+from dashboard.settings import LOOKBACKS, TIMEFRAMES
 
 s = settings.current()
 st.header("Screener", anchor=False)

@@ -1,14 +1,10 @@
 """Backtest: z-score mean reversion on the sidebar pair — parameter form, equity, drawdown, trades, stats."""
 from __future__ import annotations
 
-from dashboard.entrypoint import through_entrypoint
+import streamlit as st
 
-through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
-
-import streamlit as st  # noqa: E402
-
-from dashboard import analysis, data, export, figures, settings, tables, ui  # noqa: E402
-from dashboard.settings import Settings  # noqa: E402
+from dashboard import analysis, data, export, figures, settings, tables, ui
+from dashboard.settings import Settings
 
 s = settings.current()
 st.header("Backtest", anchor=False)

@@ -1,15 +1,11 @@
 """Market: candles + volume with SMA/EMA overlays, RSI and volatility panels, window stats, all-symbol summary."""
 from __future__ import annotations
 
-from dashboard.entrypoint import through_entrypoint
+import streamlit as st
 
-through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
-
-import streamlit as st  # noqa: E402
-
-from dashboard import data, export, figures, settings, tables, ui  # noqa: E402
-from dashboard.market import market_indicators  # noqa: E402
-from dashboard.settings import Settings  # noqa: E402
+from dashboard import data, export, figures, settings, tables, ui
+from dashboard.market import market_indicators
+from dashboard.settings import Settings
 
 s = settings.current()
 st.header("Market", anchor=False)

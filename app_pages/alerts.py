@@ -5,16 +5,12 @@ within about a second. Each firing appears as a toast on every open page (see da
 """
 from __future__ import annotations
 
-from dashboard.entrypoint import through_entrypoint
+import datetime as dt
 
-through_entrypoint()  # first, before the imports below (see dashboard/entrypoint.py)
+import streamlit as st
 
-import datetime as dt  # noqa: E402
-
-import streamlit as st  # noqa: E402
-
-from dashboard import alerts_ui, settings, ui  # noqa: E402
-from dashboard.alerts_ui import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS,  # noqa: E402
+from dashboard import alerts_ui, settings, ui
+from dashboard.alerts_ui import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS,
                                  TIMEFRAME_METRICS, TIMEFRAMES, AlertRule)
 
 s = settings.current()
