@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import streamlit as st
 
 from dashboard.data import BUSY_BACKOFF_S
