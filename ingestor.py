@@ -17,6 +17,7 @@ from pathlib import Path
 from core.durations import DurationError, parse_duration
 from core.logs import LEVELS, setup_logging
 from core.paths import DEFAULT_DB, DEMO_DB
+from core.symbols import SymbolError, parse_symbols
 
 EXIT_BAD_INPUT = 2
 EXIT_TICKS_LOST = 3  # stopped, but ticks held in memory could not be written (the log says how many)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     log = logging.getLogger("ingestor")
 
-    from feed.ingest import ConfigError, IngestConfig, Ingestor, parse_symbols
+    from feed.ingest import ConfigError, IngestConfig, Ingestor
 
     exchange = None
     try:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         ing = Ingestor(cfg)
         alerts = None if args.no_alerts else _attach_alerts(ing, cfg)
         ing.check()
-    except (ConfigError, DurationError) as exc:
+    except (ConfigError, DurationError, SymbolError) as exc:
         if exchange is not None:
             exchange.stop()
         return fail(str(exc))

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import symbols as _symbols
 from core.paths import DEFAULT_DB
 from feed.backfill import Backfiller, Gap, GapTracker
 from feed.binance import MARKETS
@@ -31,16 +30,6 @@ HEARTBEAT_S = 5.0  # lease heartbeat period (tickstore.lease.LEASE_TTL_S is far 
 
 class ConfigError(ValueError):
     """Bad command-line input; the message says what is expected."""
-
-
-def parse_symbols(text: str) -> list[str]:
-    syms = [s.strip().upper() for s in text.split(",") if s.strip()]
-    if not syms:
-        raise ConfigError("--symbols is empty; expected a comma-separated list such as btcusdt,ethusdt")
-    bad = [s for s in syms if not _symbols.is_symbol(s)]
-    if bad:
-        raise ConfigError(f"bad symbol(s) {', '.join(bad)}; expected {_symbols.EXPECTED}")
-    return list(dict.fromkeys(syms))
 
 
 @dataclass
