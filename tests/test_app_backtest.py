@@ -68,7 +68,7 @@ def test_window_too_short_for_a_backtest(app, tick_db):
 
 def test_kalman_backtest_trades_at_real_btc_prices(app, tick_db):
     """With BTC near 60,000 the Kalman backtest made no trades under the absolute state-noise default."""
-    at = app(tick_db, page="pages/backtest.py", query={"lb": "6h", "win": "30", "hedge": "Kalman"})
+    at = app(tick_db, page="app_pages/backtest.py", query={"lb": "6h", "win": "30", "hedge": "Kalman"})
     assert_no_exception(at)
     ref = _reference(tick_db, window=30, entry_z=2.0, exit_z=0.5, stop_z=4.0, cost_bps=1.0, hedge="kalman",
                      method="ols", capital=10_000.0)

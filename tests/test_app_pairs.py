@@ -116,7 +116,7 @@ def test_pairs_page_plots_a_zscore_without_look_ahead(app, tick_db, method):
 def test_kalman_zscore_is_usable_at_real_btc_prices(app, tick_db):
     """The fixture's BTC trades near 60,000: the Kalman z-score used to read +0.00 (innovation std ~300x the
     spread's with the absolute state noise). With noise relative to the data it has about unit variance."""
-    at = app(tick_db, page="pages/pairs.py", query={**ALL, "hedge": "Kalman"})
+    at = app(tick_db, page="app_pages/pairs.py", query={**ALL, "hedge": "Kalman"})
     assert_no_exception(at)
     y, x = _closes(tick_db)
     ref = regression.kalman_hedge_ratio(y, x, warmup=60)
