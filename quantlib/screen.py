@@ -637,12 +637,15 @@ def screen_chunk(closes: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, min_
             part = idx[start:start + _BATCH_PAIRS]
             masks = valid[:, ia[part]] & valid[:, ic[part]]          # (rows, B)
             rows_idx = np.nonzero(masks.T)[1].reshape(len(part), n)  # (B, n) row numbers per pair
-            Zb = np.stack([Z[rows_idx, ia[part][:, None]], Z[rows_idx, ic[part][:, None]]], axis=2)
+            za, zc = Z[rows_idx, ia[part][:, None]], Z[rows_idx, ic[part][:, None]]   # (B, n) each, contiguous
+            const = np.stack([np.ptp(za, axis=1) == 0, np.ptp(zc, axis=1) == 0], axis=1)
+            Zb = np.stack([za, zc], axis=2)
             Lb = np.stack([logz[rows_idx, ia[part][:, None]], logz[rows_idx, ic[part][:, None]]], axis=2)
             B = len(part)
             a_first = np.array([plist[i][0] < plist[i][1] for i in part])
             zeros = np.zeros(B, dtype=int)
-            res = _screen_block(Zb, Lb, np.arange(B), zeros, zeros + 1, a_first, trend, autolag, maxlag, stability)
+            res = _screen_block(Zb, Lb, np.arange(B), zeros, zeros + 1, a_first, trend, autolag, maxlag, stability,
+                                const=const)
             _emit(out, part, plist, res, zeros, leg_flags)
     return _raw_frame(out)
 
@@ -664,13 +667,14 @@ def _raw_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stability, split=None) -> dict:
+def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stability, split=None, const=None) -> dict:
     """Everything per pair for pairs (pg, pa, pc) of blocks Z (G, n, U) sharing n bars; a_first: the
     name of leg a sorts first; split: every pair joins a symbol before `split` with one after it."""
     ntrend, autolag = _NTREND[trend], _AUTOLAG[autolag]
     G, n, U = Z.shape
     P = pg.shape[0]
-    const = np.ptp(Z, axis=1) == 0                                  # (G, U)
+    if const is None:
+        const = np.ptp(Z, axis=1) == 0                              # (G, U): constant legs
     const_a, const_c = const[pg, pa], const[pg, pc]
     nan = np.full(P, np.nan)
     out = {"n": n, "y": pa.copy(), "x": pc.copy(), "const_y": const_a, "const_x": const_c,
