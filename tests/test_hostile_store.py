@@ -73,6 +73,16 @@ def test_damaged_file_is_reported_as_damaged_not_locked(header_damaged):
             pass
 
 
+def test_truncated_file_is_reported_as_damaged(template, tmp_path):
+    path = tmp_path / "t.duckdb"
+    shutil.copy(template, path)
+    with open(path, "r+b") as f:
+        f.truncate(5000)  # inside the headers: a download or copy cut short
+    with pytest.raises(StoreDamaged, match="is damaged"):
+        with read_connection(path, budget_s=30):
+            pass
+
+
 @pytest.mark.parametrize("cmd", ["list", "create"])
 def test_alerts_cli_on_a_damaged_file(header_damaged, cmd):
     args = [] if cmd == "list" else ['{"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1}']

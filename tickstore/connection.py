@@ -64,7 +64,8 @@ def store_failure(exc: BaseException, path: str | os.PathLike) -> StoreError | N
         return StoreFull(f"disk full while writing {path} ({msg.splitlines()[0][:200]}); free some space and run "
                          "again (what was written before is intact)")
     if isinstance(exc, duckdb.Error) and ("corrupt" in low or "checksum" in low or "truncated" in low
-                                          or "invalid database" in low or "not a valid duckdb" in low):
+                                          or "invalid database" in low or "not a valid duckdb" in low
+                                          or "could not read enough bytes" in low):
         return StoreDamaged(f"tick file {path} is damaged ({msg.splitlines()[0][:200]}); restore it from a backup "
                             "or move it aside (nothing was written to it)")
     return None
