@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOMS = ("core", "quantlib", "tickstore", "feed", "exchange", "history", "alerts", "dashboard", "pages")
+DIRS = {"app_pages": "pages"}     # folder -> room, where they differ (the pages live in app_pages/)
 CLI = {"core", "quantlib", "tickstore", "feed", "exchange", "history", "alerts"}
 ALLOWED = {                       # room -> rooms of the project it may import (DESIGN.md; `core` everywhere)
     "core": set(),
@@ -31,13 +32,15 @@ SQL_RE = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|WITH|COPY|ATTACH)\
 
 def _room(path: Path) -> str | None:
     rel = path.relative_to(ROOT)
-    if rel.parts[0] in ROOMS:
-        return rel.parts[0]
+    if rel.parts[0] in ROOMS or rel.parts[0] in DIRS:
+        return DIRS.get(rel.parts[0], rel.parts[0])
     return {"streamlit_app.py": "pages", "ingestor.py": "ingestor.py", "scanner.py": "scanner.py"}.get(str(rel))
 
 
 def _sources():
-    for path in sorted(ROOT.glob("*.py")) + sorted(p for r in ROOMS for p in (ROOT / r).rglob("*.py")):
+    folders = [*ROOMS, *DIRS]
+    assert all((ROOT / f).is_dir() for f in folders if f != "pages"), "a room's folder moved: update ROOMS / DIRS"
+    for path in sorted(ROOT.glob("*.py")) + sorted(p for f in folders for p in (ROOT / f).rglob("*.py")):
         room = _room(path)
         if room is not None:
             yield path, room, ast.parse(path.read_text())
