@@ -200,18 +200,21 @@ def _trend_basis(n: int, ntrend: int) -> tuple[np.ndarray, np.ndarray]:
     return q, r
 
 
-def _products(xT: np.ndarray, y: np.ndarray, split: int | None, out: np.ndarray | None = None) -> np.ndarray:
-    """xT @ y for (G, U, T) @ (G, T, U); with `split` = s only the blocks [:s, s:] and [s:, :s] and the
-    diagonal (all a chunk of pairs between symbols :s and s: ever reads), half the work of the full product."""
+def _products(xT: np.ndarray, yT: np.ndarray, split: int | None, out: np.ndarray | None = None) -> np.ndarray:
+    """x' y per block for xT, yT of shape (G, U, T) (one row per symbol); with `split` = s only the blocks
+    [:s, s:] and [s:, :s] and the diagonal (all a chunk of pairs between symbols :s and s: ever reads), half the
+    work of the full product. Few symbols in many blocks (ragged pairs): einsum beats G tiny matmuls."""
+    G, U, _ = xT.shape
     if out is None:
-        out = np.empty((xT.shape[0], xT.shape[1], y.shape[2]))
+        out = np.empty((G, U, U))
     if split is None:
-        return np.matmul(xT, y, out=out)
-    out[:, :split, split:] = np.matmul(xT[:, :split], y[:, :, split:])
-    out[:, split:, :split] = np.matmul(xT[:, split:], y[:, :, :split])
-    diag = np.einsum("gut,gtu->gu", xT, y)
-    u = np.arange(xT.shape[1])
-    out[:, u, u] = diag
+        if U <= 4 and G > 1:
+            return np.einsum("gut,gvt->guv", xT, yT, out=out)
+        return np.matmul(xT, yT.transpose(0, 2, 1), out=out)
+    out[:, :split, split:] = np.matmul(xT[:, :split], yT[:, split:].transpose(0, 2, 1))
+    out[:, split:, :split] = np.matmul(xT[:, split:], yT[:, :split].transpose(0, 2, 1))
+    u = np.arange(U)
+    out[:, u, u] = np.einsum("gut,gut->gu", xT, yT)
     return out
 
 
@@ -237,15 +240,15 @@ def _block_sums(Z: np.ndarray, ntrend: int, L: int, hurst_lags: np.ndarray | Non
     levT = np.ascontiguousarray(lev.transpose(0, 2, 1))
     F = np.empty((L + 1, G, U, U))
     for k in range(L + 1):
-        _products(difT[:, :, k:], dif[:, : m - k], split, out=F[k])
-    B0 = _products(levT[:, :, L:m], dif[:, L:m], split)
-    C = _products(levT[:, :, L:m], lev[:, L:m], split)
-    S = _products(levT, lev, split)
+        _products(difT[:, :, k:], difT[:, :, : m - k], split, out=F[k])
+    B0 = _products(levT[:, :, L:m], difT[:, :, L:m], split)
+    C = _products(levT[:, :, L:m], levT[:, :, L:m], split)
+    S = _products(levT, levT, split)
     MH = None
     if hurst_lags is not None:
         MH = np.empty((len(hurst_lags), G, U, U))
         for i, t in enumerate(hurst_lags):
-            _products(levT[:, :, t:], lev[:, : n - t], split, out=MH[i])
+            _products(levT[:, :, t:], levT[:, :, : n - t], split, out=MH[i])
     return _Sums(F, B0, C, S, lev, levT, dif, MH, coef0, tss, n, L)
 
 
@@ -725,7 +728,8 @@ def _screen_block(Z, logz, pg, pa, pc, a_first, trend, autolag, maxlag, stabilit
     hu[collinear] = np.nan
     rets = np.diff(logz, axis=1)
     rets = rets - rets.mean(axis=1, keepdims=True)
-    rr = _products(np.ascontiguousarray(rets.transpose(0, 2, 1)), rets, split)
+    retsT = np.ascontiguousarray(rets.transpose(0, 2, 1))
+    rr = _products(retsT, retsT, split)
     with np.errstate(divide="ignore", invalid="ignore"):
         den = np.sqrt(rr[pg, y, y] * rr[pg, x, x])
         corr = np.where(den > 0, rr[pg, y, x] / den, np.nan)
