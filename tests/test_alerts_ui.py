@@ -3,6 +3,8 @@ toast poller every page runs (one toast per new event per session; old events ne
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import pytest
 
@@ -131,3 +133,29 @@ def test_toasts_once_per_new_event_per_session_and_never_for_old_ones(app, tick_
     toasts = [t.value for t in tab1.toast]
     assert toasts[0].startswith("3 more alerts fired") and len(toasts) == 1 + alerts_ui.MAX_TOASTS_PER_POLL
     assert "burst 7" in toasts[-1]
+
+
+@pytest.mark.slow
+def test_locked_file_keeps_the_rules_and_a_save_says_busy(app, tick_db):
+    """Another process holds the file: the page keeps this session's last good rules with the usual notice, and a
+    save reports the lock in one sentence (typed StoreBusy, nothing written) instead of failing."""
+    r = RuleStore(tick_db).create({"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1})
+    at = app(tick_db, page=PAGE)
+    assert any(o.startswith(f"#{r.id} ·") for o in at.selectbox(key="alerts_rule").options)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+                               " time.sleep(120)", str(tick_db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rerun_fresh(at)
+        assert_no_exception(at)
+        assert "holding the file lock" in page_text(at)
+        assert any(o.startswith(f"#{r.id} ·") for o in at.selectbox(key="alerts_rule").options)  # last good
+        at.text_input(key="af_threshold_new_0").set_value("3").run()
+        at.button(key="alerts_save").click().run()
+        assert_no_exception(at)
+        assert "stayed locked" in page_text(at) and "nothing was saved" in page_text(at)
+    finally:
+        holder.terminate()
+        holder.wait(10)
+    assert [x.id for x in RuleStore(tick_db).list()] == [r.id]
