@@ -544,14 +544,11 @@ def _leg_flags(values: np.ndarray, names: list[str], min_bars: int) -> dict[str,
     variance ratio < 1). Cointegration presumes two I(1) legs; a stationary leg "cointegrates" with
     anything through a hedge ratio near 0, and two pegged coins with each other."""
     flags: dict[str, str] = {}
-    full = ~np.isnan(values).any(axis=0)
-    groups = [np.flatnonzero(full)] + [np.array([j]) for j in np.flatnonzero(~full)]
-    for idx in groups:
-        if idx.size == 0:
-            continue
-        v = values[:, idx]
-        if not full[idx[0]]:
-            v = v[~np.isnan(v[:, 0])]
+    ok = ~np.isnan(values)
+    counts = ok.sum(axis=0)
+    for n_own in np.unique(counts):    # symbols with the same number of bars, each on its own bars, together
+        idx = np.flatnonzero(counts == n_own)
+        v = values[:, idx].T[ok[:, idx].T].reshape(idx.size, n_own).T   # (n, symbols), NaN rows dropped per symbol
         n = v.shape[0]
         if n < min_bars:
             continue

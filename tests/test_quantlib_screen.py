@@ -311,6 +311,15 @@ def test_stationary_leg_check_equals_stattests():
            if stattests.adf(v, "c", "AIC").pvalue < 0.01 and stattests.hurst(v).mean_reverting}
     assert set(screen._leg_flags(values.T, names, 100)) == ref
     assert {f"peg{s}" for s in range(8)} <= ref and not any(nm.startswith("rw") for nm in ref)
+    holes = values.T.copy()                      # each symbol on its own bars: missing bars in some columns
+    rng = np.random.default_rng(0)
+    for j in (0, 1, 4, 7):
+        holes[rng.choice(n, 15 + j, replace=False), j] = np.nan
+    holes[:300, 10] = np.nan
+    ref_holes = {nm for nm, v in zip(names, holes.T)
+                 if stattests.adf(v[~np.isnan(v)], "c", "AIC").pvalue < 0.01
+                 and stattests.hurst(v[~np.isnan(v)]).mean_reverting}
+    assert set(screen._leg_flags(holes, names, 100)) == ref_holes
     for al, name in (("aic", "AIC"), ("bic", "BIC"), ("t-stat", "t-stat"), (None, None)):
         ref_stat = [stattests.adf(v, "c", name).statistic for v in values[:6]]
         np.testing.assert_allclose(screen._adf_c(values[:6], al), ref_stat, rtol=1e-9)
