@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DurationError, SymbolError) as exc:
         if exchange is not None:
             exchange.stop()
-        return fail(str(exc))
+        return fail(f"--symbols: {exc}" if isinstance(exc, SymbolError) else str(exc))
 
     stop = threading.Event()
 

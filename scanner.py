@@ -116,15 +116,13 @@ def parse_end(text: str) -> dt.datetime:
 
 def parse_symbols(text: str) -> tuple[str, ...]:
     """'btcusdt, ethusdt' → ('BTCUSDT', 'ETHUSDT'), duplicates dropped; BadInput naming the bad ones."""
-    from core.symbols import EXPECTED, is_symbol
+    from core.symbols import SymbolError
+    from core.symbols import parse_symbols as parse
 
-    syms = [s.strip().upper() for s in text.split(",") if s.strip()]
-    if not syms:
-        raise BadInput("--symbols is empty; expected a comma-separated list such as btcusdt,ethusdt,solusdt")
-    bad = [s for s in syms if not is_symbol(s)]
-    if bad:
-        raise BadInput(f"--symbols: bad symbol(s) {', '.join(bad)}; expected {EXPECTED}")
-    return tuple(dict.fromkeys(syms))
+    try:
+        return tuple(parse(text))
+    except SymbolError as exc:
+        raise BadInput(f"--symbols: {exc}") from None
 
 
 def parse_config(args: argparse.Namespace) -> ScanConfig:

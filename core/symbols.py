@@ -22,7 +22,7 @@ def parse_symbols(text: str) -> list[str]:
     ones or saying the list is empty."""
     syms = [s.strip().upper() for s in (text or "").split(",") if s.strip()]
     if not syms:
-        raise SymbolError("--symbols is empty; expected a comma-separated list such as btcusdt,ethusdt")
+        raise SymbolError("no symbols given; expected a comma-separated list such as btcusdt,ethusdt")
     bad = [s for s in syms if not is_symbol(s)]
     if bad:
         raise SymbolError(f"bad symbol(s) {', '.join(bad)}; expected {EXPECTED}")

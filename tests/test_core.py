@@ -126,7 +126,7 @@ def test_setup_logging_keeps_existing_handlers():
 
 def test_symbol_lists():
     assert symbols.parse_symbols(" btcusdt, ETHUSDT ,btcusdt,,") == ["BTCUSDT", "ETHUSDT"]
-    with pytest.raises(symbols.SymbolError, match="empty; expected a comma-separated list"):
+    with pytest.raises(symbols.SymbolError, match="no symbols given; expected a comma-separated list"):
         symbols.parse_symbols(" , ")
     with pytest.raises(symbols.SymbolError, match=r"bad symbol\(s\) BTC-USDT, X; expected 2-30 letters"):
         symbols.parse_symbols("btc-usdt,ethusdt,x")
