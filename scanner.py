@@ -392,6 +392,9 @@ def run_screen(closes: pd.DataFrame, cfg: ScanConfig, client=None):
     where = (f"on {cfg.dask}" if client is not None else f"in {workers} local processes" if workers > 1
              else "in this process")
     log.info("screening %d pairs of %d symbols in %d chunk(s) %s", n_pairs, closes.shape[1], len(chunks), where)
+    if client is None and workers == 1:
+        import scipy.special  # noqa: F401 - the screen imports these on first use; keep that out of the pair rate
+        import statsmodels.tsa.adfvalues  # noqa: F401
     progress = Progress(len(chunks), n_pairs)
     options = {"min_bars": cfg.min_bars} if cfg.min_bars is not None else {}
     if client is not None:
