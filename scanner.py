@@ -211,8 +211,6 @@ def parse_config(args: argparse.Namespace) -> ScanConfig:
 
 def load_closes(cfg: ScanConfig) -> pd.DataFrame:
     """Closes of the chosen symbols over the window; BadInput when the file, market or symbols cannot be screened."""
-    import pandas as pd
-
     from tickstore.connection import StoreError
     from tickstore.queries import closes_wide, stored_symbols
 

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         f"scanner local screen: in-process vs a pool of {args.workers} spawned workers ({args.bars:,} 1m bars, "
         f"{scanner.CHUNK_PAIRS:,} pairs per chunk)",
         ["symbols", "pairs", "chunks", "in-process wall s", "in-process CPU s", "in-process pairs/s",
-         f"pool({args.workers}) wall s", "pool CPU s", "pool pairs/s", "pool / in-process wall", "auto picks"])
+         f"pool({args.workers}) wall s", "pool CPU s", "pool pairs/s", "pool / in-process wall",
+         "idle est. in-process s", f"idle est. pool({args.workers}) s", "auto picks"])
     for n in sizes:
         print(f"screening {n} symbols x {args.bars} bars ...", file=sys.stderr, flush=True)
         frame = closes(n, args.bars)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         pd.testing.assert_frame_equal(pd.concat(local, ignore_index=True), pd.concat(pooled, ignore_index=True),
                                       check_exact=True)
         auto = scanner.local_workers(None, pairs, len(chunks))
-        table.add(n, pairs, len(chunks), lw, lc, pairs / lw, pw, pc, pairs / pw, pw / lw,
+        table.add(n, pairs, len(chunks), lw, lc, pairs / lw, pw, pc, pairs / pw, pw / lw, lc, pc / args.workers,
                   f"pool({auto})" if auto > 1 else "in-process")
     print(table.text())
     notes = (f"Pool start-up alone (spawn {args.workers} workers, imports, one tiny chunk): {start_wall:.2f} s wall, "
@@ -95,7 +96,9 @@ interpreter and imports pandas, scipy, statsmodels and quantlib (a few CPU-secon
 closes frame once (pickled: 400 symbols x 2,880 bars is 9 MB). Small scans finish in-process before the
 workers would be ready; large ones (hundreds of symbols, tens of thousands of pairs) divide by the core count.
 CPU seconds include the workers' (children's) time. With other jobs on the machine the wall-time gain of the
-pool shrinks: the workers compete for the same cores.
+pool shrinks: the workers compete for the same cores. The "idle est." columns are what the CPU seconds imply
+on an otherwise idle machine with at least as many cores as workers: in-process = its CPU time, pool = its CPU
+time (start-up included) divided by the workers; `POOL_MIN_PAIRS` in scanner.py sits where they cross.
 """
 
 
