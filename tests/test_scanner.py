@@ -229,11 +229,12 @@ def pair_chunks(symbols, size):
 
 def assert_same_rows(got: pd.DataFrame, ref: pd.DataFrame, exact: bool) -> None:
     """Same pairs in the same order with the same values: bit for bit when the chunking is the same; when it
-    differs, floats may differ in the last bits (the screen batches the pairs of a chunk together)."""
+    differs, floats may differ in the last bits (the screen batches the pairs of a chunk together; a tail p-value
+    amplifies that to ~1e-11 relative)."""
     if exact:
         pd.testing.assert_frame_equal(got, ref, check_exact=True)
     else:
-        pd.testing.assert_frame_equal(got, ref, check_exact=False, rtol=1e-12, atol=0)
+        pd.testing.assert_frame_equal(got, ref, check_exact=False, rtol=1e-9, atol=0)
 
 
 @pytest.mark.slow
