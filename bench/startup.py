@@ -169,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         why = """
 The clock starts when both processes are launched (as `make demo` does) and stops when the page shows everything
 the end-to-end test waits for. Up to that point the 2 cores are shared by three programs: the ingestor loading
-2 h of demo history (about 230k trades over REST from its in-process exchange, then flushed to DuckDB), the
-Streamlit server importing pandas/statsmodels and running the first page, and Chromium compiling Streamlit's
-frontend and plotly.js (4.8 MB; about 2 s in a fresh browser on this machine, however fast the server is).
+2 h of demo history (the 24-symbol universe, about 220k trades over REST from its in-process exchange, then
+flushed to DuckDB), the Streamlit server importing pandas/statsmodels and running the first page, and Chromium
+compiling Streamlit's frontend and plotly.js (4.8 MB; about 2 s in a fresh browser on this machine, however fast
+the server is).
 
 What keeps it short: the entrypoint sends a hidden element that starts loading plotly.js before the server does
 its heavier imports; statsmodels is imported in a background thread while the first run waits on the file;

@@ -25,7 +25,8 @@ symbols (23 on usdm) that make a screen worth running. The design, in 1-minute b
 Prices start near Binance's late-2025 levels with Binance-like tick and lot sizes (sub-cent SHIB and PEPE
 trade with 8 decimals; on usdm they are the ``1000SHIBUSDT`` / ``1000PEPEUSDT`` contracts, and FDUSD has no
 perpetual). ``rate_scale`` makes the majors (BTC, ETH, SOL, BNB) trade at the full rate, the look-alikes'
-legs at 0.4 of it (so that their bar closes stay near-identical) and the rest at a tenth. Symbols not listed here still work: they get a random price and factor loading.
+legs at 0.4 of it (so that their bar closes stay near-identical) and the rest at a tenth. Symbols not listed
+here still work: they get a random price and factor loading.
 """
 
 from __future__ import annotations

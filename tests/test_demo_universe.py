@@ -196,7 +196,8 @@ def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_
                 stored = set(frame["symbol"])
                 if stored >= set(UNIVERSE):
                     break
-        assert stored == set(UNIVERSE), (sorted(set(UNIVERSE) - stored), (tmp_path / "ingestor.log").read_text()[-2000:])
+        missing = sorted(set(UNIVERSE) - stored)
+        assert stored == set(UNIVERSE), (missing, (tmp_path / "ingestor.log").read_text()[-2000:])
         counts = frame.set_index("symbol")["ticks"]
         assert counts[list(MAJORS)].median() > 3 * counts.drop(list(MAJORS)).median()  # majors trade 2.5-10x more
     finally:
