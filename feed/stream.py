@@ -260,6 +260,11 @@ class MarketStream:
                       self.buffer.capacity)
             self.state.event("buffer_full", self.market, count=self.buffer.capacity,
                              detail="not taking trades; the backfill fetches them once flushes work")
+            # a catch-up over REST from each symbol's last id: it waits for room, then fetches what is skipped here
+            # even if no later trade arrives to reveal the hole
+            for sym in self.symbols:
+                if self.state.stats(self.market, sym).last_trade_id is not None:
+                    self.tracker.resume(sym, "trades skipped at the buffer cap")
         return [f for f in frames if b'"e":"trade"' not in f and b'"e":"aggTrade"' not in f]
 
     def _on_message(self, item: dict, conn: Connection) -> None:

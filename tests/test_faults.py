@@ -81,7 +81,7 @@ def test_everything_at_once(tmp_path):
     proc = start_ingestor(ex, db, SYMBOLS)
     rng = random.Random(3)
     try:
-        assert wait_for(lambda: _count(db) > 20, 30)
+        assert wait_for(lambda: _count(db) > 20, 90)  # start-up on a loaded host
         for _ in range(5):
             _grows(db, by=rng.randint(40, 120))  # reconnected and streaming again before each drop
             ex.drop_connections(how=rng.choice(["close", "reset"]))
@@ -106,7 +106,7 @@ def test_stall_without_close(tmp_path, watchdog):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS, "--watchdog", watchdog)
     try:
-        assert wait_for(lambda: _count(db) > 20, 30)
+        assert wait_for(lambda: _count(db) > 20, 90)  # start-up on a loaded host
         stall_end_us = (time.time() + 15) * 1e6
         ex.stall(15)
         # trades made after the stall ended are stored: the stream is back (or the watchdog reconnected) and the
@@ -128,7 +128,7 @@ def test_kill_9_then_restart_recovers_everything(tmp_path):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS)
     try:
-        assert wait_for(lambda: _count(db) > 150, 30)
+        assert wait_for(lambda: _count(db) > 150, 90)
         first = {s: int(stored(db, "spot", s)["trade_id"].min()) for s in SYMBOLS}
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -152,7 +152,7 @@ def test_server_shutdown_and_forced_rotation(tmp_path):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS, "--rotate-after", "5s")
     try:
-        assert wait_for(lambda: _count(db) > 20, 30)
+        assert wait_for(lambda: _count(db) > 20, 90)  # start-up on a loaded host
         assert wait_for(lambda: _events_of(db, "rotated") >= 1, 60)  # the --rotate-after one
         ex.send_server_shutdown("spot", close_after=3.0)
         assert wait_for(lambda: _events_of(db, "server_shutdown") >= 1 and _events_of(db, "rotated") >= 2, 60)
@@ -171,7 +171,7 @@ def test_downtime_beyond_max_backfill_is_recorded_unrecoverable(tmp_path):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(ex, db, SYMBOLS, "--max-backfill", "4s")
     try:
-        assert wait_for(lambda: _count(db) > 20, 30)
+        assert wait_for(lambda: _count(db) > 20, 90)  # start-up on a loaded host
         assert stop_ingestor(proc) == 0
         newest = _newest_stored_us(db)
         # down for well over --max-backfill, measured in the exchange's own trade times

@@ -34,7 +34,7 @@ def test_every_published_trade_stored_once(tmp_path, exchange):
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(exchange, db, SYMBOLS, "--history", "2m")
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "ETHUSDT")) > 0, 30)
+        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "ETHUSDT")) > 0, 90)
         start = exchange.last_trade_id("ETHUSDT")
         assert wait_for(lambda: stored(db, "spot", "ETHUSDT")["trade_id"].max() >= start + 100, 60)  # live part
         _settle(db, exchange)
@@ -53,7 +53,7 @@ def test_usdm_agg_trades_routed_stream(tmp_path, exchange):
     db = tmp_path / "u.duckdb"
     proc = start_ingestor(exchange, db, SYMBOLS, market="usdm")
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "usdm", "BTCUSDT")) > 50, 30)
+        assert wait_for(lambda: db.exists() and len(stored(db, "usdm", "BTCUSDT")) > 50, 90)
         _settle(db, exchange, market="usdm")
     finally:
         assert stop_ingestor(proc) == 0
@@ -68,7 +68,7 @@ def test_reconnects_after_server_drop_without_losing_trades(tmp_path, exchange, 
     db = tmp_path / "t.duckdb"
     proc = start_ingestor(exchange, db, SYMBOLS)
     try:
-        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 30)
+        assert wait_for(lambda: db.exists() and len(stored(db, "spot", "BTCUSDT")) > 20, 90)
         opened = exchange.stats().connections_opened
         for k in (1, 2):
             exchange.drop_connections(how=how)
@@ -142,7 +142,7 @@ def test_demo_and_live_files_never_mix(tmp_path, exchange):
     """A file is 'live' or 'demo' for good: --demo refuses a live file and a live run refuses a demo file."""
     live, demo = tmp_path / "live.duckdb", tmp_path / "demo.duckdb"
     proc = start_ingestor(exchange, live, SYMBOLS)
-    assert wait_for(lambda: live.exists() and len(stored(live, "spot", "BTCUSDT")) > 0, 30)
+    assert wait_for(lambda: live.exists() and len(stored(live, "spot", "BTCUSDT")) > 0, 90)
     assert stop_ingestor(proc) == 0
     r = _cli("--demo", "--symbols", "btcusdt", "--db", str(live))
     assert r.returncode == 2 and "holds live data" in r.stderr
