@@ -28,6 +28,8 @@ def _exchange(**kw):
 def _settle(db, ex, market="spot", timeout=90, lossless=True):
     """Stop the faults and the trading, wait until the file holds the last published id of every symbol and, when
     `lossless`, until every hole is backfilled (the final assertions then check exactly what is stored)."""
+    # enough traffic for the comparison to mean something, however quickly the scenario went
+    assert wait_for(lambda: all(len(stored(db, market, s)) > 120 for s in SYMBOLS), timeout)
     ex.faults.clear()
     ex.pause()
     last = {s: ex.last_trade_id(s, market) for s in SYMBOLS}

@@ -256,11 +256,22 @@ class TickWriter:
             self._file_id, self._schema_ready, self._recreated = None, False, True
             return True
         if now != self._file_id:
-            self.fatal = (f"tick file {self.path} was replaced by another file while running; nothing is written "
-                          "into a file this process did not start with (restart the ingestor to use it)")
-            log.error("%s; %d ticks kept in memory", self.fatal, self.unflushed)
+            self._replaced()
             return False
         return True
+
+    def _replaced(self) -> None:
+        self.fatal = (f"tick file {self.path} was replaced by another file while running; nothing is written "
+                      "into a file this process did not start with (restart the ingestor to use it)")
+        log.error("%s; %d ticks kept in memory", self.fatal, self.unflushed)
+
+    def _same_file(self) -> bool:
+        """The open connection's file is still the one at the path (re-checked around each write: a rename
+        between the check and the open, or during the insert, must not put ticks into a file that is gone)."""
+        if self._file_id is None or self._identity() == self._file_id:
+            return True
+        self._replaced()
+        return False
 
     def start(self) -> "TickWriter":
         self._thread = threading.Thread(target=self._run, name="tick-writer", daemon=True)
@@ -328,8 +339,15 @@ class TickWriter:
                     self._schema_ready, self._recreated = True, False
                 if self._file_id is None:
                     self._file_id = self._identity()
+                if not self._same_file():  # replaced between the check and the open: write nothing
+                    self.stats.failures += 1
+                    return 0
                 con.execute("BEGIN")
                 inserted = insert_batch(con, table)
+                if not self._same_file():  # replaced during the insert: these rows would go to the old file
+                    con.execute("ROLLBACK")
+                    self.stats.failures += 1
+                    return 0
                 con.execute("COMMIT")
                 self._pending, self._pending_rows = [], 0
                 self.buffer.held_by_writer = 0
