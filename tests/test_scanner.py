@@ -76,6 +76,7 @@ def test_bad_input_is_one_line_and_exit_2(universe, args, expected):
     assert expected in error_line(scan("--db", str(universe.path), *args))
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_fewer_than_two_symbols_in_the_window(tmp_path):
     path = tmp_path / "one.duckdb"
     make_universe_db(path, archive=False)
@@ -85,6 +86,7 @@ def test_fewer_than_two_symbols_in_the_window(tmp_path):
     assert "only BTCUSDT traded in the window" in msg and "needs at least two symbols" in msg
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_bad_files(tmp_path, universe):
     msg = error_line(scan("--db", str(tmp_path / "missing.duckdb")))
     assert "does not exist" in msg
@@ -95,6 +97,7 @@ def test_bad_files(tmp_path, universe):
     assert "directory" in error_line(scan("--db", str(universe.path), "--out", str(tmp_path / "no" / "such" / "p.csv")))
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_locked_file(tmp_path, universe):
     path = tmp_path / "locked.duckdb"
     shutil.copy(universe.path, path)
@@ -106,6 +109,7 @@ def test_locked_file(tmp_path, universe):
         con.close()
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_unreachable_dask_scheduler(universe):
     with socket.socket() as s:                        # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -128,6 +132,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_scan_over_archive_and_hot_matches_the_library(universe, tmp_path):
     out = tmp_path / "pairs.csv"
     res = scan("--db", str(universe.path), "--lookback", "8h", "--top", "5", "--out", str(out))
@@ -159,6 +164,7 @@ def test_scan_over_archive_and_hot_matches_the_library(universe, tmp_path):
     assert "screened" in res.stderr and "pairs/s" in res.stderr
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_qvalues_are_benjamini_hochberg_over_all_pairs(universe, tmp_path):
     from statsmodels.stats.multitest import multipletests
 
@@ -170,6 +176,7 @@ def test_qvalues_are_benjamini_hochberg_over_all_pairs(universe, tmp_path):
     np.testing.assert_allclose(got.loc[ok, "eg_qvalue"], q, rtol=1e-10)
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_symbols_end_and_lookback_pick_the_window(universe, tmp_path):
     out = tmp_path / "pairs.csv"
     res = scan("--db", str(universe.path), "--symbols", "ethusdt,btcusdt,solusdt", "--end", "2024-01-01T23:00:00Z",
@@ -180,6 +187,7 @@ def test_symbols_end_and_lookback_pick_the_window(universe, tmp_path):
     assert (got["n_bars"] == 120).all()                 # 21:00..22:59, read from the archive only
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_a_requested_symbol_idle_in_the_window_is_reported_not_dropped(tmp_path):
     path = tmp_path / "idle.duckdb"
     make_universe_db(path, archive=False)
@@ -195,6 +203,7 @@ def test_a_requested_symbol_idle_in_the_window_is_reported_not_dropped(tmp_path)
     assert len(idle) == 2 and (idle["n_bars"] == 0).all() and idle["eg_pvalue"].isna().all()
 
 
+@pytest.mark.slow  # runs scanner.py in subprocesses
 def test_csv_columns_and_utc_window(universe, tmp_path):
     out = tmp_path / "pairs.csv"
     assert scan("--db", str(universe.path), "--top", "0", "--lookback", "3h", "--out", str(out)).returncode == 0
