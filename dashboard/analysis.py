@@ -17,7 +17,7 @@ from quantlib import backtest, indicators, pairs, regression, stattests
 FIT_METHODS = {"OLS": "ols", "Huber": "huber", "Theil-Sen": "theil_sen"}
 # How each spread on the Pairs page is timed (shown under the spread chart): every value plotted against the
 # entry / exit bands uses data up to its own bar only.
-_REFIT = ("The hedge is refitted on all bars up to each bar (expanding window) and the z-score is over the "
+_REFIT = ("The hedge is refitted on all bars up to each bar (expanding window, from the 20th bar) and the z-score is over the "
           "last {window} bars, so every point is what you would have seen then; the tests below fit once on "
           "the whole window (in-sample).")
 SPREAD_TIMING = {

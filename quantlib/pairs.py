@@ -22,6 +22,10 @@ def _check_align_index(s: pd.Series, name: str) -> None:
     if isinstance(index, pd.DatetimeIndex) and index.tz is None:
         raise ValueError(f"{name} has a naive DatetimeIndex; expected tz-aware UTC timestamps")
 
+# Bars before the expanding (no look-ahead) hedge is first fitted: short enough that a window of `window`
+# bars shows a z-score for most of a short lookback, long enough for a usable first fit.
+CAUSAL_WARMUP = 20
+
 
 def align(y: pd.Series, x: pd.Series, how: str = "inner") -> tuple[pd.Series, pd.Series]:
     """Two series on a common index. "inner": timestamps both have; "ffill": union of timestamps with
@@ -132,8 +136,9 @@ class PairSummary:
     half_life: stattests.HalfLife
     hurst: stattests.HurstResult
     # The spread and z-score as they were known at each bar: the hedge refitted on bars up to t (expanding
-    # window, `regression.expanding_hedge_ratio`), then the same rolling z-score. `spread` / `zscore` above
-    # use one fit on the whole sample, so their history is in-sample (later bars move earlier values).
+    # window from CAUSAL_WARMUP bars on, `regression.expanding_hedge_ratio`), then the same rolling z-score.
+    # `spread` / `zscore` above use one fit on the whole sample, so their history is in-sample (later bars
+    # move earlier values).
     spread_causal: pd.Series = field(repr=False, default=None)  # type: ignore[assignment]
     zscore_causal: pd.Series = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -195,7 +200,7 @@ def pair_summary(y: pd.Series | np.ndarray, x: pd.Series | np.ndarray, window: i
     per_year = periods_per_year(ys.index, timeframe)
     scale = math.sqrt(per_year) if per_year else 1.0
     frame = pd.DataFrame({"y": ys, "x": xs})
-    live = regression.expanding_hedge_ratio(ys, xs, window, method=method, add_const=add_const)
+    live = regression.expanding_hedge_ratio(ys, xs, min(window, CAUSAL_WARMUP), method=method, add_const=add_const)
     spr_causal = (ys - live["alpha"] - live["beta"] * xs).rename("spread")
     return PairSummary(
         y_name=str(ys.name if ys.name is not None else "y"),

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from quantlib import _blas, regression, stattests
+from quantlib import _blas, pairs, regression, stattests
 from quantlib.pairs import align, correlation_matrix, pair_summary, rolling_correlation, spread
 
 
@@ -214,9 +214,11 @@ def test_pair_summary_causal_zscore_has_no_look_ahead(method):
     pd.testing.assert_series_equal(a.zscore_causal.iloc[:400], b.zscore_causal.iloc[:400])
     pd.testing.assert_series_equal(a.spread_causal.iloc[:400], b.spread_causal.iloc[:400])
     assert (a.zscore.iloc[60:400] - b.zscore.iloc[60:400]).abs().max() > 0.05  # the in-sample one moves
-    live = regression.expanding_hedge_ratio(y, x, 60, method=method)
+    warm = pairs.CAUSAL_WARMUP  # the first fit on 20 bars, then a 60-bar z-score: z from bar 20 + 60 - 1
+    live = regression.expanding_hedge_ratio(y, x, warm, method=method)
     np.testing.assert_allclose(a.spread_causal, y - live["alpha"] - live["beta"] * x)
-    assert a.zscore_causal.iloc[: 2 * 60 - 2].isna().all() and a.zscore_causal.iloc[2 * 60 - 2 :].notna().all()
+    assert a.spread_causal.iloc[: warm - 1].isna().all() and a.spread_causal.iloc[warm - 1 :].notna().all()
+    assert a.zscore_causal.iloc[: warm + 60 - 2].isna().all() and a.zscore_causal.iloc[warm + 60 - 2 :].notna().all()
     assert a.spread_causal.iloc[-1] == pytest.approx(a.spread.iloc[-1], rel=1e-6, abs=1e-9)  # last bar: same fit
     assert "in-sample" in a.table().set_index("test").loc["latest z-score", "verdict"]
 
