@@ -56,7 +56,8 @@ def test_not_a_tick_file_is_explained(app, tmp_path):
     db.write_bytes(b"this is not a duckdb file" * 100)
     at = app(db)
     assert_no_exception(at)
-    assert "cannot open tick file" in page_text(at) or "could not read the tick file" in page_text(at)
+    text = page_text(at)
+    assert "is damaged" in text and "restore it from a backup" in text, text
 
 
 def test_sidebar_settings_survive_page_switches(app, tick_db):
