@@ -22,6 +22,9 @@ from core.symbols import SymbolError, parse_symbols
 EXIT_BAD_INPUT = 2
 EXIT_TICKS_LOST = 3  # stopped, but ticks held in memory could not be written (the log says how many)
 
+DEMO_HISTORY_S = 2 * 3600.0  # --demo history at the full rate
+DEMO_UNIVERSE_HISTORY_S = 24 * 3600.0  # --demo with the universe: a day, so the screener finds every designed pair
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ingestor.py", description="Stream Binance trades into a DuckDB tick file.",
@@ -37,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-ms", type=int, default=250, help="flush the buffer to the file every N ms (default 250)")
     p.add_argument("--demo", action="store_true", help="run against the built-in local exchange (offline)")
     p.add_argument("--log-level", default="INFO", choices=LEVELS)
-    p.add_argument("--max-backfill", default="6h", help="longest downtime backfilled over REST (default 6h)")
-    p.add_argument("--history", default=None, help="on an empty file, first load this much history (default 0; 2h with --demo)")
+    p.add_argument("--max-backfill", default=None,
+                   help="longest downtime backfilled over REST (default 6h, or --history if that is longer)")
+    p.add_argument("--history", default=None,
+                   help="on an empty file, first load this much history (default 0; with --demo 2h, or 24h for the "
+                        "24-symbol universe, whose prints older than 2h are thinned)")
     p.add_argument("--watchdog", default="30s", help="reconnect a connection silent this long (default 30s)")
     p.add_argument("--rotate-after", default="23.5h", help="open a fresh connection before Binance's 24h cut (default 23.5h)")
     p.add_argument("--demo-rate", type=float, default=5.0,
@@ -74,15 +80,18 @@ def main(argv: list[str] | None = None) -> int:
 
     exchange = None
     try:
-        if args.symbols is None and args.demo:
+        universe = args.demo and args.symbols is None  # the simulated 24-symbol universe
+        if universe:
             from exchange.universe import demo_symbols
 
             args.symbols = ",".join(demo_symbols(args.market))
         symbols = parse_symbols(args.symbols if args.symbols is not None else "btcusdt,ethusdt")
         db = Path(args.db) if args.db else DEMO_DB if args.demo else DEFAULT_DB
-        history = parse_duration(args.history) if args.history else (2 * 3600.0 if args.demo else 0.0)
+        default_history = (DEMO_UNIVERSE_HISTORY_S if universe else DEMO_HISTORY_S) if args.demo else 0.0
+        history = parse_duration(args.history) if args.history else default_history
+        max_backfill = parse_duration(args.max_backfill) if args.max_backfill else max(6 * 3600.0, history)
         cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
-                           flush_ms=args.flush_ms, max_backfill_s=parse_duration(args.max_backfill),
+                           flush_ms=args.flush_ms, max_backfill_s=max_backfill,
                            history_s=history, watchdog_s=parse_duration(args.watchdog),
                            rotate_after_s=parse_duration(args.rotate_after), demo=args.demo,
                            shutdown_timeout_s=parse_duration(args.shutdown_timeout), max_buffer=args.max_buffer)
@@ -90,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             from exchange.server import LocalExchange
             from exchange.universe import rate_scale
 
-            # our own exchange, one market: a generous weight limit so the demo's history loads in seconds
+            # our own exchange, one market: a generous weight limit so the demo's history loads in seconds; the
+            # universe's history older than DEMO_HISTORY_S is thinned (the screener needs a day, not every print)
             exchange = LocalExchange(symbols=symbols, markets=(args.market,), seed=args.demo_seed,
                                      rate=args.demo_rate, rate_scale={s: rate_scale(s) for s in symbols},
-                                     history_seconds=history + 600, weight_limit=1_000_000).start()
+                                     history_seconds=history + 600, weight_limit=1_000_000,
+                                     thin_history_after=DEMO_HISTORY_S + 600 if universe else 0.0).start()
             cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
             log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
         ing = Ingestor(cfg)

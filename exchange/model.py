@@ -30,7 +30,8 @@ purpose) and every recursion is evaluated strictly in step order, so the output 
 seed, the rates and the sequence of steps - not on how steps are batched (one call of 1000 steps
 equals ten calls of 100). Adding or removing other symbols does not change a symbol's trades.
 ``rate_scale`` multiplies the rate per symbol (the demo trades BTC, ETH, SOL and BNB at the full rate
-and the rest of its universe slower). ``Simulator.log_prices`` advances the latent model alone (no
+and the rest of its universe slower); ``Simulator.step(..., rate_factor=)`` thins some steps further (the
+exchange's thin older history) without touching the price path. ``Simulator.log_prices`` advances the latent model alone (no
 prints), for checks of the design.
 """
 
@@ -395,8 +396,11 @@ class Simulator:
         _, x = self._latent(n)
         return {s: math.log(self.models[s].price0) + x[s][every - 1::every] for s in self.symbols}
 
-    def step(self, starts_us: np.ndarray) -> dict[tuple[str, str], Batch]:
-        """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart)."""
+    def step(self, starts_us: np.ndarray, rate_factor: dict[str, float] | None = None) -> dict[tuple[str, str], Batch]:
+        """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart).
+
+        ``rate_factor`` (symbol -> multiplier, default 1) thins these steps' order flow only: the latent paths
+        have their own generators, so prices follow the same path whatever the rate (prints sample it)."""
         starts = np.asarray(starts_us, dtype=np.int64)
         n = len(starts)
         if n == 0:
@@ -415,7 +419,8 @@ class Simulator:
             basis = 0.0
             if "usdm" in self.markets:  # own generator: skipping it leaves every other quantity unchanged
                 basis = BASIS_MEAN + st.basis(BASIS_SD * math.sqrt(1 - st.basis.phi**2) * st.rng_b.standard_normal(n))
-            intensity = self.rate * self.rate_scale.get(s, 1.0) * np.exp(act + y - 0.5 * (act_var + ACT_SYM_SD**2))
+            rate = self.rate * self.rate_scale.get(s, 1.0) * (rate_factor.get(s, 1.0) if rate_factor else 1.0)
+            intensity = rate * np.exp(act + y - 0.5 * (act_var + ACT_SYM_SD**2))
             for m in self.markets:
                 price = np.exp(logp + basis) if m == "usdm" else np.exp(logp)
                 self._last_price[(m, s)] = float(price[-1])

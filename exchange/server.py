@@ -185,7 +185,8 @@ class LocalExchange:
                  markets: tuple[str, ...] | list[str] = ("spot", "usdm"), skip_fraction: float = 0.0,
                  malformed_fraction: float = 0.0, duplicate_fraction: float = 0.0,
                  reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0,
-                 rate_scale: dict[str, float] | None = None):
+                 rate_scale: dict[str, float] | None = None, thin_history_after: float = 0.0,
+                 thin_rate: float = 0.05, thin_min_rate: float = 0.25):
         syms = tuple(dict.fromkeys(str(s).upper() for s in symbols))
         bad = [s for s in syms if not _SYMBOL_RE.match(s)]
         if not syms or bad:
@@ -195,7 +196,8 @@ class LocalExchange:
             raise ValueError(f"markets must be a non-empty subset of {MARKETS}, got {list(markets)!r}")
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"host must be a loopback address (127.0.0.1, ::1, localhost), got {host!r}")
-        for name, v in (("rate", rate), ("history_seconds", history_seconds)):
+        for name, v in (("rate", rate), ("history_seconds", history_seconds),
+                        ("thin_history_after", thin_history_after), ("thin_min_rate", thin_min_rate)):
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
         for name, v in (("ping_interval", ping_interval), ("pong_timeout", pong_timeout),
@@ -205,6 +207,10 @@ class LocalExchange:
         self.symbols, self.markets = syms, mkts
         self.seed, self.host, self._req_port = int(seed), host, int(port)
         self.history_seconds = float(history_seconds)
+        if not 0.0 < thin_rate <= 1.0:
+            raise ValueError(f"thin_rate must be in (0, 1], got {thin_rate!r}")
+        self.thin_history_after = float(thin_history_after)
+        self.thin_rate, self.thin_min_rate = float(thin_rate), float(thin_min_rate)
         self.faults = Faults(self.seed, skip_fraction=skip_fraction, malformed_fraction=malformed_fraction,
                              duplicate_fraction=duplicate_fraction, reorder_fraction=reorder_fraction,
                              rest_429_fraction=rest_429_fraction, hostile_fraction=hostile_fraction)
@@ -236,13 +242,19 @@ class LocalExchange:
         now = _now_us()
         grid = now - now % STEP_US
         n_hist = int(round(self.history_seconds * 1e6 / STEP_US))
+        n_thin = 0
+        if self.thin_history_after > 0:
+            n_thin = max(0, n_hist - int(round(self.thin_history_after * 1e6 / STEP_US)))
+        factors = self.thin_factors()
         t0 = time.perf_counter()
-        for lo in range(0, n_hist, _CHUNK_STEPS):
-            k = min(_CHUNK_STEPS, n_hist - lo)
-            starts = grid - STEP_US * (n_hist - lo - np.arange(k, dtype=np.int64))
-            self._store(self._sim.step(starts))
+        for part_lo, part_hi, rate_factor in ((0, n_thin, factors), (n_thin, n_hist, None)):
+            for lo in range(part_lo, part_hi, _CHUNK_STEPS):
+                k = min(_CHUNK_STEPS, part_hi - lo)
+                starts = grid - STEP_US * (n_hist - lo - np.arange(k, dtype=np.int64))
+                self._store(self._sim.step(starts, rate_factor))
         if n_hist:
-            log.info("generated %.0f s of history (%s prints) in %.2f s", self.history_seconds,
+            thin = (f", the oldest {n_thin * STEP_US / 1e6:.0f} s thinned" if n_thin else "")
+            log.info("generated %.0f s of history%s (%s prints) in %.2f s", self.history_seconds, thin,
                      self._published, time.perf_counter() - t0)
         self._next_step_us = grid
         ready = threading.Event()
@@ -256,6 +268,15 @@ class LocalExchange:
         log.info("local exchange listening: %s (REST) %s (WS) symbols=%s markets=%s", self.http_url,
                  self.ws_url, ",".join(self.symbols), ",".join(self.markets))
         return self
+
+    def thin_factors(self) -> dict[str, float]:
+        """Rate multiplier per symbol of the thin older history: ``thin_rate``, raised so that no symbol prints
+        less than ``thin_min_rate`` per second there (never above its own rate)."""
+        out = {}
+        for s in self.symbols:
+            own = self._sim.rate * self._sim.rate_scale.get(s, 1.0)
+            out[s] = 1.0 if own <= 0 else min(1.0, max(self.thin_rate, self.thin_min_rate / own))
+        return out
 
     def stop(self) -> None:
         """Close every connection, stop the server and the loop thread."""
