@@ -22,13 +22,21 @@ Data (``exchange.model``)
     ETH = a + 1.15 log BTC + OU``, half-life 3 min) and SOL and BNB are correlated with BTC without
     cointegration, as are symbols unknown to the universe (random price and loading). The demo universe
     (``exchange.universe.demo_symbols``, 24 Binance USDT symbols) adds four more cointegrated pairs -
-    LTC/BCH (half-life 1 min, beta 1.0), AVAX/SOL (2 min, 1.4), DOT/ATOM (5 min, 0.6), UNI/LINK (15 min,
+    LTC/BCH (half-life 1 min, beta 1.0), AVAX/SOL (2 min, 1.4), DOT/ATOM (5 min, 0.6), UNI/LINK (10 min,
     0.8) - three look-alikes whose 1m returns correlate ~0.97 but whose spread is a random walk (OP/ARB,
     ADA/XRP, SUI/APT), factor-only symbols (sub-cent SHIB and PEPE among them) and a pegged stablecoin
     (FDUSDUSDT). Prices start near BTC 93k, ETH 3.3k, SOL 180, BNB 650 and so on, on the instrument's
     tick; strings have 8 decimals on spot and the contract precision on usdm. ``history_seconds`` pre-generates that much past
     history (ending now) at start (vectorized: 2 h x 4 symbols x 20/s x 2 markets in 0.3-0.5 s; the
-    demo's 24 symbols on one market, 2 h 10 min, in about 1-2 s).
+    demo's 24 symbols on one market, 2 h 10 min, in about 1-2 s). Thin older history (opt-in, off by
+    default): with ``thin_history_after=S`` > 0 the pre-generated history older than S seconds before now
+    prints at ``thin_rate`` (default 0.05) of each symbol's rate, raised to at least ``thin_min_rate``
+    prints/s (default 0.25, never above the symbol's own rate; at 0.25/s about 2 % of a symbol's 1m bars
+    are empty, at 0.05/s about 15 %). Only the order flow is thinned: the latent prices have their own
+    generators and prints only sample them, so bar closes follow the same path and a long history for a
+    screen costs a fraction of its full-rate prints (``ingestor.py --demo``: 24 h, the last 2 h 10 min at
+    the full rate, ~3x the prints of 2 h; generating it takes a few seconds, the latent path still steps
+    every 50 ms). ``thin_factors()`` gives the multiplier per symbol.
     Deterministic: the same seed and the same sequence of steps give the same prints (ids, prices,
     sizes, sides, times relative to the start), however the steps are batched. Id origins depend on
     the seed only, so two runs with the same seed reuse the same ids: a tick file kept across runs

@@ -5,8 +5,9 @@ is `quantlib.screen.screen_pairs` (Engle-Granger + Benjamini-Hochberg); half-liv
 betas are checked with `stattests.half_life` against the closed form of the OU spread. Seeded simulations only.
 
 Window: 24 h of 1-minute closes. An Engle-Granger test needs roughly 40-100 half-lives of data to reject at the
-level a Benjamini-Hochberg screen of 276 pairs asks for (p below ~1e-3), so the 15-minute UNI/LINK pair needs
-about a day; the 2-hour check below shows what the demo's first two hours can and cannot show.
+level a Benjamini-Hochberg screen of 276 pairs asks for (p below ~1e-3), so the 10-minute UNI/LINK pair needs
+about a day; the 2-hour check below shows what two hours at the full rate can and cannot show. `ingestor.py
+--demo` therefore loads 24 h (older than 2 h thinned), and its stored file is screened by `scanner.py` below.
 """
 from __future__ import annotations
 
@@ -218,3 +219,52 @@ def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_
         at.switch_page(page).run()
         assert_no_exception(at)
         assert plotly_specs(at) or "need" in page_text(at).lower(), (page, page_text(at)[:500])
+
+
+@pytest.mark.slow
+def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair(tmp_path):
+    """`ingestor.py --demo` (default history: 24 h, prints older than ~2 h thinned) over real sockets, then
+    `scanner.py --lookback 24h` on the file it stored: the five designed pairs, no look-alike."""
+    from tickstore.queries import symbols as stored_symbols
+
+    db, log_path, out = tmp_path / "demo.duckdb", tmp_path / "ingestor.log", tmp_path / "pairs.csv"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), "--no-alerts"], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300  # a loaded 2-core host; ~20-40 s when calm
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1.0)
+            if log_path.read_text().count("backfilled") >= len(UNIVERSE):  # one catch-up per symbol
+                break
+        time.sleep(2.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+        log.close()
+    text = log_path.read_text()
+    assert rc == 0 and text.count("backfilled") >= len(UNIVERSE), text[-3000:]
+
+    frame = stored_symbols(db).set_index("symbol")
+    assert set(frame.index) == set(UNIVERSE)
+    span_h = (frame.last_ts - frame.first_ts).dt.total_seconds() / 3600
+    assert (span_h > 23.5).all(), span_h
+    assert 400_000 < frame.ticks.sum() < 1_200_000, frame.ticks.sum()  # ~3x two hours at the full rate, not 12x
+
+    run = subprocess.run([sys.executable, "scanner.py", "--db", str(db), "--lookback", "24h", "--top", "10",
+                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    df = pd.read_csv(out)
+    assert len(df) == 276 and (df.n_bars > 0.9 * 1440).all(), df.n_bars.describe()
+    kind = classify(df)
+    found = df.eg_qvalue < FDR
+    for y, x, beta, hl in PAIRS:
+        r = row(df, y, x)
+        assert r.eg_qvalue < FDR and r.hedge_ratio == pytest.approx(beta if r.y == y else 1 / beta, rel=0.2), \
+            (y, x, r.eg_qvalue, r.hedge_ratio, run.stdout)
+    assert not (found & (kind == "lookalike")).any(), df[kind == "lookalike"]
+    assert not (found & (kind == "stable")).any()
+    assert (found & (kind == "factor")).sum() <= FALSE_BUDGET, df[found & (kind == "factor")]
+    top = run.stdout
+    for y, x, _, _ in PAIRS:
+        assert y in top and x in top

@@ -664,6 +664,57 @@ def test_history_is_realistic_and_btc_eth_cointegrated():
     assert (aggs.last_trade_id - aggs.first_trade_id + 1).sum() == len(btc)
 
 
+def test_rate_factor_thins_prints_but_not_the_price_path():
+    """Simulator.step(rate_factor=): fewer prints, the same latent path afterwards (its generators are separate)."""
+    syms = ("BTCUSDT", "ETHUSDT")
+    starts = np.arange(12_000, dtype=np.int64) * STEP_US  # 10 minutes
+    full, thin, again = (Simulator(syms, ("spot",), seed=4, rate=20.0) for _ in range(3))
+    b_full = full.step(starts)
+    b_thin = thin.step(starts, {"BTCUSDT": 0.1})
+    b_again = again.step(starts, {"BTCUSDT": 0.1})
+    n_full, n_thin = b_full[("spot", "BTCUSDT")].n_trades, b_thin[("spot", "BTCUSDT")].n_trades
+    assert 0.05 < n_thin / n_full < 0.2, (n_thin, n_full)
+    assert b_thin[("spot", "ETHUSDT")].n_trades == b_full[("spot", "ETHUSDT")].n_trades  # factor 1 by default
+    for col in ("trade_time", "trade_price", "trade_qty"):  # deterministic by seed
+        assert np.array_equal(getattr(b_thin[("spot", "BTCUSDT")], col), getattr(b_again[("spot", "BTCUSDT")], col))
+    a, b = full.log_prices(600, every=100), thin.log_prices(600, every=100)
+    for sym in syms:
+        np.testing.assert_array_equal(a[sym], b[sym])
+    # every thinned print sits on the same mid as the full-rate prints of its step: within a few ticks
+    full_bt, thin_bt = b_full[("spot", "BTCUSDT")], b_thin[("spot", "BTCUSDT")]
+    step_mid = pd.Series(full_bt.trade_price).groupby(full_bt.trade_time // STEP_US).median()
+    shared = pd.Series(thin_bt.trade_price, index=thin_bt.trade_time // STEP_US)
+    shared = shared[shared.index.isin(step_mid.index)]
+    assert len(shared) > 100 and (shared - step_mid.reindex(shared.index)).abs().max() <= 10
+
+
+def test_thin_older_history_is_opt_in_and_keeps_recent_history_at_full_rate():
+    kw = dict(seed=9, rate=10.0, history_seconds=1800, markets=("spot",), rate_scale={"ETHUSDT": 0.05})
+    plain = LocalExchange(("BTCUSDT", "ETHUSDT"), **kw)
+    thin = LocalExchange(("BTCUSDT", "ETHUSDT"), thin_history_after=600, **kw)
+    assert plain.thin_history_after == 0  # off unless asked for
+    # BTC: 10/s -> 0.05x = 0.5/s; ETH: 0.5/s -> raised to the 0.25/s floor (0.5x), never above its own rate
+    assert thin.thin_factors() == pytest.approx({"BTCUSDT": 0.05, "ETHUSDT": 0.5})
+    for e in (plain, thin):
+        e.pause()
+        e.start()
+    try:
+        tp, tt = plain.trades("BTCUSDT"), thin.trades("BTCUSDT")
+        cut = tt.ts.iloc[-1] - pd.Timedelta(seconds=600)
+        old_p, old_t = (tp.ts < cut).sum(), (tt.ts < cut).sum()
+        new_p, new_t = (tp.ts >= cut).sum(), (tt.ts >= cut).sum()
+        assert 0.02 < old_t / old_p < 0.1 and 0.7 < new_t / new_p < 1.4, (old_t, old_p, new_t, new_p)
+        assert tt.ts.iloc[0] - tt.ts.iloc[-1] < pd.Timedelta(seconds=-1700)  # the whole span is still covered
+        eth = thin.trades("ETHUSDT")
+        old_minutes = eth.ts[eth.ts < cut].dt.floor("1min").nunique()
+        assert old_minutes >= 0.9 * 20 - 1  # 1m bars of the slowest symbol are almost never empty
+        # ids stay contiguous across the thin/full boundary
+        assert np.array_equal(tt.trade_id.to_numpy(), np.arange(tt.trade_id.iloc[0], tt.trade_id.iloc[0] + len(tt)))
+    finally:
+        plain.stop()
+        thin.stop()
+
+
 def test_pause_resume_and_rate(make_ex):
     e = make_ex(rate=100, markets=("spot",))
     deadline = time.monotonic() + 5
@@ -710,7 +761,9 @@ def test_blast_delivers_every_print_in_order(make_ex):
 # --- construction and CLI -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw", [dict(symbols=("BTC-USDT",)), dict(host="0.0.0.0"), dict(markets=("coinm",)),
-                                dict(rate=-1.0), dict(ping_interval=0), dict(skip_fraction=2.0)])
+                                dict(rate=-1.0), dict(ping_interval=0), dict(skip_fraction=2.0),
+                                dict(thin_history_after=-1.0), dict(thin_rate=0.0), dict(thin_rate=1.5),
+                                dict(thin_min_rate=-0.1)])
 def test_invalid_arguments_are_rejected(kw):
     with pytest.raises(ValueError):
         LocalExchange(**kw)
