@@ -123,6 +123,16 @@ def test_one_symbol_and_too_few_bars_are_explained(app, universe_db):
     assert "Pick a longer lookback or a finer timeframe" in page_text(at) and len(at.dataframe) == 0
 
 
+def test_defaults_without_url_are_a_day_of_1m_bars_and_the_sidebar_keeps_its_own(app, universe_db):
+    """Nothing in the URL: the screen is 1m over 24 h (what the demo's designed pairs need); the sidebar's
+    lookback (the other pages') stays at its own default."""
+    from dashboard.settings import DEFAULTS
+
+    at = _until(app(universe_db, page=PAGE), lambda at: len(at.dataframe) > 0)
+    assert (at.segmented_control(key="sc_tf").value, at.selectbox(key="sc_lb").value) == ("1m", "24h")
+    assert at.selectbox(key="lb").value == DEFAULTS["lb"] != "24h"
+
+
 def test_bad_url_values_fall_back_and_say_so(app, universe_db):
     query = {"sc_lb": "99y", "sc_tf": "2m", "sc_fdr": "7", "sc_sym": ["NOPEUSDT", "ETHUSDT", "BTCUSDT"],
              "sc_hl": "-3"}
