@@ -244,6 +244,7 @@ def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair
         log.close()
     text = log_path.read_text()
     assert rc == 0 and text.count("backfilled") >= len(UNIVERSE), text[-3000:]
+    assert "loading 86400s of history" in text and "the oldest 79200 s thinned" in text, text[:3000]
 
     frame = stored_symbols(db).set_index("symbol")
     assert set(frame.index) == set(UNIVERSE)
