@@ -4,7 +4,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SYMBOLS ?=
-RUN_SYMBOLS := $(or $(SYMBOLS),btcusdt,ethusdt,solusdt,bnbusdt)
+TOP ?=
+MAJORS := btcusdt,ethusdt,solusdt,bnbusdt
+RUN_SYMBOLS := $(or $(SYMBOLS),$(MAJORS))
+# with TOP: the TOP most traded USDT symbols (plus SYMBOLS if given); without: SYMBOLS or the four majors
+RUN_SELECT := $(if $(TOP),--top $(TOP) $(if $(SYMBOLS),--symbols $(SYMBOLS)),--symbols $(RUN_SYMBOLS))
 MARKET ?= spot
 PORT ?= 8501
 
@@ -22,18 +26,21 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-# Live Binance: ingestor + app; Ctrl-C stops both.
+# Live Binance: ingestor + app; Ctrl-C stops both. `make run SYMBOLS=btcusdt,ethusdt`, or a universe:
+# `make run TOP=100` streams the 100 most traded USDT symbols by 24 h quote volume (TRADING only; at most 1,024
+# on spot and 200 on usdm for now: one connection), `make run TOP=50 SYMBOLS=pepeusdt` adds symbols to them.
 run: venv
 	@mkdir -p data
-	@$(BIN)/python ingestor.py --symbols $(RUN_SYMBOLS) --market $(MARKET) --db data/ticks.duckdb --history 30m & ing=$$!; \
+	@$(BIN)/python ingestor.py $(RUN_SELECT) --market $(MARKET) --db data/ticks.duckdb --history 30m & ing=$$!; \
 	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
 # Offline: local Binance-compatible exchange in-process, separate demo file; by default its simulated universe
-# of 24 symbols (exchange/universe.py), or `make demo SYMBOLS=btcusdt,ethusdt`.
+# of 24 symbols (exchange/universe.py), or `make demo SYMBOLS=btcusdt,ethusdt`, or `make demo TOP=8` (the
+# universe's 8 most traded).
 demo: venv
 	@mkdir -p data
-	@$(BIN)/python ingestor.py --demo $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(MARKET) --db data/demo.duckdb & ing=$$!; \
+	@$(BIN)/python ingestor.py --demo $(if $(TOP),--top $(TOP)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(MARKET) --db data/demo.duckdb & ing=$$!; \
 	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 

@@ -1,6 +1,6 @@
 """tickdesk ingestor: stream every Binance trade into a DuckDB file (see README and ../shared/DESIGN.md).
 
-    python ingestor.py --symbols btcusdt,ethusdt [--market spot|usdm] [--db data/ticks.duckdb]
+    python ingestor.py (--symbols btcusdt,ethusdt | --top N | both) [--market spot|usdm] [--db data/ticks.duckdb]
                        [--ws-url BASE] [--rest-url BASE] [--flush-ms 250] [--demo] [--log-level INFO]
     python ingestor.py import PATH... [--db PATH] [--market spot|usdm]
     python ingestor.py archive --older-than 7d [--db PATH] [--archive-dir data/archive]
@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbols", default=None,
                    help="comma-separated, e.g. btcusdt,ethusdt (default btcusdt,ethusdt; with --demo the simulated "
                         "universe of 24 symbols, see exchange/universe.py)")
+    p.add_argument("--top", default=None, metavar="N",
+                   help="the N most traded USDT symbols of --market by 24 h quote volume (TRADING only), "
+                        "read from the exchange at start; added to --symbols when both are given")
     p.add_argument("--market", default="spot", choices=["spot", "usdm"], help="spot trades or USD-M futures aggTrades")
     p.add_argument("--db", default=None, help=f"DuckDB file (default {DEFAULT_DB}; {DEMO_DB} with --demo)")
     p.add_argument("--ws-url", default=None, help="WebSocket base, e.g. wss://stream.binance.us:9443 or ws://127.0.0.1:9001")
@@ -78,14 +81,29 @@ def main(argv: list[str] | None = None) -> int:
 
     from feed.ingest import ConfigError, IngestConfig, Ingestor
 
+    from feed.binance import MARKETS
+
+    spec = MARKETS[args.market]
+    top = None
+    if args.top is not None:
+        top = int(args.top) if args.top.strip().isdigit() else 0
+        if top < 1:
+            return fail(f"--top {args.top!r}: expected a positive whole number of symbols, e.g. --top 100")
+        if top > spec.max_streams:
+            return fail(f"--top {top}: one connection carries at most {spec.max_streams} {args.market} streams "
+                        f"today (spreading over several connections is not built yet); use --top {spec.max_streams} "
+                        f"or fewer")
     exchange = None
     try:
-        universe = args.demo and args.symbols is None  # the simulated 24-symbol universe
+        # the simulated 24-symbol universe: --demo without --symbols, or --demo --top (which ranks the universe)
+        universe = args.demo and (args.symbols is None or top is not None)
+        given = parse_symbols(args.symbols) if args.symbols is not None else []
         if universe:
             from exchange.universe import demo_symbols
 
-            args.symbols = ",".join(demo_symbols(args.market))
-        symbols = parse_symbols(args.symbols if args.symbols is not None else "btcusdt,ethusdt")
+            symbols = list(dict.fromkeys([*demo_symbols(args.market), *given]))
+        else:
+            symbols = given if args.symbols is not None else parse_symbols("btcusdt,ethusdt")
         db = Path(args.db) if args.db else DEMO_DB if args.demo else DEFAULT_DB
         default_history = (DEMO_UNIVERSE_HISTORY_S if universe else DEMO_HISTORY_S) if args.demo else 0.0
         history = parse_duration(args.history) if args.history else default_history
@@ -107,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                                      thin_history_after=DEMO_HISTORY_S + 600 if universe else 0.0).start()
             cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
             log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
+        if top is not None:
+            cfg.symbols = _select_top(cfg, spec, top, given)
         ing = Ingestor(cfg)
         alerts = None if args.no_alerts else _attach_alerts(ing, cfg)
         ing.check()
@@ -146,6 +166,28 @@ def main(argv: list[str] | None = None) -> int:
                   "what the exchange still serves", lost, cfg.db)
         return EXIT_TICKS_LOST
     return 0
+
+
+def _select_top(cfg, spec, n: int, given: list[str]) -> list[str]:
+    """The `--top n` symbols (plus `given`) from the exchange's 24 h ticker; ConfigError with one line if not."""
+    from feed.binance import MalformedFrame
+    from feed.ingest import ConfigError
+    from feed.rest import RestClient, RestError
+    from feed.universe import top_symbols
+
+    rest = RestClient(cfg.rest_url or spec.rest_base, weight_limit=cfg.weight_limit)
+    try:
+        sel = top_symbols(rest, spec, n, given)
+    except (RestError, MalformedFrame) as exc:
+        raise ConfigError(f"--top {n}: cannot rank {spec.name} symbols from {rest.base}: {exc}") from None
+    if not sel.top:
+        raise ConfigError(f"--top {n}: {rest.base} lists no TRADING USDT symbol with a 24 h volume on {spec.name}")
+    if len(sel.symbols) > spec.max_streams:
+        raise ConfigError(f"--top {n} with --symbols gives {len(sel.symbols)} symbols; one connection carries at most "
+                          f"{spec.max_streams} {spec.name} streams today (spreading over several connections is "
+                          f"not built yet)")
+    logging.getLogger("ingestor").info("%s: %s", sel.summary(), ",".join(sel.symbols))
+    return sel.symbols
 
 
 def _attach_alerts(ing, cfg):

@@ -72,6 +72,7 @@ class RestApi:
                 self._get("spot", "/api/v3/trades", 25, self._recent_trades),
                 self._get("spot", "/api/v3/historicalTrades", 25, self._historical_trades),
                 self._get("spot", "/api/v3/aggTrades", 4, self._agg_trades),
+                self._get("spot", "/api/v3/ticker/24hr", _spot_ticker_weight, self._ticker_24hr),
             ]
         if "usdm" in self.markets:
             out += [
@@ -81,10 +82,12 @@ class RestApi:
                 self._get("usdm", "/fapi/v1/trades", 5, self._recent_trades),
                 self._get("usdm", "/fapi/v1/historicalTrades", 200, self._historical_trades),
                 self._get("usdm", "/fapi/v1/aggTrades", 20, self._agg_trades),
+                self._get("usdm", "/fapi/v1/ticker/24hr", lambda q: 1 if "symbol" in q else 40, self._ticker_24hr),
             ]
         return out
 
-    def _get(self, market: str, path: str, weight: int, fn: Callable) -> web.RouteDef:
+    def _get(self, market: str, path: str, weight: int | Callable, fn: Callable) -> web.RouteDef:
+        """`weight`: a number, or a function of the query (weights that depend on the parameters)."""
         async def handler(request: web.Request) -> web.Response:
             return self._serve(request, market, path, weight, fn)
         return web.get(path, handler, allow_head=False)
@@ -110,8 +113,11 @@ class RestApi:
         return web.Response(status=status, body=orjson.dumps(body), headers=headers,
                             content_type="application/json")
 
-    def _serve(self, request: web.Request, market: str, path: str, weight: int, fn: Callable) -> web.Response:
+    def _serve(self, request: web.Request, market: str, path: str, weight: int | Callable,
+               fn: Callable) -> web.Response:
         self.counters.requests[path] += 1
+        if callable(weight):
+            weight = weight(request.query)
         failure = self.faults.take_rest_failure()
         if failure is not None:
             status, retry = failure
@@ -221,6 +227,15 @@ class RestApi:
             raise _bad(-1121, "Invalid symbol.")
         return names
 
+    def _ticker_24hr(self, request: web.Request, params: dict[str, str], market: str) -> list[dict] | dict:
+        """Rolling 24 h statistics from the simulated trades (one object for `symbol=`, else a list)."""
+        if market == "usdm" and "symbols" in params:
+            raise _bad(-1101, "Too many parameters; expected 'symbol' or none.")
+        names = self._selected(params)
+        now = _now_ms()
+        rows = [_ticker(self.hist[(market, s)], now) for s in names if (market, s) in self.hist]
+        return rows[0] if "symbol" in params else rows
+
     def _spot_exchange_info(self, request: web.Request, params: dict[str, str], market: str) -> dict:
         names = self._selected(params)
         return {
@@ -316,6 +331,61 @@ def _failure_body(status: int, retry_after: int, limit: int) -> dict:
 
 def _dec(units: int, dec: int) -> str:
     return dec_strings(np.array([units], dtype=np.int64), dec)[0]
+
+
+def _spot_ticker_weight(query) -> int:
+    """Binance's spot ticker/24hr weight: 2 for one symbol (or up to 20), 40 up to 100, else (all) 80."""
+    if "symbol" in query:
+        return 2
+    syms = query.get("symbols")
+    if syms is not None:
+        n = syms.count(",") + 1
+        return 2 if n <= 20 else 40 if n <= 100 else 80
+    return 80
+
+
+def _ticker(h: InstrumentHistory, now_ms: int) -> dict:
+    """One ``ticker/24hr`` row (Binance's field names, numbers as strings) over the trades of the last 24 h."""
+    inst = h.inst
+    view = h.trade_view()
+    t = view["time"]
+    open_ms, close_ms = now_ms - 86_400_000, now_ms
+    lo = int(np.searchsorted(t, open_ms * 1000, "left"))
+    price, qty = view["price"][lo:], view["qty"][lo:]
+    px, q = 10.0 ** -inst.tick_dec, 10.0 ** -inst.qty_dec
+    n = len(price)
+    vol = float(qty.sum()) * q
+    quote_vol = float(np.dot(price.astype(np.float64), qty.astype(np.float64))) * px * q
+    dec = 8 if inst.market == "spot" else inst.price_dec
+    qdec = 8 if inst.market == "spot" else inst.qty_str_dec
+
+    def p(x: float) -> str:
+        return f"{x:.{dec}f}"
+
+    if n:
+        first, last = float(price[0]) * px, float(price[-1]) * px
+        hi, low = float(price.max()) * px, float(price.min()) * px
+        last_qty = float(qty[-1]) * q
+        first_id, last_id = inst.first_trade_id + lo, inst.first_trade_id + len(t) - 1
+    else:
+        first = last = hi = low = last_qty = 0.0
+        first_id = last_id = -1
+    row = {
+        "symbol": inst.symbol, "priceChange": p(last - first),
+        "priceChangePercent": f"{(last / first - 1.0) * 100.0 if first else 0.0:.3f}",
+        "weightedAvgPrice": p(quote_vol / vol if vol else 0.0),
+    }
+    if inst.market == "spot":
+        row["prevClosePrice"] = p(float(view["price"][lo - 1]) * px if lo else 0.0)
+    row.update({"lastPrice": p(last), "lastQty": f"{last_qty:.{qdec}f}"})
+    if inst.market == "spot":  # no order book is simulated: the best bid and ask are the last print, no size
+        row.update({"bidPrice": p(last), "bidQty": f"{0:.{qdec}f}", "askPrice": p(last), "askQty": f"{0:.{qdec}f}"})
+    row.update({
+        "openPrice": p(first), "highPrice": p(hi), "lowPrice": p(low), "volume": f"{vol:.{qdec}f}",
+        "quoteVolume": f"{quote_vol:.8f}" if inst.market == "spot" else f"{quote_vol:.2f}",
+        "openTime": open_ms, "closeTime": close_ms, "firstId": first_id, "lastId": last_id, "count": n,
+    })
+    return row
 
 
 def _spot_symbol(inst: Instrument) -> dict:

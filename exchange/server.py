@@ -65,9 +65,12 @@ REST (``exchange.rest``)
     spot ``/api/v3/``: ``ping`` (1), ``time`` (1), ``exchangeInfo`` (20; ``symbol=`` or
     ``symbols=["A","B"]``), ``trades`` (25; recent), ``historicalTrades`` (25; ``fromId``,
     ``limit`` <= 1000, default 500; no key needed), ``aggTrades`` (4; ``fromId`` | ``startTime``/
-    ``endTime`` inclusive, ms or µs, ``limit``). usdm ``/fapi/v1/``: ``ping``, ``time``,
+    ``endTime`` inclusive, ms or µs, ``limit``), ``ticker/24hr`` (2 with ``symbol=``, 80 for all).
+    usdm ``/fapi/v1/``: ``ping``, ``time``,
     ``exchangeInfo`` (1), ``trades`` (5), ``historicalTrades`` (200; ``X-MBX-APIKEY`` required, else
-    401 ``-2014``; limit <= 500, default 100), ``aggTrades`` (20; time range < 1 h). Request weight
+    401 ``-2014``; limit <= 500, default 100), ``aggTrades`` (20; time range < 1 h), ``ticker/24hr``
+    (1 with ``symbol=``, 40 for all). The tickers are computed from the simulated trades of the last
+    24 h (``quoteVolume`` = sum of price x qty), so symbols rank by their simulated activity. Request weight
     (in brackets) is counted per market per UTC minute and reported in ``X-MBX-USED-WEIGHT-1M``;
     above ``weight_limit`` -> 429 ``{"code":-1003,...}`` with ``Retry-After`` (seconds to the next
     minute). Errors are ``{"code","msg"}``: unknown symbol 400 ``-1121``; missing symbol ``-1102``;

@@ -61,18 +61,22 @@ class MarketSpec:
     exchange_info_path: str
     ping_path: str
     max_streams: int
+    ticker_path: str = ""      # 24 h rolling statistics (quoteVolume), all symbols when no symbol is given
 
 
 MARKETS = {
     "spot": MarketSpec("spot", "wss://stream.binance.com:9443", "https://api.binance.com", "/stream", "trade",
-                       "/api/v3/historicalTrades", "/api/v3/aggTrades", "/api/v3/exchangeInfo", "/api/v3/ping", 1024),
+                       "/api/v3/historicalTrades", "/api/v3/aggTrades", "/api/v3/exchangeInfo", "/api/v3/ping", 1024,
+                       "/api/v3/ticker/24hr"),
     "usdm": MarketSpec("usdm", "wss://fstream.binance.com", "https://fapi.binance.com", "/market/stream", "aggTrade",
-                       "/fapi/v1/aggTrades", "/fapi/v1/aggTrades", "/fapi/v1/exchangeInfo", "/fapi/v1/ping", 200),
+                       "/fapi/v1/aggTrades", "/fapi/v1/aggTrades", "/fapi/v1/exchangeInfo", "/fapi/v1/ping", 200,
+                       "/fapi/v1/ticker/24hr"),
 }
 
-# REST request weights (binance-protocol.md §3)
+# REST request weights (binance-protocol.md §3); ticker/24hr as called here, without a symbol (every symbol)
 WEIGHTS = {"/api/v3/historicalTrades": 25, "/api/v3/aggTrades": 4, "/api/v3/exchangeInfo": 20, "/api/v3/ping": 1,
-           "/fapi/v1/aggTrades": 20, "/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1}
+           "/api/v3/ticker/24hr": 80,
+           "/fapi/v1/aggTrades": 20, "/fapi/v1/exchangeInfo": 1, "/fapi/v1/ping": 1, "/fapi/v1/ticker/24hr": 40}
 
 
 def stream_url(spec: MarketSpec, symbols: list[str], ws_base: str | None = None) -> str:
@@ -164,3 +168,23 @@ def parse_rest_page(rows: list, market: str, symbol: str) -> RestPage:
         else:
             out.append(t)
     return RestPage(out, rejected)
+
+
+def parse_ticker_volumes(rows) -> dict[str, float]:
+    """`ticker/24hr` answer (a list of rows, or one row) → {symbol: 24 h quoteVolume}.
+
+    Raises MalformedFrame when a row lacks `symbol`/`quoteVolume` or the volume is not a finite number >= 0."""
+    if isinstance(rows, dict):
+        rows = [rows]
+    if not isinstance(rows, list):
+        raise MalformedFrame(f"ticker/24hr: expected a list of rows, got {type(rows).__name__}")
+    out: dict[str, float] = {}
+    for r in rows:
+        try:
+            sym, vol = r["symbol"], float(r["quoteVolume"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedFrame(f"unexpected ticker/24hr row {str(r)[:200]}: {exc!r}") from None
+        if not isinstance(sym, str) or not 0.0 <= vol < _INF:
+            raise MalformedFrame(f"ticker/24hr row {sym!r}: quoteVolume {r['quoteVolume']!r} is not a volume")
+        out[sym] = vol
+    return out
