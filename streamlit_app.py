@@ -36,7 +36,7 @@ page = st.navigation(PAGES)
 warmup.start()  # statsmodels for the tests, imported while the first run waits on the file
 db_path = default_db_path()
 catalog = data.catalog(str(db_path), settings.requested_source())
-current = settings.sidebar(catalog, db_path)
+current = settings.sidebar(catalog, db_path, page.url_path)
 watch_catalog(current, catalog)
 alerts_ui.toast_poller(str(db_path))  # toasts each new alert event once per session
 

@@ -17,6 +17,7 @@ from dashboard.settings import Settings
 
 POLL_S = 1.0                          # fragment interval while a screen runs
 PAIRS_PAGE = "app_pages/pairs.py"
+PAIRS_URL = "pairs"                   # its url path (st.navigation's, from the file name)
 TABLE_KEY = "sc_table"
 _SHOWN = "_screener_shown"            # (y, x) of each row of the table as last drawn
 _PICK = "_screener_pick"              # the picked pair: dict(y, x, spec)
@@ -131,13 +132,14 @@ def _on_pick(spec: screener.ScreenSpec, open_on: bool) -> None:
     st.session_state[_PICK] = {"y": y, "x": x, "spec": spec}
     st.session_state.pop(_FLASH, None)
     if open_on:
-        _set_sidebar(y, x, spec)
-        st.session_state[_GOTO] = True
+        _open_on_pairs(y, x, spec)
 
 
-def _set_sidebar(y: str, x: str, spec: screener.ScreenSpec) -> None:
-    """The sidebar's URL-bound widgets (see dashboard/settings.py) take the screen's market, bars and pair."""
-    settings.request_view(mkt=spec.market, tf=spec.timeframe, lb=spec.lookback, y=y, x=x)
+def _open_on_pairs(y: str, x: str, spec: screener.ScreenSpec) -> None:
+    """Ask for the Pairs page with the sidebar's URL-bound widgets (see dashboard/settings.py) set to the screen's
+    market, bars and pair: applied in the Pairs page's own run, the switch itself happens on the next run here."""
+    settings.request_view(page=PAIRS_URL, mkt=spec.market, tf=spec.timeframe, lb=spec.lookback, y=y, x=x)
+    st.session_state[_GOTO] = True
 
 
 def go_to_pairs_if_asked(in_fragment: bool = False) -> None:
@@ -147,14 +149,13 @@ def go_to_pairs_if_asked(in_fragment: bool = False) -> None:
     if in_fragment:
         st.rerun(scope="app")
     del st.session_state[_GOTO]
-    st.switch_page(PAIRS_PAGE, query_params={})
+    st.switch_page(PAIRS_PAGE, query_params={})  # the sidebar's bound widgets write the view into the URL
 
 
 def _open_pick() -> None:
     pick = st.session_state.get(_PICK)
     if pick:
-        _set_sidebar(pick["y"], pick["x"], pick["spec"])
-        st.session_state[_GOTO] = True
+        _open_on_pairs(pick["y"], pick["x"], pick["spec"])
 
 
 # ---------------------------------------------------------------- the picked pair: open / watch

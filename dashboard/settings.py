@@ -108,18 +108,31 @@ def requested_source() -> str:
     return SOURCES.get(label, "live")
 
 
-def request_view(**values) -> None:
-    """Make the sidebar show these settings (widget key -> value, e.g. y="ETHUSDT") from the next full run on.
+def request_view(page: str | None = None, **values) -> None:
+    """Make the sidebar show these settings (widget key -> value, e.g. y="ETHUSDT") from the next full run on
+    (of `page`, a page's url path such as "pairs", when given: the run of a page switch).
 
     For callbacks of widgets inside a fragment: a value written to a sidebar key there would lose against the
-    browser's own widget value on the next full run, so it is applied just before the sidebar is drawn."""
-    st.session_state[_PENDING_KEY] = dict(values)
+    browser's own widget value on the next full run, so it is applied just before the sidebar is drawn, in the
+    run that draws the target page. Not earlier: a rerun request that the browser sent meanwhile (a fragment's
+    `run_every` tick) carries the old widget values, is merged into the page switch's rerun and would put them
+    back on the target page while the browser keeps showing the new ones."""
+    st.session_state[_PENDING_KEY] = {"page": page, "values": dict(values)}
 
 
-def sidebar(catalog: Catalog, db_path: Path) -> Settings:
-    """Draw the shared controls and store the result for `current()`."""
-    for key, value in st.session_state.pop(_PENDING_KEY, {}).items():
+def _apply_requested_view(page: str | None) -> None:
+    pending = st.session_state.get(_PENDING_KEY)
+    if not pending or pending["page"] not in (None, page):
+        return
+    del st.session_state[_PENDING_KEY]
+    for key, value in pending["values"].items():
         st.session_state[key] = value
+
+
+def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Settings:
+    """Draw the shared controls and store the result for `current()`. `page`: the url path of the page this run
+    draws (a view requested for it is applied first)."""
+    _apply_requested_view(page)
     sb = st.sidebar
     source = SOURCES[sb.segmented_control("Source", list(SOURCES), default="live file", required=True, key="src",
                                           bind="query-params",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import screen_ui, screener
+from dashboard import screen_ui, screener, settings
 from quantlib.screen import screen_pairs
 from tests.conftest import assert_no_exception, page_text, plotly_specs
 from tests.screenfix import PAIRS, make_universe_db
@@ -156,6 +156,32 @@ def test_open_on_pairs_page_sets_the_sidebar(app, universe_db):
     assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == (row["y"], row["x"])
     assert at.selectbox(key="lb").value == "6h"
     assert "lookback 6h" in page_text(at)
+
+
+def test_a_picked_view_is_applied_on_the_pairs_run_over_the_old_values_the_browser_sends(app, universe_db):
+    """The pick asks for the view on the Pairs page; the page switch's rerun can carry the browser's pre-pick
+    sidebar values (a fragment tick merged into it). The view waits for the Pairs run and wins there: sidebar,
+    URL, status line and charts all name the picked pair and lookback."""
+    at = _until(app(universe_db, page=PAGE, query=SIX_H), lambda at: len(at.dataframe) > 0)
+    old_y, old_x, old_lb = at.selectbox(key="y").value, at.selectbox(key="x").value, at.selectbox(key="lb").value
+    y, x = old_x, old_y  # the default pair swapped: both legs differ from the old sidebar
+    at.session_state[settings._PENDING_KEY] = {"page": screen_ui.PAIRS_URL, "values": {"y": y, "x": x, "lb": "6h"}}
+    at.run()  # a Screener run (the one that switches pages) leaves the sidebar alone
+    assert_no_exception(at)
+    assert (at.selectbox(key="y").value, at.selectbox(key="lb").value) == (old_y, old_lb)
+    at.switch_page("app_pages/pairs.py")
+    at.selectbox(key="y").set_value(old_y)  # what the browser still shows and sends with the merged rerun
+    at.selectbox(key="x").set_value(old_x)
+    at.selectbox(key="lb").set_value(old_lb)
+    at.run()
+    assert_no_exception(at)
+    assert [h.value for h in at.header] == ["Pairs"]
+    assert (at.selectbox(key="y").value, at.selectbox(key="x").value, at.selectbox(key="lb").value) == (y, x, "6h")
+    assert (at.query_params.get("y"), at.query_params.get("x"), at.query_params.get("lb")) == (y, x, "6h")
+    assert "lookback 6h" in page_text(at)
+    titles = [str((f["layout"].get("title") or {}).get("text", "")) for f in plotly_specs(at)]
+    assert f"{y} on {x}: fitted lines" in titles and f"{old_y} on {old_x}: fitted lines" not in titles, titles
+    assert settings._PENDING_KEY not in at.session_state
 
 
 @pytest.mark.slow  # three rule writes

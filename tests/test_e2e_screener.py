@@ -101,6 +101,10 @@ def _walk(page, base: str, best) -> None:
     page.get_by_text("lookback 6h").first.wait_for(timeout=30_000)
     _wait_for_charts(page, 3, 60)
     _settle(page)
+    # the charts are the picked pair's only (no chart of the pair the sidebar showed before the pick)
+    titles = page.locator(".gtitle", has_text="fitted lines").all_text_contents()
+    assert titles == [f"{best['y']} on {best['x']}: fitted lines"], titles
+    assert all(w in page.url for w in want), page.url
     _assert_clean(page, "pairs opened from the screener")
     page.screenshot(path=str(SHOTS / "screener-pairs.png"), full_page=False)
 
