@@ -110,6 +110,7 @@ def test_history_filters_and_csv(app, tick_db):
     assert "+00:00" in csv.splitlines()[1]  # ISO-8601 UTC
 
 
+@pytest.mark.slow  # > 4 s on a loaded 2-core host
 def test_toasts_once_per_new_event_per_session_and_never_for_old_ones(app, tick_db):
     store = RuleStore(tick_db)
     r = store.create({"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1})

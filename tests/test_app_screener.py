@@ -114,6 +114,7 @@ def test_empty_and_missing_files_are_explained(app, empty_tick_db, tmp_path):
     assert len(at.dataframe) == 0
 
 
+@pytest.mark.slow  # > 4 s on a loaded 2-core host
 def test_one_symbol_and_too_few_bars_are_explained(app, universe_db):
     at = _until(app(universe_db, page=PAGE, query={**SIX_H, "sc_sym": "ETHUSDT"}),
                 lambda at: "needs at least two symbols" in page_text(at))

@@ -139,6 +139,7 @@ def test_queries_span_hot_and_archive(db, ref):
     assert queries.ticks("spot", "BTCUSDT", start, CUTOFF, path=db)["trade_id"].is_unique
 
 
+@pytest.mark.slow  # > 4 s on a loaded 2-core host
 def test_layout_read_by_pyarrow_dataset(db, ref):
     res = archive_ticks(db, AGE, now=NOW)
     dataset = ds.dataset(res.archive_dir, format="parquet", partitioning="hive")
@@ -167,6 +168,7 @@ def test_layout_read_by_pyarrow_dataset(db, ref):
     assert meta.row_group(0).column(0).compression == "ZSTD"
 
 
+@pytest.mark.slow  # > 4 s on a loaded 2-core host
 def test_rerun_moves_nothing_and_late_imports_are_deduped(db, ref, tmp_path):
     first = archive_ticks(db, AGE, now=NOW)
     assert archive_ticks(db, AGE, now=NOW).partitions == ()

@@ -149,6 +149,7 @@ class Dripper:
         self.sock.close()
 
 
+@pytest.mark.slow  # > 4 s on a loaded 2-core host
 def test_slow_drip_destination_neither_hangs_nor_delays_others(servers, caplog):
     """A header line every 0.5 s keeps every per-read timeout happy; the total deadline ends the attempt, and a
     second destination is served meanwhile."""

@@ -47,6 +47,7 @@ def error_line(res: subprocess.CompletedProcess) -> str:
 
 # --------------------------------------------------------------------------------------------- bad input
 
+@pytest.mark.slow  # > 4 s on a loaded 2-core host
 @pytest.mark.parametrize("args, expected", [
     (["--market", "coinbase"], "unknown market 'coinbase'; expected one of spot, usdm"),
     (["--market", "usdm"], "no usdm ticks in"),
