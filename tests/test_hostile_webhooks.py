@@ -10,21 +10,7 @@ import pytest
 
 from alerts.webhook import WebhookSender, validate_webhook_url
 from tests.feedcheck import wait_for
-from tests.test_alerts_webhook import Server
-
-
-@pytest.fixture
-def servers():
-    made = []
-
-    def make(*a, **kw):
-        s = Server(*a, **kw)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
+from tests.test_alerts_webhook import Server, server_factory  # noqa: F401  (fixture)
 
 
 INTERNAL = ["http://127.0.0.1:8080/hook", "http://localhost/hook", "http://169.254.169.254/latest/meta-data/",
@@ -48,9 +34,9 @@ def test_public_targets_are_accepted(monkeypatch):
         assert validate_webhook_url(url) == url
 
 
-def test_a_name_resolving_to_an_internal_address_is_refused_at_delivery(servers, monkeypatch):
+def test_a_name_resolving_to_an_internal_address_is_refused_at_delivery(server_factory, monkeypatch):
     """The rule names a public-looking host; at delivery it resolves to loopback (DNS rebinding, /etc/hosts)."""
-    srv = servers()
+    srv = server_factory()
     port = int(srv.url.rsplit(":", 1)[1].split("/")[0])
     real = socket.getaddrinfo
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **kw: real("127.0.0.1" if host == "hooks.example.com"
@@ -89,8 +75,8 @@ class Redirector(Server):
         self.httpd.RequestHandlerClass = Handler
 
 
-def test_redirects_are_never_followed(servers):
-    internal = servers()
+def test_redirects_are_never_followed(server_factory):
+    internal = server_factory()
     redirector = Redirector(internal.url.replace("/hook", "/internal-admin"))
     try:
         sender = WebhookSender(retries=2, backoff_s=0.01, allow_private=True)
@@ -150,11 +136,11 @@ class Dripper:
 
 
 @pytest.mark.slow  # > 4 s on a loaded 2-core host
-def test_slow_drip_destination_neither_hangs_nor_delays_others(servers, caplog):
+def test_slow_drip_destination_neither_hangs_nor_delays_others(server_factory, caplog):
     """A header line every 0.5 s keeps every per-read timeout happy; the total deadline ends the attempt, and a
     second destination is served meanwhile."""
     drip = Dripper()
-    fast = servers()
+    fast = server_factory()
     sender = WebhookSender(timeout_s=3.0, retries=1, backoff_s=0.01, allow_private=True)
     try:
         sender.submit(drip.url, {"event_id": 1})
@@ -170,9 +156,9 @@ def test_slow_drip_destination_neither_hangs_nor_delays_others(servers, caplog):
     assert "no complete answer within 3s" in caplog.text
 
 
-def test_queue_of_one_destination_filling_up_does_not_drop_anothers(servers):
-    slow = servers(delay_s=30.0)
-    fast = servers()
+def test_queue_of_one_destination_filling_up_does_not_drop_anothers(server_factory):
+    slow = server_factory(delay_s=30.0)
+    fast = server_factory()
     sender = WebhookSender(maxsize=1, timeout_s=30, retries=0, allow_private=True)
     try:
         assert sender.submit(slow.url, {"event_id": 0})
