@@ -1,4 +1,4 @@
-"""What a real trade can look like: its time and id ranges.
+"""What a real trade can look like: its time and id ranges (and the funding-rate range of a perpetual).
 
 A stream frame, REST row, dump row or uploaded row outside these is not a trade: it is rejected and counted where
 it enters (feed, history, uploads) and again by the tick writer, and never stored.
@@ -17,6 +17,9 @@ MAX_AHEAD_US = int(MAX_AHEAD_S * 1_000_000)
 ID_MAX = 10**15                 # exchange ids run to ~1e10 today; 1e15 is far beyond any real venue's count
 EXPECTED_TIME = "a time between 2009-01-01 and 2100-01-01, at most 1 h ahead of now"
 EXPECTED_ID = f"an id between 0 and {ID_MAX:.0e}"
+# A perpetual's funding rate per period: Binance caps most contracts at ±0.75 % to ±3 % (±2 % on some, ±4 % on a
+# few); ±10 % per period is far beyond any venue's cap, so anything larger is not a funding rate.
+FUNDING_RATE_MAX = 0.10
 
 
 def now_us() -> int:
@@ -30,6 +33,13 @@ def time_problem(ts_us: int, now: int | None = None) -> str | None:
     limit = (now if now is not None else now_us()) + MAX_AHEAD_US
     if ts_us > limit:
         return f"time {_iso(ts_us)} is more than {MAX_AHEAD_S / 3600:g} h ahead of now"
+    return None
+
+
+def ts_range_problem(ts_us: int) -> str | None:
+    """Why `ts_us` is outside 2009-2100 (for times that may lie ahead, such as a next funding time), or None."""
+    if not TS_MIN_US <= ts_us < TS_MAX_US:
+        return f"time {ts_us} µs is outside 2009-01-01..2100-01-01"
     return None
 
 

@@ -245,3 +245,75 @@ def stored_symbols(market: str | None = None, path: PathLike = None) -> pd.DataF
                           {"market": market}).fetchall()
         archived = [(m, s) for m, s, *_ in archived_summary(con) if market is None or m == market]
     return pd.DataFrame(sorted(set(hot) | set(archived)), columns=["market", "symbol"])
+
+
+# --------------------------------------------------------------------------------------------- mark price, funding
+
+MARK_FIELDS = ["mark_price", "index_price", "funding_rate", "next_funding_time"]
+FUNDING_FIELDS = ["funding_rate", "mark_price"]
+
+_MARKS_SQL = """SELECT ts, mark_price, index_price, funding_rate, next_funding_time FROM main.mark_prices
+                WHERE market = $market AND symbol = $symbol AND ts >= $start AND ts < $end ORDER BY ts"""
+# last value per bar; arg_max skips NULLs, so a bar's index price / funding rate is its last one that was sent
+_MARKS_BARS_SQL = """SELECT (epoch_us(ts) // $step) * $step AS bucket_us, arg_max(mark_price, ts) AS mark_price,
+                            arg_max(index_price, ts) AS index_price, arg_max(funding_rate, ts) AS funding_rate,
+                            arg_max(next_funding_time, ts) AS next_funding_time
+                     FROM main.mark_prices
+                     WHERE market = $market AND symbol = $symbol AND ts >= $start AND ts < $end
+                     GROUP BY ALL ORDER BY bucket_us"""
+_FUNDING_SQL = """SELECT funding_time, funding_rate, mark_price FROM main.funding_rates
+                  WHERE market = $market AND symbol = $symbol AND funding_time >= $start AND funding_time < $end
+                  ORDER BY funding_time"""
+_FAR_PAST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def _window(market: str, symbol: str, start, end) -> dict:
+    return {"market": market, "symbol": symbol.upper(), "start": _utc(start) or _FAR_PAST, "end": _utc(end) or _FAR_FUTURE}
+
+
+def _has_table(con, name: str) -> bool:
+    # checked first: a missing table would otherwise be looked up among Python variables (DuckDB's replacement
+    # scan finds this module's functions of the same name)
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = $t",
+                       {"t": name}).fetchone()[0] > 0
+
+
+def _empty(index_name: str, columns: list[str], times: Sequence[str]) -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c in times else "float64") for c in columns})
+    df.index = pd.DatetimeIndex([], tz="UTC", name=index_name)
+    return df
+
+
+def mark_prices(market: str, symbol: str, start: dt.datetime | None, end: dt.datetime | None = None,
+                timeframe: str | None = None, path: PathLike = None) -> pd.DataFrame:
+    """Stored mark-price updates of one perpetual in [start, end): a frame indexed by the event time `ts` (UTC,
+    ascending) with MARK_FIELDS (`next_funding_time` a UTC timestamp, NaT/NaN where the stream sent none).
+
+    `timeframe` ('1s', '1m', '5m', ...) resamples to bars: the index is the bar start and each column holds the
+    bar's last value (its last non-null one); bars without an update are not returned. A file written before these
+    tables existed reads as empty."""
+    params = _window(market, symbol, start, end)
+    if timeframe is not None:
+        params["step"] = tf_seconds(timeframe) * 1_000_000
+    with read_connection(path) as con:
+        if not _has_table(con, "mark_prices"):
+            return _empty("ts", MARK_FIELDS, ["next_funding_time"])
+        df = con.execute(_MARKS_BARS_SQL if timeframe is not None else _MARKS_SQL, params).df()
+    if timeframe is not None:
+        df.insert(0, "ts", pd.to_datetime(df.pop("bucket_us"), unit="us", utc=True))
+    df = _utc_frame(df, ["ts", "next_funding_time"]).set_index("ts")
+    return df[MARK_FIELDS].astype({c: "float64" for c in MARK_FIELDS[:3]})
+
+
+def funding_rates(market: str, symbol: str, start: dt.datetime | None, end: dt.datetime | None = None,
+                  path: PathLike = None) -> pd.DataFrame:
+    """Settled funding rates of one perpetual with funding time in [start, end): a frame indexed by `funding_time`
+    (UTC, ascending) with `funding_rate` (fraction per period; positive: longs pay shorts) and `mark_price` (NaN
+    where the exchange gave none). A file written before these tables existed reads as empty."""
+    with read_connection(path) as con:
+        if not _has_table(con, "funding_rates"):
+            return _empty("funding_time", FUNDING_FIELDS, [])
+        df = con.execute(_FUNDING_SQL, _window(market, symbol, start, end)).df()
+    df = _utc_frame(df, ["funding_time"]).set_index("funding_time")
+    return df[FUNDING_FIELDS].astype("float64")

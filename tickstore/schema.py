@@ -83,6 +83,24 @@ DDL = [
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS threshold DOUBLE",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS observed_at TIMESTAMPTZ",  # data time of the value
     # --- end alerts ---
+    # --- basis and funding (usdm): the mark-price stream and the funding-rate history, see tickstore/marks.py ---
+    """CREATE TABLE IF NOT EXISTS mark_prices(
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        ts TIMESTAMPTZ NOT NULL,           -- event time E of the markPriceUpdate frame
+        mark_price DOUBLE NOT NULL,
+        index_price DOUBLE,
+        funding_rate DOUBLE,               -- the current period's (estimated) funding rate
+        next_funding_time TIMESTAMPTZ,
+        PRIMARY KEY (market, symbol, ts))""",
+    """CREATE TABLE IF NOT EXISTS funding_rates(
+        market VARCHAR NOT NULL,
+        symbol VARCHAR NOT NULL,
+        funding_time TIMESTAMPTZ NOT NULL,
+        funding_rate DOUBLE NOT NULL,
+        mark_price DOUBLE,                 -- NULL when REST gives none
+        PRIMARY KEY (market, symbol, funding_time))""",
+    # --- end basis and funding ---
     # --- history: Parquet archive of old ticks and imported dump files, see tickstore/archive.py ---
     """CREATE TABLE IF NOT EXISTS archive_meta(
         archive_id VARCHAR NOT NULL,

@@ -54,9 +54,10 @@ def claim_file(con: duckdb.DuckDBPyConnection, kind: str) -> None:
 
 
 def clear_simulated(con: duckdb.DuckDBPyConnection) -> int:
-    """Drop the ticks, status and events of a previous demo run (alert rules stay); returns ticks removed."""
+    """Drop the ticks, mark prices, funding rates, status and events of a previous demo run (alert rules stay);
+    returns ticks removed."""
     n = con.execute("SELECT count(*) FROM ticks").fetchall()[0][0]
-    for table in ("ticks", "ingest_status", "ingest_events"):
+    for table in ("ticks", "mark_prices", "funding_rates", "ingest_status", "ingest_events"):
         con.execute(f"DELETE FROM {table}")  # fixed table names, no user input
     return int(n)
 

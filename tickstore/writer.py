@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from core.plausible import ID_MAX, MAX_AHEAD_US, TS_MAX_US, TS_MIN_US, now_us
 from tickstore.connection import LockStats, StoreBusy, StoreError, write_connection
+from tickstore.marks import MarkBuffer, funding_problem, insert_funding, insert_marks, mark_problem, split_plausible
 from tickstore.schema import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,9 @@ class FlushStats:
     total_flush_ms: float = 0.0
     max_pending: int = 0
     rejected: int = 0           # rows that cannot be trades, set aside (logged, never stored)
+    marks_inserted: int = 0     # mark_prices rows new to the file
+    funding_inserted: int = 0   # funding_rates rows new to the file
+    marks_rejected: int = 0     # mark / funding rows that cannot be real, set aside (logged, never stored)
     flush_ms_samples: list[float] = field(default_factory=list)
 
 
@@ -210,6 +214,8 @@ class TickWriter:
     """Flushes a TickBuffer to the DuckDB file every `flush_ms` on its own thread.
 
     `hooks` run after each successful insert inside the same connection: `hook(con, batch, inserted)`.
+    `marks` (a MarkBuffer) holds mark-price and funding rows; they are inserted in the same transaction as the
+    ticks, kept pending on failure like them.
     A hook failing is logged and never loses ticks (they are committed before hooks run).
 
     The file is watched between flushes. Deleted while running: it is created again with the schema (and
@@ -228,6 +234,9 @@ class TickWriter:
         self.stats = FlushStats()
         self._pending: list[pa.Table] = []   # drained, not yet committed (kept across lock waits)
         self._pending_rows = 0
+        self.marks = MarkBuffer()
+        self._pending_marks: list[tuple] = []
+        self._pending_funding: list[tuple] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._schema_ready = False
@@ -312,9 +321,11 @@ class TickWriter:
             self._pending.append(t)
             self._pending_rows += t.num_rows
         self._reject(self.buffer.take_rejected())
+        self._take_marks()
         self.buffer.held_by_writer = self._pending_rows
         self.stats.max_pending = max(self.stats.max_pending, self._pending_rows)
-        if not self._pending_rows and not (force_hooks and self.hooks):
+        has_marks = bool(self._pending_marks or self._pending_funding)
+        if not self._pending_rows and not has_marks and not (force_hooks and self.hooks):
             return 0
         n_rows = self._pending_rows
         t0 = time.perf_counter()
@@ -344,12 +355,17 @@ class TickWriter:
                     return 0
                 con.execute("BEGIN")
                 inserted = insert_batch(con, table)
+                new_marks = insert_marks(con, self._pending_marks) if self._pending_marks else 0
+                new_funding = insert_funding(con, self._pending_funding) if self._pending_funding else 0
                 if not self._same_file():  # replaced during the insert: these rows would go to the old file
                     con.execute("ROLLBACK")
                     self.stats.failures += 1
                     return 0
                 con.execute("COMMIT")
                 self._pending, self._pending_rows = [], 0
+                self._pending_marks, self._pending_funding = [], []
+                self.stats.marks_inserted += new_marks
+                self.stats.funding_inserted += new_funding
                 self.buffer.held_by_writer = 0
                 for hook in self.hooks:
                     try:
@@ -385,6 +401,24 @@ class TickWriter:
             log.debug("flushed %d ticks (%d new) in %.1f ms", n_rows, inserted, ms)
         return inserted
 
+    def _take_marks(self) -> None:
+        """Move buffered mark / funding rows to pending, setting aside those that cannot be real."""
+        marks, funding = self.marks.drain()
+        for rows, check, pending, what in ((marks, mark_problem, self._pending_marks, "mark-price"),
+                                           (funding, funding_problem, self._pending_funding, "funding")):
+            if not rows:
+                continue
+            good, bad = split_plausible(rows, check)
+            pending.extend(good)
+            if bad:
+                self.stats.marks_rejected += len(bad)
+                log.error("set aside %d %s row(s) that cannot be real (not stored); first: %s", len(bad), what, bad[0])
+
+    @property
+    def unflushed_marks(self) -> int:
+        """Mark-price and funding rows held in memory, not yet committed."""
+        return len(self._pending_marks) + len(self._pending_funding) + len(self.marks)
+
     def _reject(self, reasons: list[str]) -> None:
         if reasons:
             self.stats.rejected += len(reasons)
@@ -401,7 +435,7 @@ class TickWriter:
         self._stop.clear()
         while True:
             self.flush_once()
-            if not self._pending_rows and not len(self.buffer):
+            if not self._pending_rows and not len(self.buffer) and not self.unflushed_marks:
                 break
             if self.fatal:
                 log.error("%d ticks not written: %s", self.unflushed, self.fatal)
