@@ -28,6 +28,9 @@ DEFAULT_SYMBOLS = 4  # the Market page starts with this many charts: the most tr
 
 _STATE_KEY = "_tickdesk_settings"
 _PENDING_KEY = "_tickdesk_pending_settings"
+# widget key -> (default applied, symbols it was computed from) for selections that follow the data; a key
+# leaves this dict once the user (or a bookmark's URL, or the Screener) chooses a value for it
+_DEFAULTED_KEY = "_tickdesk_defaulted"
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,50 @@ def _apply_requested_view(page: str | None) -> None:
     del st.session_state[_PENDING_KEY]
     for key, value in pending["values"].items():
         st.session_state[key] = value
+        _chosen(key)
+
+
+def _chosen(key: str) -> None:
+    """The value of `key` is the user's choice from now on: it no longer follows the data."""
+    st.session_state.setdefault(_DEFAULTED_KEY, {}).pop(key, None)
+
+
+def is_defaulted(key: str) -> bool:
+    """True while the selection `key` is the app's default (it follows the data), False once the user chose."""
+    return key in st.session_state.get(_DEFAULTED_KEY, {})
+
+
+def _follow_default(key: str, default, symbols: tuple[str, ...]) -> None:
+    """Before drawing the widget `key`: keep a defaulted selection on the default of the symbols stored now.
+
+    A page opened during start-up sees only the symbols stored so far; when more arrive, a selection that is
+    still the default becomes the new default, while a value the user picked (in the widget, through the URL
+    of a bookmark, or by a Screener pick) stays as it is. The default is recomputed only when the symbols
+    change, so a redraw for another reason never reshuffles it."""
+    defaulted = st.session_state.setdefault(_DEFAULTED_KEY, {})
+    if key not in st.session_state:  # first draw in this session (or the widget was not drawn last run)
+        if st.query_params.get_all(key):
+            defaulted.pop(key, None)  # the URL holds a value the user chose (a bookmark, a shared link)
+        else:
+            defaulted[key] = (default, symbols)
+        return
+    if key not in defaulted:
+        return
+    applied, seen = defaulted[key]
+    if st.session_state[key] != applied:  # changed without a callback (e.g. the URL): the user's choice
+        defaulted.pop(key)
+        return
+    if symbols != seen:
+        if default != applied:
+            st.session_state[key] = default
+        defaulted[key] = (default, symbols)
+
+
+def _applied_default(key: str, default):
+    """The default to draw `key` with: the one `_follow_default` applied, so that widget value and default agree
+    (a value equal to its default stays out of the URL)."""
+    entry = st.session_state.get(_DEFAULTED_KEY, {}).get(key)
+    return entry[0] if entry is not None else default
 
 
 def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Settings:
@@ -141,15 +188,20 @@ def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Setting
     market = sb.selectbox("Market", markets, index=_index(list(markets), "spot"), key="mkt", bind="query-params")
     symbols_all = catalog.symbols_of(market)
     if symbols_all:
-        chosen = sb.multiselect("Symbols", symbols_all, default=default_symbols(catalog, market), key="sym",
-                                bind="query-params",
-                                help="Symbols shown on the Market page (the summary table lists all).")
+        seen = (market, *symbols_all)
+        dsym = default_symbols(catalog, market)
         dy, dx = default_pair(symbols_all)
+        for key, default in (("sym", dsym), ("y", dy), ("x", dx)):
+            _follow_default(key, default, seen)
+        chosen = sb.multiselect("Symbols", symbols_all, default=_applied_default("sym", dsym), key="sym",
+                                bind="query-params", on_change=_chosen, args=("sym",),
+                                help="Symbols shown on the Market page (the summary table lists all).")
+        dy, dx = _applied_default("y", dy), _applied_default("x", dx)
         c1, c2 = sb.columns(2)
         y = c1.selectbox("Pair Y", symbols_all, index=_index(list(symbols_all), dy), key="y", bind="query-params",
-                         help="Dependent leg: spread = Y − β·X − α.")
+                         on_change=_chosen, args=("y",), help="Dependent leg: spread = Y − β·X − α.")
         x = c2.selectbox("Pair X", symbols_all, index=_index(list(symbols_all), dx), key="x", bind="query-params",
-                         help="Hedge leg.")
+                         on_change=_chosen, args=("x",), help="Hedge leg.")
     else:
         sb.caption("No symbols yet — " + ("upload a file on the Data page." if source == "upload"
                                           else "waiting for the ingestor to store ticks."))
