@@ -278,6 +278,37 @@ def _check_timeframe(timeframe: str | None, index: pd.Index) -> None:
                          "Sharpe can be annualized and holding times measured")
 
 
+def _hedged_spread(ys: pd.Series, xs: pd.Series, hedge: str, hw: int, method: str, beta: float | None,
+                   kalman_delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(beta_t, spread_t) with the hedge known at each bar, as `mean_reversion` trades them (beta NaN
+    where no hedge is known yet). Shared with `quantlib.sweep`."""
+    yv, xv = ys.to_numpy(), xs.to_numpy()
+    n = len(ys)
+    if beta is not None:
+        b = np.full(n, float(beta))
+        spr = yv - b * xv
+    elif hedge == "static":
+        fit = regression.hedge_ratio(ys.iloc[:hw], xs.iloc[:hw], method=method)
+        b = np.where(np.arange(n) >= hw - 1, fit.beta, np.nan)
+        spr = yv - fit.alpha - fit.beta * xv  # history with the formation fit; used only from bar hw-1 on
+    elif hedge == "rolling":
+        fit = regression.rolling_hedge_ratio(ys, xs, hw, method=method,
+                                             step=1 if method in ("ols", "tls") else max(1, hw // 10))
+        b = fit["beta"].to_numpy()
+        spr = yv - fit["alpha"].to_numpy() - b * xv
+    else:
+        kf = regression.kalman_hedge_ratio(ys, xs, delta=kalman_delta, warmup=hw)
+        b = kf.beta.to_numpy()
+        spr = yv - kf.alpha.to_numpy() - b * xv
+    return b, spr
+
+
+def _spread_zscore(b: np.ndarray, spr: np.ndarray, index: pd.Index, window: int) -> np.ndarray:
+    """Rolling z-score of the spread over `window` bars, NaN where no hedge is known."""
+    z = indicators.rolling_zscore(pd.Series(spr, index=index), window).to_numpy()
+    return np.where(np.isnan(b), np.nan, z)
+
+
 @single_threaded
 def mean_reversion(
     y: pd.Series | np.ndarray,
@@ -320,25 +351,8 @@ def mean_reversion(
     _check_timeframe(timeframe, ys.index)
     check_min(len(ys), max(window, hw) + 2, "bars")
     yv, xv = ys.to_numpy(), xs.to_numpy()
-    n = len(ys)
-    if beta is not None:
-        b = np.full(n, float(beta))
-        spr = yv - b * xv
-    elif hedge == "static":
-        fit = regression.hedge_ratio(ys.iloc[:hw], xs.iloc[:hw], method=method)
-        b = np.where(np.arange(n) >= hw - 1, fit.beta, np.nan)
-        spr = yv - fit.alpha - fit.beta * xv  # history with the formation fit; used only from bar hw-1 on
-    elif hedge == "rolling":
-        fit = regression.rolling_hedge_ratio(ys, xs, hw, method=method,
-                                             step=1 if method in ("ols", "tls") else max(1, hw // 10))
-        b = fit["beta"].to_numpy()
-        spr = yv - fit["alpha"].to_numpy() - b * xv
-    else:
-        kf = regression.kalman_hedge_ratio(ys, xs, delta=kalman_delta, warmup=hw)
-        b = kf.beta.to_numpy()
-        spr = yv - kf.alpha.to_numpy() - b * xv
-    z = indicators.rolling_zscore(pd.Series(spr, index=ys.index), window).to_numpy()
-    z = np.where(np.isnan(b), np.nan, z)
+    b, spr = _hedged_spread(ys, xs, hedge, hw, method, beta, kalman_delta)
+    z = _spread_zscore(b, spr, ys.index, window)
     sig, reason = zscore_signals(z, entry_z, exit_z, stop_z)
     prices = np.column_stack([yv, xv])
 
@@ -395,3 +409,15 @@ def mean_reversion_spread(
                   cost_per_unit=cost_per_unit, timeframe=timeframe, capital=capital, fill="next bar close")
     return _run(s.index, s.to_numpy()[:, None], ("spread",), sig, reason, z, capital, size, cost, timeframe,
                 np.full(len(s), np.nan), params, s.to_numpy())
+
+
+def __getattr__(name: str):
+    """`walk_forward` and `sweep` (and their result classes) live in quantlib.walkforward / quantlib.sweep,
+    which build on this module; they are re-exported here lazily to keep the import acyclic."""
+    if name in ("walk_forward", "WalkForwardResult"):
+        from quantlib import walkforward
+        return getattr(walkforward, name)
+    if name in ("sweep", "SweepResult"):
+        from quantlib import sweep as _sweep
+        return getattr(_sweep, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,375 @@
+"""Parameter sweep of the z-score mean-reversion backtest: an entry x exit (x stop x window) grid in one
+vectorised pass, with an in-sample / out-of-sample split.
+
+Every parameter set is the backtest `backtest.mean_reversion` runs (same hedge, z-score, rules, next-bar
+fills, sizing, costs and forced final close); per-set stats equal `mean_reversion`'s (tested). Speed: the
+hedge and the z-score are computed once per window; the position state machine and the book are then
+stepped bar by bar with numpy arrays holding one state per parameter set, so 10,000 bars x 400 sets cost
+about as much as a few single backtests.
+
+Split: the last `oos_fraction` of the bars (or the bars from `oos_start`) are out of sample. In-sample
+stats are those of `mean_reversion` on the in-sample bars alone. Out of sample, each set starts flat with
+`capital` at the first out-of-sample bar and trades on the same causal hedge and z-score (their trailing
+windows may reach back into the in-sample bars, as they would live: no look-ahead); its first fill is at
+the second out-of-sample bar and an open position is closed at the last bar. The in-sample best (by
+`metric`, among sets with at least `min_trades` trades) is marked, its out-of-sample result beside it.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from quantlib._blas import single_threaded
+from quantlib._validate import as_pair, check_choice, check_finite_number, check_min, check_positive_number, check_window
+from quantlib.backtest import (HEDGES, BacktestStats, _check_timeframe, _hedged_spread, _spread_zscore)
+from quantlib.timeframes import bars_per_year, periods_per_year, timeframe_seconds
+
+STATS = tuple(f.name for f in fields(BacktestStats))
+METRICS = ("sharpe", "total_return", "max_drawdown", "hit_rate", "n_trades", "turnover", "exposure")
+PARAMS = ("window", "entry_z", "exit_z", "stop_z")
+MAX_CELLS = 8_000_000  # bars x parameter sets held in memory at once (64 MB of equity)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """One row per parameter set: `window`, `entry_z`, `exit_z`, `stop_z` (inf: no stop), the in-sample
+    stats (`BacktestStats` fields) and, with a split, the same stats out of sample prefixed `oos_`;
+    `best` marks the in-sample best by `metric`."""
+
+    grid: pd.DataFrame
+    metric: str
+    best: pd.Series | None = field(repr=False)  # the best row (its oos_ columns: its out-of-sample result)
+    in_sample: tuple[object, object]            # first and last in-sample bar
+    out_of_sample: tuple[object, object] | None  # first and last out-of-sample bar (None: no split)
+    n_in_sample: int
+    n_out_of_sample: int
+    skipped: int                                # combinations dropped for breaking exit < entry < stop
+    params: dict[str, object]
+
+    def best_params(self) -> dict[str, float] | None:
+        """The in-sample best set as keyword arguments of `mean_reversion`."""
+        if self.best is None:
+            return None
+        b = self.best
+        stop = None if math.isinf(b["stop_z"]) else float(b["stop_z"])
+        return dict(window=int(b["window"]), entry_z=float(b["entry_z"]), exit_z=float(b["exit_z"]), stop_z=stop)
+
+    def heatmap(self, value: str = "sharpe", *, window: int | None = None, stop_z: float | None = None,
+                sample: str = "in") -> pd.DataFrame:
+        """entry_z (rows) x exit_z (columns) table of `value` for one window and stop (default: the best
+        set's, else the first); `sample="out"` reads the out-of-sample column. NaN where exit >= entry."""
+        check_choice(sample, "sample", ("in", "out"))
+        check_choice(value, "value", STATS)
+        col = value if sample == "in" else f"oos_{value}"
+        if col not in self.grid:
+            raise ValueError("this sweep has no out-of-sample part (oos_fraction=None)")
+        ref = self.best if self.best is not None else self.grid.iloc[0]
+        w = int(ref["window"]) if window is None else window
+        s = float(ref["stop_z"]) if stop_z is None else stop_z
+        g = self.grid[(self.grid["window"] == w) & (self.grid["stop_z"] == s)]
+        if g.empty:
+            raise ValueError(f"no parameter set with window {w} and stop_z {s}")
+        return g.pivot(index="entry_z", columns="exit_z", values=col)
+
+    def summary(self) -> str:
+        head = (f"Sweep: {len(self.grid)} parameter sets on {self.n_in_sample} in-sample bars"
+                + (f" and {self.n_out_of_sample} out-of-sample bars" if self.out_of_sample else ""))
+        if self.best is None:
+            return head + f"; no set made >= {self.params['min_trades']} trades in sample"
+        b, p = self.best, self.best_params()
+        text = (f"{head}; in-sample best by {self.metric}: window {p['window']}, entry {p['entry_z']:g}, "
+                f"exit {p['exit_z']:g}, stop {p['stop_z']}: Sharpe {b['sharpe']:.2f}, return {b['total_return']:.2%}, "
+                f"{int(b['n_trades'])} trades")
+        if self.out_of_sample:
+            text += (f"; out of sample: Sharpe {b['oos_sharpe']:.2f}, return {b['oos_total_return']:.2%}, "
+                     f"{int(b['oos_n_trades'])} trades")
+        return text
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _values(v: object, name: str, *, allow_zero: bool = False, allow_none: bool = False) -> list[float]:
+    items = list(v) if isinstance(v, Iterable) and not isinstance(v, str) else [v]
+    if not items:
+        raise ValueError(f"{name} must hold at least one value")
+    out = []
+    for item in items:
+        if allow_none and (item is None or (isinstance(item, float) and math.isinf(item) and item > 0)):
+            out.append(math.inf)
+        else:
+            out.append(check_positive_number(item, name, allow_zero=allow_zero))
+    return sorted(set(out))
+
+
+def _windows(v: object) -> list[int]:
+    items = list(v) if isinstance(v, Iterable) and not isinstance(v, str) else [v]
+    if not items:
+        raise ValueError("window must hold at least one value")
+    return sorted({check_window(w, "window", 3) for w in items})
+
+
+class _Grid:
+    """Accumulated per-set results of one stretch of bars (stats arrays, shape (n_sets,))."""
+
+    def __init__(self, equity: np.ndarray, exposure: np.ndarray, n_trades: np.ndarray, wins: np.ndarray,
+                 bars_held: np.ndarray, hold_ns: np.ndarray | None, traded: np.ndarray, costs: np.ndarray):
+        self.equity, self.exposure, self.n_trades, self.wins = equity, exposure, n_trades, wins
+        self.bars_held, self.hold_ns, self.traded, self.costs = bars_held, hold_ns, traded, costs
+
+
+def _simulate(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, z: np.ndarray, entry: np.ndarray, exit_: np.ndarray,
+              stop: np.ndarray, capital: float, cost_rate: float, times: np.ndarray | None) -> _Grid:
+    """`mean_reversion`'s rules and book for every set at once, bar by bar (arrays of shape (n_sets,)).
+
+    yv, xv, b, z cover the bars traded (flat at the first, closed at the last). `times`: int64 ns of the
+    bars for clock holding times (None: bars only)."""
+    n, p = yv.shape[0], entry.shape[0]
+    state = np.zeros(p, dtype=np.int8)      # signal after the latest z (filled at the next bar)
+    blocked = np.zeros(p, dtype=bool)       # stopped out, waiting for |z| < entry
+    pos = np.zeros(p, dtype=np.int8)        # position held after this bar's fill
+    cash = np.full(p, capital)
+    start, qy, qx, yf, xf = (np.zeros(p) for _ in range(5))
+    entry_cost, fbar = np.zeros(p), np.zeros(p, dtype=np.int64)
+    equity = np.empty((p, n))               # one row per set: row-wise reductions match a 1-D backtest
+    in_market = np.zeros(p, dtype=np.int64)
+    n_trades, wins, bars_held = np.zeros(p, dtype=np.int64), np.zeros(p, dtype=np.int64), np.zeros(p, dtype=np.int64)
+    hold_ns = np.zeros(p, dtype=np.int64) if times is not None else None
+    traded, costs = np.zeros(p), np.zeros(p)
+    neg_entry, neg_exit, neg_stop = -entry, -exit_, -stop
+
+    def close(m: np.ndarray, t: int) -> None:
+        gross = (yv[t] - yf[m]) * qy[m] + (xv[t] - xf[m]) * qx[m]
+        ay, ax = np.abs(qy[m]), np.abs(qx[m])
+        c = cost_rate * (ay * yv[t] + ax * xv[t])
+        traded[m] += ay * yv[t] + ax * xv[t]
+        costs[m] += c
+        cash[m] = (start[m] + gross) - c
+        wins[m] += (gross - entry_cost[m] - c) > 0
+        n_trades[m] += 1
+        bars_held[m] += t - fbar[m]
+        if hold_ns is not None:
+            hold_ns[m] += times[t] - times[fbar[m]]
+
+    def open_(m: np.ndarray, side: np.ndarray, t: int) -> None:
+        beta = b[t - 1]
+        q = side * cash[m] / (yv[t] + abs(beta) * xv[t])
+        qy[m], qx[m] = q, -beta * q
+        ay, ax = np.abs(q), np.abs(qx[m])
+        c = cost_rate * (ay * yv[t] + ax * xv[t])
+        traded[m] += ay * yv[t] + ax * xv[t]
+        costs[m] += c
+        entry_cost[m] = c
+        start[m] = cash[m] - c
+        yf[m], xf[m], fbar[m] = yv[t], xv[t], t
+
+    last = n - 1
+    for t in range(n):
+        new = state if t > 0 else pos
+        changed = new != pos
+        if changed.any():
+            m = changed & (pos != 0)
+            if m.any():
+                close(m, t)
+            m = changed & (new != 0)
+            if m.any():
+                open_(m, new[m], t)
+            pos = new.copy()
+        if t == last:
+            m = pos != 0
+            if m.any():  # the forced final close ("end"), at this bar's close
+                close(m, t)
+            pos = np.zeros(p, dtype=np.int8)
+            equity[:, t] = cash
+        else:
+            held = pos != 0
+            equity[:, t] = np.where(held, start + ((yv[t] - yf) * qy + (xv[t] - xf) * qx), cash)
+            in_market += held
+        zt = z[t]
+        if zt != zt:  # NaN keeps every state
+            continue
+        flat = state == 0
+        blocked &= ~(flat & (abs(zt) < entry))
+        can = flat & ~blocked
+        lng, sht = state == 1, state == -1
+        stop_l = lng & (zt <= neg_stop)
+        stop_s = sht & (zt >= stop)
+        out = stop_l | stop_s | (lng & (zt >= neg_exit)) | (sht & (zt <= exit_))
+        state = np.where(can & (zt > entry) & (zt < stop), np.int8(-1),
+                         np.where(can & (zt > neg_stop) & (zt < neg_entry), np.int8(1),
+                                  np.where(out, np.int8(0), state)))
+        blocked |= stop_l | stop_s
+    return _Grid(equity, in_market, n_trades, wins, bars_held, hold_ns, traded, costs)
+
+
+def _stats_frame(g: _Grid, capital: float, per_year: float | None, bar_ns: float | None) -> pd.DataFrame:
+    """`backtest._stats` for every set (same formulas, row-wise on the equity matrix)."""
+    eq = g.equity
+    n = eq.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rets = np.diff(eq, axis=1) / eq[:, :-1]
+        sd = rets.std(axis=1, ddof=1) if n > 2 else np.full(eq.shape[0], np.nan)
+        sharpe = np.where(sd > 0, rets.mean(axis=1) / sd * math.sqrt(per_year), np.nan) if per_year \
+            else np.full(eq.shape[0], np.nan)
+        nt = g.n_trades
+        some = nt > 0
+        hold_bars = np.where(some, g.bars_held / nt, np.nan)
+        if g.hold_ns is not None:
+            hold = np.where(some, g.hold_ns / np.maximum(nt, 1), np.nan)
+        else:
+            hold = np.where(some, hold_bars * bar_ns, np.nan) if bar_ns else np.full(eq.shape[0], np.nan)
+        out = {
+            "total_return": eq[:, -1] / capital - 1.0,
+            "sharpe": sharpe,
+            "max_drawdown": np.max(1.0 - eq / np.maximum.accumulate(eq, axis=1), axis=1),
+            "hit_rate": np.where(some, g.wins / nt, np.nan),
+            "n_trades": nt,
+            "avg_holding_bars": hold_bars,
+            "avg_holding_time": pd.to_timedelta(np.round(hold), unit="ns"),
+            "turnover": g.traded / capital,
+            "total_costs": g.costs,
+            "exposure": g.exposure / n,
+        }
+    return pd.DataFrame(out)
+
+
+def _split_bar(index: pd.Index, n: int, oos_fraction: float | None, oos_start: object) -> int:
+    """First out-of-sample bar (n: no split)."""
+    if oos_start is not None:
+        if isinstance(oos_start, (int, np.integer)) and not isinstance(oos_start, bool):
+            s = int(oos_start)
+            if not 0 < s < n:
+                raise ValueError(f"oos_start as a bar number must be in 1..{n - 1}, got {s}")
+            return s
+        if not isinstance(index, pd.DatetimeIndex):
+            raise ValueError("oos_start as a time needs a DatetimeIndex; pass a bar number instead")
+        try:
+            ts = pd.Timestamp(oos_start)
+        except (TypeError, ValueError):
+            raise ValueError(f"oos_start must be a bar number or a UTC time, got {oos_start!r}") from None
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        s = int(index.searchsorted(ts))
+        if not 0 < s < n:
+            raise ValueError(f"oos_start {ts} is outside the bars ({index[0]} .. {index[-1]})")
+        return s
+    if oos_fraction is None or oos_fraction == 0:
+        return n
+    f = check_positive_number(oos_fraction, "oos_fraction")
+    if f >= 1:
+        raise ValueError(f"oos_fraction must be in [0, 1), got {oos_fraction!r}")
+    return n - int(round(n * f))
+
+
+@single_threaded
+def sweep(
+    y: pd.Series | np.ndarray,
+    x: pd.Series | np.ndarray,
+    *,
+    entry_z: Iterable[float] | float = (1.0, 1.5, 2.0, 2.5, 3.0),
+    exit_z: Iterable[float] | float = (0.0, 0.25, 0.5, 0.75, 1.0),
+    stop_z: Iterable[float | None] | float | None = 4.0,
+    window: Iterable[int] | int = 60,
+    cost_bps: float = 1.0,
+    hedge: str = "rolling",
+    hedge_window: int | None = None,
+    method: str = "ols",
+    beta: float | None = None,
+    timeframe: str | None = None,
+    capital: float = 10_000.0,
+    kalman_delta: float = 1e-4,
+    oos_fraction: float | None = 0.3,
+    oos_start: int | str | pd.Timestamp | None = None,
+    metric: str = "sharpe",
+    min_trades: int = 1,
+) -> SweepResult:
+    """`mean_reversion` over every (window, entry_z, exit_z, stop_z) in the grid (module docstring).
+
+    Lists (or single values) for `entry_z`, `exit_z`, `stop_z` (None: no stop) and `window`; combinations
+    breaking exit < entry < stop are skipped (counted in `skipped`). The other arguments are
+    `mean_reversion`'s (`hedge_window` None: each window's own length). Split: the last `oos_fraction`
+    of the bars are out of sample (None or 0: no split); `oos_start` (a bar number or a UTC time), when
+    given, replaces it. `metric` picks the in-sample best among sets with >= `min_trades` trades
+    (max_drawdown: the smallest)."""
+    entries = _values(entry_z, "entry_z")
+    exits = _values(exit_z, "exit_z", allow_zero=True)
+    stops = _values(stop_z, "stop_z", allow_none=True)
+    windows = _windows(window)
+    check_choice(hedge, "hedge", HEDGES)
+    if hedge_window is not None:
+        check_window(hedge_window, "hedge_window", 3)
+    cost_rate = check_positive_number(cost_bps, "cost_bps", allow_zero=True) / 1e4
+    capital = check_positive_number(capital, "capital")
+    check_choice(metric, "metric", METRICS)
+    min_trades = check_window(min_trades, "min_trades", 0)
+    if beta is not None:
+        beta = check_finite_number(beta, "beta")
+    if timeframe is not None:
+        bars_per_year(timeframe)
+    combos = [(e, x_, s) for e, x_, s in itertools.product(entries, exits, stops) if x_ < e < s]
+    skipped = len(entries) * len(exits) * len(stops) - len(combos)
+    if not combos:
+        raise ValueError(f"no valid threshold combination: need exit_z < entry_z < stop_z, got entry {entries}, "
+                         f"exit {exits}, stop {stops}")
+    ys, xs = as_pair(y, x, positive=True)
+    _check_timeframe(timeframe, ys.index)
+    n = len(ys)
+    split = _split_bar(ys.index, n, oos_fraction, oos_start)
+    longest = max(max(windows), hedge_window or 0)
+    check_min(split, longest + 2, "in-sample bars (the longest window + 2)")
+    if split < n:
+        check_min(n - split, 3, "out-of-sample bars")
+    yv, xv = ys.to_numpy(), xs.to_numpy()
+    index = ys.index
+    times = index.as_unit("ns").asi8 if isinstance(index, pd.DatetimeIndex) else None
+    bar_ns = timeframe_seconds(timeframe) * 1e9 if times is None and timeframe is not None else None
+    per_in = periods_per_year(index[:split], timeframe)
+    per_out = periods_per_year(index[split:], timeframe) if split < n else None
+    thresholds = np.array(combos)
+    chunk = max(1, MAX_CELLS // n)
+
+    frames = []
+    hedges: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for w in windows:
+        hw = hedge_window if hedge_window is not None else w
+        if hw not in hedges:
+            hedges[hw] = _hedged_spread(ys, xs, hedge, hw, method, beta, kalman_delta)
+        b, spr = hedges[hw]
+        z = _spread_zscore(b, spr, index, w)
+        for lo in range(0, len(combos), chunk):
+            th = thresholds[lo: lo + chunk]
+            e_, x_, s_ = th[:, 0].copy(), th[:, 1].copy(), th[:, 2].copy()
+            g_in = _simulate(yv[:split], xv[:split], b[:split], z[:split], e_, x_, s_, capital, cost_rate,
+                             None if times is None else times[:split])
+            part = pd.concat([pd.DataFrame({"window": w, "entry_z": e_, "exit_z": x_, "stop_z": s_}),
+                              _stats_frame(g_in, capital, per_in, bar_ns)], axis=1)
+            if split < n:
+                g_out = _simulate(yv[split:], xv[split:], b[split:], z[split:], e_, x_, s_, capital, cost_rate,
+                                  None if times is None else times[split:])
+                part = pd.concat([part, _stats_frame(g_out, capital, per_out, bar_ns).add_prefix("oos_")], axis=1)
+            frames.append(part)
+    grid = pd.concat(frames, ignore_index=True)
+    grid["n_trades"] = grid["n_trades"].astype("int64")
+    eligible = grid[(grid["n_trades"] >= max(min_trades, 0)) & grid[metric].notna()]
+    best = None
+    if not eligible.empty:
+        label = eligible[metric].idxmin() if metric == "max_drawdown" else eligible[metric].idxmax()
+        best = grid.loc[label]
+    grid.insert(4, "best", False)
+    if best is not None:
+        grid.loc[best.name, "best"] = True
+        best = grid.loc[best.name]
+    params = dict(entry_z=entries, exit_z=exits, stop_z=stops, window=windows, cost_bps=cost_bps, hedge=hedge,
+                  hedge_window=hedge_window, method=method, beta=beta, timeframe=timeframe, capital=capital,
+                  kalman_delta=kalman_delta, oos_fraction=oos_fraction, oos_start=oos_start, metric=metric,
+                  min_trades=min_trades, split_bar=split, periods_per_year=per_in,
+                  oos_periods_per_year=per_out, fill="next bar close")
+    return SweepResult(
+        grid=grid, metric=metric, best=best, in_sample=(index[0], index[split - 1]),
+        out_of_sample=(index[split], index[-1]) if split < n else None, n_in_sample=split,
+        n_out_of_sample=n - split, skipped=skipped, params=params,
+    )
