@@ -105,7 +105,8 @@ def _correlations(s: Settings, view: analysis.PairView, rev: str) -> None:
     with left:
         if view.correlation is not None:
             ui.chart(figures.lines({"correlation": view.correlation}, rev,
-                                   f"Rolling correlation of log returns ({s.window} bars)", hlines=(0.0,)),
+                                   f"Rolling correlation of log returns ({s.window} bars)", yformat=".3f",
+                                   hlines=(0.0,)),
                      key="pairs-corr")
     with right:
         if view.heatmap is not None:

@@ -10,11 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dashboard.formats import price_format, value_format
+
 UP, DOWN = "#26a69a", "#ef5350"
 PALETTE = ["#f0b90b", "#4fc3f7", "#ba68c8", "#81c784", "#ff8a65", "#90a4ae", "#f06292", "#aed581"]
 GRID = "rgba(128,128,128,0.18)"
 GUIDE = dict(width=1, dash="dash", color="rgba(200,200,200,0.45)")
 FONT = dict(family='"Source Sans Pro", "Source Sans 3", sans-serif', size=12, color="#d5d6d9")
+# Every chart's hover box: dark text on a light box (the theme's light-grey font on Plotly's default white
+# unified-hover box was unreadable), one definition for every figure.
+HOVERLABEL = dict(bgcolor="#f4f5f7", bordercolor="#9aa0ad", namelength=-1,
+                  font=dict(family=FONT["family"], size=12, color="#14151a"))
+TIME_HOVER = "%Y-%m-%d %H:%M:%S UTC"  # bar starts are UTC; the hover header says so
 # WebGL (scattergl) only for big scatters: its first draw sets up a GL context and shaders (~0.3-0.5 s in a
 # browser without a GPU); SVG draws a few thousand markers faster than that.
 WEBGL_MIN_POINTS = 5000
@@ -27,7 +34,15 @@ def _axis(**extra) -> dict:
 
 
 def _xaxis(**extra) -> dict:
-    return _axis(showspikes=True, spikemode="across", spikethickness=1, spikecolor="#888", **extra)
+    return _axis(showspikes=True, spikemode="across", spikethickness=1, spikecolor="#888", hoverformat=TIME_HOVER,
+                 **extra)
+
+
+def _number_axis(axis: dict, hover: str) -> dict:
+    """Show an axis's values in full: `hover` (a d3 format) in the hover box, the same with trailing zeros
+    trimmed on the ticks (never Plotly's default SI suffixes such as `92.09k` or `10k`)."""
+    axis.update(hoverformat=hover, tickformat=hover if "~" in hover or "%" in hover else hover[:-1] + "~f")
+    return axis
 
 
 def _layout(uirevision: str, height: int, title: str | None = None, **extra) -> dict:
@@ -36,7 +51,8 @@ def _layout(uirevision: str, height: int, title: str | None = None, **extra) -> 
         "uirevision": uirevision, "height": height, "margin": dict(l=8, r=8, t=36 if title else 10, b=8),
         "legend": dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right" if title else "left",
                        x=1 if title else 0, bgcolor="rgba(0,0,0,0)"),
-        "hovermode": "x unified", "xaxis": _xaxis(automargin=True), "yaxis": _axis(automargin=True), **extra,
+        "hovermode": "x unified", "hoverlabel": HOVERLABEL, "xaxis": _xaxis(automargin=True),
+        "yaxis": _axis(automargin=True), **extra,
     }
     if title:
         layout["title"] = dict(text=title, x=0.01, font=dict(size=14))
@@ -88,28 +104,31 @@ def market(bars: pd.DataFrame, symbol: str, overlays: dict[str, pd.Series], rsi:
     data.append({"type": "bar", "x": x, "y": bars["volume"].to_numpy(), "name": "volume", "showlegend": False,
                  "marker": {"color": colors, "line": {"width": 0}}, "xaxis": x2, "yaxis": y2})
     layout["yaxis"]["title"] = {"text": symbol}
+    _number_axis(layout["yaxis"], price_format(bars[["open", "high", "low", "close"]].to_numpy()))
     layout["yaxis2"]["title"] = {"text": "volume"}
+    _number_axis(layout["yaxis2"], value_format(bars["volume"].to_numpy()))
     shapes, row = [], 2
     if rsi is not None:
         xr, yr = refs[row]
         data.append(_line(rsi, "RSI", "#ba68c8", 1.2, showlegend=False, xaxis=xr, yaxis=yr))
         shapes += [_hline(30, xr, yr), _hline(70, xr, yr)]
-        layout["yaxis" + yr[1:]].update(title={"text": "RSI"}, range=[0, 100])
+        _number_axis(layout["yaxis" + yr[1:]], ".1f").update(title={"text": "RSI"}, range=[0, 100])
         row += 1
     if volatility is not None:
         xv, yv = refs[row]
         data.append(_line(volatility, "volatility", "#4fc3f7", 1.2, showlegend=False, xaxis=xv, yaxis=yv))
-        layout["yaxis" + yv[1:]].update(title={"text": "vol (ann.)"}, tickformat=".0%")
+        layout["yaxis" + yv[1:]].update(title={"text": "vol (ann.)"}, tickformat=".0%", hoverformat=".1%")
     layout["shapes"] = shapes
     return {"data": data, "layout": layout}
 
 
 def lines(series: dict[str, pd.Series], uirevision: str, title: str | None = None, height: int = 300,
           yformat: str | None = None, hlines: tuple[float, ...] = ()) -> Figure:
-    """One line per named series (e.g. hedge ratios, rolling correlation, normalized prices)."""
+    """One line per named series (e.g. hedge ratios, rolling correlation, normalized prices). `yformat`: the
+    d3 format of the values (default: `value_format` of all of them)."""
     layout = _layout(uirevision, height, title)
-    if yformat:
-        layout["yaxis"]["tickformat"] = yformat
+    values = [s.to_numpy(dtype=float) for s in series.values()]
+    _number_axis(layout["yaxis"], yformat or value_format(np.concatenate(values) if values else []))
     layout["shapes"] = [_hline(h) for h in hlines]
     data = [_line(s, name, PALETTE[i % len(PALETTE)]) for i, (name, s) in enumerate(series.items())]
     return {"data": data, "layout": layout}
@@ -122,7 +141,7 @@ def normalized(closes: pd.DataFrame, uirevision: str) -> Figure:
         s = closes[c].dropna()
         if len(s):
             series[c] = s / s.iloc[0] * 100
-    return lines(series, uirevision, "Normalized price (first bar = 100)")
+    return lines(series, uirevision, "Normalized price (first bar = 100)", yformat=",.2f")
 
 
 def scatter_fits(x: pd.Series, y: pd.Series, fits: dict[str, tuple[float, float]], x_name: str, y_name: str,
@@ -133,6 +152,8 @@ def scatter_fits(x: pd.Series, y: pd.Series, fits: dict[str, tuple[float, float]
                             bgcolor="rgba(20,20,24,0.6)")
     layout["xaxis"].update(title={"text": x_name}, showspikes=False)
     layout["yaxis"].update(title={"text": y_name})
+    _number_axis(layout["xaxis"], price_format(x.to_numpy()))
+    _number_axis(layout["yaxis"], price_format(y.to_numpy()))
     data = [{"type": "scattergl" if len(x) > WEBGL_MIN_POINTS else "scatter", "mode": "markers",
              "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars",
              "marker": {"size": 4, "color": np.arange(len(x)), "colorscale": "Viridis", "opacity": 0.65,
@@ -154,7 +175,9 @@ def spread_z(spread: pd.Series, z: pd.Series, entry: float, exit_: float, uirevi
                         for level, dash in ((entry, "dash"), (-entry, "dash"), (exit_, "dot"), (-exit_, "dot"),
                                             (0.0, "solid"))]
     layout["yaxis"]["title"] = {"text": "spread"}
+    _number_axis(layout["yaxis"], value_format(spread.to_numpy(dtype=float)))
     layout["yaxis2"]["title"] = {"text": "z"}
+    _number_axis(layout["yaxis2"], ".2f")
     return {"data": data, "layout": layout}
 
 
@@ -180,14 +203,16 @@ def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.Da
                      "marker": {"size": 7, "symbol": "triangle-up", "color": PALETTE[1]}, "xaxis": x1, "yaxis": y1})
     data.append(_line(drawdown, "drawdown", DOWN, 1, fill="tozeroy", xaxis=x2, yaxis=y2))
     layout["yaxis"]["title"] = {"text": "equity"}
-    layout["yaxis2"].update(title={"text": "drawdown"}, tickformat=".2%")
+    _number_axis(layout["yaxis"], ",.2f")
+    layout["yaxis2"].update(title={"text": "drawdown"}, tickformat=".2%", hoverformat=".2%")
     return {"data": data, "layout": layout}
 
 
 def tick_rate(rate: pd.DataFrame, step_s: int, uirevision: str) -> Figure:
     """Stored ticks per second by symbol (from `tickstore.queries.tick_rate`)."""
     series = {sym: g.set_index("ts")["ticks"] / step_s for sym, g in rate.groupby("symbol")}
-    return lines(series, uirevision, f"Stored ticks per second ({step_s}s buckets, by trade time)", height=260)
+    return lines(series, uirevision, f"Stored ticks per second ({step_s}s buckets, by trade time)", height=260,
+                 yformat=",.1f")
 
 
 def screen_heatmap(score: pd.DataFrame, q: pd.DataFrame, fdr: float, uirevision: str) -> Figure:
