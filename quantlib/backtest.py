@@ -22,7 +22,10 @@ returns over the span, 365-day 24/7 year) and holding times are clock time; plai
 Stats (fractions): total_return, sharpe (mean / std of bar returns x sqrt(periods per year)),
 max_drawdown (positive fraction of the running peak), hit_rate (share of trades with net pnl > 0),
 n_trades, avg_holding_bars / avg_holding_time, turnover (traded notional / initial capital),
-total_costs, exposure (share of bars in a position).
+total_costs, exposure (share of bars in a position); and from `quantlib.performance`: the Sharpe's standard
+error and 95% confidence interval, the sample (bars, clock span, bars per year) and which statistics the
+one minimum-sample rule (`quantlib.sample.RULE`) withholds and why. `BacktestResult.buy_hold` is the
+equity of holding each leg with the same capital, as a reference.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from quantlib import indicators, regression
+from quantlib import indicators, performance, regression
 from quantlib._blas import single_threaded
 from quantlib._validate import (as_pair, as_series, check_choice, check_finite_number, check_min,
                                 check_positive_number, check_window)
@@ -54,21 +57,39 @@ class BacktestStats:
     turnover: float
     total_costs: float
     exposure: float
+    sharpe_se: float = math.nan           # annualized standard error (performance.sharpe_ratio)
+    sharpe_ci_low: float = math.nan       # 95% confidence interval of the annualized Sharpe
+    sharpe_ci_high: float = math.nan
+    n_bars: int = 0
+    span: pd.Timedelta | None = None      # clock time from the first to the last bar
+    periods_per_year: float | None = None
+    costs_fraction: float = math.nan      # total_costs / initial capital
+    withheld: dict[str, str] = field(default_factory=dict)  # statistic -> why the sample is too small for it
 
     TITLES = {
         "total_return": "Total return [%]", "sharpe": "Sharpe (annualized)", "max_drawdown": "Max drawdown [%]",
         "hit_rate": "Hit rate [%]", "n_trades": "Trades", "avg_holding_bars": "Avg holding [bars]",
         "avg_holding_time": "Avg holding time", "turnover": "Turnover [x capital]",
         "total_costs": "Costs", "exposure": "Time in market [%]",
+        "sharpe_se": "Sharpe standard error", "sharpe_ci_low": "Sharpe 95% CI low",
+        "sharpe_ci_high": "Sharpe 95% CI high", "n_bars": "Bars", "span": "Sample length",
+        "periods_per_year": "Bars per year", "costs_fraction": "Costs [%]",
     }
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def sample(self) -> performance.SampleInfo:
+        bar = self.span / (self.n_bars - 1) if self.span is not None and self.n_bars > 1 else None
+        return performance.SampleInfo(self.n_bars, self.n_trades, self.span, bar, self.periods_per_year)
+
     def table(self) -> pd.DataFrame:
         """Display table: title and formatted value; percentages are shown x100 (stored as fractions)."""
         rows = []
         for key, value in self.to_dict().items():
+            if key not in self.TITLES:
+                continue
             shown = value * 100 if "[%]" in self.TITLES[key] and value is not None else value
             rows.append((key, self.TITLES[key], shown))
         return pd.DataFrame(rows, columns=["key", "metric", "value"])
@@ -86,11 +107,16 @@ class BacktestResult:
     # the spread the z-score is taken of: y - alpha_t - beta_t x with the hedge known at t (for
     # hedge="kalman" the filtered residual, y - alpha_t|t - beta_t|t x), or the given spread
     spread: pd.Series | None = field(repr=False, default=None)
+    # equity of holding each leg with the whole capital from the first bar (reference line; None for a spread)
+    buy_hold: pd.DataFrame | None = field(repr=False, default=None)
 
     def summary(self) -> str:
         s = self.stats
-        return (f"Mean reversion: {s.n_trades} trades, total return {s.total_return:.2%}, Sharpe {s.sharpe:.2f}, "
-                f"max drawdown {s.max_drawdown:.2%}, hit rate {s.hit_rate:.0%}, costs {s.total_costs:.4g}")
+        sharpe = (f"Sharpe withheld ({s.withheld['sharpe']})" if "sharpe" in s.withheld else
+                  f"Sharpe {s.sharpe:.2f} [95% CI {s.sharpe_ci_low:.2f}, {s.sharpe_ci_high:.2f}]")
+        return (f"Mean reversion: {s.n_trades} trades, total return {s.total_return:.2%}, {sharpe}, "
+                f"max drawdown {s.max_drawdown:.2%}, hit rate {s.hit_rate:.0%}, costs {s.total_costs:,.2f}; "
+                f"{s.sample.summary()}")
 
     def __str__(self) -> str:
         return self.summary()
@@ -224,12 +250,15 @@ def _trades_frame(trades: list[dict[str, object]], legs: tuple[str, ...], index:
 
 
 def _stats(equity: np.ndarray, trades: pd.DataFrame, pos: np.ndarray, capital: float, traded: float,
-           costs: float, per_year: float) -> BacktestStats:
-    rets = np.diff(equity) / equity[:-1]
-    sd = rets.std(ddof=1) if rets.size > 1 else math.nan
-    sharpe = float(rets.mean() / sd * math.sqrt(per_year)) if sd and sd > 0 else math.nan
+           costs: float, per_year: float, index: pd.Index | None = None,
+           bar: pd.Timedelta | None = None) -> BacktestStats:
+    rets = performance.bar_returns(equity)
+    est = performance.sharpe_ratio(rets, per_year) if per_year else None
+    sharpe = est.sharpe if est is not None else math.nan
     peak = np.maximum.accumulate(equity)
     n_trades = len(trades)
+    sample = performance.sample_info(index if index is not None else pd.RangeIndex(len(equity)), n_trades,
+                                     per_year, bar)
     return BacktestStats(
         total_return=float(equity[-1] / capital - 1.0),
         sharpe=sharpe,
@@ -241,6 +270,11 @@ def _stats(equity: np.ndarray, trades: pd.DataFrame, pos: np.ndarray, capital: f
         turnover=traded / capital,
         total_costs=costs,
         exposure=float(np.mean(pos != 0)),
+        sharpe_se=est.se if est is not None else math.nan,
+        sharpe_ci_low=est.ci_low if est is not None else math.nan,
+        sharpe_ci_high=est.ci_high if est is not None else math.nan,
+        n_bars=sample.n_bars, span=sample.span, periods_per_year=per_year,
+        costs_fraction=costs / capital, withheld=sample.withheld(),
     )
 
 
@@ -263,8 +297,10 @@ def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.nda
         trades=trades, equity=pd.Series(book.equity, index=index, name="equity"),
         positions=pd.Series(pos.astype(np.int64), index=index, name="position"),
         zscore=pd.Series(z, index=index, name="zscore"), hedge_ratio=pd.Series(beta, index=index, name="beta"),
-        stats=_stats(book.equity, trades, pos, capital, book.traded, book.costs, per_year), params=params,
-        spread=pd.Series(spread, index=index, name="spread"),
+        stats=_stats(book.equity, trades, pos, capital, book.traded, book.costs, per_year, index, bar),
+        params=params, spread=pd.Series(spread, index=index, name="spread"),
+        buy_hold=(performance.buy_and_hold(pd.DataFrame(prices, index=index, columns=list(legs)), capital)
+                  if len(legs) > 1 else None),
     )
 
 
