@@ -8,8 +8,9 @@ number is either shown on an adequate sample or replaced by a sentence saying wh
   least this many bars (30: the usual small-sample floor; a correlation of 3 bars is ±1 by construction).
 - `min_trades`: statistics *about trades* (hit rate, Sharpe of a trading rule, deflated Sharpe) need this
   many closed trades; one trade is one draw, not a distribution.
-- `min_span`: an *annualized* figure needs at least this much clock time (one day of a 24/7 market already
-  extrapolates 365x; two hours extrapolate 4,380x).
+- `min_span`: an *annualized* figure needs at least this much clock time (12 hours of a 24/7 market already
+  extrapolate 730x; two hours extrapolate 4,380x and rest on a handful of trades of one intraday regime).
+  The Sharpe's confidence interval says how little even 12 hours pin down.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class SampleRule:
 
     min_bars: int = 30
     min_trades: int = 10
-    min_span: pd.Timedelta = pd.Timedelta(days=1)
+    min_span: pd.Timedelta = pd.Timedelta(hours=12)
 
     def bars(self, n: int, what: str = "this statistic") -> str | None:
         """None when `n` bars suffice, else why not ("the correlation heat map needs at least 30 bars, have 3")."""

@@ -238,7 +238,7 @@ def walk_forward(
     trades.insert(0, "window", pd.Series(trade_window, dtype="int64"))
     equity = book.equity[oos]
     per_year = periods_per_year(oidx, timeframe)
-    stats = _stats(equity, trades, pos[oos], capital, book.traded, book.costs, per_year)
+    stats = _stats(equity, trades, pos[oos], capital, book.traded, book.costs, per_year, oidx, bar)
     params = dict(formation=formation, trading=trading, anchored=bool(anchored), method=method, entry_z=entry_z,
                   exit_z=exit_z, stop_z=stop_z, cost_bps=cost_bps, timeframe=timeframe, capital=capital,
                   kalman_delta=kalman_delta, kalman_warmup=kalman_warmup, fill="next bar close",

@@ -104,7 +104,7 @@ def test_buy_and_hold_and_sample_info():
     assert info.summary() == "4 bars of 1 h, over 3 h, 1 trade, annualized x sqrt(8,760 bars per year)"
     assert set(info.withheld()) == {"sharpe", "hit_rate"}
     assert info.withheld()["sharpe"] == ("an annualized Sharpe ratio is withheld: only 4 bars (need 30), "
-                                         "1 trade (need 10), 3 h of data (need 1 d)")
+                                         "1 trade (need 10), 3 h of data (need 12 h)")
 
 
 def test_one_rule_thresholds():
