@@ -15,7 +15,11 @@ Time runs on a fixed grid of ``STEP_US`` (50 ms) steps. Each step draws, for all
   half-life 3 minutes, stationary sd 0.15 %). Otherwise ``w`` is an independent random walk (scaled by
   the same activity volatility), giving correlation but no cointegration. Anchors that are not traded
   are simulated all the same, so a symbol's path never depends on which others are listed. USD-M
-  prices add a small OU basis (perpetual premium).
+  prices add a small mean-reverting basis (the perpetual's premium over spot): ``log P_usdm = log P + b``
+  with ``b = 2 bp + b_fast + b_slow``, two OU terms (time constants 5 min and 2 h, stationary sds 1 bp
+  and 5 bp), so the premium wanders between about -8 and +12 bp over hours and funding
+  (``exchange.funding``) follows it. The latent ``P`` is the index price, ``P * exp(b)`` the mark price
+  (``Simulator.last_paths``).
 
 Within a step, taker orders arrive Poisson(intensity * dt / units per order) at uniform times (µs).
 Each order has a side (biased towards the sign of the step's price move), sweeps one or more price
@@ -57,6 +61,7 @@ ACT_FAST_TAU, ACT_FAST_SD = 3.0, 0.55
 ACT_SLOW_TAU, ACT_SLOW_SD = 120.0, 0.55
 ACT_SYM_TAU, ACT_SYM_SD = 20.0, 0.35
 BASIS_TAU, BASIS_MEAN, BASIS_SD = 300.0, 2.0e-4, 1.0e-4
+BASIS_SLOW_TAU, BASIS_SLOW_SD = 7200.0, 5.0e-4
 SIDE_BIAS = 0.35
 P_ONE_LEVEL = 0.8  # geometric: P(order sweeps exactly one price level)
 P_ONE_FILL = 0.6  # geometric: P(level fills exactly one maker order)
@@ -290,10 +295,12 @@ class _LatentState:
 @dataclass
 class _SymbolState:
     y: AR1  # own activity
-    basis: AR1  # usdm basis minus its mean
+    basis: AR1  # usdm basis minus its mean: fast part
     logp: float  # last latent log price (spot)
     rng_y: np.random.Generator
     rng_b: np.random.Generator
+    basis_slow: AR1 | None = None  # slow part
+    rng_bs: np.random.Generator | None = None
 
 
 @dataclass
@@ -344,13 +351,17 @@ class Simulator:
             rng_y, rng_b = rng_for(self.seed, "y", s), rng_for(self.seed, "basis", s)
             y = AR1(math.exp(-STEP_S / ACT_SYM_TAU), float(rng_y.normal(0.0, ACT_SYM_SD)))
             basis = AR1(math.exp(-STEP_S / BASIS_TAU), 0.0)
-            self._sym[s] = _SymbolState(y, basis, math.log(mdl.price0) + self._x0[s], rng_y, rng_b)
+            rng_bs = rng_for(self.seed, "basis_slow", s)
+            slow = AR1(math.exp(-STEP_S / BASIS_SLOW_TAU), float(rng_bs.normal(0.0, BASIS_SLOW_SD)))
+            self._sym[s] = _SymbolState(y, basis, math.log(mdl.price0) + self._x0[s], rng_y, rng_b, slow, rng_bs)
         self._inst: dict[tuple[str, str], _InstrumentState] = {}
         for key, inst in self.instruments.items():
             rngs = {name: rng_for(self.seed, "orders", key[0], key[1], name) for name in _ORDER_STREAMS}
             rngs.update({name: rng_for(self.seed, "blast", key[0], key[1], name) for name in
                          ("bside", "bsize")})
             self._inst[key] = _InstrumentState(inst, inst.first_trade_id, inst.first_agg_id, rngs)
+        # per symbol, the steps of the last `step` call: (step starts µs, latent log price, usdm log basis)
+        self.last_paths: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._last_price: dict[tuple[str, str], float] = {
             (m, s): self.models[s].price0 for m in self.markets for s in self.symbols
         }
@@ -417,8 +428,11 @@ class Simulator:
             st.logp = float(logp[-1])
             side_z = ret / mdl.step_sd
             basis = 0.0
-            if "usdm" in self.markets:  # own generator: skipping it leaves every other quantity unchanged
-                basis = BASIS_MEAN + st.basis(BASIS_SD * math.sqrt(1 - st.basis.phi**2) * st.rng_b.standard_normal(n))
+            if "usdm" in self.markets:  # own generators: skipping them leaves every other quantity unchanged
+                slow = st.basis_slow
+                basis = (BASIS_MEAN + st.basis(BASIS_SD * math.sqrt(1 - st.basis.phi**2) * st.rng_b.standard_normal(n))
+                         + slow(BASIS_SLOW_SD * math.sqrt(1 - slow.phi**2) * st.rng_bs.standard_normal(n)))
+                self.last_paths[s] = (starts, logp, basis)
             rate = self.rate * self.rate_scale.get(s, 1.0) * (rate_factor.get(s, 1.0) if rate_factor else 1.0)
             intensity = rate * np.exp(act + y - 0.5 * (act_var + ACT_SYM_SD**2))
             for m in self.markets:

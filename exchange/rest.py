@@ -20,6 +20,7 @@ from aiohttp import web
 
 from exchange.faults import Faults
 from exchange.format import dec_strings, rest_aggs, rest_trades
+from exchange.funding import FundingBook
 from exchange.model import Instrument
 from exchange.store import InstrumentHistory
 
@@ -27,12 +28,13 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _UINT_RE = re.compile(r"^[0-9]{1,20}$")
 _SYMBOLS_RE = re.compile(r'^\[("[A-Z0-9\-_.]{1,20}"(,"[A-Z0-9\-_.]{1,20}"){0,}){0,1}\]$')
 _HOUR_US = 3_600_000_000
+FUNDING_LIMIT, FUNDING_WINDOW_S = 500, 300.0  # fundingRate (+ fundingInfo): 500 requests / 5 min / IP
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: int, msg: str):
+    def __init__(self, status: int, code: int, msg: str, retry_after: int | None = None):
         super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
+        self.status, self.code, self.msg, self.retry_after = status, code, msg, retry_after
 
 
 def _bad(code: int, msg: str, status: int = 400) -> ApiError:
@@ -52,8 +54,10 @@ class RestApi:
     """aiohttp handlers for ``/api/v3/*`` (spot) and ``/fapi/v1/*`` (usdm)."""
 
     def __init__(self, histories: dict[tuple[str, str], InstrumentHistory], *, markets: tuple[str, ...],
-                 faults: Faults, weight_limit: int):
+                 faults: Faults, weight_limit: int, funding: FundingBook | None = None):
         self.hist = histories
+        self.funding = funding
+        self._funding_calls: list[float] = []
         self.markets = markets
         self.faults = faults
         self.weight_limit = weight_limit
@@ -84,6 +88,8 @@ class RestApi:
                 self._get("usdm", "/fapi/v1/aggTrades", 20, self._agg_trades),
                 self._get("usdm", "/fapi/v1/ticker/24hr", lambda q: 1 if "symbol" in q else 40, self._ticker_24hr),
             ]
+            if self.funding is not None:
+                out.append(self._get("usdm", "/fapi/v1/fundingRate", 1, self._funding_rate))
         return out
 
     def _get(self, market: str, path: str, weight: int | Callable, fn: Callable) -> web.RouteDef:
@@ -135,7 +141,7 @@ class RestApi:
             params = _params(request)
             body = fn(request, params, market)
         except ApiError as exc:
-            return self._respond(exc.status, {"code": exc.code, "msg": exc.msg}, used)
+            return self._respond(exc.status, {"code": exc.code, "msg": exc.msg}, used, exc.retry_after)
         return self._respond(200, body, used)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -204,6 +210,37 @@ class RestApi:
         else:
             lo, hi = max(0, n - limit), n
         return rest_aggs(h.inst, view, lo, hi, us)
+
+    def _funding_rate(self, request: web.Request, params: dict[str, str], market: str) -> list[dict]:
+        """Settled funding rates, ascending: `symbol` (optional: all symbols), `startTime`/`endTime` (ms, inclusive),
+        `limit` (default 100, max 1000). Neither time given: the newest `limit` rows; more rows than `limit` in the
+        window: the first `limit` from `startTime` on; only `endTime`: the newest `limit` up to it."""
+        now = time.monotonic()
+        calls = self._funding_calls = [t for t in self._funding_calls if now - t < FUNDING_WINDOW_S]
+        if len(calls) >= FUNDING_LIMIT:
+            retry = max(1, math.ceil(FUNDING_WINDOW_S - (now - calls[0])))
+            self.counters.rate_limited += 1
+            raise ApiError(429, -1003, f"Too many requests; current limit of IP is {FUNDING_LIMIT} requests per 5 "
+                                       f"MINUTE for /fapi/v1/fundingRate and /fapi/v1/fundingInfo.", retry)
+        calls.append(now)
+        if "symbol" in params:
+            names = [self._history(market, params).inst.symbol]
+        else:
+            names = [s for s in self.symbols if (market, s) in self.hist]
+        limit = _limit(params, 100, 1000)
+        start, end = _time_param(params, "startTime"), _time_param(params, "endTime")
+        if start is not None and end is not None and end < start:
+            raise _bad(-1128, "Combination of optional parameters invalid. endTime is before startTime.")
+        rows = []
+        for sym in names:
+            t, r, mk = self.funding.history(sym)
+            lo = 0 if start is None else int(np.searchsorted(t, start, "left"))
+            hi = len(t) if end is None else int(np.searchsorted(t, end, "right"))
+            rows += [(int(t[k]), sym, float(r[k]), float(mk[k])) for k in range(lo, hi)]
+        rows.sort()
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        return [{"symbol": sym, "fundingRate": f"{rate:.8f}", "fundingTime": ft // 1000, "markPrice": f"{mark:.8f}"}
+                for ft, sym, rate, mark in rows]
 
     def _selected(self, params: dict[str, str]) -> list[str]:
         sym, syms = params.get("symbol"), params.get("symbols")

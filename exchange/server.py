@@ -46,8 +46,11 @@ Data (``exchange.model``)
 WebSocket (paths as on Binance; market chosen by path)
     spot: ``/ws/<stream>[/<stream>...]``, ``/ws`` and ``/stream?streams=a/b`` with ``<symbol>@trade`` and
     ``<symbol>@aggTrade``; ``timeUnit=MICROSECOND`` gives µs ``E``/``T``. usdm (routed paths):
-    ``/market/ws/<stream>``, ``/market/stream?streams=...`` with ``@aggTrade`` (``nq``, no ``M``) and the
-    undocumented ``@trade`` (``"X":"MARKET"``); ``timeUnit`` is ignored (ms). ``/public/ws...`` and
+    ``/market/ws/<stream>``, ``/market/stream?streams=...`` with ``@aggTrade`` (``nq``, no ``M``), the
+    undocumented ``@trade`` (``"X":"MARKET"``) and ``<symbol>@markPrice@1s`` / ``<symbol>@markPrice``
+    (``markPriceUpdate`` every second / every 3 s, event time on the second: mark, index and settle price with 8
+    decimals, the running period's funding estimate ``r`` and its end ``T``; see ``exchange.funding``, and
+    ``funding_interval``, default 8 h); ``timeUnit`` is ignored (ms). ``/public/ws...`` and
     ``/public/stream`` accept the same names but, like Binance's unrouted/public usdm endpoints,
     never deliver trade data. Our choices where Binance is unverified: an invalid stream name or unknown
     symbol in the URL is refused before the upgrade with HTTP 400 and a JSON error
@@ -69,7 +72,9 @@ REST (``exchange.rest``)
     usdm ``/fapi/v1/``: ``ping``, ``time``,
     ``exchangeInfo`` (1), ``trades`` (5), ``historicalTrades`` (200; ``X-MBX-APIKEY`` required, else
     401 ``-2014``; limit <= 500, default 100), ``aggTrades`` (20; time range < 1 h), ``ticker/24hr``
-    (1 with ``symbol=``, 40 for all). The tickers are computed from the simulated trades of the last
+    (1 with ``symbol=``, 40 for all), ``fundingRate`` (settled funding: ``symbol`` optional, ``startTime``/
+    ``endTime`` ms, ``limit`` <= 1000, default 100; its own limit of 500 requests per 5 minutes, then 429
+    ``-1003`` with ``Retry-After``; history from the start of the simulated history). The tickers are computed from the simulated trades of the last
     24 h (``quoteVolume`` = sum of price x qty), so symbols rank by their simulated activity. Request weight
     (in brackets) is counted per market per UTC minute and reported in ``X-MBX-USED-WEIGHT-1M``;
     above ``weight_limit`` -> 429 ``{"code":-1003,...}`` with ``Retry-After`` (seconds to the next
@@ -104,6 +109,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import concurrent.futures
 import ipaddress
 import logging
@@ -121,6 +127,7 @@ from aiohttp import web
 from core.durations import DurationError, parse_duration
 from core.logs import LEVELS, setup_logging
 from exchange.faults import Faults
+from exchange.funding import FundingBook
 from exchange.model import MARKETS, STEP_US, Batch, Instrument, Simulator
 from exchange.rest import RestApi
 from exchange.store import InstrumentHistory
@@ -129,6 +136,7 @@ from exchange.ws import Outbox, WsConn, WsHub
 log = logging.getLogger(__name__)
 
 GEN_TICK_S = 0.02
+MARK_LOG = 3600  # published mark-price updates kept per symbol (ground truth for tests: the last hour)
 _CHUNK_STEPS = 36_000  # 30 minutes of steps per generation call
 _BLAST_CHUNK = 4096  # prints per blast write
 _BLAST_HIGH_WATER = 1 << 20
@@ -179,6 +187,7 @@ class ExchangeStats:
     rest_injected: int
     published: dict[str, int]
     hostile_sent: int = 0
+    marks_sent: int = 0
 
     @property
     def connections(self) -> int:
@@ -197,7 +206,7 @@ class LocalExchange:
                  malformed_fraction: float = 0.0, duplicate_fraction: float = 0.0,
                  reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0,
                  rate_scale: dict[str, float] | None = None, thin_history_after: float = 0.0,
-                 thin_rate: float = 0.05, thin_min_rate: float = 0.25):
+                 thin_rate: float = 0.05, thin_min_rate: float = 0.25, funding_interval: float = 8 * 3600.0):
         syms = tuple(dict.fromkeys(str(s).upper() for s in symbols))
         bad = [s for s in syms if not _SYMBOL_RE.match(s)]
         if not syms or bad:
@@ -230,9 +239,13 @@ class LocalExchange:
             raise ValueError(f"rate_scale values must be >= 0, got {rate_scale!r}")
         self._sim = Simulator(syms, mkts, seed=self.seed, rate=rate, rate_scale=scale)
         self._hist = {key: InstrumentHistory(inst) for key, inst in self._sim.instruments.items()}
+        self._funding = FundingBook(syms, funding_interval) if "usdm" in mkts else None
+        self._mark_sec = 0
+        self._marks_log: dict[str, collections.deque] = {s: collections.deque(maxlen=MARK_LOG) for s in syms}
         self._hub = WsHub(frozenset(syms), ping_interval=ping_interval, pong_timeout=pong_timeout,
                           max_connection_seconds=max_connection_seconds, faults=self.faults)
-        self._rest = RestApi(self._hist, markets=mkts, faults=self.faults, weight_limit=int(weight_limit))
+        self._rest = RestApi(self._hist, markets=mkts, faults=self.faults, weight_limit=int(weight_limit),
+                             funding=self._funding)
         self._published = {m: 0 for m in mkts}
         self._paused = False
         self._blasting = False
@@ -262,7 +275,7 @@ class LocalExchange:
             for lo in range(part_lo, part_hi, _CHUNK_STEPS):
                 k = min(_CHUNK_STEPS, part_hi - lo)
                 starts = grid - STEP_US * (n_hist - lo - np.arange(k, dtype=np.int64))
-                self._store(self._sim.step(starts, rate_factor))
+                self._store(self._step(starts, rate_factor))
         if n_hist:
             thin = (f", the oldest {n_thin * STEP_US / 1e6:.0f} s thinned" if n_thin else "")
             log.info("generated %.0f s of history%s (%s prints) in %.2f s", self.history_seconds, thin,
@@ -389,15 +402,44 @@ class LocalExchange:
             by_market.setdefault(key[0], []).append(b)
         return by_market
 
+    def _step(self, starts: np.ndarray, rate_factor: dict[str, float] | None = None) -> dict[tuple[str, str], Batch]:
+        """One generation call; the perpetuals' index/mark paths go to the funding book."""
+        batches = self._sim.step(starts, rate_factor)
+        if self._funding is not None:
+            for sym, (t, log_index, log_basis) in self._sim.last_paths.items():
+                self._funding.add(sym, t, log_index, log_basis)
+        return batches
+
     async def _generate_forever(self) -> None:
         while True:
             await asyncio.sleep(GEN_TICK_S)
-            if self._paused or self._blasting:
+            if self._blasting:
                 continue
             try:
-                self._generate_until(_now_us())
+                if not self._paused:
+                    self._generate_until(_now_us())
+                self._publish_marks(_now_us())
             except Exception:  # keep serving; the failure is a bug worth a traceback
                 log.exception("local exchange: generation failed")
+
+    def _publish_marks(self, now_us: int) -> None:
+        """Once a second (event time on the second): a markPriceUpdate per perpetual to its subscribers."""
+        sec = now_us // 1_000_000
+        if self._funding is None or sec == self._mark_sec:
+            return
+        self._mark_sec = sec
+        e_ms = sec * 1000
+        payloads = {}
+        for sym in self.symbols:
+            snap = self._funding.snapshot(sym)
+            if snap is None:
+                continue
+            _, mark, index, rate, next_us = snap
+            p, i, r = f"{mark:.8f}", f"{index:.8f}", f"{rate:.8f}"
+            payloads[sym.lower()] = ('{"e":"markPriceUpdate","E":%d,"s":"%s","p":"%s","i":"%s","P":"%s","r":"%s","T":%d}'
+                                     % (e_ms, sym, p, i, i, r, next_us // 1000))
+            self._marks_log[sym].append((e_ms, float(p), float(i), float(r), next_us // 1000))
+        self._hub.publish_marks(payloads, every_3s=sec % 3 == 0)
 
     def _generate_until(self, now_us: int) -> None:
         k = (now_us - self._next_step_us) // STEP_US
@@ -406,7 +448,7 @@ class LocalExchange:
             starts = self._next_step_us + STEP_US * np.arange(n, dtype=np.int64)
             self._next_step_us += n * STEP_US
             k -= n
-            by_market = self._store(self._sim.step(starts))
+            by_market = self._store(self._step(starts))
             event_us = _now_us()
             for market, batches in by_market.items():
                 if self._hub.targets(market):
@@ -456,6 +498,25 @@ class LocalExchange:
             "qty": view["qty"] / 10**inst.qty_dec,
             "is_buyer_maker": view["m"].copy(),
         })
+
+    def funding_rates(self, symbol: str) -> pd.DataFrame:
+        """Settled funding of one perpetual, oldest first: ``funding_time`` (UTC), ``funding_rate``, ``mark_price``
+        (as served by ``/fapi/v1/fundingRate``, 8 decimals)."""
+        if self._funding is None:
+            raise ValueError("the exchange has no usdm market")
+        t, r, m = self._funding.history(self._history(symbol, "usdm").inst.symbol)
+        return pd.DataFrame({"funding_time": _utc_ms(t), "funding_rate": [float(f"{x:.8f}") for x in r],
+                             "mark_price": [float(f"{x:.8f}") for x in m]})
+
+    def mark_updates(self, symbol: str) -> pd.DataFrame:
+        """Mark-price updates published in the last hour (whether or not anyone listened), oldest first: ``ts``
+        (event time, UTC), ``mark_price``, ``index_price``, ``funding_rate``, ``next_funding_time``."""
+        sym = self._history(symbol, "usdm").inst.symbol
+        rows = self._call(lambda: list(self._marks_log[sym]))
+        e, p, i, r, t = (np.array(c) for c in zip(*rows)) if rows else ([],) * 5
+        return pd.DataFrame({"ts": _utc_ms(np.asarray(e, dtype=np.int64) * 1000), "mark_price": np.asarray(p, float),
+                             "index_price": np.asarray(i, float), "funding_rate": np.asarray(r, float),
+                             "next_funding_time": _utc_ms(np.asarray(t, dtype=np.int64) * 1000)})
 
     def published_count(self, market: str | None = None) -> int:
         """Prints generated so far (spot trades + usdm aggTrades, or one market)."""
@@ -595,7 +656,8 @@ class LocalExchange:
                 w.connections_opened, len(self._hub.conns), w.connections_rejected, w.frames_sent, w.bytes_sent,
                 w.skipped, w.malformed_sent, w.duplicates_sent, w.swapped, w.pings_sent, w.control_messages,
                 dict(w.closed_by_server), dict(r.requests), dict(r.statuses), r.sent_429, r.rate_limited,
-                r.injected, {m: self.published_count(m) for m in self.markets}, w.hostile_sent)
+                r.injected, {m: self.published_count(m) for m in self.markets}, w.hostile_sent,
+                w.marks_sent)
         return self._call(run)
 
 
@@ -651,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pong-timeout", type=_duration, default=60.0)
     p.add_argument("--max-connection", type=_duration, default=86400.0, help="connection lifetime")
     p.add_argument("--weight-limit", type=int, default=6000, help="REST request weight per minute")
+    p.add_argument("--funding-interval", type=_duration, default=8 * 3600.0,
+                   help="funding period of the perpetuals, e.g. 8h (default), 1h, or 30s to watch it happen")
     for name in ("skip", "malformed", "duplicate", "reorder", "rest-429", "hostile"):
         p.add_argument(f"--{name}-fraction", type=_fraction, default=0.0)
     p.add_argument("--log-level", default="INFO", choices=LEVELS)
@@ -664,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
             markets=[m.strip() for m in a.markets.split(",") if m.strip()], skip_fraction=a.skip_fraction,
             malformed_fraction=a.malformed_fraction, duplicate_fraction=a.duplicate_fraction,
             reorder_fraction=a.reorder_fraction, rest_429_fraction=a.rest_429_fraction,
-            hostile_fraction=a.hostile_fraction)
+            hostile_fraction=a.hostile_fraction, funding_interval=a.funding_interval)
     except ValueError as exc:
         p.error(str(exc))
     stop = threading.Event()

@@ -32,7 +32,8 @@ OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 MAX_STREAMS = 1024
 MSG_LIMIT = {"spot": 5, "usdm": 10}  # incoming messages per second before disconnect
 SLOW_CONSUMER_BYTES = 64 * 1024 * 1024
-_STREAM_RE = re.compile(r"^([a-z0-9]{2,20})@(trade|aggTrade)$")
+_STREAM_RE = re.compile(r"^([a-z0-9]{2,20})@(trade|aggTrade|markPrice|markPrice@1s)$")
+MARK_KINDS = ("markPrice", "markPrice@1s")  # usdm only: every 3 s / every second
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 
@@ -55,12 +56,14 @@ class StreamError(ValueError):
         self.code, self.msg = code, msg
 
 
-def parse_stream(name: str, symbols: frozenset[str]) -> str:
-    """Validate ``<symbol>@trade`` / ``<symbol>@aggTrade`` (lower-case symbol known to the exchange)."""
+def parse_stream(name: str, symbols: frozenset[str], market: str = "spot") -> str:
+    """Validate ``<symbol>@trade`` / ``<symbol>@aggTrade`` (lower-case symbol known to the exchange), and on usdm
+    ``<symbol>@markPrice`` / ``<symbol>@markPrice@1s``."""
     mt = _STREAM_RE.match(name)
-    if mt is None:
-        raise StreamError(-1100, f"Invalid stream name '{name}'; expected '<symbol>@trade' or "
-                                 f"'<symbol>@aggTrade' with a lower-case symbol.")
+    if mt is None or (mt.group(2) in MARK_KINDS and market != "usdm"):
+        expected = "'<symbol>@trade' or '<symbol>@aggTrade'" + (
+            " or '<symbol>@markPrice[@1s]'" if market == "usdm" else "")
+        raise StreamError(-1100, f"Invalid stream name '{name}'; expected {expected} with a lower-case symbol.")
     if mt.group(1).upper() not in symbols:
         raise StreamError(-1121, "Invalid symbol.")
     return name
@@ -300,7 +303,7 @@ def handle_control(conn: WsConn, text: str, symbols: frozenset[str]) -> str:
         if not all(isinstance(p, str) for p in params):
             return _err(2, "Invalid request: stream names must be strings", req_id)
         try:
-            names = [parse_stream(p, symbols) for p in params]
+            names = [parse_stream(p, symbols, conn.market) for p in params]
         except StreamError:
             return _err(2, "Invalid request: invalid stream", req_id)
         if method == "SUBSCRIBE":
@@ -344,6 +347,7 @@ class WsCounters:
     duplicates_sent: int = 0
     swapped: int = 0
     hostile_sent: int = 0
+    marks_sent: int = 0
     pings_sent: int = 0
     control_messages: int = 0
     closed_by_server: Counter = field(default_factory=Counter)
@@ -405,7 +409,7 @@ class WsHub:
                                                 "or MILLISECOND.")
             us = unit.upper() == "MICROSECOND"
         try:
-            streams = {parse_stream(n, self.symbols): None for n in names}
+            streams = {parse_stream(n, self.symbols, market): None for n in names}
         except StreamError as exc:
             return self._reject(400, exc.code, exc.msg)
         if len(streams) > MAX_STREAMS:
@@ -482,6 +486,35 @@ class WsHub:
             self.counters.add(st, n)
         else:
             self.counters.add(st, 0)
+
+    def publish_marks(self, payloads: dict[str, str], every_3s: bool) -> int:
+        """Send mark-price updates (``payloads``: lower-case symbol -> data object text) to the usdm connections
+        subscribed to ``<symbol>@markPrice@1s`` (and, when ``every_3s``, ``<symbol>@markPrice``); returns frames."""
+        sent = 0
+        cache: dict[tuple[str, bool], bytes] = {}
+        for conn in self.targets("usdm"):
+            out = []
+            for name in conn.streams:
+                sym, _, kind = name.partition("@")
+                if kind not in MARK_KINDS or (kind == "markPrice" and not every_3s):
+                    continue
+                data = payloads.get(sym)
+                if data is None:
+                    continue
+                key = (name, conn.combined)
+                fr = cache.get(key)
+                if fr is None:
+                    text = '{"stream":"%s","data":%s}' % (name, data) if conn.combined else data
+                    fr = cache[key] = ws_frame(text.encode())
+                out.append(fr)
+            if out:
+                n = conn.write(b"".join(out))
+                conn.frames_sent += len(out)
+                self.counters.frames_sent += len(out)
+                self.counters.bytes_sent += n
+                self.counters.marks_sent += len(out)
+                sent += len(out)
+        return sent
 
     def broadcast(self, market: str, outbox: Outbox) -> None:
         if outbox.n == 0:

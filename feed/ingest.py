@@ -13,6 +13,7 @@ from pathlib import Path
 from core.paths import DEFAULT_DB
 from feed.backfill import Backfiller, Gap, GapTracker
 from feed.binance import MARKETS
+from feed.funding import FundingBackfiller
 from feed.rest import RestClient, RestError
 from feed.state import IngestState, now_us
 from feed.stream import MarketStream
@@ -20,6 +21,7 @@ from tickstore import lease
 from tickstore.connection import init_db, write_connection
 from tickstore.state import (claim_file, clear_simulated, file_kind, has_ticks, id_gaps, last_stored,
                              unrecoverable_ranges)
+from tickstore.marks import last_funding_times
 from tickstore.writer import TickBuffer, TickWriter
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class IngestConfig:
     demo: bool = False
     shutdown_timeout_s: float = 30.0
     max_buffer: int = 2_000_000  # ticks held in memory at most (~400 B each) while flushes fail
+    funding_history_s: float = 30 * 86400.0  # funding rates fetched this far back on a file without any (usdm)
     hooks: list[Callable] = field(default_factory=list)
 
 
@@ -75,8 +78,13 @@ class Ingestor:
         self.writer = TickWriter(cfg.db, self.buffer, cfg.flush_ms, hooks=[self.state.write_status, *cfg.hooks])
         self.backfiller = Backfiller(self.spec, self.rest, self.buffer, self.state, cfg.max_backfill_s, self.stop_event)
         self.tracker = GapTracker(cfg.market, self.state, self.backfiller)
+        self.funding: FundingBackfiller | None = None
+        if self.spec.funding_path:   # usdm: mark prices ride on the trade connection, funding comes over REST
+            self.funding = FundingBackfiller(self.spec, cfg.symbols, self.rest, self.writer.marks, self.state,
+                                             history_s=cfg.funding_history_s, stop=self.stop_event)
         self.stream = MarketStream(self.spec, cfg.symbols, self.buffer, self.state, self.tracker, cfg.ws_url,
-                                   watchdog_s=cfg.watchdog_s, rotate_after_s=cfg.rotate_after_s, stop=self.stop_event)
+                                   watchdog_s=cfg.watchdog_s, rotate_after_s=cfg.rotate_after_s, stop=self.stop_event,
+                                   marks=self.funding)
         self._stats_thread: threading.Thread | None = None
         self._owner = uuid.uuid4().hex
         self._leased = False
@@ -85,8 +93,10 @@ class Ingestor:
     # start-up ----------------------------------------------------------------------------------------------
     def check(self) -> None:
         """Validate the DB path and the symbols against exchangeInfo; raise ConfigError with one clear line."""
-        if len(self.cfg.symbols) > self.spec.max_streams:
-            raise ConfigError(f"{len(self.cfg.symbols)} symbols exceed {self.spec.max_streams} streams per connection")
+        n_streams = len(self.cfg.symbols) * self.spec.streams_per_symbol
+        if n_streams > self.spec.max_streams:
+            raise ConfigError(f"{len(self.cfg.symbols)} symbols need {n_streams} streams, more than the "
+                              f"{self.spec.max_streams} of one connection")
         from tickstore.connection import StoreError
 
         try:
@@ -181,6 +191,8 @@ class Ingestor:
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.cfg.max_backfill_s)
         with write_connection(self.cfg.db, budget_s=30) as con:
             stored = last_stored(con, self.cfg.market)
+            if self.funding is not None:
+                self.funding.prime(last_funding_times(con, self.cfg.market))
             last = {sym: i for sym, (i, _) in stored.items()}
             last_ts = {sym: us for sym, (_, us) in stored.items()}
             holes = {s: id_gaps(con, self.cfg.market, s, since) for s in self.cfg.symbols if s in last}
@@ -212,6 +224,8 @@ class Ingestor:
         self.resume()
         self.writer.start()
         self.backfiller.start()
+        if self.funding is not None:
+            self.funding.start()
         self.stream.start()
         self._stats_thread = threading.Thread(target=self._log_stats, name="stats", daemon=True)
         self._stats_thread.start()
@@ -226,6 +240,8 @@ class Ingestor:
             self.stream.current.abort("stopping")
         self.stream.join(5)
         self.backfiller.join(5)
+        if self.funding is not None:
+            self.funding.join(5)
         self.state.event("stopped", self.cfg.market)
         lost = self.writer.stop(self.cfg.shutdown_timeout_s)
         self.release_lease()

@@ -18,7 +18,7 @@ import time
 import websocket
 
 from feed.backfill import GapTracker
-from feed.binance import ImplausibleTrade, MalformedFrame, MarketSpec, Trade, parse_frame, stream_url
+from feed.binance import ImplausibleTrade, MalformedFrame, MarketSpec, MarkPrice, Trade, parse_frame, stream_url
 from feed.state import IngestState, now_us
 from tickstore.writer import TickBuffer, rows_to_arrow
 
@@ -189,13 +189,14 @@ class MarketStream:
     def __init__(self, spec: MarketSpec, symbols: list[str], buffer: TickBuffer, state: IngestState,
                  tracker: GapTracker, ws_base: str | None = None, watchdog_s: float = 30.0,
                  rotate_after_s: float = 23.5 * 3600, backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, marks=None) -> None:
         self.spec = spec
         self.market = spec.name
         self.symbols = symbols
         self.subscribed = frozenset(symbols)  # a print of any other symbol is rejected, never stored
         self.url = stream_url(spec, symbols, ws_base)
         self.buffer = buffer
+        self.marks = marks    # sink of mark-price rows (`add_marks(rows)`), when the market streams them
         self.state = state
         self.tracker = tracker
         self.watchdog_s = watchdog_s
@@ -224,7 +225,7 @@ class MarketStream:
         """The data frames of one socket read: trades go to the buffer in one append (as Arrow when many),
         the rest one by one."""
         market, recv_us, observe, subscribed = self.market, now_us(), self.tracker.observe, self.subscribed
-        trades = []
+        trades, marks = [], []
         if self.buffer.full:
             # memory cap reached while flushes fail: take no trades (not even into the gap tracker), so the first
             # trade taken again jumps over them and the backfill fetches them from the exchange
@@ -241,11 +242,18 @@ class MarketStream:
                     continue
                 observe(item)
                 trades.append(item)
+            elif type(item) is MarkPrice:
+                if item.symbol not in subscribed or self.marks is None:
+                    self._on_malformed(ImplausibleTrade(f"mark price of unsubscribed symbol {item.symbol[:40]!r}"))
+                    continue
+                marks.append(item)
             else:
                 self._on_message(item, conn)
         if self._holding_back and not self.buffer.full:
             self._holding_back = False
             log.warning("%s: buffer below its cap again; taking trades (the skipped ones are backfilled)", self.market)
+        if marks:
+            self.marks.add_marks(marks)
         if len(trades) >= COLUMNAR_MIN:
             self.buffer.extend_table(rows_to_arrow(trades))  # columnar right away: a tenth of the memory
         elif trades:

@@ -70,4 +70,4 @@ def test_stream_urls():
     assert stream_url(MARKETS["spot"], ["BTCUSDT", "ETHUSDT"]) == \
         "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade"
     assert stream_url(MARKETS["usdm"], ["BTCUSDT"], "ws://127.0.0.1:9001/") == \
-        "ws://127.0.0.1:9001/market/stream?streams=btcusdt@aggTrade"
+        "ws://127.0.0.1:9001/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s"

@@ -237,6 +237,7 @@ class TickWriter:
         self.marks = MarkBuffer()
         self._pending_marks: list[tuple] = []
         self._pending_funding: list[tuple] = []
+        self._marks_dropped = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._schema_ready = False
@@ -403,7 +404,11 @@ class TickWriter:
 
     def _take_marks(self) -> None:
         """Move buffered mark / funding rows to pending, setting aside those that cannot be real."""
-        marks, funding = self.marks.drain()
+        marks, funding = self.marks.drain(marks=len(self._pending_marks) < self.marks.capacity)
+        if self.marks.dropped > self._marks_dropped:
+            log.error("%d mark-price row(s) dropped: %d wait in memory (cap) while flushes fail",
+                      self.marks.dropped - self._marks_dropped, self.unflushed_marks)
+            self._marks_dropped = self.marks.dropped
         for rows, check, pending, what in ((marks, mark_problem, self._pending_marks, "mark-price"),
                                            (funding, funding_problem, self._pending_funding, "funding")):
             if not rows:
