@@ -19,17 +19,21 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm as _norm
 
 from quantlib._blas import single_threaded
 from quantlib._validate import as_pair, check_choice, check_finite_number, check_min, check_positive_number, check_window
-from quantlib.backtest import (HEDGES, BacktestStats, _check_timeframe, _hedged_spread, _spread_zscore)
+from quantlib.backtest import HEDGES, _check_timeframe, _hedged_spread, _spread_zscore
+from quantlib.sample import RULE
 from quantlib.timeframes import bars_per_year, periods_per_year, timeframe_seconds
 
-STATS = tuple(f.name for f in fields(BacktestStats))
+# the per-set columns: `BacktestStats` fields that vary by set (the sample itself is in `SweepResult`)
+STATS = ("total_return", "sharpe", "sharpe_se", "sharpe_ci_low", "sharpe_ci_high", "max_drawdown", "hit_rate",
+         "n_trades", "avg_holding_bars", "avg_holding_time", "turnover", "total_costs", "costs_fraction", "exposure")
 METRICS = ("sharpe", "total_return", "max_drawdown", "hit_rate", "n_trades", "turnover", "exposure")
 PARAMS = ("window", "entry_z", "exit_z", "stop_z")
 MAX_CELLS = 8_000_000  # bars x parameter sets held in memory at once (64 MB of equity)
@@ -207,15 +211,33 @@ def _simulate(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, z: np.ndarray, entr
     return _Grid(equity, in_market, n_trades, wins, bars_held, hold_ns, traded, costs)
 
 
+def _sharpe(rets: np.ndarray, per_year: float | None, level: float = 0.95) -> dict[str, np.ndarray]:
+    """`performance.sharpe_ratio` (Mertens standard error, normal CI) for every row of `rets` at once."""
+    p, m = rets.shape
+    nan = np.full(p, np.nan)
+    if not per_year or m < 2:
+        return dict(sharpe=nan, sharpe_se=nan, sharpe_ci_low=nan, sharpe_ci_high=nan)
+    mean = rets.mean(axis=1)
+    sd = rets.std(axis=1, ddof=1)
+    c = rets - mean[:, None]
+    m2 = np.mean(c * c, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_bar = np.where(sd > 0, mean / sd, np.nan)
+        g3 = np.where(m2 > 0, np.mean(c**3, axis=1) / m2**1.5, 0.0)  # no variation: Lo's (g3 0, g4 3)
+        g4 = np.where(m2 > 0, np.mean(c**4, axis=1) / m2**2, 3.0)
+        var = 1.0 - g3 * per_bar + (g4 - 1.0) / 4.0 * per_bar**2
+        scale = math.sqrt(per_year)
+        sr, se = per_bar * scale, np.sqrt(np.maximum(var, 0.0) / m) * scale
+    zq = float(_norm.ppf(0.5 + level / 2))
+    return dict(sharpe=sr, sharpe_se=se, sharpe_ci_low=sr - zq * se, sharpe_ci_high=sr + zq * se)
+
+
 def _stats_frame(g: _Grid, capital: float, per_year: float | None, bar_ns: float | None) -> pd.DataFrame:
     """`backtest._stats` for every set (same formulas, row-wise on the equity matrix)."""
     eq = g.equity
     n = eq.shape[1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        rets = np.diff(eq, axis=1) / eq[:, :-1]
-        sd = rets.std(axis=1, ddof=1) if n > 2 else np.full(eq.shape[0], np.nan)
-        sharpe = np.where(sd > 0, rets.mean(axis=1) / sd * math.sqrt(per_year), np.nan) if per_year \
-            else np.full(eq.shape[0], np.nan)
+        sharpe = _sharpe(np.diff(eq, axis=1) / eq[:, :-1], per_year)
         nt = g.n_trades
         some = nt > 0
         hold_bars = np.where(some, g.bars_held / nt, np.nan)
@@ -225,7 +247,7 @@ def _stats_frame(g: _Grid, capital: float, per_year: float | None, bar_ns: float
             hold = np.where(some, hold_bars * bar_ns, np.nan) if bar_ns else np.full(eq.shape[0], np.nan)
         out = {
             "total_return": eq[:, -1] / capital - 1.0,
-            "sharpe": sharpe,
+            **sharpe,
             "max_drawdown": np.max(1.0 - eq / np.maximum.accumulate(eq, axis=1), axis=1),
             "hit_rate": np.where(some, g.wins / nt, np.nan),
             "n_trades": nt,
@@ -233,6 +255,7 @@ def _stats_frame(g: _Grid, capital: float, per_year: float | None, bar_ns: float
             "avg_holding_time": pd.to_timedelta(np.round(hold), unit="ns"),
             "turnover": g.traded / capital,
             "total_costs": g.costs,
+            "costs_fraction": g.costs / capital,
             "exposure": g.exposure / n,
         }
     return pd.DataFrame(out)
@@ -285,7 +308,7 @@ def sweep(
     oos_fraction: float | None = 0.3,
     oos_start: int | str | pd.Timestamp | None = None,
     metric: str = "sharpe",
-    min_trades: int = 1,
+    min_trades: int = RULE.min_trades,
 ) -> SweepResult:
     """`mean_reversion` over every (window, entry_z, exit_z, stop_z) in the grid (module docstring).
 
@@ -293,8 +316,8 @@ def sweep(
     breaking exit < entry < stop are skipped (counted in `skipped`). The other arguments are
     `mean_reversion`'s (`hedge_window` None: each window's own length). Split: the last `oos_fraction`
     of the bars are out of sample (None or 0: no split); `oos_start` (a bar number or a UTC time), when
-    given, replaces it. `metric` picks the in-sample best among sets with >= `min_trades` trades
-    (max_drawdown: the smallest)."""
+    given, replaces it. `metric` picks the in-sample best among sets with >= `min_trades` trades (default: the
+    sample rule's minimum, `quantlib.sample.RULE`; max_drawdown: the smallest)."""
     entries = _values(entry_z, "entry_z")
     exits = _values(exit_z, "exit_z", allow_zero=True)
     stops = _values(stop_z, "stop_z", allow_none=True)
