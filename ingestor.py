@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-buffer", type=int, default=2_000_000,
                    help="ticks held in memory at most while the file cannot be written (default 2,000,000, "
                         "~0.8 GB); beyond, new trades are skipped and backfilled once writing works again")
+    p.add_argument("--funding-history", default="30d",
+                   help="usdm: funding rates fetched this far back when the file has none (default 30d)")
     p.add_argument("--shutdown-timeout", default="30s",
                    help="on SIGINT/SIGTERM, keep retrying the final flush this long (default 30s); "
                         f"ticks still unwritten then make the exit code {EXIT_TICKS_LOST}")
@@ -89,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         top = int(args.top) if args.top.strip().isdigit() else 0
         if top < 1:
             return fail(f"--top {args.top!r}: expected a positive whole number of symbols, e.g. --top 100")
-        if top > spec.max_streams:
-            return fail(f"--top {top}: one connection carries at most {spec.max_streams} {args.market} streams "
-                        f"today (spreading over several connections is not built yet); use --top {spec.max_streams} "
+        per_conn = spec.max_streams // spec.streams_per_symbol   # usdm: trades and mark price per symbol
+        if top > per_conn:
+            return fail(f"--top {top}: one connection carries at most {per_conn} {args.market} symbols "
+                        f"today (spreading over several connections is not built yet); use --top {per_conn} "
                         f"or fewer")
     exchange = None
     try:
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                            flush_ms=args.flush_ms, max_backfill_s=max_backfill,
                            history_s=history, watchdog_s=parse_duration(args.watchdog),
                            rotate_after_s=parse_duration(args.rotate_after), demo=args.demo,
-                           shutdown_timeout_s=parse_duration(args.shutdown_timeout), max_buffer=args.max_buffer)
+                           shutdown_timeout_s=parse_duration(args.shutdown_timeout), max_buffer=args.max_buffer,
+                           funding_history_s=parse_duration(args.funding_history))
         if args.demo:
             from exchange.server import LocalExchange
             from exchange.universe import rate_scale

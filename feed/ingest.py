@@ -271,3 +271,6 @@ class Ingestor:
                      "connected=%s, reconnects=%d, malformed=%d", rate, s.rows_inserted, len(self.buffer), avg,
                      s.max_flush_ms, self.writer.lock_retries, self.state.connected.get(self.cfg.market, False),
                      self.stream.connections - 1, self.stream.malformed)
+            if self.funding is not None:
+                log.info("mark prices stored %d, funding rates stored %d (%d REST requests), set aside %d",
+                         s.marks_inserted, s.funding_inserted, self.funding.requests, s.marks_rejected)

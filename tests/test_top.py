@@ -157,8 +157,9 @@ def test_bad_top_exits_2_with_one_line(tmp_path, n):
 
 
 def test_top_beyond_one_connection_exits_2(tmp_path):
-    r = _cli("--top", "201", "--market", "usdm", "--db", str(tmp_path / "t.duckdb"), "--rest-url", "http://127.0.0.1:9")
-    assert r.returncode == 2 and "at most 200 usdm streams" in r.stderr
+    # usdm: 200 streams per connection, two per symbol (trades and mark price)
+    r = _cli("--top", "101", "--market", "usdm", "--db", str(tmp_path / "t.duckdb"), "--rest-url", "http://127.0.0.1:9")
+    assert r.returncode == 2 and "at most 100 usdm symbols" in r.stderr
     assert r.stderr.strip().count("\n") == 0, r.stderr
 
 
