@@ -1,9 +1,10 @@
-"""Backtest: z-score mean reversion on the sidebar pair — parameter form, equity, drawdown, trades, stats."""
+"""Backtest: z-score mean reversion on the sidebar pair — single run with honest statistics, suggested thresholds
+from an OU fit, walk-forward and parameter sweep. Every control is bound to the URL (bookmarkable)."""
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import analysis, data, export, figures, settings, tables, ui
+from dashboard import analysis, backtest_ui, settings
 from dashboard.settings import Settings
 
 s = settings.current()
@@ -19,74 +20,70 @@ with st.form("bt-form", border=True):
     capital = c[4].number_input("Capital", 100.0, 1e9, 10_000.0, 1_000.0, key="bt_capital", bind="query-params")
     st.form_submit_button("Run backtest", icon=":material/play_arrow:", type="primary")
 
-HEDGE_WORDS = {"static": "one {m} fit on the first {w} bars (formation period), trading after it",
-               "rolling": "rolling {m} over the last {w} bars",
-               "kalman": "Kalman-filtered α, β (warm-up {w} bars, noise relative to the data); the spread is the "
-                         "filtered residual, smaller than the static OLS spread as the filter absorbs part of "
-                         "each move (the z-score is relative, so the bands still count standard deviations)"}
+params = analysis.BacktestParams(entry_z=float(entry), exit_z=float(exit_), stop_z=float(stop) or None,
+                                 cost_bps=float(cost), capital=float(capital))
+section = backtest_ui.SECTIONS[st.segmented_control(
+    "Section", list(backtest_ui.SECTIONS), default="Single run", required=True, key="bt_view", bind="query-params",
+    help="Walk-forward and sweep run on a submit of their form (not on every refresh).")]
+
+sweep_params = wf_params = show_window = None
+problem = None
+if section == "sweep":
+    with st.form("bt-sweep-form", border=True):
+        c = st.columns(7)
+        e0 = c[0].number_input("Entry from", 0.25, 6.0, 1.0, 0.25, key="bt_sw_e0", bind="query-params")
+        e1 = c[1].number_input("Entry to", 0.25, 6.0, 3.0, 0.25, key="bt_sw_e1", bind="query-params")
+        es = c[2].number_input("Entry step", 0.05, 2.0, 0.25, 0.05, key="bt_sw_es", bind="query-params")
+        x0 = c[3].number_input("Exit from", 0.0, 5.0, 0.0, 0.25, key="bt_sw_x0", bind="query-params")
+        x1 = c[4].number_input("Exit to", 0.0, 5.0, 1.0, 0.25, key="bt_sw_x1", bind="query-params")
+        xs = c[5].number_input("Exit step", 0.05, 2.0, 0.25, 0.05, key="bt_sw_xs", bind="query-params")
+        oos = c[6].number_input("Out of sample [%]", 0, 80, 30, 5, key="bt_sw_oos", bind="query-params")
+        c = st.columns([2, 1, 1])
+        wins = c[0].text_input("Windows (bars, comma-separated; empty: the sidebar's)", "", key="bt_sw_win",
+                               bind="query-params")
+        metric = c[1].selectbox("Pick the best by", list(backtest_ui.METRICS), key="bt_sw_metric",
+                                bind="query-params")
+        c[2].form_submit_button("Run sweep", icon=":material/grid_on:", type="primary")
+    try:
+        windows = analysis.parse_windows(wins, s.window)
+        sweep_params = analysis.SweepParams(analysis.axis_values(e0, e1, es, "entry"),
+                                            analysis.axis_values(x0, x1, xs, "exit"), windows, float(oos) / 100,
+                                            backtest_ui.METRICS[metric])
+    except ValueError as exc:
+        problem = f"Cannot run this sweep: {exc}."
+    else:
+        if len(windows) > 1:
+            show_window = st.selectbox("Heat map window (bars)", ["best"] + list(windows), key="bt_sw_show",
+                                       bind="query-params")
+elif section == "wf":
+    with st.form("bt-wf-form", border=True):
+        c = st.columns([1, 1, 1, 1])
+        form = c[0].number_input("Formation (bars)", 10, 20_000, max(4 * s.window, 60), 10, key="bt_wf_f",
+                                 bind="query-params", help="Bars β and the z statistics are fitted on.")
+        trade = c[1].number_input("Trading (bars)", 3, 20_000, max(s.window, 30), 10, key="bt_wf_t",
+                                  bind="query-params", help="Bars each fit is traded on before the next refit.")
+        anchored = c[2].toggle("Anchored formation", False, key="bt_wf_anch", bind="query-params",
+                               help="Formation from the first bar (growing) instead of a rolling window.")
+        c[3].form_submit_button("Run walk-forward", icon=":material/fast_forward:", type="primary")
+    wf_params = analysis.WalkForwardParams(int(form), int(trade), bool(anchored))
 
 
-@st.fragment(run_every=s.run_every)
-def live(s: Settings, params: analysis.BacktestParams) -> None:
-    cat = data.current_catalog(s)
-    ui.status_line(s, cat)
-    if not ui.need_catalog(cat):
+@st.fragment(run_every=s.run_every if section in backtest_ui.LIVE_SECTIONS else None)
+def live(s: Settings) -> None:
+    if problem:
+        st.warning(problem, icon=":material/warning:")
         return
-    if not s.pair:
-        ui.explain("no-data", "Pick two different symbols as Pair Y and Pair X in the sidebar.")
+    bars = backtest_ui.load(s)
+    if bars is None:
         return
-    y, x = s.pair
-    hedge, method = analysis.backtest_hedge(s.hedge_method)
-    st.caption(f"Long / short the spread {y} − β·{x} on its {s.window}-bar z-score; β: "
-               + HEDGE_WORDS[hedge].format(m=method.replace("_", "-").upper() if method == "ols" else method,
-                                           w=s.window)
-               + ". Signals at a bar's close fill at the next bar's close; costs per leg and side. Sharpe is "
-                 "annualized by the bars' observed rate (365-day year), holding times are clock time.")
-    res = data.bars(s, (y, x), cat)
-    ui.explain(res.state, res.message)
-    if not res.ok:
-        return
-    closes = data.closes(res.value)
-    missing = [sym for sym in (y, x) if sym not in closes.columns]
-    if missing:
-        ui.explain("no-data", f"No {' or '.join(missing)} trades in the last {s.lookback} of the {s.market} data.")
-        return
-    n = len(closes.dropna())
-    need = analysis.min_bars_for_backtest(s.window)
-    if n < need:
-        ui.explain("short", f"The backtest needs at least {need} bars (window {s.window} + 2); the lookback has {n}. "
-                            "Pick a longer lookback, a finer timeframe or a shorter window.")
-        return
-    result, reason = analysis.backtest_or_reason(data.view_key(s, cat), closes, y, x, s.hedge_method, s.window,
-                                                 s.timeframe, params)
-    if result is None:
-        ui.explain("error", reason)
-        return
-
-    st_ = result.stats
-    m = st.columns(5)
-    m[0].metric("Total return", f"{st_.total_return:+.2%}")
-    m[1].metric("Sharpe (ann.)", "—" if st_.sharpe != st_.sharpe else f"{st_.sharpe:.2f}")
-    m[2].metric("Max drawdown", f"{st_.max_drawdown:.2%}")
-    m[3].metric("Hit rate", "—" if st_.hit_rate != st_.hit_rate else f"{st_.hit_rate:.0%}")
-    m[4].metric("Trades", f"{st_.n_trades}")
-    ui.chart(figures.equity(result.equity, analysis.drawdown(result.equity), s.uirevision(y, x, "bt"),
-                            result.trades), key="bt-equity")
-    left, right = st.columns([3, 1])
-    with left:
-        st.subheader("Trades", anchor=False)
-        if result.trades.empty:
-            st.caption(f"No trades: |z| never crossed {params.entry_z} in this window.")
-        else:
-            st.dataframe(result.trades, hide_index=True, width="stretch", column_config=tables.TRADES_COLUMNS)
-        st.download_button("Trades (CSV)", data=lambda: export.to_csv(result.trades),
-                           file_name=export.filename("trades", y, x, s.timeframe, s.hedge_method), mime="text/csv",
-                           icon=":material/download:", on_click="ignore", key="dl-bt-trades",
-                           disabled=result.trades.empty)
-    with right:
-        st.subheader("Stats", anchor=False)
-        st.dataframe(tables.backtest_stats(st_), hide_index=True, width="stretch")
+    if section == "single":
+        backtest_ui.single_run(s, bars, params)
+    elif section == "ou":
+        backtest_ui.thresholds(s, bars, params)
+    elif section == "wf":
+        backtest_ui.walk_forward(s, bars, params, wf_params)
+    else:
+        backtest_ui.sweep(s, bars, params, sweep_params, None if show_window in (None, "best") else int(show_window))
 
 
-live(s, analysis.BacktestParams(entry_z=float(entry), exit_z=float(exit_), stop_z=float(stop) or None,
-                                cost_bps=float(cost), capital=float(capital)))
+live(s)

@@ -7,12 +7,16 @@ on the same view cost one computation per refresh.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from quantlib import backtest, indicators, pairs, regression, stattests
+from quantlib import backtest, indicators, ou, pairs, performance, regression, stattests
+from quantlib.sample import RULE
+from quantlib.timeframes import timeframe_seconds
 
 FIT_METHODS = {"OLS": "ols", "Huber": "huber", "Theil-Sen": "theil_sen"}
 # How each spread on the Pairs page is timed (shown under the spread chart): every value plotted against the
@@ -35,8 +39,9 @@ CACHE = st.cache_data(ttl=300, max_entries=64, show_spinner=False)
 
 
 def min_bars_for_tests(window: int) -> int:
-    """Bars the full test table needs (Hurst needs 32; the rolling z-score needs window + 1)."""
-    return max(stattests.HURST_MIN_OBS, window + 1)
+    """Bars the full test table needs (Hurst needs 32; the rolling z-score needs window + 1; the minimum-sample
+    rule `quantlib.sample.RULE` at least its bars)."""
+    return max(stattests.HURST_MIN_OBS, window + 1, RULE.min_bars)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,10 @@ def build_pair_view(closes: pd.DataFrame, y: str, x: str, method: str, window: i
         notes.append(f"rolling hedge ratio needs {window} bars (the window), have {n}")
     if n >= 4:
         kalman = regression.kalman_hedge_ratio(ys, xs, warmup=max(3, min(window, n // 2)))
-    if n >= window + 1:
+    short_window = RULE.bars(window, f"a rolling correlation over {window} bars")
+    if short_window:
+        notes.append(f"{short_window} per value (pick a window of at least {RULE.min_bars})")
+    elif n >= window + 1:
         corr = pairs.rolling_correlation(ys, xs, window)
     else:
         notes.append(f"rolling correlation needs {window + 1} bars, have {n}")
@@ -134,10 +142,11 @@ def build_pair_view(closes: pd.DataFrame, y: str, x: str, method: str, window: i
     heatmap = None
     if closes.shape[1] >= 2:
         both = closes.dropna()
-        if len(both) >= 3:
+        why = RULE.bars(len(both), "the correlation heat map")
+        if why is None:
             heatmap = pairs.correlation_matrix(both)
         else:
-            notes.append("the correlation heatmap needs at least 3 bars where every symbol traded")
+            notes.append(f"{why} where every symbol traded")
     return PairView(y, x, method, window, pd.concat([ys, xs], axis=1), fits, rolling, kalman, summary, spread, z,
                     corr, heatmap, tuple(notes))
 
@@ -212,3 +221,241 @@ def drawdown(equity: pd.Series) -> pd.Series:
     """Drawdown from the running peak, as a negative fraction (0 at new highs) — the curve behind max_drawdown."""
     return (equity / equity.cummax() - 1.0).rename("drawdown")
 
+
+
+def _aligned(closes: pd.DataFrame, y: str, x: str) -> tuple[pd.Series, pd.Series]:
+    return pairs.align(closes[y].dropna(), closes[x].dropna())
+
+
+def equity_frame(result: backtest.BacktestResult, y: str, x: str) -> pd.DataFrame:
+    """The single run bar by bar (equity CSV): equity, drawdown, position, z-score, spread, β and the
+    buy-and-hold equity of each leg."""
+    out = pd.DataFrame({"equity": result.equity, "drawdown": drawdown(result.equity),
+                        "position": result.positions, "zscore": result.zscore, "spread": result.spread,
+                        "beta": result.hedge_ratio})
+    if result.buy_hold is not None:
+        out[f"buy_hold_{y}"] = result.buy_hold["y"]
+        out[f"buy_hold_{x}"] = result.buy_hold["x"]
+    return out
+
+
+# ---------------------------------------------------------------- suggested thresholds (OU fit of the spread)
+@dataclass(frozen=True)
+class ThresholdView:
+    """The OU fit of the single run's spread and the thresholds it suggests for the run's cost, beside the
+    user's choice (all rates in spread units per bar, per unit of Y held; entry / exit in stationary z)."""
+
+    fit: ou.OUFit
+    cost: float                         # one round trip in spread units (both legs, entry and exit)
+    bertram: ou.Thresholds
+    band: ou.Thresholds
+    user_rate: float                    # expected return per bar of the user's entry / exit under the fit
+    user_cycle_bars: float
+    entry_z: float
+    exit_z: float
+
+    def table(self) -> pd.DataFrame:
+        """Rows: your choice, the best band of this page's rule, Bertram's (flip at the opposite band)."""
+        def per_day(bars: float) -> float:
+            bar = self.fit.bar
+            return pd.Timedelta(days=1) / (bar * bars) if bar is not None and bars > 0 else math.nan
+
+        rows = [("Your choice", self.entry_z, self.exit_z, self.user_rate, self.user_cycle_bars,
+                 per_day(self.user_cycle_bars)),
+                ("Best entry / exit for this rule", self.band.entry_z, self.band.exit_z, self.band.return_per_bar,
+                 self.band.cycle_bars, per_day(self.band.cycle_bars)),
+                ("Bertram (2010): reverse at the opposite band", self.bertram.entry_z, self.bertram.exit_z,
+                 self.bertram.return_per_bar, self.bertram.cycle_bars, per_day(self.bertram.cycle_bars))]
+        return pd.DataFrame(rows, columns=["rule", "entry_z", "exit_z", "return_per_bar", "bars_per_trade",
+                                           "trades_per_day"])
+
+
+def threshold_view(result: backtest.BacktestResult, closes: pd.DataFrame, y: str, x: str, timeframe: str,
+                   params: BacktestParams) -> tuple[ThresholdView | None, str | None]:
+    """OU thresholds for the single run's spread (its causal spread over the window) at the run's cost, or
+    (None, why not). The cost of a round trip in spread units is entry and exit of both legs at the last
+    prices and β: 2 x cost_bps x (y + |β| x)."""
+    ys, xs = _aligned(closes, y, x)
+    y_last, x_last = float(ys.iloc[-1]), float(xs.iloc[-1])
+    spread = result.spread.dropna() if result.spread is not None else pd.Series(dtype=float)
+    why = RULE.bars(len(spread), "an OU fit of the spread")
+    if why:
+        return None, why
+    try:
+        fit = ou.fit_ou(spread.to_numpy(), bar=pd.Timedelta(seconds=timeframe_seconds(timeframe)))
+        if fit.problem:
+            return None, fit.problem
+        beta = result.hedge_ratio.dropna()
+        b = float(beta.iloc[-1]) if len(beta) else 0.0
+        cost = 2 * params.cost_bps / 1e4 * (y_last + abs(b) * x_last)
+        user_rate = float(ou.band_return_rate(fit, params.entry_z, params.exit_z, cost))
+        user_cycle = float(ou.band_cycle_bars(fit, params.entry_z, params.exit_z))
+        return ThresholdView(fit, cost, ou.bertram(fit, cost), ou.optimal_band(fit, cost), user_rate, user_cycle,
+                             params.entry_z, params.exit_z), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+# ---------------------------------------------------------------- parameter sweep
+MAX_GRID_VALUES = 40     # values per threshold axis
+MAX_SWEEP_SETS = 2_000   # parameter sets per sweep (the page's own limit; quantlib takes more)
+
+
+def axis_values(start: float, stop: float, step: float, name: str) -> tuple[float, ...]:
+    """start, start + step, ... <= stop (rounded to 6 decimals); ValueError saying what is expected."""
+    if not step > 0:
+        raise ValueError(f"the {name} step must be > 0, got {step:g}")
+    if stop < start:
+        raise ValueError(f"the {name} range must run upwards ({start:g} to {stop:g})")
+    count = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if count > MAX_GRID_VALUES:
+        raise ValueError(f"{count} {name} values; at most {MAX_GRID_VALUES} (widen the step)")
+    return tuple(round(start + i * step, 6) for i in range(count))
+
+
+def parse_windows(text: str, default: int) -> tuple[int, ...]:
+    """'30, 60, 120' -> (30, 60, 120); empty -> (default,); ValueError naming the bad item."""
+    items = [t.strip() for t in str(text).replace(";", ",").split(",") if t.strip()]
+    if not items:
+        return (default,)
+    out = []
+    for t in items:
+        if not t.isdigit() or not 5 <= int(t) <= 5000:
+            raise ValueError(f"windows must be whole numbers of bars from 5 to 5000 separated by commas; got {t!r}")
+        out.append(int(t))
+    if len(set(out)) > 8:
+        raise ValueError(f"at most 8 windows per sweep, got {len(set(out))}")
+    return tuple(sorted(set(out)))
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """The sweep form: entry and exit ranges (|z|), windows, the out-of-sample share and the pick metric."""
+
+    entry: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0)
+    exit: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    windows: tuple[int, ...] = (60,)
+    oos_fraction: float = 0.3
+    metric: str = "sharpe"
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """A sweep with the minimum-sample rule applied: `sharpe_withheld` / `oos_sharpe_withheld` say per set why
+    its Sharpe is not shown ('' when it is); `deflated` is the best set's deflated Sharpe (None: no best or
+    its Sharpe is withheld); `note` explains a changed pick metric."""
+
+    result: object                      # quantlib.sweep.SweepResult
+    sharpe_withheld: pd.Series
+    oos_sharpe_withheld: pd.Series | None
+    deflated: performance.DeflatedSharpe | None
+    metric: str
+    note: str | None
+
+    def grid(self) -> pd.DataFrame:
+        """The grid for the CSV: every column of the sweep plus the withheld reasons."""
+        out = self.result.grid.copy()
+        out["sharpe_withheld"] = self.sharpe_withheld.to_numpy()
+        if self.oos_sharpe_withheld is not None:
+            out["oos_sharpe_withheld"] = self.oos_sharpe_withheld.to_numpy()
+        return out
+
+
+def _withheld(n_trades: pd.Series, n_bars: int, span: pd.Timedelta | None) -> pd.Series:
+    return pd.Series([RULE.annualized(n_bars, int(k), span) or "" for k in n_trades], index=n_trades.index)
+
+
+def _span(index: pd.Index, lo: int, hi: int) -> pd.Timedelta | None:
+    """Clock span from bar lo to bar hi - 1."""
+    if isinstance(index, pd.DatetimeIndex) and hi - lo > 1:
+        return pd.Timedelta(index[hi - 1] - index[lo])
+    return None
+
+
+@CACHE
+def run_sweep(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
+              params: BacktestParams, sp: SweepParams) -> SweepView:
+    """`quantlib.backtest.sweep` of the pair with the page's hedge, cost and stop, the best picked among sets
+    with at least `RULE.min_trades` in-sample trades (by total return when the in-sample part is too short
+    for an annualized Sharpe), and the best set's deflated Sharpe over all sets tried."""
+    ys, xs = _aligned(_closes, y, x)
+    hedge, m = backtest_hedge(method)
+    n = len(ys)
+    split = n - int(round(n * sp.oos_fraction)) if sp.oos_fraction > 0 else n
+    span_in = _span(ys.index, 0, split)
+    metric, note = sp.metric, None
+    if metric == "sharpe" and RULE.annualized(split, None, span_in):
+        metric = "total_return"
+        note = (f"Picked by total return: {RULE.annualized(split, None, span_in, 'an in-sample Sharpe')} "
+                "for every set.")
+    res = backtest.sweep(ys, xs, entry_z=list(sp.entry), exit_z=list(sp.exit), stop_z=params.stop_z,
+                         window=list(sp.windows), cost_bps=params.cost_bps, hedge=hedge, method=m,
+                         timeframe=timeframe, capital=params.capital, oos_fraction=sp.oos_fraction or None,
+                         metric=metric, min_trades=RULE.min_trades)
+    g = res.grid
+    withheld = _withheld(g["n_trades"], res.n_in_sample, span_in)
+    oos_withheld = None
+    if res.out_of_sample is not None:
+        oos_withheld = _withheld(g["oos_n_trades"], res.n_out_of_sample, _span(ys.index, res.n_in_sample, n))
+    deflated = None
+    if res.best is not None and not withheld[res.best.name]:
+        best = res.best_params()
+        ins = backtest.mean_reversion(ys.iloc[:res.n_in_sample], xs.iloc[:res.n_in_sample], cost_bps=params.cost_bps,
+                                      hedge=hedge, method=m, timeframe=timeframe, capital=params.capital, **best)
+        shown = g["sharpe"].where(withheld == "")
+        deflated = performance.deflated_sharpe(performance.bar_returns(ins.equity), ins.stats.periods_per_year,
+                                               n_trials=len(g), trial_sharpes=shown.to_numpy())
+    if res.best is None:
+        note = (note or "") + (f" No parameter set made at least {RULE.min_trades} trades in sample, so none is "
+                               "picked as best.")
+    return SweepView(res, withheld, oos_withheld, deflated, metric, note.strip() if note else None)
+
+
+def sweep_or_reason(key: tuple, closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
+                    params: BacktestParams, sp: SweepParams) -> tuple[SweepView | None, str | None]:
+    if len(sp.entry) * len(sp.exit) * len(sp.windows) > MAX_SWEEP_SETS:
+        return None, (f"{len(sp.entry) * len(sp.exit) * len(sp.windows):,} parameter sets; the page runs at most "
+                      f"{MAX_SWEEP_SETS:,} (fewer values or windows)")
+    try:
+        return run_sweep(key, closes, y, x, method, timeframe, params, sp), None
+    except ValueError as exc:
+        return None, f"Cannot run this sweep: {exc}."
+    except Exception as exc:  # a quantlib failure on unusual data must not take the page down
+        log.exception("sweep failed for %s/%s %s", y, x, timeframe)
+        return None, f"The sweep failed on this data ({type(exc).__name__}: {exc})."
+
+
+# ---------------------------------------------------------------- walk-forward
+@dataclass(frozen=True)
+class WalkForwardParams:
+    """The walk-forward form: formation and trading window lengths in bars, rolling or anchored formation."""
+
+    formation: int = 240
+    trading: int = 60
+    anchored: bool = False
+
+
+def walk_forward_method(method: str) -> str:
+    """Sidebar hedge → walk_forward method: a rolling OLS becomes one OLS fit per formation window."""
+    return "ols" if method == "rolling" else method
+
+
+@CACHE
+def run_walk_forward(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
+                     params: BacktestParams, wp: WalkForwardParams):
+    ys, xs = _aligned(_closes, y, x)
+    return backtest.walk_forward(ys, xs, formation=wp.formation, trading=wp.trading, anchored=wp.anchored,
+                                 method=walk_forward_method(method), entry_z=params.entry_z, exit_z=params.exit_z,
+                                 stop_z=params.stop_z, cost_bps=params.cost_bps, timeframe=timeframe,
+                                 capital=params.capital)
+
+
+def walk_forward_or_reason(key: tuple, closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
+                           params: BacktestParams, wp: WalkForwardParams):
+    try:
+        return run_walk_forward(key, closes, y, x, method, timeframe, params, wp), None
+    except ValueError as exc:
+        return None, f"Cannot run this walk-forward: {exc}."
+    except Exception as exc:  # a quantlib failure on unusual data must not take the page down
+        log.exception("walk-forward failed for %s/%s %s", y, x, timeframe)
+        return None, f"The walk-forward failed on this data ({type(exc).__name__}: {exc})."

@@ -192,11 +192,16 @@ def heatmap(corr: pd.DataFrame, uirevision: str, title: str = "Correlation of lo
     return {"data": data, "layout": layout}
 
 
-def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.DataFrame | None = None) -> Figure:
-    """Equity curve (top, with entry markers if given) and drawdown (bottom, fractions)."""
+def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.DataFrame | None = None,
+           references: dict[str, pd.Series] | None = None) -> Figure:
+    """Equity curve (top, with entry markers if given, and dotted reference lines such as buy-and-hold of each
+    leg) and drawdown (bottom, fractions)."""
     layout = _layout(uirevision, 460, "Equity and drawdown")
     (x1, y1), (x2, y2) = _stack(layout, [0.65, 0.35], gap=0.04)
     data = [_line(curve, "equity", PALETTE[0], 1.6, xaxis=x1, yaxis=y1)]
+    for i, (name, ref) in enumerate((references or {}).items()):
+        data.append(_line(ref, name, PALETTE[(i + 2) % len(PALETTE)], 1.1, xaxis=x1, yaxis=y1,
+                          line={"dash": "dot"}))
     if trades is not None and len(trades) and "entry_time" in trades.columns:
         at = curve.reindex(pd.DatetimeIndex(trades["entry_time"]), method="ffill")
         data.append({"type": "scatter", "mode": "markers", "x": at.index, "y": at.to_numpy(), "name": "entries",

@@ -121,30 +121,175 @@ TESTS_COLUMNS = {
 }
 
 TRADES_COLUMNS = {
+    "window": st.column_config.NumberColumn("Window", format="%d", help="Walk-forward trading window"),
     "entry_time": st.column_config.DatetimeColumn("Entry (UTC)", format="YYYY-MM-DD HH:mm:ss"),
     "exit_time": st.column_config.DatetimeColumn("Exit (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "side": st.column_config.TextColumn("Side"),
     "entry_z": st.column_config.NumberColumn("Entry z", format="%.2f"),
-    "exit_z": st.column_config.NumberColumn("Exit z", format="%.2f"),
+    "exit_z": st.column_config.TextColumn("Exit z", help="z at the exit signal; none when the position was closed "
+                                                         "because the data (or the walk-forward window) ended"),
+    "exit_reason": st.column_config.TextColumn("Exit reason"),
     "beta": st.column_config.NumberColumn("β", format="%.4f"),
+    "equity_before": st.column_config.NumberColumn("Equity before", format="%.2f"),
+    "gross_pnl": st.column_config.NumberColumn("Gross PnL", format="%.2f"),
     "pnl": st.column_config.NumberColumn("PnL", format="%.2f"),
     "return": st.column_config.NumberColumn("Return", format="percent"),
     "costs": st.column_config.NumberColumn("Costs", format="%.2f"),
+    "bars_held": st.column_config.NumberColumn("Bars held", format="%d"),
+    "holding_time": st.column_config.TextColumn("Held"),
 }
+_HIDDEN_TRADE_COLUMNS = ("direction",)
+
+
+def duration_text(value) -> str:
+    """'2 h 05 min', '45 min 10 s', '12 s' ('—' for a missing duration)."""
+    if value is None or pd.isna(value):
+        return "—"
+    s = int(round(pd.Timedelta(value).total_seconds()))
+    d, s = divmod(s, 86_400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d} d {h} h"
+    if h:
+        return f"{h} h {m:02d} min"
+    if m:
+        return f"{m} min {s:02d} s" if s else f"{m} min"
+    return f"{s} s"
+
+
+def signed(value: float, decimals: int = 2) -> str:
+    """'+0.15', '-0.31', and '0.00' for anything that rounds to zero (never '-0.00')."""
+    text = f"{value:+.{decimals}f}"
+    return f"{0:.{decimals}f}" if float(text) == 0 else text
+
+
+def trades_table(trades: pd.DataFrame, y: str, x: str) -> tuple[pd.DataFrame, dict]:
+    """A backtest's trades for display: legs named by symbol, prices in full, no empty cells (an exit z is
+    '—' where the position was closed at the end of the data or window), holding time as text. Returns the
+    frame and its column config."""
+    df = trades.drop(columns=[c for c in _HIDDEN_TRADE_COLUMNS if c in trades.columns]).copy()
+    if "exit_z" in df:
+        df["exit_z"] = [signed(v) if pd.notna(v) else "— (closed at end)" for v in df["exit_z"]]
+    if "holding_time" in df:
+        df["holding_time"] = [duration_text(v) for v in df["holding_time"]]
+    if "beta" in df and df["beta"].isna().all():
+        df = df.drop(columns="beta")
+    config = dict(TRADES_COLUMNS)
+    names = {}
+    for leg, sym in (("y", y), ("x", x)):
+        for kind, title in (("qty", "Qty"), ("entry", "Entry"), ("exit", "Exit")):
+            col = f"{kind}_{leg}"
+            if col in df:
+                names[col] = f"{kind}_{sym}"
+                fmt = "%.6g" if kind == "qty" else PRICE_FORMAT
+                config[f"{kind}_{sym}"] = st.column_config.NumberColumn(f"{title} {sym}", format=fmt)
+    return df.rename(columns=names), config
+
+
+def money(value: float) -> str:
+    """Money in full with thousands separators and cents: 19,880.12 (never 1.988e+04)."""
+    return "—" if value is None or not np.isfinite(value) else f"{value:,.2f}"
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else format(value, spec)
+
+
+def sharpe_text(stats) -> str:
+    """'1.85 [−0.40, 4.10]' (annualized, 95% CI) or 'withheld'."""
+    if "sharpe" in stats.withheld:
+        return "withheld"
+    if not np.isfinite(stats.sharpe):
+        return "—"
+    return f"{stats.sharpe:,.2f} [{stats.sharpe_ci_low:,.2f}, {stats.sharpe_ci_high:,.2f}]"
+
+
+def hit_rate_text(stats) -> str:
+    """'64%' or, on fewer trades than the rule asks, the count itself: '1 of 1 trade'."""
+    if stats.n_trades == 0:
+        return "—"
+    wins = int(round(stats.hit_rate * stats.n_trades))
+    if "hit_rate" in stats.withheld:
+        return f"{wins} of {stats.n_trades} trade{'s' if stats.n_trades != 1 else ''}"
+    return f"{stats.hit_rate:.0%}"
 
 
 def backtest_stats(stats) -> pd.DataFrame:
-    """`BacktestStats.table()` with every value formatted as text (metric, value)."""
+    """`BacktestStats` as a display table (metric, value, note): plain numbers, money with separators, the
+    Sharpe with its 95% confidence interval, and each withheld figure with the reason."""
+    w = stats.withheld
+    rows = [
+        ("Total return", _fmt(stats.total_return, "+.2%"), ""),
+        ("Sharpe (ann.) [95% CI]", sharpe_text(stats), w.get("sharpe", "95% interval from Lo's standard error with skew and kurtosis (Mertens)")),
+        ("Sharpe standard error", "withheld" if "sharpe" in w else _fmt(stats.sharpe_se, ",.2f"), ""),
+        ("Max drawdown", _fmt(stats.max_drawdown, ".2%"), ""),
+        ("Hit rate", hit_rate_text(stats), w.get("hit_rate", "")),
+        ("Trades", f"{stats.n_trades:d}", ""),
+        ("Avg holding [bars]", _fmt(stats.avg_holding_bars, ",.1f"), ""),
+        ("Avg holding time", duration_text(stats.avg_holding_time), ""),
+        ("Time in market", _fmt(stats.exposure, ".1%"), "share of bars with a position"),
+        ("Turnover [x capital]", _fmt(stats.turnover, ",.2f"), "traded notional / initial capital"),
+        ("Costs paid", money(stats.total_costs), _fmt(stats.costs_fraction, ".2%") + " of capital"),
+        ("Bars", f"{stats.n_bars:,d}", ""),
+        ("Sample length", duration_text(stats.span), ""),
+        ("Bars per year", _fmt(stats.periods_per_year, ",.0f"), "annualized Sharpe = per-bar Sharpe x sqrt(bars per year)"),
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value", "note"])
+
+
+THRESHOLD_COLUMNS = {
+    "rule": st.column_config.TextColumn("Thresholds", width="medium"),
+    "entry_z": st.column_config.NumberColumn("Entry |z|", format="%.2f"),
+    "exit_z": st.column_config.NumberColumn("Exit z", format="%.2f",
+                                            help="Negative: beyond the mean, on the other side (Bertram's reversal)"),
+    "return_per_bar": st.column_config.NumberColumn("Expected spread gain per bar", format="%.6f",
+                                                    help="Spread units per bar per unit of Y held, after costs"),
+    "bars_per_trade": st.column_config.NumberColumn("Bars per trade", format="%.1f"),
+    "trades_per_day": st.column_config.NumberColumn("Trades per day", format="%.1f"),
+}
+
+WINDOW_COLUMNS = {
+    "window": st.column_config.NumberColumn("Window", format="%d"),
+    "formation_start": st.column_config.DatetimeColumn("Formation from (UTC)", format="YYYY-MM-DD HH:mm"),
+    "formation_end": st.column_config.DatetimeColumn("to", format="YYYY-MM-DD HH:mm"),
+    "trading_start": st.column_config.DatetimeColumn("Trading from (UTC)", format="YYYY-MM-DD HH:mm"),
+    "trading_end": st.column_config.DatetimeColumn("to ", format="YYYY-MM-DD HH:mm"),
+    "formation_bars": st.column_config.NumberColumn("Formation bars", format="%d"),
+    "trading_bars": st.column_config.NumberColumn("Trading bars", format="%d"),
+    "alpha": st.column_config.NumberColumn("α", format="%.6g"),
+    "beta": st.column_config.NumberColumn("β", format="%.6g"),
+    "spread_mean": st.column_config.NumberColumn("Spread mean", format="%.6g"),
+    "spread_std": st.column_config.NumberColumn("Spread std", format="%.6g"),
+    "trades": st.column_config.NumberColumn("Trades", format="%d"),
+    "pnl": st.column_config.NumberColumn("PnL", format="%.2f"),
+    "return": st.column_config.NumberColumn("Return", format="percent"),
+    "note": st.column_config.TextColumn("Note"),
+}
+
+
+def walk_forward_windows(windows: pd.DataFrame) -> pd.DataFrame:
+    """The per-window table with no empty cells (a window that could not be fitted shows '—' and its note)."""
+    df = windows.copy()
+    for c in ("alpha", "beta", "spread_mean", "spread_std"):
+        df[c] = [f"{v:.6g}" if pd.notna(v) else "—" for v in df[c]]
+    return df
+
+
+def in_out_table(best: pd.Series, withheld_in: str, withheld_out: str | None) -> pd.DataFrame:
+    """The in-sample best set beside its out-of-sample result: one row per statistic."""
+    def pick(prefix: str, key: str, spec: str, withheld: str | None = None) -> str:
+        col = prefix + key
+        if col not in best.index:
+            return "—"
+        if key == "sharpe" and withheld:
+            return "withheld"
+        return _fmt(float(best[col]), spec)
+
     rows = []
-    for _, key, title, value in stats.table().itertuples():
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            shown = "—"
-        elif isinstance(value, pd.Timedelta):
-            shown = str(value.round("s")).replace("0 days ", "")
-        elif "[%]" in title:
-            shown = f"{value:.2f}%"
-        elif isinstance(value, (int, np.integer)):
-            shown = f"{value:d}"
-        else:
-            shown = f"{value:,.4g}"
-        rows.append((title, shown))
-    return pd.DataFrame(rows, columns=["metric", "value"])
+    for label, key, spec in (("Sharpe (ann.)", "sharpe", ",.2f"), ("Total return", "total_return", "+.2%"),
+                             ("Max drawdown", "max_drawdown", ".2%"), ("Hit rate", "hit_rate", ".0%"),
+                             ("Trades", "n_trades", ",.0f"), ("Time in market", "exposure", ".1%"),
+                             ("Costs paid", "total_costs", ",.2f")):
+        rows.append((label, pick("", key, spec, withheld_in), pick("oos_", key, spec, withheld_out)))
+    return pd.DataFrame(rows, columns=["statistic", "in sample", "out of sample"])
