@@ -1,6 +1,6 @@
 """tickdesk pair scanner: screen every unordered pair of a market's symbols for cointegration (see README).
 
-    python scanner.py --db data/ticks.duckdb [--market spot] [--symbols a,b,...] [--timeframe 1m]
+    python scanner.py --db data/ticks.duckdb [--market spot|usdm|spot,usdm] [--symbols a,b,...] [--timeframe 1m]
                       [--lookback 24h] [--end ISO-TIME] [--fdr 0.05] [--top 20] [--out pairs.csv]
                       [--dask tcp://HOST:8786]
 
@@ -9,6 +9,10 @@ screen is `quantlib.screen`, run chunk by chunk in this process or, with `--dask
 (the closes are scattered once, chunks mapped, raw rows gathered); Benjamini–Hochberg and the ranking always run
 here, over all pairs. stdout: the top rows as a table and a summary line; stderr: log lines and progress.
 Bad input → one error line on stderr, exit code 2.
+
+Several markets (`--market spot,usdm`) screen the union of their symbols on one window: columns and the `y` / `x`
+of each pair are then `market:SYMBOL` (spot against perpetual BTCUSDT is a pair like any other); `--symbols` may
+name legs (`usdm:btcusdt`) or bare symbols, which stand for that symbol in every chosen market.
 """
 from __future__ import annotations
 
@@ -58,7 +62,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="scanner.py", description="Screen every pair of a market's symbols for cointegration.")
     p.add_argument("--db", default=None, help="DuckDB tick file (default $TICKDESK_DB, else data/ticks.duckdb)")
-    p.add_argument("--market", default="spot", help=f"market of the ticks: {', '.join(KNOWN_MARKETS)} (default spot)")
+    p.add_argument("--market", default="spot",
+                   help=f"market(s) of the ticks: {', '.join(KNOWN_MARKETS)}, or several separated by commas such as "
+                        "spot,usdm (pairs across markets, named market:SYMBOL; default spot)")
     p.add_argument("--symbols", default=None,
                    help="comma-separated symbols, e.g. btcusdt,ethusdt,solusdt (default: every symbol of the market "
                         "that traded in the window)")
@@ -89,8 +95,8 @@ class ScanConfig:
     """Validated command line."""
 
     db: Path
-    market: str
-    symbols: tuple[str, ...] | None
+    market: str                        # one market, or several joined by commas
+    symbols: tuple[str, ...] | None    # bare symbols for one market, market:SYMBOL legs for several
     timeframe: str
     lookback: dt.timedelta
     end: dt.datetime | None
@@ -102,6 +108,18 @@ class ScanConfig:
     min_bars: int | None = None
     workers: int | None = None         # None = auto
     chunk_pairs: int = CHUNK_PAIRS
+
+    @property
+    def markets(self) -> tuple[str, ...]:
+        return tuple(self.market.split(","))
+
+    def symbols_of(self, market: str) -> tuple[str, ...] | None:
+        """The chosen symbols of `market` (None = all that traded)."""
+        if self.symbols is None:
+            return None
+        if len(self.markets) == 1:
+            return self.symbols
+        return tuple(s.split(":", 1)[1] for s in self.symbols if s.split(":", 1)[0] == market)
 
 
 def parse_end(text: str) -> dt.datetime:
@@ -125,14 +143,43 @@ def parse_symbols(text: str) -> tuple[str, ...]:
         raise BadInput(f"--symbols: {exc}") from None
 
 
+def parse_markets(text: str) -> str:
+    """'spot, USDM' → 'spot,usdm' (each a known market, duplicates dropped); BadInput otherwise."""
+    markets = list(dict.fromkeys(m.strip().lower() for m in (text or "").split(",") if m.strip()))
+    bad = [m for m in markets if m not in KNOWN_MARKETS]
+    if not markets or bad:
+        raise BadInput(f"unknown market {(', '.join(bad) if bad else text)!r}; expected one of "
+                       f"{', '.join(KNOWN_MARKETS)}, or several separated by commas such as spot,usdm")
+    return ",".join(markets)
+
+
+def parse_leg_symbols(text: str, markets: Sequence[str]) -> tuple[str, ...]:
+    """--symbols for several markets: 'btcusdt,usdm:ethusdt' → market:SYMBOL legs (a bare symbol in every
+    chosen market); BadInput naming bad legs or legs of markets not chosen."""
+    from core.legs import LegError, parse_leg
+
+    out: list[str] = []
+    for part in [p.strip() for p in (text or "").split(",") if p.strip()]:
+        try:
+            legs = [parse_leg(part, markets[0])] if ":" in part else [parse_leg(part, m) for m in markets]
+        except LegError as exc:
+            raise BadInput(f"--symbols: {exc}") from None
+        for leg in legs:
+            if leg.market not in markets:
+                raise BadInput(f"--symbols: {part!r} is of market {leg.market}, which --market "
+                               f"{','.join(markets)} does not include")
+            out.append(leg.key)
+    if not out:
+        raise BadInput("--symbols: no symbols given; expected a comma-separated list such as btcusdt,usdm:btcusdt")
+    return tuple(dict.fromkeys(out))
+
+
 def parse_config(args: argparse.Namespace) -> ScanConfig:
     from core.durations import DurationError, parse_duration
     from core.paths import default_db_path
     from core.timeframes import seconds as tf_seconds
 
-    market = args.market.strip().lower()
-    if market not in KNOWN_MARKETS:
-        raise BadInput(f"unknown market {args.market!r}; expected one of {', '.join(KNOWN_MARKETS)}")
+    market = parse_markets(args.market)
     try:
         step = tf_seconds(args.timeframe)
     except ValueError as exc:
@@ -145,7 +192,9 @@ def parse_config(args: argparse.Namespace) -> ScanConfig:
         dask_timeout_s = parse_duration(args.dask_timeout)
     except DurationError as exc:
         raise BadInput(f"--dask-timeout: {exc}") from None
-    symbols = parse_symbols(args.symbols) if args.symbols is not None else None
+    several = "," in market
+    symbols = None if args.symbols is None else (parse_leg_symbols(args.symbols, market.split(",")) if several
+                                                 else parse_symbols(args.symbols))
     if lookback_s < 2 * step:
         raise BadInput(f"--lookback {args.lookback} holds fewer than two {args.timeframe} bars; "
                        f"expected at least {2 * step}s, e.g. 24h")
@@ -212,24 +261,27 @@ def parse_config(args: argparse.Namespace) -> ScanConfig:
 def load_closes(cfg: ScanConfig) -> pd.DataFrame:
     """Closes of the chosen symbols over the window; BadInput when the file, market or symbols cannot be screened."""
     from tickstore.connection import StoreError
-    from tickstore.queries import closes_wide, stored_symbols
+    from tickstore.queries import closes_wide_markets, stored_symbols
 
     if cfg.db.is_dir():
         raise BadInput(f"--db {cfg.db} is a directory; expected a DuckDB tick file")
     try:
         catalog = stored_symbols(path=cfg.db)
         markets = sorted(set(catalog["market"]))
-        if cfg.market not in markets:
-            held = f"it holds {', '.join(markets)}" if markets else "it holds no ticks"
-            raise BadInput(f"no {cfg.market} ticks in {cfg.db}; {held}")
-        known = set(catalog.loc[catalog["market"] == cfg.market, "symbol"])
-        if cfg.symbols is not None:
-            unknown = [s for s in cfg.symbols if s not in known]
-            if unknown:
-                raise BadInput(f"unknown symbol(s) {', '.join(unknown)}: no {cfg.market} ticks stored for them in "
-                               f"{cfg.db} (it has {_few(sorted(known))})")
+        for market in cfg.markets:
+            if market not in markets:
+                held = f"it holds {', '.join(markets)}" if markets else "it holds no ticks"
+                raise BadInput(f"no {market} ticks in {cfg.db}; {held}")
+            known = set(catalog.loc[catalog["market"] == market, "symbol"])
+            chosen = cfg.symbols_of(market)
+            if chosen is not None:
+                unknown = [s for s in chosen if s not in known]
+                if unknown:
+                    raise BadInput(f"unknown symbol(s) {', '.join(unknown)}: no {market} ticks stored for them in "
+                                   f"{cfg.db} (it has {_few(sorted(known))})")
         t0 = time.perf_counter()
-        closes = closes_wide(cfg.market, cfg.symbols, cfg.timeframe, cfg.lookback, cfg.end, path=cfg.db)
+        closes = closes_wide_markets(cfg.markets, {m: cfg.symbols_of(m) for m in cfg.markets}, cfg.timeframe,
+                                     cfg.lookback, cfg.end, path=cfg.db)
     except StoreError as exc:
         raise BadInput(str(exc)) from None
     start, end = closes.attrs["start"], closes.attrs["end"]

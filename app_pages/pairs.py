@@ -40,14 +40,14 @@ def _pair_view(s: Settings) -> analysis.PairView | None:
         ui.explain("no-data", "Pick two different symbols as Pair Y and Pair X in the sidebar.")
         return None
     y, x = s.pair
-    res = data.bars(s, s.all_symbols, cat)
+    res = data.pair_bars(s, cat, universe=True)
     ui.explain(res.state, res.message)
     if not res.ok:
         return None
     closes = data.closes(res.value)
     missing = [sym for sym in (y, x) if sym not in closes.columns]
     if missing:
-        ui.explain("no-data", f"No {' or '.join(missing)} trades in the last {s.lookback} of the {s.market} data. "
+        ui.explain("no-data", f"No {' or '.join(missing)} trades in the last {s.lookback} of {data.legs_where(s)}. "
                               "Pick a longer lookback or another pair.")
         return None
     view, reason = analysis.pair_view_or_reason(data.view_key(s, cat), closes, y, x, s.hedge_method, s.window,

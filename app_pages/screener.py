@@ -16,12 +16,16 @@ cat = data.current_catalog(s)
 with st.container(border=True):
     c = st.columns([1, 3.2, 2.6, 1, 1])
     markets = list(cat.markets) or [s.market]
-    market = c[0].selectbox("Market", markets, index=markets.index(s.market) if s.market in markets else 0,
-                            key="sc_mkt", bind="query-params")
-    options = list(cat.symbols_of(market))
+    chosen_markets = c[0].multiselect(
+        "Markets", markets, default=[s.market if s.market in markets else markets[0]], key="sc_mkt",
+        bind="query-params", on_change=screen_ui.forget_dropped_symbols,
+        help="Several markets screen the union of their symbols: pairs across markets (spot against perpetual) "
+             "are named market:SYMBOL.")
+    market = ",".join(m for m in markets if m in chosen_markets) or (s.market if s.market in markets else markets[0])
+    options = screen_ui.symbol_options(cat, market)
     asked = screen_ui.asked_symbols()
     symbols = c[1].multiselect("Symbols", options, key="sc_sym", bind="query-params",
-                               placeholder=f"All {len(options)} symbols of {market}",
+                               placeholder=f"All {len(options)} symbols of {' and '.join(market.split(','))}",
                                on_change=screen_ui.forget_dropped_symbols,
                                help="Leave empty to screen every symbol of the market that traded in the window.")
     timeframe = c[2].segmented_control("Timeframe", TIMEFRAMES, default="1m", required=True, key="sc_tf",

@@ -44,14 +44,14 @@ def load(s: Settings) -> PairBars | None:
         ui.explain("no-data", "Pick two different symbols as Pair Y and Pair X in the sidebar.")
         return None
     y, x = s.pair
-    res = data.bars(s, (y, x), cat)
+    res = data.pair_bars(s, cat)
     ui.explain(res.state, res.message)
     if not res.ok:
         return None
     closes = data.closes(res.value)
     missing = [sym for sym in (y, x) if sym not in closes.columns]
     if missing:
-        ui.explain("no-data", f"No {' or '.join(missing)} trades in the last {s.lookback} of the {s.market} data.")
+        ui.explain("no-data", f"No {' or '.join(missing)} trades in the last {s.lookback} of {data.legs_where(s)}.")
         return None
     n = len(closes.dropna())
     need = analysis.min_bars_for_backtest(s.window)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Generic, TypeVar
 import pandas as pd
 import streamlit as st
 
+from core import legs as leglib
 from dashboard import uploads
 from dashboard.catalog import CATALOG_COLUMNS, Catalog
 from dashboard.settings import Settings
@@ -174,9 +175,11 @@ def current_catalog(s: Settings) -> Catalog:
 
 
 # ---------------------------------------------------------------- bars
-def window_start(s: Settings, cat: Catalog) -> dt.datetime:
-    """Start of the lookback window: `lookback` before the newest tick of the market, floored to the timeframe."""
-    anchor = cat.last_ts(s.market) or dt.datetime.now(dt.UTC)
+def window_start(s: Settings, cat: Catalog, markets: tuple[str, ...] | None = None) -> dt.datetime:
+    """Start of the lookback window: `lookback` before the newest tick of the market (of the newest of `markets`
+    when given: a pair's legs), floored to the timeframe."""
+    lasts = [t for m in (markets or (s.market,)) if (t := cat.last_ts(m)) is not None]
+    anchor = max(lasts) if lasts else dt.datetime.now(dt.UTC)
     start = pd.Timestamp(anchor) - pd.Timedelta(seconds=s.lookback_s)
     return start.floor(f"{s.tf_seconds}s").to_pydatetime()
 
@@ -205,10 +208,67 @@ def bars(s: Settings, symbols: tuple[str, ...] | list[str], cat: Catalog | None 
     return Loaded(out, res.state, res.message, res.as_of)
 
 
+def leg_bars(s: Settings, legs: tuple[leglib.Leg, ...] | list[leglib.Leg], cat: Catalog | None = None,
+             labels: list[str] | None = None) -> Loaded[dict[str, pd.DataFrame]]:
+    """Bars of legs that may come from different markets, keyed by `labels` (default `core.legs.labels`: bare
+    symbols when one market, else market:SYMBOL), over one lookback window ending at the newest tick of the
+    legs' markets. One cached query per market."""
+    legs = list(dict.fromkeys(legs))
+    labels = labels or leglib.labels(legs)
+    cat = cat or current_catalog(s)
+    if not cat.usable:
+        return Loaded(None, cat.state, cat.message)
+    if s.source == "upload":  # an upload is one data set: legs are its symbols
+        res = bars(s, [leg.symbol for leg in legs], cat)
+        if res.value is None:
+            return res
+        return Loaded({lab: res.value[leg.symbol] for lab, leg in zip(labels, legs)}, res.state, res.message)
+    markets = tuple(dict.fromkeys(leg.market for leg in legs))
+    start = window_start(s, cat, markets)
+    out: dict[str, pd.DataFrame] = {}
+    states, messages, as_of = [], [], None
+    for market in markets:
+        syms = tuple(leg.symbol for leg in legs if leg.market == market)
+        res = guarded(("bars", s.db_path, market, syms, s.timeframe, s.lookback_s), _bars,
+                      s.db_path, market, syms, s.timeframe, start, bucket(s.refresh_s))
+        if res.value is None:
+            return Loaded(None, res.state, res.message)
+        states.append(res.state)
+        messages.append(res.message)
+        as_of = res.as_of if as_of is None or (res.as_of and res.as_of < as_of) else as_of
+        got = {sym: g.drop(columns="symbol").set_index("ts") for sym, g in res.value.groupby("symbol")}
+        for lab, leg in zip(labels, legs):
+            if leg.market == market:
+                out[lab] = got.get(leg.symbol, uploads.empty_bars())
+    state = "stale" if "stale" in states else "ok"
+    return Loaded({lab: out[lab] for lab in labels}, state, next((m for m in messages if m), None), as_of)
+
+
+def pair_bars(s: Settings, cat: Catalog | None = None, universe: bool = False) -> Loaded[dict[str, pd.DataFrame]]:
+    """Bars of the sidebar pair's legs keyed by `s.pair`'s names; with `universe`, also every symbol of the pair's
+    market (the sidebar market when the legs' markets differ), for correlation heat maps."""
+    y, x = s.legs
+    legs = [y, x]
+    if universe:
+        cat = cat or current_catalog(s)
+        market = y.market if y.market == x.market else s.market
+        legs = [leglib.Leg(market, sym) for sym in cat.symbols_of(market)] + legs
+    return leg_bars(s, legs, cat)
+
+
+def legs_where(s: Settings) -> str:
+    """'the spot data' / 'the spot and usdm data': where the pair's bars come from, for messages."""
+    markets = list(dict.fromkeys(leg.market for leg in (s.legs or ()))) or [s.market]
+    return f"the {' and '.join(markets)} data"
+
+
 def view_key(s: Settings, cat: Catalog) -> tuple:
     """Cache key of everything computed from the current bars: same for every tab with the same view and refresh."""
     origin = uploads.current().digest if s.source == "upload" and uploads.current() else s.db_path
-    return (s.source, origin, s.market, s.timeframe, window_start(s, cat), bucket(s.refresh_s))
+    legs = s.legs or ()
+    return (s.source, origin, s.market, s.timeframe,
+            window_start(s, cat, tuple(dict.fromkeys([s.market, *(leg.market for leg in legs)]))),
+            bucket(s.refresh_s), tuple(leg.key for leg in legs))
 
 
 def closes(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from alerts.rules import validate_rule
+from core import legs as leglib
 from dashboard import alerts_ui, screener, settings, uploads, ui
 from dashboard.catalog import Catalog
 from dashboard.settings import Settings
@@ -29,9 +30,18 @@ WATCH_COOLDOWN_S = 60.0
 
 
 # ---------------------------------------------------------------- controls
+def symbol_options(cat: Catalog, market: str) -> list[str]:
+    """The Symbols choices of `market` (one, or several joined by commas: then every symbol as market:SYMBOL)."""
+    markets = market.split(",")
+    if len(markets) == 1:
+        return list(cat.symbols_of(market))
+    return [f"{m}:{sym}" for m in markets for sym in cat.symbols_of(m)]
+
+
 def asked_symbols() -> list[str]:
     """Symbols the URL asks for before the multiselect filters out unknown ones (call before drawing it)."""
-    return [v.upper() for v in st.query_params.get_all("sc_sym")]
+    return [v.split(":", 1)[0].lower() + ":" + v.split(":", 1)[1].upper() if ":" in v else v.upper()
+            for v in st.query_params.get_all("sc_sym")]
 
 
 def note_dropped_symbols(asked: list[str], options: list[str], market: str) -> None:
@@ -138,7 +148,7 @@ def _on_pick(spec: screener.ScreenSpec, open_on: bool) -> None:
 def _open_on_pairs(y: str, x: str, spec: screener.ScreenSpec) -> None:
     """Ask for the Pairs page with the sidebar's URL-bound widgets (see dashboard/settings.py) set to the screen's
     market, bars and pair: applied in the Pairs page's own run, the switch itself happens on the next run here."""
-    settings.request_view(page=PAIRS_URL, mkt=spec.market, tf=spec.timeframe, lb=spec.lookback, y=y, x=x)
+    settings.request_view(page=PAIRS_URL, mkt=spec.markets[0], tf=spec.timeframe, lb=spec.lookback, y=y, x=x)
     st.session_state[_GOTO] = True
 
 
@@ -180,7 +190,7 @@ def pick_actions(s: Settings, spec: screener.ScreenSpec) -> None:
         st.number_input("Window (bars)", 10, 5000, min(max(s.window, 10), 5000), 10, key=f"sc_w_win_{k}",
                               help="Bars for the hedge ratio and the z-score (the sidebar window by default).")
         st.button("Create the alert rules", type="primary", key=f"sc_w_go_{k}",
-                  on_click=_watch, args=(s.db_path, pick["spec"].market, y, x, pick["spec"].timeframe))
+                  on_click=_watch, args=(s.db_path, pick["spec"].markets[0], y, x, pick["spec"].timeframe))
     flash = st.session_state.get(_FLASH)
     if flash and flash[0] == (y, x):
         (st.success if flash[1] == "ok" else st.error)(flash[2], icon=":material/check_circle:" if flash[1] == "ok"
@@ -196,8 +206,11 @@ def _watch(db_path: str, market: str, y: str, x: str, timeframe: str) -> None:
 
 
 def watch_rules(market: str, y: str, x: str, timeframe: str, threshold: float, window: int) -> list[dict]:
-    """The two rule bodies behind "watch this pair": z above +threshold, z below −threshold."""
-    base = {"market": market, "symbol": y, "symbol2": x, "metric": "zscore", "timeframe": timeframe,
+    """The two rule bodies behind "watch this pair": z above +threshold, z below −threshold. `y` / `x` may be
+    market:SYMBOL legs (a screen across markets); a bare symbol is of `market`."""
+    yl, xl = leglib.parse_leg(y, market), leglib.parse_leg(x, market)
+    base = {"market": yl.market, "symbol": yl.symbol, "symbol2": xl.symbol,
+            "market2": xl.market if xl.market != yl.market else None, "metric": "zscore", "timeframe": timeframe,
             "lookback": int(window), "hysteresis": WATCH_HYSTERESIS, "cooldown_s": WATCH_COOLDOWN_S,
             "note": "watched from the Screener", "enabled": True}
     return [{**base, "op": ">", "threshold": abs(threshold)}, {**base, "op": "<", "threshold": -abs(threshold)}]

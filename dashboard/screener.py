@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import legs as leglib
 from core import timeframes
 from dashboard.settings import LOOKBACKS, MAX_BARS, TIMEFRAMES
 from tickstore import queries
@@ -51,8 +52,8 @@ class ScreenSpec:
 
     source: str
     origin: str
-    market: str
-    symbols: tuple[str, ...]
+    market: str                   # one market, or several joined by commas (pairs across them: market:SYMBOL)
+    symbols: tuple[str, ...]      # bare symbols for one market, market:SYMBOL legs for several
     timeframe: str
     lookback: str
     fdr: float
@@ -72,9 +73,31 @@ class ScreenSpec:
             raise ValueError(f"FDR level {fdr:g} is out of range; expected a fraction between 0 and 1, e.g. 0.05")
         full = LOOKBACKS[lookback]
         cap = MAX_BARS * timeframes.seconds(timeframe)
-        syms = tuple(sorted({str(s).upper() for s in symbols or ()}))
-        return ScreenSpec(source, str(origin), market, syms, timeframe, lookback, round(fdr, 6), min(full, cap),
-                          full > cap)
+        markets = [m for m in (market.split(",") if isinstance(market, str) else market) if m]
+        if not markets:
+            raise ValueError("no market chosen; expected at least one, e.g. spot")
+        if len(markets) == 1:
+            syms = tuple(sorted({str(s).upper() for s in symbols or ()}))
+        else:
+            try:
+                legs = [leglib.parse_leg(str(s), markets[0]) for s in symbols or ()]
+            except leglib.LegError as exc:
+                raise ValueError(str(exc)) from None
+            syms = tuple(sorted({leg.key for leg in legs if leg.market in markets}))
+        return ScreenSpec(source, str(origin), ",".join(markets), syms, timeframe, lookback, round(fdr, 6),
+                          min(full, cap), full > cap)
+
+    @property
+    def markets(self) -> tuple[str, ...]:
+        return tuple(self.market.split(","))
+
+    def symbols_of(self, market: str) -> tuple[str, ...] | None:
+        """The chosen symbols of `market` (None = every symbol of it that traded)."""
+        if not self.symbols:
+            return None
+        if len(self.markets) == 1:
+            return self.symbols
+        return tuple(leg.split(leglib.SEP, 1)[1] for leg in self.symbols if leg.split(leglib.SEP, 1)[0] == market)
 
     @property
     def tf_seconds(self) -> int:
@@ -83,7 +106,8 @@ class ScreenSpec:
     def describe(self, n_symbols: int | None = None) -> str:
         uni = (f"{len(self.symbols)} chosen symbols" if self.symbols else
                f"all {n_symbols} symbols" if n_symbols is not None else "all symbols")
-        return f"{uni} of {self.market} · {self.timeframe} bars · lookback {self.lookback} · FDR {self.fdr:g}"
+        return (f"{uni} of {' and '.join(self.markets)} · {self.timeframe} bars · lookback {self.lookback} · "
+                f"FDR {self.fdr:g}")
 
 
 @dataclass(frozen=True)
@@ -140,8 +164,13 @@ def closes_from_file(path: str, spec: ScreenSpec, symbols: tuple[str, ...] | Non
     """(closes, start, end): the close of every bar of the lookback window ending with the bar of the newest tick
     (rows = bar start UTC, one column per symbol, NaN where a symbol had no trade), read through tickstore over
     the hot file and the archive. `symbols` None = every symbol of the market that traded in the window."""
-    frame = queries.closes_wide(spec.market, symbols, spec.timeframe, dt.timedelta(seconds=spec.lookback_s),
-                                path=path)
+    if len(spec.markets) > 1:
+        chosen = {m: (spec.symbols_of(m) if symbols is not None else None) for m in spec.markets}
+        frame = queries.closes_wide_markets(spec.markets, chosen, spec.timeframe,
+                                            dt.timedelta(seconds=spec.lookback_s), path=path)
+    else:
+        frame = queries.closes_wide(spec.market, symbols, spec.timeframe, dt.timedelta(seconds=spec.lookback_s),
+                                    path=path)
     frame = frame.loc[:, frame.notna().any()]  # a chosen symbol without trades in the window is no column
     return frame, frame.attrs.get("start"), frame.attrs.get("end")
 
@@ -167,7 +196,7 @@ def run_screen(spec: ScreenSpec, closes: pd.DataFrame, start: dt.datetime | None
         return ScreenOutcome(spec, result, problem, start, end, n_sym, n_bars, time.perf_counter() - t0,
                              dt.datetime.now(dt.UTC))
 
-    where = f"the last {spec.lookback} of the {spec.market} data"
+    where = f"the last {spec.lookback} of the {' and '.join(spec.markets)} data"
     if n_sym == 0:
         return done(problem=("no-data", f"No trades of the chosen symbols in {where}. Pick a longer lookback, "
                                         "another market or other symbols."))

@@ -2,6 +2,10 @@
 
 `sidebar(catalog)` draws the controls (in the entrypoint, so they survive page switches) and returns a frozen
 `Settings`; pages read it back with `current()`. Widget keys double as query-parameter names (`?tf=1m&lb=2h`).
+
+Pair legs may come from different markets: Pair Y / Pair X list the sidebar market's symbols bare and every other
+market's as `market:SYMBOL` (`?mkt=spot&y=usdm:BTCUSDT&x=BTCUSDT` is perpetual vs spot BTCUSDT). A bare symbol
+always means the sidebar market's, as in URLs from before cross-market legs.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import legs as leglib
 from core import timeframes
 from core.durations import parse_duration
 from dashboard.catalog import Catalog
@@ -42,8 +47,8 @@ class Settings:
     market: str
     symbols: tuple[str, ...]          # selected symbols (Market page)
     all_symbols: tuple[str, ...]      # every symbol available from the source
-    y: str | None                     # pair: dependent leg
-    x: str | None                     # pair: hedge leg
+    y: str | None                     # pair: dependent leg, as picked: SYMBOL (of `market`) or market:SYMBOL
+    x: str | None                     # pair: hedge leg, likewise
     timeframe: str
     lookback: str
     lookback_s: int
@@ -67,8 +72,28 @@ class Settings:
         return timeframes.seconds(self.timeframe)
 
     @property
+    def y_leg(self) -> leglib.Leg | None:
+        return _leg(self.y, self.market)
+
+    @property
+    def x_leg(self) -> leglib.Leg | None:
+        return _leg(self.x, self.market)
+
+    @property
+    def legs(self) -> tuple[leglib.Leg, leglib.Leg] | None:
+        """(Y, X) legs with their markets, or None unless two different legs are picked."""
+        y, x = self.y_leg, self.x_leg
+        return (y, x) if y is not None and x is not None and y != x else None
+
+    @property
+    def cross_market(self) -> bool:
+        return self.legs is not None and leglib.qualified(self.legs)
+
+    @property
     def pair(self) -> tuple[str, str] | None:
-        return (self.y, self.x) if self.y and self.x and self.y != self.x else None
+        """(Y, X) names as columns and titles: bare symbols when both legs are of one market, else market:SYMBOL."""
+        legs = self.legs
+        return None if legs is None else tuple(leglib.labels(legs))
 
     @property
     def lookback_delta(self) -> dt.timedelta:
@@ -77,6 +102,34 @@ class Settings:
     def uirevision(self, *parts: object) -> str:
         """A figure's `uirevision`: constant while the view is the same, so zoom/pan survive refreshes."""
         return ":".join(str(p) for p in (self.source, self.market, self.timeframe, self.lookback, *parts))
+
+
+def _leg(text: str | None, market: str) -> leglib.Leg | None:
+    try:
+        return leglib.parse_leg(text, market) if text else None
+    except leglib.LegError:
+        return None
+
+
+def pair_options(catalog: Catalog, market: str) -> list[str]:
+    """Pair Y / Pair X choices: `market`'s symbols bare, then every other market's as market:SYMBOL."""
+    out = list(catalog.symbols_of(market))
+    for m in catalog.markets:
+        if m != market:
+            out.extend(f"{m}{leglib.SEP}{sym}" for sym in catalog.symbols_of(m))
+    return out
+
+
+def _normalize_leg(key: str, options: list[str], market: str) -> None:
+    """Before the Pair Y / X widget is drawn: a value naming an available leg in another spelling (`spot:ETHUSDT`
+    while the sidebar market is spot, a bare or lower-case symbol from a URL or a page hand-off) is rewritten to
+    the option that names it, so it is kept instead of falling back to the default."""
+    value = st.session_state.get(key) if key in st.session_state else st.query_params.get(key)
+    if not value or value in options:
+        return
+    leg = _leg(str(value), market)
+    if leg is not None and leglib.short(leg, market) in options:
+        st.session_state[key] = leglib.short(leg, market)
 
 
 def default_pair(symbols: tuple[str, ...]) -> tuple[str | None, str | None]:
@@ -191,17 +244,23 @@ def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Setting
         seen = (market, *symbols_all)
         dsym = default_symbols(catalog, market)
         dy, dx = default_pair(symbols_all)
-        for key, default in (("sym", dsym), ("y", dy), ("x", dx)):
-            _follow_default(key, default, seen)
+        options = pair_options(catalog, market)
+        for key in ("y", "x"):
+            _normalize_leg(key, options, market)
+        seen_pair = (market, *options)
+        for key, default, known in (("sym", dsym, seen), ("y", dy, seen_pair), ("x", dx, seen_pair)):
+            _follow_default(key, default, known)
         chosen = sb.multiselect("Symbols", symbols_all, default=_applied_default("sym", dsym), key="sym",
                                 bind="query-params", on_change=_chosen, args=("sym",),
                                 help="Symbols shown on the Market page (the summary table lists all).")
         dy, dx = _applied_default("y", dy), _applied_default("x", dx)
         c1, c2 = sb.columns(2)
-        y = c1.selectbox("Pair Y", symbols_all, index=_index(list(symbols_all), dy), key="y", bind="query-params",
-                         on_change=_chosen, args=("y",), help="Dependent leg: spread = Y − β·X − α.")
-        x = c2.selectbox("Pair X", symbols_all, index=_index(list(symbols_all), dx), key="x", bind="query-params",
-                         on_change=_chosen, args=("x",), help="Hedge leg.")
+        other = " Other markets' symbols are listed as market:SYMBOL (e.g. usdm:BTCUSDT for the perpetual against " \
+                "spot BTCUSDT); a bare symbol is the sidebar market's."
+        y = c1.selectbox("Pair Y", options, index=_index(options, dy), key="y", bind="query-params",
+                         on_change=_chosen, args=("y",), help="Dependent leg: spread = Y − β·X − α." + other)
+        x = c2.selectbox("Pair X", options, index=_index(options, dx), key="x", bind="query-params",
+                         on_change=_chosen, args=("x",), help="Hedge leg." + other)
     else:
         sb.caption("No symbols yet — " + ("upload a file on the Data page." if source == "upload"
                                           else "waiting for the ingestor to store ticks."))

@@ -26,11 +26,17 @@ total_costs, exposure (share of bars in a position); and from `quantlib.performa
 error and 95% confidence interval, the sample (bars, clock span, bars per year) and which statistics the
 one minimum-sample rule (`quantlib.sample.RULE`) withholds and why. `BacktestResult.buy_hold` is the
 equity of holding each leg with the same capital, as a reference.
+
+Funding (`funding=`, perpetual legs): at each funding time T the position held in that leg pays
+qty x mark(T) x rate(T) (a long pays a positive rate, a short receives it), booked into equity from the bar whose
+close comes after T. Bars are labelled by their start, so the position held at T is the one after the fill at the
+close of the last bar ending at or before T. Trades carry `funding` apart from `gross_pnl` (price) and `costs`;
+`BacktestResult.funding` is the ledger of every funding time in the window.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -109,6 +115,14 @@ class BacktestResult:
     spread: pd.Series | None = field(repr=False, default=None)
     # equity of holding each leg with the whole capital from the first bar (reference line; None for a spread)
     buy_hold: pd.DataFrame | None = field(repr=False, default=None)
+    # one row per funding time of a perpetual leg in the window (`funding_time`, `leg`, `rate`, `mark_price`,
+    # `qty` held, `payment` = PnL); None when the backtest ran without funding
+    funding: pd.DataFrame | None = field(repr=False, default=None)
+
+    @property
+    def total_funding(self) -> float:
+        """Funding PnL over the backtest (0 without funding): received minus paid."""
+        return float(self.funding["payment"].sum()) if self.funding is not None else 0.0
 
     def summary(self) -> str:
         s = self.stats
@@ -187,12 +201,104 @@ def _holding_periods(pos: np.ndarray) -> list[tuple[int, int, int]]:
     return periods
 
 
+class _FundingEvents:
+    """Funding times of perpetual legs inside the bars: for each, the leg (column k), the bar `j` whose close is
+    the first after the funding time (payments are booked from there; the position held then is the one after
+    bar j-1's fill), the rate and the mark price."""
+
+    def __init__(self, times: np.ndarray, leg: np.ndarray, j: np.ndarray, rate: np.ndarray, mark: np.ndarray):
+        self.times, self.leg, self.j, self.rate, self.mark = times, leg, j, rate, mark
+        self.qty = np.zeros(len(j))
+
+    def book(self, equity: np.ndarray, f: int, e: int, q: np.ndarray) -> float:
+        """Add the funding of position `q` (held after the fills of bars f..e-1) to `equity`; returns its sum."""
+        inside = np.flatnonzero((self.j > f) & (self.j <= e))
+        total = 0.0
+        for i in inside.tolist():
+            qty = float(q[self.leg[i]])
+            payment = -qty * self.mark[i] * self.rate[i]
+            self.qty[i] = qty
+            equity[self.j[i] : e + 1] += payment
+            total += payment
+        return total
+
+    def leg_names(self, legs: tuple[str, ...]) -> list[str]:
+        return sorted({legs[k] for k in self.leg.tolist()})
+
+    def ledger(self, legs: tuple[str, ...]) -> pd.DataFrame:
+        payment = -self.qty * self.mark * self.rate
+        return pd.DataFrame({"funding_time": pd.DatetimeIndex(self.times), "leg": [legs[k] for k in self.leg.tolist()],
+                             "rate": self.rate, "mark_price": self.mark, "qty": self.qty,
+                             "payment": np.where(self.qty != 0, payment, 0.0)})
+
+
+def _funding_events(funding: object, funding_leg: str | None, index: pd.Index, prices: np.ndarray,
+                    legs: tuple[str, ...], timeframe: str | None) -> _FundingEvents | None:
+    """Validate `funding=` and place each funding time on the bars (see mean_reversion)."""
+    if funding is None:
+        if funding_leg is not None:
+            raise ValueError("funding_leg is given without funding=; pass the perpetual leg's funding rates too")
+        return None
+    if isinstance(funding, Mapping):
+        per_leg = dict(funding)
+        if funding_leg is not None:
+            raise ValueError("funding= is a mapping of legs already; leave funding_leg out")
+    else:
+        if funding_leg is None:
+            raise ValueError(f"funding_leg must say which leg is the perpetual: one of {', '.join(legs)}")
+        per_leg = {funding_leg: funding}
+    for name in per_leg:
+        check_choice(name, "funding leg", legs)
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError("funding needs bars indexed by time (a UTC DatetimeIndex) to place the funding times")
+    if timeframe is not None:
+        bar_ns = timeframe_seconds(timeframe) * 1_000_000_000
+    elif len(index) > 1:
+        bar_ns = int(np.min(np.diff(index.as_unit("ns").asi8)))
+    else:
+        raise ValueError("need >= 2 bars or timeframe= to know when a bar closes")
+    closes_ns = index.as_unit("ns").asi8 + bar_ns
+    parts = []
+    for name, data in per_leg.items():
+        k = legs.index(name)
+        if isinstance(data, pd.DataFrame):
+            if "funding_rate" not in data:
+                raise ValueError(f"funding for {name} is a frame without a funding_rate column")
+            rate = data["funding_rate"]
+            mark = data["mark_price"] if "mark_price" in data else pd.Series(np.nan, index=data.index)
+        else:
+            rate = pd.Series(data)
+            mark = pd.Series(np.nan, index=rate.index)
+        if not isinstance(rate.index, pd.DatetimeIndex) or rate.index.tz is None:
+            raise ValueError(f"funding rates for {name} must be indexed by funding time (a tz-aware UTC "
+                             "DatetimeIndex)")
+        if rate.index.has_duplicates:
+            raise ValueError(f"funding rates for {name} list {rate.index[rate.index.duplicated()][0]} twice; "
+                             "expected one rate per funding time")
+        r = pd.to_numeric(rate, errors="coerce").to_numpy(dtype=np.float64)
+        if not np.all(np.isfinite(r)):
+            raise ValueError(f"funding rates for {name} hold a missing or non-finite rate; expected numbers such "
+                             "as 0.0001 (0.01 % per period)")
+        t_ns = rate.index.tz_convert("UTC").as_unit("ns").asi8
+        j = np.searchsorted(closes_ns, t_ns, side="right")  # first bar closing after the funding time
+        keep = (j >= 1) & (j < len(index))                # inside the bars: a position can be held then
+        m = pd.to_numeric(mark, errors="coerce").to_numpy(dtype=np.float64)[keep]
+        jj = j[keep]
+        m = np.where(np.isfinite(m) & (m > 0), m, prices[jj - 1, k])  # else the leg's last close before T
+        parts.append((t_ns[keep], np.full(len(jj), k), jj, r[keep], m))
+    times, leg, j, rate, mark = (np.concatenate([p[i] for p in parts]) for i in range(5))
+    order = np.lexsort((leg, times))
+    return _FundingEvents(pd.to_datetime(times[order], utc=True), leg[order], j[order], rate[order], mark[order])
+
+
 class _Book:
     """Cash, the equity curve and the trade log while the holding periods are replayed in order."""
 
     def __init__(self, index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], capital: float,
-                 size: Callable[[int, int, float], np.ndarray], cost: Callable[[np.ndarray, np.ndarray], float]):
+                 size: Callable[[int, int, float], np.ndarray], cost: Callable[[np.ndarray, np.ndarray], float],
+                 funding: _FundingEvents | None = None):
         self.index, self.prices, self.legs, self.size, self.cost = index, prices, legs, size, cost
+        self.funding = funding
         self.equity = np.full(prices.shape[0], capital)
         self.cash = capital     # equity while flat
         self.traded = 0.0       # notional, both legs, both sides
@@ -215,10 +321,11 @@ class _Book:
         start = self.cash - entry_cost
         self.equity[f] = start
         self.equity[f + 1 : e + 1] = start + (prices[f + 1 : e + 1] - prices[f]) @ q
+        funding = self.funding.book(self.equity, f, e, q) if self.funding is not None else 0.0
         exit_cost = self._charge(q, prices[e])
         self.equity[e] -= exit_cost
         gross = float((prices[e] - prices[f]) @ q)
-        pnl = gross - entry_cost - exit_cost
+        pnl = gross - entry_cost - exit_cost + funding
         self.trades.append({
             "entry_time": self.index[f], "exit_time": self.index[e], "side": "long" if side > 0 else "short",
             "direction": side, "entry_z": float(z[f - 1]), "exit_z": math.nan if forced else float(z[e - 1]),
@@ -226,7 +333,8 @@ class _Book:
             **{f"qty_{leg}": float(q[k]) for k, leg in enumerate(legs)},
             **{f"entry_{leg}": float(prices[f, k]) for k, leg in enumerate(legs)},
             **{f"exit_{leg}": float(prices[e, k]) for k, leg in enumerate(legs)},
-            "equity_before": self.cash, "gross_pnl": gross, "costs": entry_cost + exit_cost, "pnl": pnl,
+            "equity_before": self.cash, "gross_pnl": gross, "costs": entry_cost + exit_cost, "funding": funding,
+            "pnl": pnl,
             "return": pnl / self.cash, "bars_held": e - f,
         })
         self.cash = float(self.equity[e])
@@ -238,7 +346,7 @@ def _trades_frame(trades: list[dict[str, object]], legs: tuple[str, ...], index:
     columns = (["entry_time", "exit_time", "side", "direction", "entry_z", "exit_z", "exit_reason", "beta"]
                + [f"qty_{leg}" for leg in legs] + [f"entry_{leg}" for leg in legs]
                + [f"exit_{leg}" for leg in legs]
-               + ["equity_before", "gross_pnl", "costs", "pnl", "return", "bars_held"])
+               + ["equity_before", "gross_pnl", "costs", "funding", "pnl", "return", "bars_held"])
     df = pd.DataFrame(trades, columns=columns)
     df["bars_held"] = df["bars_held"].astype("int64")  # object dtype when there are no trades
     if isinstance(index, pd.DatetimeIndex):  # real elapsed time, also across gaps in the bars
@@ -281,10 +389,10 @@ def _stats(equity: np.ndarray, trades: pd.DataFrame, pos: np.ndarray, capital: f
 def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.ndarray, reason: np.ndarray,
          z: np.ndarray, capital: float, size: Callable[[int, int, float], np.ndarray],
          cost: Callable[[np.ndarray, np.ndarray], float], timeframe: str | None, beta: np.ndarray,
-         params: dict[str, object], spread: np.ndarray) -> BacktestResult:
-    """Fill signals at the next bar, mark to market, charge costs, and collect trades and stats."""
+         params: dict[str, object], spread: np.ndarray, funding: _FundingEvents | None = None) -> BacktestResult:
+    """Fill signals at the next bar, mark to market, charge costs (and funding), and collect trades and stats."""
     pos = _positions(sig)
-    book = _Book(index, prices, legs, capital, size, cost)
+    book = _Book(index, prices, legs, capital, size, cost, funding)
     last = pos.shape[0] - 1
     for f, e, side in _holding_periods(pos):
         book.hold(f, e, side, z, reason, beta, forced=(e == last and pos[last] != 0))
@@ -301,6 +409,7 @@ def _run(index: pd.Index, prices: np.ndarray, legs: tuple[str, ...], sig: np.nda
         params=params, spread=pd.Series(spread, index=index, name="spread"),
         buy_hold=(performance.buy_and_hold(pd.DataFrame(prices, index=index, columns=list(legs)), capital)
                   if len(legs) > 1 else None),
+        funding=funding.ledger(legs) if funding is not None else None,
     )
 
 
@@ -362,6 +471,8 @@ def mean_reversion(
     timeframe: str | None = None,
     capital: float = 10_000.0,
     kalman_delta: float = 1e-4,
+    funding: pd.Series | pd.DataFrame | Mapping[str, pd.Series | pd.DataFrame] | None = None,
+    funding_leg: str | None = None,
 ) -> BacktestResult:
     """Backtest long / short the spread y - alpha_t - beta_t x on its rolling z-score (module docstring).
 
@@ -372,6 +483,10 @@ def mean_reversion(
     filtered residual, smaller than the static OLS spread). A given (finite) `beta` overrides it.
     `timeframe`: None takes the bar spacing from the DatetimeIndex (required for plain arrays).
     The z-score is over the trailing `window` bars of that spread. Costs: `cost_bps` per leg and side.
+    funding: funding rates of the perpetual leg named by `funding_leg` ("y" or "x"), indexed by funding time
+    (a Series, or a frame with `funding_rate` and optionally `mark_price`; without a mark the leg's close at the
+    last bar ending at or before the funding time is used); or a mapping {"y": ..., "x": ...} when both legs
+    are perpetuals. Needs a DatetimeIndex (module docstring).
     """
     window = check_window(window, "window", 3)
     check_choice(hedge, "hedge", HEDGES)
@@ -391,6 +506,7 @@ def mean_reversion(
     z = _spread_zscore(b, spr, ys.index, window)
     sig, reason = zscore_signals(z, entry_z, exit_z, stop_z)
     prices = np.column_stack([yv, xv])
+    fund = _funding_events(funding, funding_leg, ys.index, prices, ("y", "x"), timeframe)
 
     def size(f: int, side: int, equity: float) -> np.ndarray:
         beta_f = b[f - 1]
@@ -403,8 +519,10 @@ def mean_reversion(
     params = dict(window=window, entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, cost_bps=cost_bps, hedge=hedge,
                   hedge_window=hw, method=method, beta=beta, timeframe=timeframe, capital=capital,
                   fill="next bar close")
+    if fund is not None:
+        params["funding_legs"] = fund.leg_names(("y", "x"))
     return _run(ys.index, prices, ("y", "x"), sig, reason, z, capital, size, cost, timeframe, b, params,
-                np.where(np.isnan(b), np.nan, spr))
+                np.where(np.isnan(b), np.nan, spr), funding=fund)
 
 
 def mean_reversion_spread(

@@ -317,3 +317,30 @@ def funding_rates(market: str, symbol: str, start: dt.datetime | None, end: dt.d
         df = con.execute(_FUNDING_SQL, _window(market, symbol, start, end)).df()
     df = _utc_frame(df, ["funding_time"]).set_index("funding_time")
     return df[FUNDING_FIELDS].astype("float64")
+
+def closes_wide_markets(markets: Sequence[str], symbols: dict[str, Sequence[str] | None], timeframe: str,
+                        start: dt.datetime | dt.timedelta, end: dt.datetime | None = None,
+                        path: PathLike = None) -> pd.DataFrame:
+    """`closes_wide` over several markets on one window: columns `market:SYMBOL` (bare symbols when only one
+    market is given, exactly `closes_wide`'s frame). `symbols[market]`: that market's symbols, None = every one
+    that traded. `end` None = the end of the bar holding the newest tick of all the markets' chosen symbols, so
+    the legs share one window; attrs as `closes_wide` (`market` = the markets joined by commas)."""
+    markets = list(dict.fromkeys(markets))
+    if len(markets) == 1:
+        return closes_wide(markets[0], symbols.get(markets[0]), timeframe, start, end, path)
+    frames = {m: closes_wide(m, symbols.get(m), timeframe, start, end, path) for m in markets}
+    if end is None:
+        ends = [f.attrs["end"] for f in frames.values() if f.attrs.get("end") is not None]
+        common = max(ends) if ends else None
+        if common is not None:
+            frames = {m: f if f.attrs.get("end") == common else
+                      closes_wide(m, symbols.get(m), timeframe, start, common, path) for m, f in frames.items()}
+    parts = [f.rename(columns=lambda c, m=m: f"{m}:{c}") for m, f in frames.items()]
+    out = pd.concat(parts, axis=1).sort_index() if parts else pd.DataFrame()
+    out.index.name = "ts"
+    out.columns.name = "symbol"
+    firsts = [f.attrs for f in frames.values() if f.attrs.get("end") is not None]
+    out.attrs.update(market=",".join(markets), timeframe=timeframe,
+                     start=min((a["start"] for a in firsts), default=None),
+                     end=max((a["end"] for a in firsts), default=None))
+    return out

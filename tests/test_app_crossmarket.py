@@ -1,0 +1,122 @@
+"""AppTest: pairs whose legs come from different markets (spot vs perpetual), picked in the sidebar and bound to
+the URL, on the Pairs and Backtest pages."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from quantlib import pairs as qpairs
+from tests.basis_db import make_basis_db, stored_closes
+from tests.conftest import assert_no_exception, page_text, plotly_specs
+
+END = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)   # fixed: no verdict depends on the clock
+CROSS = {"mkt": "spot", "y": "usdm:BTCUSDT", "x": "BTCUSDT", "lb": "6h"}
+
+
+@pytest.fixture(scope="module")
+def _basis_template(tmp_path_factory):
+    return make_basis_db(tmp_path_factory.mktemp("basis") / "basis.duckdb", END, marks=False)
+
+
+@pytest.fixture
+def basis_db(_basis_template, tmp_path):
+    import shutil
+
+    path = tmp_path / "basis.duckdb"
+    shutil.copy(_basis_template.path, path)
+    return path
+
+
+def _widget(at, key):
+    return next(w for w in at.selectbox if w.key == key)
+
+
+def test_sidebar_lists_other_markets_as_prefixed_legs(app, basis_db):
+    at = app(basis_db, query=CROSS)
+    assert_no_exception(at)
+    y, x = _widget(at, "y"), _widget(at, "x")
+    assert y.options == ["BTCUSDT", "ETHUSDT", "usdm:BTCUSDT", "usdm:ETHUSDT"]
+    assert (y.value, x.value) == ("usdm:BTCUSDT", "BTCUSDT")
+    assert at.query_params["y"] in ("usdm:BTCUSDT", ["usdm:BTCUSDT"])
+
+
+@pytest.mark.parametrize("query,expected", [
+    ({"mkt": "spot", "y": "spot:ETHUSDT", "x": "usdm:BTCUSDT"}, ("ETHUSDT", "usdm:BTCUSDT")),   # own market spelled out
+    ({"mkt": "usdm", "y": "ETHUSDT", "x": "spot:ETHUSDT"}, ("ETHUSDT", "spot:ETHUSDT")),        # bare = sidebar market
+    ({"mkt": "spot", "y": "ethusdt", "x": "USDM:btcusdt"}, ("ETHUSDT", "usdm:BTCUSDT")),         # any case
+])
+def test_leg_spellings_in_the_url_are_kept(app, basis_db, query, expected):
+    at = app(basis_db, page="app_pages/pairs.py", query={**query, "lb": "6h"})
+    assert_no_exception(at)
+    assert (_widget(at, "y").value, _widget(at, "x").value) == expected
+
+
+def test_old_urls_without_a_market_prefix_mean_the_sidebar_market(app, tick_db):
+    at = app(tick_db, page="app_pages/pairs.py", query={"y": "ETHUSDT", "x": "BTCUSDT", "lb": "6h"})
+    assert_no_exception(at)
+    assert (_widget(at, "y").value, _widget(at, "x").value) == ("ETHUSDT", "BTCUSDT")
+    assert _widget(at, "y").options == ["BTCUSDT", "ETHUSDT"]   # one market: no prefixes at all
+
+
+def test_pairs_page_on_spot_vs_perp_uses_each_legs_market(app, basis_db):
+    at = app(basis_db, page="app_pages/pairs.py", query=CROSS)
+    assert_no_exception(at)
+    specs = plotly_specs(at)
+    scatter = specs[1]
+    assert scatter["layout"]["xaxis"]["title"]["text"] == "spot:BTCUSDT"
+    assert scatter["layout"]["yaxis"]["title"]["text"] == "usdm:BTCUSDT"
+    # the normalized prices are the two markets' own closes, computed here from the raw ticks
+    perp, spot = stored_closes(basis_db, "usdm", "BTCUSDT"), stored_closes(basis_db, "spot", "BTCUSDT")
+    y, x = qpairs.align(perp, spot)
+    norm = {t["name"]: t["y"] for t in specs[0]["data"]}
+    assert norm["usdm:BTCUSDT"][-1] == pytest.approx(100 * y.iloc[-1] / y.iloc[0], rel=1e-9)
+    assert norm["spot:BTCUSDT"][-1] == pytest.approx(100 * x.iloc[-1] / x.iloc[0], rel=1e-9)
+    assert (y / x).max() > 1.0001 and (y / x).min() < 1.001   # the legs differ by the simulated basis
+    heat = specs[-1]["data"][0]
+    assert list(heat["x"]) == ["spot:BTCUSDT", "spot:ETHUSDT", "usdm:BTCUSDT"]
+
+
+def test_backtest_page_runs_on_spot_vs_perp(app, basis_db):
+    at = app(basis_db, page="app_pages/backtest.py", query={**CROSS, "win": "30"})
+    assert_no_exception(at)
+    text = page_text(at)
+    assert "usdm:BTCUSDT − β·spot:BTCUSDT" in text
+
+
+def test_screener_across_markets_names_legs_and_opens_them_on_the_pairs_page(app, basis_db):
+    import time
+
+    from quantlib.screen import screen_pairs
+    from tickstore import queries
+
+    at = app(basis_db, page="app_pages/screener.py", query={"sc_mkt": ["spot", "usdm"], "sc_lb": "6h"})
+    deadline = time.monotonic() + 90
+    while not (at.dataframe and "y" in at.dataframe[0].value.columns):
+        assert_no_exception(at)
+        assert time.monotonic() < deadline, page_text(at)
+        time.sleep(0.3)
+        at.run()
+    table = at.dataframe[0].value
+    pairs = {frozenset((y, x)) for y, x in zip(table["y"], table["x"])}
+    assert frozenset(("spot:BTCUSDT", "usdm:BTCUSDT")) in pairs and len(pairs) == 6
+    # the same screen run here on closes read per market and joined by hand
+    closes = pd.concat([queries.closes_wide(m, None, "1m", dt.timedelta(hours=6), path=basis_db)
+                        .rename(columns=lambda c, m=m: f"{m}:{c}") for m in ("spot", "usdm")], axis=1)
+    ref = screen_pairs(closes, fdr=0.05).pairs.set_index(["y", "x"])
+    got = table.set_index(["y", "x"])
+    assert got["eg_pvalue"].to_numpy() == pytest.approx(ref.loc[got.index, "eg_pvalue"].to_numpy(), rel=1e-9)
+    # picking spot vs perp BTCUSDT opens it on the Pairs page with both legs' markets
+    from dashboard import screen_ui, screener
+
+    row = table.loc[[{y, x} == {"spot:BTCUSDT", "usdm:BTCUSDT"} for y, x in zip(table["y"], table["x"])]].iloc[0]
+    spec = screener.ScreenSpec.make("live", str(basis_db), "spot,usdm", (), "1m", "6h", 0.05)
+    at.session_state[screen_ui._PICK] = {"y": row["y"], "x": row["x"], "spec": spec}
+    at.run()
+    at.button(key="sc_open_pick").click().run()
+    assert_no_exception(at)
+    assert [h.value for h in at.header] == ["Pairs"]
+    assert at.selectbox(key="mkt").value == "spot"
+    legs = {"spot:BTCUSDT": "BTCUSDT", "usdm:BTCUSDT": "usdm:BTCUSDT"}   # the sidebar market's leg is bare
+    assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == (legs[row["y"]], legs[row["x"]])
