@@ -226,7 +226,7 @@ class AlertEngine:
     def _record(self, con: Connection, fired: list, now: dt.datetime) -> None:
         events = [{"rule_id": r.id, "fired_at": now, "value": value, "message": event_message(r, value, detail),
                    "market": r.market, "symbol": r.symbol, "symbol2": r.symbol2, "metric": r.metric, "op": r.op,
-                   "threshold": r.threshold, "observed_at": at}
+                   "threshold": r.threshold, "observed_at": at, "market2": r.market2}
                   for r, value, at, detail in fired]
         ids = alerts_sql.insert_events(con, events)
         for (rule, *_), ev, ev_id in zip(fired, events, ids):
@@ -235,7 +235,8 @@ class AlertEngine:
                 self.sender.submit(rule.webhook_url, {
                     "event_id": ev_id, "rule_id": rule.id, "fired_at": now.isoformat(),
                     "observed_at": ev["observed_at"].isoformat() if ev["observed_at"] else None,
-                    "market": rule.market, "symbol": rule.symbol, "symbol2": rule.symbol2, "metric": rule.metric,
+                    "market": rule.market, "symbol": rule.symbol, "symbol2": rule.symbol2, "market2": rule.market2,
+                    "metric": rule.metric,
                     "timeframe": rule.timeframe, "op": rule.op, "threshold": rule.threshold,
                     "value": ev["value"], "message": ev["message"], "note": rule.note})
 

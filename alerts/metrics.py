@@ -11,6 +11,12 @@ bar is included so values are live):
 - `trade_rate`: trades per second over the trailing `timeframe`.
 - `lag`: seconds since the last received tick (from the ingestor's status; the engine counts from its own start
   while a symbol has had no tick yet).
+- `basis`: (perp / spot - 1) x 10_000 in bps from the newest trade of each leg (the usdm leg is the perpetual,
+  whichever of the two the rule names first); None while the legs' newest trades are more than
+  BASIS_MAX_SKEW_S apart (one leg silent) or older than PRICE_LOOKBACK.
+- `funding`: the perpetual's current (estimated) funding rate per period from the newest `mark_prices` row of the
+  last FUNDING_MAX_AGE_S (the mark-price stream updates it every second or three).
+A pair's second leg is read from `market2` when the rule has one (spot against perpetual), else from `market`.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 PRICE_LOOKBACK = dt.timedelta(days=1)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ACTIVITY_REFRESH_FRACTION = 1 / 120  # volume / trade_rate over a window W are re-read at most every W/120
+BASIS_MAX_SKEW_S = 60.0              # a basis needs both legs' newest trades within this of each other
+FUNDING_MAX_AGE_S = 300.0            # a funding rate older than this (no mark-price frames) is not current
 
 
 @dataclass(frozen=True)
@@ -153,7 +161,7 @@ class MetricSource:
 
     def observe(self, rule: AlertRule) -> Observation:
         """The rule's metric now (memoized within a round, so rules sharing a metric compute it once)."""
-        key = (rule.metric, rule.market, rule.symbol, rule.symbol2, rule.timeframe, rule.lookback)
+        key = (rule.metric, rule.market, rule.symbol, rule.symbol2, rule.market2, rule.timeframe, rule.lookback)
         if key not in self._memo:
             self._memo[key] = getattr(self, f"_obs_{rule.metric}")(rule)
         return self._memo[key]
@@ -175,37 +183,42 @@ class MetricSource:
         self._last[key] = (t[0], int(pd.Timestamp(t[1]).value // 1000), t[2])
         return self._last[key]
 
-    def _closes(self, rule: AlertRule) -> tuple[tuple, dict[str, tuple[np.ndarray, np.ndarray, int]]]:
-        """(version, {symbol: (bucket_us, close, newest trade µs)}) over the rule's window, forming bar included.
+    def _closes(self, rule: AlertRule) -> tuple[tuple, dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]]]:
+        """(version, {(market, symbol): (bucket_us, close, newest trade µs)}) over the rule's window, forming bar
+        included.
 
         `version` changes whenever any input changes (closed bars re-read, or a newer trade).
         """
-        symbols = (rule.symbol, rule.symbol2) if rule.is_pair else (rule.symbol,)
+        legs = ((rule.market, rule.symbol), (rule.leg2_market, rule.symbol2)) if rule.is_pair \
+            else ((rule.market, rule.symbol),)
         step_s = tf_seconds(rule.timeframe)
         step_us = step_s * 1_000_000
         now_us = self._now_us
         cur = now_us // step_us * step_us
         n = buckets_needed(rule)
-        key = (rule.market, symbols, step_s, n)
+        key = (legs, step_s, n)
         entry = self._closed.get(key)
-        late = any(self._oldest.get((rule.market, sym), cur) < cur for sym in symbols)
+        late = any(self._oldest.get(leg, cur) < cur for leg in legs)
         if entry is None or entry.cur != cur or late:
-            closed = alerts_sql.bar_closes(self._con, rule.market, symbols, step_s,
-                                           _us_to_dt(cur - (n - 1) * step_us), _us_to_dt(cur))
+            closed = {}
+            for market in dict.fromkeys(m for m, _ in legs):
+                closed[market] = alerts_sql.bar_closes(self._con, market, [s for m, s in legs if m == market],
+                                                       step_s, _us_to_dt(cur - (n - 1) * step_us), _us_to_dt(cur))
             self._closed[key] = entry = _Closed(cur, now_us, closed)
             if len(self._closed) > 512:  # rules come and go; keep the cache bounded
                 self._closed.pop(next(iter(self._closed)))
         out, version = {}, [entry.cur, entry.read_us]
-        for sym in symbols:
-            m = entry.bars["symbol"] == sym
-            buckets, closes, last = entry.bars["bucket_us"][m], entry.bars["close"][m], entry.bars["last_us"][m]
+        for market, sym in legs:
+            bars = entry.bars[market]
+            m = bars["symbol"] == sym
+            buckets, closes, last = bars["bucket_us"][m], bars["close"][m], bars["last_us"][m]
             newest = int(last.max()) if len(last) else 0
-            t = self.last_trade(rule.market, sym)
+            t = self.last_trade(market, sym)
             version.append(t[0] if t else None)
             if t is not None and cur <= t[1] < cur + step_us:  # the forming bar: close = newest trade
                 buckets, closes = np.append(buckets, cur), np.append(closes, t[2])
                 newest = max(newest, t[1])
-            out[sym] = (buckets, closes, newest)
+            out[(market, sym)] = (buckets, closes, newest)
         return tuple(version), out
 
     def _derive(self, key: tuple, version: tuple, compute: Callable[[], object]) -> object:
@@ -229,7 +242,7 @@ class MetricSource:
         version, legs = self._closes(rule)
 
         def compute() -> Observation:
-            _, closes, last_us = legs[rule.symbol]
+            _, closes, last_us = legs[(rule.market, rule.symbol)]
             need = min_bars(rule)
             if len(closes) < need:
                 return Observation(None, None, f"need {need} {rule.timeframe} bars, have {len(closes)}")
@@ -242,7 +255,8 @@ class MetricSource:
         version, legs = self._closes(rule)
 
         def compute() -> tuple[Observation, Observation]:
-            (yb, yc, y_last), (xb, xc, x_last) = legs[rule.symbol], legs[rule.symbol2]
+            (yb, yc, y_last), (xb, xc, x_last) = legs[(rule.market, rule.symbol)], legs[(rule.leg2_market,
+                                                                                         rule.symbol2)]
             _, y, x = align_pair(yb, yc, xb, xc)
             need = min_bars(rule)
             if len(y) < need:
@@ -254,14 +268,42 @@ class MetricSource:
             return (Observation(s, at, detail),
                     Observation(None if math.isnan(z) else z, at, detail if not math.isnan(z) else "flat spread"))
 
-        return self._derive(("pair", rule.market, rule.symbol, rule.symbol2, rule.timeframe, rule.lookback),
-                            version, compute)
+        return self._derive(("pair", rule.market, rule.symbol, rule.market2, rule.symbol2, rule.timeframe,
+                             rule.lookback), version, compute)
 
     def _obs_spread(self, rule: AlertRule) -> Observation:
         return self._pair(rule)[0]
 
     def _obs_zscore(self, rule: AlertRule) -> Observation:
         return self._pair(rule)[1]
+
+    def _obs_basis(self, rule: AlertRule) -> Observation:
+        from quantlib.basis import BPS
+
+        perp, spot = ((rule.market, rule.symbol), (rule.leg2_market, rule.symbol2))
+        if perp[0] != "usdm":
+            perp, spot = spot, perp
+        tp, ts = self.last_trade(*perp), self.last_trade(*spot)
+        for t, (m, sym) in ((tp, perp), (ts, spot)):
+            if t is None:
+                return Observation(None, None, f"no {m} {sym} trades in the last 24 h")
+        skew = abs(tp[1] - ts[1]) / 1e6
+        if skew > BASIS_MAX_SKEW_S:
+            older = perp if tp[1] < ts[1] else spot
+            return Observation(None, None, f"the {older[0]} leg's last trade is {skew:.0f} s older than the other's "
+                                           f"(at most {BASIS_MAX_SKEW_S:g} s apart)")
+        value = (tp[2] / ts[2] - 1.0) * BPS
+        return Observation(value, _us_to_dt(max(tp[1], ts[1])), f"perp {tp[2]:.10g}, spot {ts[2]:.10g}")
+
+    def _obs_funding(self, rule: AlertRule) -> Observation:
+        row = alerts_sql.latest_funding(self._con, rule.market, rule.symbol,
+                                        self._now - dt.timedelta(seconds=FUNDING_MAX_AGE_S))
+        if row is None:
+            return Observation(None, None, f"no {rule.market} {rule.symbol} mark-price update with a funding rate "
+                                           f"in the last {FUNDING_MAX_AGE_S:g} s")
+        ts, rate, next_time = row
+        detail = f"next funding {pd.Timestamp(next_time):%Y-%m-%d %H:%M} UTC" if next_time is not None else ""
+        return Observation(rate, _utc(ts), detail)
 
     def _activity(self, rule: AlertRule) -> tuple[float, int, int, dt.datetime]:
         """(volume, trades, window s, as of) over the trailing `timeframe`; shared by volume and trade_rate and

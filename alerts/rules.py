@@ -1,7 +1,8 @@
 """Alert rules: the validated `AlertRule` record, field-by-field validation, and `RuleStore` (rules + history).
 
-A rule watches one metric of a symbol (or of a pair, for `zscore` / `spread`) and fires when it goes past a
-threshold. Every field of a form or a row goes through `validate_rule`; nothing is ever evaluated as code.
+A rule watches one metric of a symbol (or of a pair, for `zscore` / `spread` / `basis`) and fires when it goes
+past a threshold. A pair's second leg may be of another market (`market2`, e.g. spot against the perpetual);
+`basis` is always a perpetual (usdm) leg against the same coin's spot leg, `funding` a perpetual's funding rate. Every field of a form or a row goes through `validate_rule`; nothing is ever evaluated as code.
 """
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ from tickstore.schema import ensure_schema
 log = logging.getLogger(__name__)
 
 MARKETS = ("spot", "usdm")
-METRICS = ("price", "zscore", "rsi", "volume", "trade_rate", "spread", "lag")
-PAIR_METRICS = ("zscore", "spread")
+METRICS = ("price", "zscore", "rsi", "volume", "trade_rate", "spread", "lag", "basis", "funding")
+PAIR_METRICS = ("zscore", "spread", "basis")
+PERP_MARKET, SPOT_MARKET = "usdm", "spot"
+FUNDING_RATE_MAX = 0.10         # per period: far beyond any venue's cap
+MAX_BASIS_BPS = 5000.0          # a basis threshold beyond ±50 % is a unit mistake (bps expected)
 TIMEFRAMES = timeframes.CHOICES
 OPS = (">", "<", "crosses_above", "crosses_below")
 LOOKBACK_METRICS = ("zscore", "spread", "rsi")
@@ -39,7 +43,8 @@ MAX_COOLDOWN_S = 7 * 86400.0
 MAX_NOTE = 500
 
 METRIC_LABELS = {"price": "last price", "zscore": "pair spread z-score", "rsi": "RSI", "volume": "volume",
-                 "trade_rate": "trade rate (trades/s)", "spread": "pair spread", "lag": "ingestion lag (s)"}
+                 "trade_rate": "trade rate (trades/s)", "spread": "pair spread", "lag": "ingestion lag (s)",
+                 "basis": "basis (bps)", "funding": "funding rate"}
 OP_LABELS = {">": "above", "<": "below", "crosses_above": "crosses above", "crosses_below": "crosses below"}
 
 
@@ -54,6 +59,7 @@ class AlertRule:
     threshold: float
     timeframe: str = "1m"
     symbol2: str | None = None
+    market2: str | None = None       # the second leg's market when it differs from `market`, else None
     cooldown_s: float = 60.0
     hysteresis: float = 0.0
     lookback: int | None = None
@@ -67,15 +73,22 @@ class AlertRule:
         return self.metric in PAIR_METRICS
 
     @property
+    def leg2_market(self) -> str:
+        """The second leg's market (`market2`, else the rule's market)."""
+        return self.market2 or self.market
+
+    @property
     def subject(self) -> str:
-        """`BTCUSDT` or `BTCUSDT/ETHUSDT`."""
-        return f"{self.symbol}/{self.symbol2}" if self.is_pair else self.symbol
+        """`BTCUSDT`, `BTCUSDT/ETHUSDT`, or `BTCUSDT/spot:BTCUSDT` when the second leg is of another market."""
+        if not self.is_pair:
+            return self.symbol
+        return f"{self.symbol}/{self.market2 + ':' if self.market2 else ''}{self.symbol2}"
 
     @property
     def definition(self) -> tuple:
         """Everything that decides when the rule fires (a change resets its trigger state)."""
         return (self.market, self.symbol, self.symbol2, self.metric, self.timeframe, self.op, self.threshold,
-                self.hysteresis, self.lookback)
+                self.hysteresis, self.lookback, self.market2)
 
     def describe(self) -> str:
         """Human summary, e.g. `spot BTCUSDT/ETHUSDT pair spread z-score (1m, 60 bars) crosses above 2`."""
@@ -161,8 +174,12 @@ def validate_rule(fields: Mapping) -> AlertRule:
     timeframe = _choice(errors, "timeframe", fields.get("timeframe") if not _blank(fields.get("timeframe")) else "1m",
                         TIMEFRAMES)
     symbol = _symbol(errors, "symbol", fields.get("symbol"))
+    market2 = _second_market(errors, fields, metric, market)
+    if metric == "funding" and market is not None and market != PERP_MARKET:
+        errors["market"] = (f"funding is paid on perpetuals only; got {market}, expected {PERP_MARKET} (the "
+                            "perpetual's symbol)")
     rule = dict(market=market, metric=metric, op=op, timeframe=timeframe, symbol=symbol,
-                symbol2=_second_leg(errors, fields, metric, symbol),
+                symbol2=_second_leg(errors, fields, metric, symbol, market, market2), market2=market2,
                 threshold=_threshold(errors, fields, metric),
                 cooldown_s=_non_negative(errors, fields, "cooldown_s", 60.0, MAX_COOLDOWN_S),
                 hysteresis=_non_negative(errors, fields, "hysteresis", 0.0),
@@ -183,12 +200,42 @@ def _unknown_fields(errors: dict, fields: Mapping) -> None:
             errors[str(k)] = f"unknown field; expected some of {', '.join(sorted(AlertRule.__dataclass_fields__))}"
 
 
-def _second_leg(errors: dict, fields: Mapping, metric: str | None, symbol: str | None) -> str | None:
-    """`symbol2`: required (and different from `symbol`) for pair metrics, absent otherwise."""
+def _second_market(errors: dict, fields: Mapping, metric: str | None, market: str | None) -> str | None:
+    """`market2`: the second leg's market for pair metrics, stored only when it differs from `market`. A basis
+    rule compares a perpetual with spot: one leg must be usdm and the other spot (blank = the other one)."""
+    raw = fields.get("market2")
+    if metric not in PAIR_METRICS:
+        if not _blank(raw) and metric is not None and str(raw).strip().lower() != (market or ""):
+            errors["market2"] = (f"only pair metrics ({', '.join(PAIR_METRICS)}) take a second leg's market; leave "
+                                 f"it empty for {metric}")
+        return None
+    if metric == "basis" and _blank(raw) and market in (PERP_MARKET, SPOT_MARKET):
+        raw = SPOT_MARKET if market == PERP_MARKET else PERP_MARKET
+    market2 = market if _blank(raw) else _choice(errors, "market2", raw, MARKETS)
+    if metric == "basis" and market is not None and market2 is not None \
+            and {market, market2} != {PERP_MARKET, SPOT_MARKET}:
+        errors["market2"] = (f"a basis compares a perpetual ({PERP_MARKET}) leg with a {SPOT_MARKET} leg; got "
+                             f"{'two ' + market + ' legs' if market == market2 else market + ' and ' + market2}. "
+                             f"Expected market {PERP_MARKET} with market2 {SPOT_MARKET}, or the other way round")
+    return None if market2 == market else market2
+
+
+def _second_leg(errors: dict, fields: Mapping, metric: str | None, symbol: str | None, market: str | None = None,
+                market2: str | None = None) -> str | None:
+    """`symbol2`: required for pair metrics (a different leg: another symbol or another market), absent
+    otherwise; for `basis` the same coin on the other market (blank = `symbol`)."""
+    if metric == "basis":
+        if _blank(fields.get("symbol2")):
+            return symbol
+        symbol2 = _symbol(errors, "symbol2", fields.get("symbol2"))
+        if symbol2 is not None and symbol is not None and symbol2 != symbol:
+            errors["symbol2"] = (f"{symbol2} is another coin; a basis compares the same symbol on spot and the "
+                                 f"perpetual, expected {symbol} or empty")
+        return symbol2
     if metric in PAIR_METRICS:
         symbol2 = _symbol(errors, "symbol2", fields.get("symbol2"))
-        if symbol2 is not None and symbol2 == symbol:
-            errors["symbol2"] = f"must differ from symbol ({symbol}); a pair needs two legs"
+        if symbol2 is not None and symbol2 == symbol and market2 is None:
+            errors["symbol2"] = f"must differ from symbol ({symbol}) on the same market; a pair needs two legs"
         return symbol2
     if not _blank(fields.get("symbol2")) and metric is not None:
         errors["symbol2"] = f"only pair metrics ({', '.join(PAIR_METRICS)}) take a second symbol; leave it empty for {metric}"
@@ -207,6 +254,12 @@ def _threshold(errors: dict, fields: Mapping, metric: str | None) -> float | Non
         return None
     if metric == "rsi" and not 0 <= threshold <= 100:
         errors["threshold"] = f"{threshold:.15g} is outside RSI's range; expected 0-100"
+    elif metric == "basis" and abs(threshold) > MAX_BASIS_BPS:
+        errors["threshold"] = (f"{threshold:.15g} bps is a basis of more than ±{MAX_BASIS_BPS / 100:g} %; expected "
+                               "basis points such as 25 (0.25 %)")
+    elif metric == "funding" and abs(threshold) > FUNDING_RATE_MAX:
+        errors["threshold"] = (f"{threshold:.15g} is beyond any funding rate (±{FUNDING_RATE_MAX:g} per period); "
+                               "expected a rate per funding period as a fraction, e.g. 0.0005 for 0.05 %")
     elif metric in ("volume", "trade_rate", "lag", "price") and threshold < 0:
         errors["threshold"] = f"{threshold:.15g} is negative; expected >= 0 for {metric}"
     return threshold

@@ -6,8 +6,8 @@ import math
 from alerts.rules import AlertRule
 
 SYMBOLS = {"price": "price", "zscore": "z", "rsi": "RSI", "volume": "volume", "trade_rate": "trades/s",
-           "spread": "spread", "lag": "lag"}
-UNITS = {"lag": " s"}
+           "spread": "spread", "lag": "lag", "basis": "basis", "funding": "funding"}
+UNITS = {"lag": " s", "basis": " bps"}
 
 
 def format_value(metric: str, value: float | None) -> str:
@@ -22,6 +22,10 @@ def format_value(metric: str, value: float | None) -> str:
         text = f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
     elif metric == "lag":
         text = f"{value:.1f}"
+    elif metric == "basis":
+        text = f"{value:+.2f}"
+    elif metric == "funding":
+        text = f"{value:.6g} ({value * 100:+.4f} %)"
     else:
         text = f"{value:,.10g}" if abs(value) < 1e10 else f"{value:,.0f}"
     return text + UNITS.get(metric, "")

@@ -83,14 +83,18 @@ with st.container(border=True):
     c = st.columns([1.3, 1, 1, 1])
     metric = c[0].selectbox("Metric", METRICS, index=_index(METRICS, rule.metric if rule else "price"),
                             format_func=alerts_ui.metric_label, key=key("metric"))
-    market = c[1].selectbox("Market", MARKETS, index=_index(MARKETS, rule.market if rule else s.market),
-                            key=key("market"))
-    sym_default = rule.symbol if rule else (s.y or symbols[0])
+    y_leg, x_leg = s.y_leg, s.x_leg
+    market = c[1].selectbox("Market", MARKETS, index=_index(MARKETS, rule.market if rule else
+                                                            (y_leg.market if y_leg else s.market)),
+                            key=key("market"),
+                            help="For a basis: the perpetual (usdm) or the spot leg; Market 2 is the other one. "
+                                 "Funding: usdm.")
+    sym_default = rule.symbol if rule else (y_leg.symbol if y_leg else symbols[0])
     sym_opts = sorted({*symbols, sym_default})
     c[2].selectbox("Symbol" if metric not in PAIR_METRICS else "Symbol (y leg)", sym_opts,
                    index=_index(sym_opts, sym_default), accept_new_options=True, key=key("symbol"))
-    if metric in PAIR_METRICS:
-        x_default = (rule.symbol2 if rule and rule.symbol2 else None) or s.x or \
+    if metric in PAIR_METRICS and metric != "basis":
+        x_default = (rule.symbol2 if rule and rule.symbol2 else None) or (x_leg.symbol if x_leg else None) or \
             next((x for x in sym_opts if x != sym_default), sym_default)
         x_opts = sorted({*symbols, x_default})
         c[3].selectbox("Symbol 2 (x leg)", x_opts, index=_index(x_opts, x_default), accept_new_options=True,
@@ -101,6 +105,14 @@ with st.container(border=True):
                                TIMEFRAMES, default=rule.timeframe if rule else s.timeframe if s.timeframe in
                                TIMEFRAMES else "1m", key=key("timeframe"),
                                help="Bar length" if metric in LOOKBACK_METRICS else "Trailing window")
+    if metric in PAIR_METRICS:
+        m2_default = (rule.leg2_market if rule else None) or \
+            ({"usdm": "spot", "spot": "usdm"}.get(market, market) if metric == "basis" else
+             (x_leg.market if x_leg else market))
+        c[2].selectbox("Market 2 (x leg)" if metric != "basis" else "Market 2 (other leg)", MARKETS,
+                       index=_index(MARKETS, m2_default), key=key("market2"),
+                       help="The second leg's market: spot against the perpetual (usdm) pairs a coin with itself. "
+                            "A basis compares the same symbol on usdm and spot.")
     if metric in LOOKBACK_METRICS:
         c[1].number_input("Lookback (bars)", min_value=1, max_value=5000, step=1,
                           value=int(rule.lookback if rule and rule.lookback else DEFAULT_LOOKBACK[metric]),
@@ -110,7 +122,10 @@ with st.container(border=True):
     c[0].selectbox("Condition", OPS, index=_index(OPS, rule.op if rule else "crosses_above"),
                    format_func=alerts_ui.op_label, key=key("op"))
     c[1].text_input("Threshold", value=f"{rule.threshold:.15g}" if rule else "", key=key("threshold"),
-                    placeholder="e.g. 2.0")
+                    placeholder={"basis": "bps, e.g. 25", "funding": "rate per period, e.g. 0.0005"}.get(metric,
+                                                                                                       "e.g. 2.0"),
+                    help={"basis": "Basis in basis points: (perp / spot − 1) × 10,000.",
+                          "funding": "Funding rate per funding period as a fraction: 0.0005 = 0.05 %."}.get(metric))
     c[2].text_input("Hysteresis", value=f"{rule.hysteresis:.15g}" if rule else "0", key=key("hysteresis"),
                     help="After firing, re-arm only once the value is back past threshold ∓ hysteresis")
     c[3].number_input("Cooldown (s)", min_value=0.0, value=float(rule.cooldown_s if rule else 60.0), step=10.0,
@@ -129,7 +144,9 @@ def form_fields() -> dict:
     fields = {f: ss.get(key(f)) for f in ("metric", "market", "symbol", "op", "threshold", "hysteresis",
                                            "cooldown_s", "note", "webhook_url", "enabled")}
     if m in PAIR_METRICS:
-        fields["symbol2"] = ss.get(key("symbol2"))
+        fields["market2"] = ss.get(key("market2"))
+        if m != "basis":
+            fields["symbol2"] = ss.get(key("symbol2"))
     if m in TIMEFRAME_METRICS:
         fields["timeframe"] = ss.get(key("timeframe"))
     if m in LOOKBACK_METRICS:

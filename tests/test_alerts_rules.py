@@ -54,7 +54,7 @@ def test_valid_rule_is_normalised():
     ({"hysteresis": -0.1}, "hysteresis", "is negative; expected >= 0"),
     ({"metric": "zscore"}, "symbol2", "is required; expected an exchange symbol"),
     ({"metric": "spread", "symbol2": "BTCUSDT"}, "symbol2", "must differ from symbol"),
-    ({"symbol2": "ETHUSDT"}, "symbol2", "only pair metrics (zscore, spread) take a second symbol"),
+    ({"symbol2": "ETHUSDT"}, "symbol2", "only pair metrics (zscore, spread, basis) take a second symbol"),
     ({"metric": "zscore", "symbol2": "ETHUSDT", "lookback": 3}, "lookback", "out of range; expected 10-5000"),
     ({"metric": "rsi", "threshold": 70, "lookback": 2.5}, "lookback", "not a whole number; expected 2-500"),
     ({"webhook_url": "ftp://x.org/"}, "webhook_url", "scheme 'ftp' is not allowed"),

@@ -16,9 +16,9 @@ import pandas as pd
 
 # Columns of alert_rules a caller may set (id, created_at, updated_at are managed here).
 RULE_COLUMNS = ("enabled", "market", "symbol", "symbol2", "metric", "timeframe", "op", "threshold",
-                "cooldown_s", "hysteresis", "lookback", "note", "webhook_url")
+                "cooldown_s", "hysteresis", "lookback", "note", "webhook_url", "market2")
 EVENT_COLUMNS = ("rule_id", "fired_at", "value", "message", "market", "symbol", "symbol2", "metric", "op",
-                 "threshold", "observed_at")
+                 "threshold", "observed_at", "market2")
 
 _RULE_SELECT = "SELECT * FROM alert_rules"
 
@@ -176,3 +176,16 @@ def status_row(con: duckdb.DuckDBPyConnection, market: str, symbol: str) -> dict
     except duckdb.CatalogException:
         return None
     return rows[0] if rows else None
+
+
+def latest_funding(con: duckdb.DuckDBPyConnection, market: str, symbol: str, since: dt.datetime
+                   ) -> tuple[dt.datetime, float, dt.datetime | None] | None:
+    """(ts, funding_rate, next_funding_time) of the newest mark-price row with a funding rate at or after `since`;
+    None when there is none (or the file has no mark_prices table yet)."""
+    try:
+        row = con.execute("""SELECT ts, funding_rate, next_funding_time FROM mark_prices
+                             WHERE market = $m AND symbol = $s AND ts >= $since AND funding_rate IS NOT NULL
+                             ORDER BY ts DESC LIMIT 1""", {"m": market, "s": symbol, "since": since}).fetchall()
+    except duckdb.CatalogException:
+        return None
+    return None if not row else (row[0][0], float(row[0][1]), row[0][2])

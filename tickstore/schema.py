@@ -82,6 +82,8 @@ DDL = [
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS op VARCHAR",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS threshold DOUBLE",
     "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS observed_at TIMESTAMPTZ",  # data time of the value
+    "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS market2 VARCHAR",     # second leg's market when it differs
+    "ALTER TABLE alert_events ADD COLUMN IF NOT EXISTS market2 VARCHAR",
     # --- end alerts ---
     # --- basis and funding (usdm): the mark-price stream and the funding-rate history, see tickstore/marks.py ---
     """CREATE TABLE IF NOT EXISTS mark_prices(
