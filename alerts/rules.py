@@ -18,6 +18,7 @@ import pandas as pd
 
 from alerts.webhook import validate_webhook_url
 from core import symbols, timeframes
+from core.plausible import FUNDING_RATE_MAX
 from core.paths import default_db_path
 from tickstore import alerts_sql
 from tickstore.appwrite import RULE_WRITE_BUDGET_S, app_write
@@ -30,7 +31,6 @@ MARKETS = ("spot", "usdm")
 METRICS = ("price", "zscore", "rsi", "volume", "trade_rate", "spread", "lag", "basis", "funding")
 PAIR_METRICS = ("zscore", "spread", "basis")
 PERP_MARKET, SPOT_MARKET = "usdm", "spot"
-FUNDING_RATE_MAX = 0.10         # per period: far beyond any venue's cap
 MAX_BASIS_BPS = 5000.0          # a basis threshold beyond ±50 % is a unit mistake (bps expected)
 TIMEFRAMES = timeframes.CHOICES
 OPS = (">", "<", "crosses_above", "crosses_below")
