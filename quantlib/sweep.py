@@ -127,88 +127,116 @@ class _Grid:
         self.bars_held, self.hold_ns, self.traded, self.costs = bars_held, hold_ns, traded, costs
 
 
+# signal states of the position state machine (module docstring of quantlib.backtest)
+FLAT, BLOCKED, LONG, SHORT = 0, 1, 2, 3
+SIDE = np.array([0, 0, 1, -1], dtype=np.int8)
+
+
+def _transitions() -> np.ndarray:
+    """Next state for (state, code): code bits are the z-comparisons of one bar for one set (`_codes`)."""
+    table = np.zeros((4, 128), dtype=np.int8)
+    for c in range(128):
+        short_in, long_in, calm, long_stop, long_out, short_stop, short_out = ((c >> k) & 1 for k in range(7))
+        table[FLAT, c] = SHORT if short_in else LONG if long_in else FLAT
+        table[BLOCKED, c] = FLAT if calm else BLOCKED  # |z| < entry: no entry can fire on that bar
+        table[LONG, c] = BLOCKED if long_stop else FLAT if long_out else LONG
+        table[SHORT, c] = BLOCKED if short_stop else FLAT if short_out else SHORT
+    return table
+
+
+TRANSITIONS = _transitions()
+
+
+def _codes(z: np.ndarray, entry: np.ndarray, exit_: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """(bars, sets) uint8: bit 0 entry < z < stop, 1 -stop < z < -entry, 2 |z| < entry, 3 z <= -stop,
+    4 z >= -exit, 5 z >= stop, 6 z <= exit. A NaN z sets no bit: every state stays."""
+    zc = z[:, None]
+    u8 = np.uint8
+    es, es_inv = np.unique(np.column_stack([entry, stop]), axis=0, return_inverse=True)
+    ex, ex_inv = np.unique(exit_, return_inverse=True)
+    e, s = es[:, 0], es[:, 1]
+    with np.errstate(invalid="ignore"):
+        part_es = (((zc > e) & (zc < s)).astype(u8) | (((zc > -s) & (zc < -e)).astype(u8) << 1)
+                   | ((np.abs(zc) < e).astype(u8) << 2) | ((zc <= -s).astype(u8) << 3) | ((zc >= s).astype(u8) << 5))
+        part_ex = ((zc >= -ex).astype(u8) << 4) | ((zc <= ex).astype(u8) << 6)
+    return part_es[:, es_inv.ravel()] | part_ex[:, ex_inv.ravel()]
+
+
 def _simulate(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, z: np.ndarray, entry: np.ndarray, exit_: np.ndarray,
               stop: np.ndarray, capital: float, cost_rate: float, times: np.ndarray | None) -> _Grid:
-    """`mean_reversion`'s rules and book for every set at once, bar by bar (arrays of shape (n_sets,)).
+    """`mean_reversion`'s rules and book for every set at once.
 
-    yv, xv, b, z cover the bars traded (flat at the first, closed at the last). `times`: int64 ns of the
-    bars for clock holding times (None: bars only)."""
+    yv, xv, b, z cover the bars traded (flat at the first, closed at the last); `times`: int64 ns of the
+    bars for clock holding times (None: bars only). Three steps: the state machine bar by bar with one
+    state per set (a table lookup per bar); the holding periods of every set from the positions; the
+    cash of every set trade by trade (the k-th trade of all sets at once), then the marked equity."""
     n, p = yv.shape[0], entry.shape[0]
-    state = np.zeros(p, dtype=np.int8)      # signal after the latest z (filled at the next bar)
-    blocked = np.zeros(p, dtype=bool)       # stopped out, waiting for |z| < entry
-    pos = np.zeros(p, dtype=np.int8)        # position held after this bar's fill
-    cash = np.full(p, capital)
-    start, qy, qx, yf, xf = (np.zeros(p) for _ in range(5))
-    entry_cost, fbar = np.zeros(p), np.zeros(p, dtype=np.int64)
-    equity = np.empty((p, n))               # one row per set: row-wise reductions match a 1-D backtest
-    in_market = np.zeros(p, dtype=np.int64)
-    n_trades, wins, bars_held = np.zeros(p, dtype=np.int64), np.zeros(p, dtype=np.int64), np.zeros(p, dtype=np.int64)
-    hold_ns = np.zeros(p, dtype=np.int64) if times is not None else None
-    traded, costs = np.zeros(p), np.zeros(p)
-    neg_entry, neg_exit, neg_stop = -entry, -exit_, -stop
-
-    def close(m: np.ndarray, t: int) -> None:
-        gross = (yv[t] - yf[m]) * qy[m] + (xv[t] - xf[m]) * qx[m]
-        ay, ax = np.abs(qy[m]), np.abs(qx[m])
-        c = cost_rate * (ay * yv[t] + ax * xv[t])
-        traded[m] += ay * yv[t] + ax * xv[t]
-        costs[m] += c
-        cash[m] = (start[m] + gross) - c
-        wins[m] += (gross - entry_cost[m] - c) > 0
-        n_trades[m] += 1
-        bars_held[m] += t - fbar[m]
-        if hold_ns is not None:
-            hold_ns[m] += times[t] - times[fbar[m]]
-
-    def open_(m: np.ndarray, side: np.ndarray, t: int) -> None:
-        beta = b[t - 1]
-        q = side * cash[m] / (yv[t] + abs(beta) * xv[t])
-        qy[m], qx[m] = q, -beta * q
-        ay, ax = np.abs(q), np.abs(qx[m])
-        c = cost_rate * (ay * yv[t] + ax * xv[t])
-        traded[m] += ay * yv[t] + ax * xv[t]
-        costs[m] += c
-        entry_cost[m] = c
-        start[m] = cash[m] - c
-        yf[m], xf[m], fbar[m] = yv[t], xv[t], t
-
-    last = n - 1
+    codes = _codes(z, entry, exit_, stop)
+    states = np.empty((n, p), dtype=np.int8)
+    st = np.zeros(p, dtype=np.int8)
+    table = TRANSITIONS
     for t in range(n):
-        new = state if t > 0 else pos
-        changed = new != pos
-        if changed.any():
-            m = changed & (pos != 0)
-            if m.any():
-                close(m, t)
-            m = changed & (new != 0)
-            if m.any():
-                open_(m, new[m], t)
-            pos = new.copy()
-        if t == last:
-            m = pos != 0
-            if m.any():  # the forced final close ("end"), at this bar's close
-                close(m, t)
-            pos = np.zeros(p, dtype=np.int8)
-            equity[:, t] = cash
-        else:
-            held = pos != 0
-            equity[:, t] = np.where(held, start + ((yv[t] - yf) * qy + (xv[t] - xf) * qx), cash)
-            in_market += held
-        zt = z[t]
-        if zt != zt:  # NaN keeps every state
-            continue
-        flat = state == 0
-        blocked &= ~(flat & (abs(zt) < entry))
-        can = flat & ~blocked
-        lng, sht = state == 1, state == -1
-        stop_l = lng & (zt <= neg_stop)
-        stop_s = sht & (zt >= stop)
-        out = stop_l | stop_s | (lng & (zt >= neg_exit)) | (sht & (zt <= exit_))
-        state = np.where(can & (zt > entry) & (zt < stop), np.int8(-1),
-                         np.where(can & (zt > neg_stop) & (zt < neg_entry), np.int8(1),
-                                  np.where(out, np.int8(0), state)))
-        blocked |= stop_l | stop_s
-    return _Grid(equity, in_market, n_trades, wins, bars_held, hold_ns, traded, costs)
+        st = table[st, codes[t]]
+        states[t] = st
+    # position after each bar's fill: the signal of bar t is filled at bar t+1; one row per set
+    pos = np.zeros((p, n), dtype=np.int8)
+    pos[:, 1:] = SIDE[states[:-1]].T
+    prev = np.zeros_like(pos)
+    prev[:, 1:] = pos[:, :-1]
+    moved = pos != prev
+    enters = moved & (pos != 0)
+    exits = moved & (prev != 0)
+    exits[:, -1] |= pos[:, -1] != 0  # still open at the last bar: closed there ("end")
+    s_id, f = np.nonzero(enters)     # sorted by set, then time: the k-th entry pairs with the k-th exit
+    _, e = np.nonzero(exits)
+    side = pos[s_id, f].astype(np.float64)
+    n_trades = np.bincount(s_id, minlength=p)
+    first = np.cumsum(n_trades) - n_trades
+    ordinal = np.arange(s_id.shape[0]) - first[s_id]
+    # the book. Each trade multiplies the cash by a factor that depends on its own bars only (sizing makes
+    # the gross notional equal to the cash at entry), so the cash before trade k of a set is the capital
+    # times the product of its earlier trades' factors: one cumulative product per set, no loop over bars.
+    yf, xf, ye, xe = yv[f], xv[f], yv[e], xv[e]
+    beta = b[f - 1]
+    unit = side / (yf + np.abs(beta) * xf)  # y units per unit of cash
+    ay, ax = np.abs(unit), np.abs(beta * unit)
+    growth = (1.0 - cost_rate * (ay * yf + ax * xf) + ((ye - yf) * unit - (xe - xf) * beta * unit)
+              - cost_rate * (ay * ye + ax * xe))
+    k_max = int(n_trades.max()) if s_id.size else 0
+    factors = np.ones((p, k_max + 1))
+    factors[s_id, ordinal + 1] = growth
+    np.multiply.accumulate(factors, axis=1, out=factors)
+    cash0 = capital * factors[s_id, ordinal]
+    # each trade as `backtest._Book` books it, from its cash at entry
+    qy = unit * cash0
+    qx = -beta * qy
+    ay, ax = np.abs(qy), np.abs(qx)
+    n_in, n_out = ay * yf + ax * xf, ay * ye + ax * xe
+    c_in, c_out = cost_rate * n_in, cost_rate * n_out
+    start = cash0 - c_in
+    gross = (ye - yf) * qy + (xe - xf) * qx
+    cash_after = (start + gross) - c_out
+    pnl = gross - c_in - c_out
+    notional, costs = n_in + n_out, c_in + c_out
+    # marked equity: segment 0 flat with the capital, 2k+1 in trade k, 2k+2 flat after it (exit bar included)
+    width = 2 * k_max + 1
+    seg = np.zeros((p, n), dtype=np.int64)
+    seg[s_id, f] = 2 * ordinal + 1
+    seg[s_id, e] = 2 * ordinal + 2  # after the entry: an entry closed on its own bar is flat after it
+    np.maximum.accumulate(seg, axis=1, out=seg)
+    seg += (np.arange(p) * width)[:, None]
+    tab_start, tab_y, tab_x, tab_qy, tab_qx = (np.zeros(p * width) for _ in range(5))
+    tab_start[np.arange(p) * width] = capital
+    j = s_id * width + 2 * ordinal
+    tab_start[j + 1], tab_y[j + 1], tab_x[j + 1], tab_qy[j + 1], tab_qx[j + 1] = start, yv[f], xv[f], qy, qx
+    tab_start[j + 2] = cash_after
+    equity = tab_start[seg] + ((yv - tab_y[seg]) * tab_qy[seg] + (xv - tab_x[seg]) * tab_qx[seg])
+    in_market = np.count_nonzero(pos[:, :-1], axis=1)
+    hold_ns = np.bincount(s_id, weights=(times[e] - times[f]).astype(np.float64), minlength=p) \
+        if times is not None else None
+    return _Grid(equity, in_market, n_trades, np.bincount(s_id, weights=pnl > 0, minlength=p).astype(np.int64),
+                 np.bincount(s_id, weights=e - f, minlength=p).astype(np.int64), hold_ns,
+                 np.bincount(s_id, weights=notional, minlength=p), np.bincount(s_id, weights=costs, minlength=p))
 
 
 def _sharpe(rets: np.ndarray, per_year: float | None, level: float = 0.95) -> dict[str, np.ndarray]:
@@ -218,13 +246,19 @@ def _sharpe(rets: np.ndarray, per_year: float | None, level: float = 0.95) -> di
     if not per_year or m < 2:
         return dict(sharpe=nan, sharpe_se=nan, sharpe_ci_low=nan, sharpe_ci_high=nan)
     mean = rets.mean(axis=1)
-    sd = rets.std(axis=1, ddof=1)
     c = rets - mean[:, None]
-    m2 = np.mean(c * c, axis=1)
+    c2 = c * c
+    ss = c2.sum(axis=1)
+    sd = np.sqrt(ss / (m - 1))  # numpy's std(ddof=1), step by step
+    m2 = ss / m
+    c *= c2
+    m3 = c.mean(axis=1)
+    c2 *= c2
+    m4 = c2.mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         per_bar = np.where(sd > 0, mean / sd, np.nan)
-        g3 = np.where(m2 > 0, np.mean(c**3, axis=1) / m2**1.5, 0.0)  # no variation: Lo's (g3 0, g4 3)
-        g4 = np.where(m2 > 0, np.mean(c**4, axis=1) / m2**2, 3.0)
+        g3 = np.where(m2 > 0, m3 / m2**1.5, 0.0)  # no variation: Lo's (g3 0, g4 3)
+        g4 = np.where(m2 > 0, m4 / m2**2, 3.0)
         var = 1.0 - g3 * per_bar + (g4 - 1.0) / 4.0 * per_bar**2
         scale = math.sqrt(per_year)
         sr, se = per_bar * scale, np.sqrt(np.maximum(var, 0.0) / m) * scale
