@@ -25,6 +25,7 @@ PAGES = {
         st.Page("app_pages/pairs.py", title="Pairs", icon=":material/compare_arrows:"),
         st.Page("app_pages/screener.py", title="Screener", icon=":material/manage_search:"),
         st.Page("app_pages/backtest.py", title="Backtest", icon=":material/query_stats:"),
+        st.Page("app_pages/basis.py", title="Basis", icon=":material/percent:"),
         st.Page("app_pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     ],
     "Data": [

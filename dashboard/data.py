@@ -95,6 +95,16 @@ def _tick_rate(path: str, market: str, since: dt.datetime, step_s: int, bucket: 
     return queries.tick_rate(market, since, step_s, path=path)
 
 
+@_cache
+def _marks(path: str, market: str, symbol: str, timeframe: str, start: dt.datetime, bucket: int) -> pd.DataFrame:
+    return queries.mark_prices(market, symbol, start, timeframe=timeframe, path=path)
+
+
+@_cache
+def _funding(path: str, market: str, symbol: str, start: dt.datetime, bucket: int) -> pd.DataFrame:
+    return queries.funding_rates(market, symbol, start, path=path)
+
+
 def guarded(slot: tuple, fn: Callable[..., T], *args: Any) -> Loaded[T]:
     """Run a cached query `fn(*args)` as a `Loaded`: 'missing' / 'error' with a sentence instead of an exception,
     and on a lock timeout this session's last good result for `slot` (any hashable key naming the query)."""
@@ -276,6 +286,36 @@ def closes(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     return pd.DataFrame({sym: f["close"] for sym, f in frames.items() if len(f)})
+
+
+# ---------------------------------------------------------------- perpetuals: mark prices and funding
+PERP_MARKET = "usdm"
+
+
+def marks(s: Settings, symbol: str, cat: Catalog | None = None, markets: tuple[str, ...] = ("spot", PERP_MARKET)
+          ) -> Loaded[pd.DataFrame]:
+    """Mark-price updates of the perpetual `symbol` as `s.timeframe` bars (each bar's last values) over the lookback
+    window of `markets` (the one `leg_bars` uses for the same legs)."""
+    cat = cat or current_catalog(s)
+    start = window_start(s, cat, tuple(m for m in markets if cat.last_ts(m) is not None) or None)
+    return guarded(("marks", s.db_path, symbol, s.timeframe, s.lookback_s), _marks, s.db_path, PERP_MARKET, symbol,
+                   s.timeframe, start, bucket(s.refresh_s))
+
+
+def basis_bars(s: Settings, symbol: str, cat: Catalog | None = None) -> Loaded[dict[str, pd.DataFrame]]:
+    """Bars of the perpetual and (when stored) the spot `symbol`, keyed "perp" and "spot", on one window."""
+    cat = cat or current_catalog(s)
+    legs = [leglib.Leg(PERP_MARKET, symbol)]
+    if symbol in cat.symbols_of("spot"):
+        legs.append(leglib.Leg("spot", symbol))
+    return leg_bars(s, legs, cat, labels=["perp", "spot"][:len(legs)])
+
+
+def funding_history(s: Settings, symbol: str, since: dt.datetime, refresh_s: float = 30.0) -> Loaded[pd.DataFrame]:
+    """Settled funding rates of the perpetual `symbol` since `since` (refreshed at most every `refresh_s`: a new
+    row comes once per funding period)."""
+    return guarded(("funding", s.db_path, symbol, since), _funding, s.db_path, PERP_MARKET, symbol, since,
+                   bucket(max(s.refresh_s, refresh_s)))
 
 
 # ---------------------------------------------------------------- tables

@@ -67,13 +67,28 @@ def make_basis_db(path: Path, end: dt.datetime, hours: float = 3.0, rate_per_s: 
     return BasisMarket(path, start, end, tuple(times), tuple(rates))
 
 
+MARK_OVER_LAST_BPS = 1.5
+
+
 def write_marks(path: Path, start: dt.datetime, end: dt.datetime, times, rates) -> None:
-    """mark_prices once a second for BTCUSDT (mark = spot-ish index x (1 + 5 bps)) and the funding history."""
+    """mark_prices once a second for BTCUSDT: index = the last spot trade, mark = the last perp trade x (1 + 1.5
+    bps); and the funding history."""
     secs = pd.date_range(pd.Timestamp(start).ceil("1s"), pd.Timestamp(end), freq="1s", tz="UTC")
-    index = 60_000.0 * np.exp(np.linspace(0, 0.002, len(secs)))
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        last = {m: con.execute("SELECT ts, price FROM ticks WHERE market = ? AND symbol = 'BTCUSDT' ORDER BY ts",
+                               [m]).df() for m in ("spot", "usdm")}
+    finally:
+        con.close()
+    asof = {m: pd.Series(df["price"].to_numpy(), index=pd.to_datetime(df["ts"], utc=True)).groupby(level=0).last()
+            .reindex(secs, method="ffill") for m, df in last.items()}
+    ok = asof["spot"].notna() & asof["usdm"].notna()
+    secs = secs[ok.to_numpy()]
+    index = asof["spot"][ok].to_numpy()
+    mark = asof["usdm"][ok].to_numpy() * (1 + MARK_OVER_LAST_BPS / 1e4)
     nxt = secs.floor("8h") + pd.Timedelta(hours=8)
     current = rates[-1] + FUNDING_STEP / 2
-    frame = pd.DataFrame({"market": "usdm", "symbol": "BTCUSDT", "ts": secs, "mark_price": index * 1.0005,
+    frame = pd.DataFrame({"market": "usdm", "symbol": "BTCUSDT", "ts": secs, "mark_price": mark,
                           "index_price": index, "funding_rate": current, "next_funding_time": nxt})
     fund = pd.DataFrame({"market": "usdm", "symbol": "BTCUSDT", "funding_time": pd.DatetimeIndex(times),
                          "funding_rate": rates, "mark_price": [60_000.0 + 10 * k for k in range(len(times))]})

@@ -1,0 +1,120 @@
+"""Basis: a perpetual (usdm) against the same coin on spot — basis in bps and annualised, mark vs last, the
+funding rate (current estimate, history, cumulative) and the time left to the next funding; CSV downloads."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import basis_view, data, export, settings, ui
+from dashboard.settings import Settings
+
+s = settings.current()
+st.header("Basis", anchor=False)
+cat = data.current_catalog(s)
+
+if s.source != "live":
+    ui.explain("no-data", "The basis view reads the live file: mark prices and funding rates are stored by the "
+                          "ingestor, not in uploads. Switch the source back to *live file*.")
+    st.stop()
+if not ui.need_catalog(cat):
+    st.stop()
+perps = list(cat.symbols_of(basis_view.PERP))
+spots = set(cat.symbols_of(basis_view.SPOT))
+if not perps:
+    ui.explain("no-data", "No perpetual (usdm) trades in the file yet. The basis needs the usdm market: run the "
+                          "ingestor with `--market spot,usdm` (`make demo` does).")
+    st.stop()
+options = sorted(perps, key=lambda sym: (sym not in spots, sym))  # coins with both legs first
+legs = s.legs
+picked = legs[0].symbol if legs and legs[0].symbol == legs[1].symbol and s.cross_market else None
+default = picked if picked in options else ("BTCUSDT" if "BTCUSDT" in options else options[0])
+
+with st.container(border=True):
+    c = st.columns([1.3, 1, 1.2])
+    symbol = c[0].selectbox("Perpetual vs spot", options, index=options.index(default), key="bs_sym",
+                            bind="query-params",
+                            help="The usdm perpetual of this symbol against its spot market (listed first when both "
+                                 "are stored).")
+    history = c[1].selectbox("Funding history", list(basis_view.FUNDING_WINDOWS), index=2, key="bs_fh",
+                             bind="query-params", help="Settled funding rates shown and summed.")
+    notional = c[2].number_input("Position notional (USDT)", min_value=0.0, max_value=1e10, value=10_000.0,
+                                 step=1_000.0, key="bs_notional", bind="query-params",
+                                 help="For the funding PnL of holding the basis trade (long spot, short perpetual) "
+                                      "at this constant notional through the funding history.")
+
+
+@st.fragment(run_every=s.run_every)
+def live(s: Settings, symbol: str, history: str, notional: float) -> None:
+    cat = data.current_catalog(s)
+    ui.status_line(s, cat)
+    if not ui.need_catalog(cat):
+        return
+    bars = data.basis_bars(s, symbol, cat)
+    ui.explain(bars.state, bars.message)
+    if not bars.ok:
+        return
+    marks = data.marks(s, symbol, cat)
+    anchor = pd.Timestamp(cat.last_ts(basis_view.PERP) or dt.datetime.now(dt.UTC))
+    since = (anchor - pd.Timedelta(days=basis_view.FUNDING_WINDOWS[history])).floor("1h")
+    funding = data.funding_history(s, symbol, since.to_pydatetime())
+    for res in (marks, funding):
+        if res.state != "ok":
+            ui.explain(res.state, res.message)
+    view = basis_view.build_basis_view(symbol, bars.value.get("spot"), bars.value.get("perp"), marks.value,
+                                       funding.value)
+    _headline(view, history, notional)
+    for note in view.notes:
+        st.caption(f":material/info: Not shown: {note}.")
+    rev = s.uirevision(symbol, "basis")
+    ui.chart(basis_view.basis_figure(view, rev), key="basis-chart")
+    ui.chart(basis_view.funding_figure(view, f"{rev}:{history}"), key="basis-funding")
+    c = st.columns(2)
+    c[0].download_button("Basis series (CSV)", data=lambda: export.to_csv(view.series()),
+                         file_name=export.filename("basis", symbol, s.timeframe, s.lookback), mime="text/csv",
+                         icon=":material/download:", on_click="ignore", key="dl-basis",
+                         disabled=view.bars.empty)
+    c[1].download_button("Funding history (CSV)", data=lambda: export.to_csv(view.funding_table()),
+                         file_name=export.filename("funding", symbol, history), mime="text/csv",
+                         icon=":material/download:", on_click="ignore", key="dl-funding",
+                         disabled=view.funding.empty)
+
+
+def _headline(view: basis_view.BasisView, history: str, notional: float) -> None:
+    summ = view.summary
+    m = st.columns(6)
+    m[0].metric("Basis now", "—" if summ is None else f"{summ.basis_bps:+.2f} bps",
+                help="(perp / spot − 1) × 10,000 on the newest bar both legs traded in (last trade prices).")
+    m[1].metric("Annualised", "—" if summ is None else f"{summ.annualised:+.2%}",
+                help=f"The basis as a carry earned once per funding period ({_span(view.interval)}), over a "
+                     "365-day year.")
+    rate = view.current_rate
+    m[2].metric("Funding rate (this period)", "—" if rate is None else f"{rate:+.4%}",
+                help="The running period's estimate from the mark-price stream; positive: longs pay shorts."
+                     + ("" if rate is None else f" Annualised {rate * (365 * 86400 / view.interval.total_seconds()):+.2%}."))
+    now = dt.datetime.now(dt.UTC)
+    age = None if view.mark_as_of is None else (now - view.mark_as_of).total_seconds()
+    m[3].metric("Next funding in", basis_view.countdown_text(view.countdown(now), age),
+                help=None if view.next_funding_time is None else
+                f"At {view.next_funding_time:%Y-%m-%d %H:%M:%S} UTC (from the newest mark-price update"
+                + ("" if view.mark_as_of is None else f", {view.mark_as_of:%H:%M:%S} UTC") + ").")
+    last_gap = view.bars["mark_vs_last_bps"].dropna()
+    m[4].metric("Mark vs last", "—" if last_gap.empty else f"{last_gap.iloc[-1]:+.2f} bps",
+                help="Mark price (decides funding payments and liquidations) against the perpetual's last trade.")
+    cum = view.funding["cumulative_funding"].dropna()
+    m[5].metric(f"Funding, {history}", "—" if cum.empty else f"{cum.iloc[-1]:+.4%}",
+                help=f"Sum of the {len(view.funding)} settled rates: what a short perpetual of constant notional "
+                     "received (a long paid).")
+    if not cum.empty and notional > 0:
+        st.caption(f"Long spot / short perpetual at {notional:,.0f} USDT notional through the last {history}: "
+                   f"funding {notional * cum.iloc[-1]:+,.2f} USDT over {len(view.funding)} funding times "
+                   f"(every {_span(view.interval)}).")
+
+
+def _span(td: pd.Timedelta) -> str:
+    secs = int(td.total_seconds())
+    return f"{secs // 3600} h" if secs % 3600 == 0 else f"{secs // 60} min" if secs % 60 == 0 else f"{secs} s"
+
+
+live(s, symbol, history, float(notional))
