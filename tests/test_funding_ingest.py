@@ -113,3 +113,17 @@ def test_marks_and_funding_stored_and_gaps_backfilled(tmp_path, exchange):
         check_marks(db, exchange, s)
     log = db.with_suffix(".log").read_text()
     assert "funding rate(s) fetched" in log
+
+
+@pytest.mark.parametrize("value", ["x", "-3d", "30"])
+def test_bad_funding_history_exits_2_with_one_line(tmp_path, value):
+    import subprocess
+    import sys
+
+    from tests.feedcheck import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "ingestor.py"), "--market", "usdm", f"--funding-history={value}",
+                        "--db", str(tmp_path / "t.duckdb"), "--rest-url", "http://127.0.0.1:9"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "bad duration" in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr

@@ -178,13 +178,26 @@ def test_demo_restart_clears_marks_and_funding(tmp_path):
                            ).fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("table", ["mark_prices", "funding_rates"])
-def test_schema_is_idempotent_and_keyed(tmp_path, table):
+def test_schema_is_idempotent_and_keyed(tmp_path):
+    """funding_rates has its primary key; mark_prices is kept unique by the writer (no index, like ticks)."""
     db = tmp_path / "t.duckdb"
     init_db(db)
     init_db(db)
     with duckdb.connect(str(db), read_only=True) as con:
-        cons = con.execute("SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = $t "
-                           "AND constraint_type = 'PRIMARY KEY'", {"t": table}).fetchall()
-    key = ["market", "symbol", "ts" if table == "mark_prices" else "funding_time"]
-    assert [list(c[0]) for c in cons] == [key]
+        keys = dict(con.execute("SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+                                "WHERE constraint_type = 'PRIMARY KEY' AND table_name IN ('mark_prices', 'funding_rates')"
+                                ).fetchall())
+    assert {t: list(c) for t, c in keys.items()} == {"funding_rates": ["market", "symbol", "funding_time"]}
+
+
+def test_mark_rows_stay_unique_in_a_file_made_with_a_key(tmp_path):
+    """A file created while mark_prices had a primary key takes the same inserts (the anti-join avoids conflicts)."""
+    db = tmp_path / "t.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("""CREATE TABLE mark_prices(market VARCHAR NOT NULL, symbol VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
+                       mark_price DOUBLE NOT NULL, index_price DOUBLE, funding_rate DOUBLE,
+                       next_funding_time TIMESTAMPTZ, PRIMARY KEY (market, symbol, ts))""")
+    init_db(db)
+    rows = mark_rows(n=20)
+    assert write(db, rows).stats.marks_inserted == 20
+    assert write(db, rows[5:] + rows[:3]).stats.marks_inserted == 0

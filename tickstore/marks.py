@@ -8,12 +8,14 @@ Rows are plain tuples with times as integer microseconds since the epoch (UTC):
   None when REST gives none).
 
 The tick writer drains a `MarkBuffer` on every flush and inserts its rows in the same connection and transaction as
-the ticks (one connection per flush). Both tables have a primary key, so a row arriving twice (stream and a
-reconnect's overlap, REST pages that overlap) is stored once (`ON CONFLICT DO NOTHING`). Rows that cannot be real
+the ticks (one connection per flush). A row arriving twice (stream and a reconnect's overlap, REST pages that
+overlap) is stored once: `funding_rates` by its primary key (`ON CONFLICT DO NOTHING`), `mark_prices` (no index:
+see tickstore.schema) by an anti-join against the stored rows of the batch's time range, like ticks. Rows that cannot be real
 (see `mark_problem` / `funding_problem`) are set aside, logged and counted, never stored.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 import threading
 
@@ -34,9 +36,10 @@ FUNDING_SCHEMA = pa.schema([("market", pa.string()), ("symbol", pa.string()), ("
 
 INSERT_MARKS_SQL = """
 INSERT INTO mark_prices
-SELECT market, symbol, ts, mark_price, index_price, funding_rate, next_funding_time
-FROM (SELECT DISTINCT ON (market, symbol, ts) * FROM mark_batch)
-ON CONFLICT DO NOTHING"""
+SELECT b.market, b.symbol, b.ts, b.mark_price, b.index_price, b.funding_rate, b.next_funding_time
+FROM (SELECT DISTINCT ON (market, symbol, ts) * FROM mark_batch) b
+ANTI JOIN (SELECT market, symbol, ts FROM mark_prices WHERE ts BETWEEN $lo AND $hi) t
+  ON b.market = t.market AND b.symbol = t.symbol AND b.ts = t.ts"""
 
 INSERT_FUNDING_SQL = """
 INSERT INTO funding_rates
@@ -158,19 +161,22 @@ def _table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _insert(con: duckdb.DuckDBPyConnection, rows: list[tuple], schema: pa.Schema, name: str, sql: str) -> int:
+def _insert(con: duckdb.DuckDBPyConnection, rows: list[tuple], schema: pa.Schema, name: str, sql: str,
+            params: dict | None = None) -> int:
     if not rows:
         return 0
     con.register(name, _table(rows, schema))
     try:
-        return int(con.execute(sql).fetchall()[0][0])
+        return int(con.execute(sql, params).fetchall()[0][0])
     finally:
         con.unregister(name)
 
 
 def insert_marks(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> int:
     """Store mark rows (already checked), each (market, symbol, ts) once; returns rows new to the file."""
-    return _insert(con, rows, MARK_SCHEMA, "mark_batch", INSERT_MARKS_SQL)
+    times = [r[2] for r in rows]
+    lo, hi = (dt.datetime.fromtimestamp(t / 1e6, dt.UTC) for t in (min(times), max(times)))
+    return _insert(con, rows, MARK_SCHEMA, "mark_batch", INSERT_MARKS_SQL, {"lo": lo, "hi": hi})
 
 
 def insert_funding(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> int:
