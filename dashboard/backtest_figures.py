@@ -18,15 +18,19 @@ def _label(v: float) -> str:
 
 def sweep_heatmap(table: pd.DataFrame, title: str, value_format: str, uirevision: str,
                   best: tuple[float, float] | None = None, withheld: pd.DataFrame | None = None,
-                  kind: str = "diverging") -> Figure:
+                  kind: str = "diverging", notes: pd.DataFrame | None = None) -> Figure:
     """entry_z (rows) x exit_z (columns) heat map of one statistic; NaN cells (exit >= entry) stay empty.
     `withheld`: same shape, a reason per cell ('' where shown): such cells are blank with the reason on hover.
-    `best`: (entry_z, exit_z) of the in-sample best, outlined and labelled. `value_format`: d3 format."""
+    `best`: (entry_z, exit_z) of the in-sample best, outlined and labelled. `value_format`: d3 format.
+    `notes`: same shape, hover text of the shown cells (e.g. a confidence interval)."""
     z = table.to_numpy(dtype=float).copy()
     reasons = np.full(z.shape, "", dtype=object)
     if withheld is not None:
         reasons = withheld.reindex(index=table.index, columns=table.columns).fillna("").to_numpy(dtype=object)
         z[reasons != ""] = np.nan
+    if notes is not None:
+        extra = notes.reindex(index=table.index, columns=table.columns).fillna("").to_numpy(dtype=object)
+        reasons = np.where(reasons == "", extra, reasons)
     xs = [_label(v) for v in table.columns]
     ys = [_label(v) for v in table.index]
     layout = _layout(uirevision, 120 + 34 * len(ys), title, hovermode="closest")

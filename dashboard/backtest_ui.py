@@ -150,7 +150,9 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
     with right:
         st.subheader("Stats", anchor=False)
         st.dataframe(tables.backtest_stats(st_), hide_index=True, width="stretch",
-                     column_config={"note": st.column_config.TextColumn("Note", width="medium")})
+                     column_config={"metric": st.column_config.TextColumn("Metric", width="small"),
+                                    "value": st.column_config.TextColumn("Value", width="medium"),
+                                    "note": st.column_config.TextColumn("Note", width="medium")})
 
 
 # ---------------------------------------------------------------- suggested thresholds
@@ -249,8 +251,12 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
                + ". Sharpe cells with fewer trades than the rule asks show n/a (hover for the reason).")
     c = st.columns(2)
     with c[0]:
+        ci = grid.assign(ci=[f"95% CI [{lo:,.2f}, {hi:,.2f}]" if pd.notna(lo) else ""
+                             for lo, hi in zip(grid["sharpe_ci_low"], grid["sharpe_ci_high"])])
         ui.chart(backtest_figures.sweep_heatmap(pivot("sharpe"), "Sharpe (ann., in sample)", ",.2f", rev, mark,
-                                                withheld), key="bt-sweep-sharpe")
+                                                withheld, notes=ci.pivot(index="entry_z", columns="exit_z",
+                                                                         values="ci")),
+                 key="bt-sweep-sharpe")
         ui.chart(backtest_figures.sweep_heatmap(pivot("n_trades"), "Trades (in sample)", ",.0f", rev, mark,
                                                 kind="sequential"), key="bt-sweep-trades")
     with c[1]:
@@ -273,7 +279,7 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
                      width="content")
         for why in (view.sharpe_withheld.loc[best.name], oos_why):
             if why:
-                st.caption(f":material/block: {why}.")
+                st.caption(f":material/block: {why[0].upper() + why[1:]}.")
         if view.deflated is not None:
             st.caption(f":material/casino: {view.deflated.summary()}. Deflated Sharpe: Bailey & López de Prado "
                        f"(2014), over the {len(res.grid)} sets tried and the spread of their Sharpe ratios.")

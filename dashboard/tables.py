@@ -271,9 +271,22 @@ WINDOW_COLUMNS = {
 def walk_forward_windows(windows: pd.DataFrame) -> pd.DataFrame:
     """The per-window table with no empty cells (a window that could not be fitted shows '—' and its note)."""
     df = windows.copy()
+    # an OLS formation spread has mean 0 up to float noise (1e-13): shown as 0, not in scientific notation
+    tiny = (df["spread_mean"].abs() < 1e-9 * df["spread_std"].abs()).fillna(False)
+    df.loc[tiny, "spread_mean"] = 0.0
     for c in ("alpha", "beta", "spread_mean", "spread_std"):
-        df[c] = [f"{v:.6g}" if pd.notna(v) else "—" for v in df[c]]
+        df[c] = [plain(v) for v in df[c]]
     return df
+
+
+def plain(value: float, digits: int = 6) -> str:
+    """`digits` significant digits written out in full (no exponent): 0.0624372, -740.91, 15.3301; '—' if missing."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(value)))))
+    return f"{value:,.{min(decimals, 12)}f}".rstrip("0").rstrip(".") if decimals else f"{value:,.0f}"
 
 
 def in_out_table(best: pd.Series, withheld_in: str, withheld_out: str | None) -> pd.DataFrame:

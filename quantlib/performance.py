@@ -212,7 +212,7 @@ class SampleInfo:
         if self.n_trades is not None:
             parts.append(f"{self.n_trades} trade{'s' if self.n_trades != 1 else ''}")
         if self.periods_per_year:
-            parts.append(f"annualized x sqrt({self.periods_per_year:,.0f} bars per year)")
+            parts.append(f"annualized × √({self.periods_per_year:,.0f} bars per year)")
         return ", ".join(parts)
 
     def withheld(self, rule: SampleRule = RULE) -> dict[str, str]:

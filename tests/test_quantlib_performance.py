@@ -101,7 +101,7 @@ def test_buy_and_hold_and_sample_info():
         perf.buy_and_hold(-p, 1000.0)
     info = perf.sample_info(idx, 1, 8760.0)
     assert (info.n_bars, info.span, info.bar) == (4, pd.Timedelta(hours=3), pd.Timedelta(hours=1))
-    assert info.summary() == "4 bars of 1 h, over 3 h, 1 trade, annualized x sqrt(8,760 bars per year)"
+    assert info.summary() == "4 bars of 1 h, over 3 h, 1 trade, annualized × √(8,760 bars per year)"
     assert set(info.withheld()) == {"sharpe", "hit_rate"}
     assert info.withheld()["sharpe"] == ("an annualized Sharpe ratio is withheld: only 4 bars (need 30), "
                                          "1 trade (need 10), 3 h of data (need 12 h)")
