@@ -196,20 +196,24 @@ def min_bars_for_backtest(window: int) -> int:
 
 @CACHE
 def run_backtest(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, window: int, timeframe: str,
-                 params: BacktestParams) -> backtest.BacktestResult:
-    """`quantlib.backtest.mean_reversion` on aligned closes, cached on `key` + params."""
+                 params: BacktestParams, _funding: dict[str, pd.DataFrame] | None = None,
+                 funding_key: tuple = ()) -> backtest.BacktestResult:
+    """`quantlib.backtest.mean_reversion` on aligned closes, cached on `key` + params (+ `funding_key`, naming
+    the funding rates `_funding` of the perpetual legs, {"y" | "x": frame})."""
     ys, xs = pairs.align(_closes[y].dropna(), _closes[x].dropna())
     hedge, m = backtest_hedge(method)
     return backtest.mean_reversion(ys, xs, window=window, entry_z=params.entry_z, exit_z=params.exit_z,
                                    stop_z=params.stop_z, cost_bps=params.cost_bps, hedge=hedge, method=m,
-                                   timeframe=timeframe, capital=params.capital)
+                                   timeframe=timeframe, capital=params.capital, funding=_funding or None)
 
 
 def backtest_or_reason(key: tuple, closes: pd.DataFrame, y: str, x: str, method: str, window: int, timeframe: str,
-                       params: BacktestParams) -> tuple[backtest.BacktestResult | None, str | None]:
+                       params: BacktestParams, funding: dict[str, pd.DataFrame] | None = None
+                       ) -> tuple[backtest.BacktestResult | None, str | None]:
     """`run_backtest`, or (None, a sentence saying why it could not run) — a page never shows a traceback."""
+    fkey = tuple((leg, len(f), f.index.max() if len(f) else None) for leg, f in sorted((funding or {}).items()))
     try:
-        return run_backtest(key, closes, y, x, method, window, timeframe, params), None
+        return run_backtest(key, closes, y, x, method, window, timeframe, params, funding, fkey), None
     except ValueError as exc:
         return None, f"Cannot run this backtest: {exc}."
     except Exception as exc:  # a quantlib failure on unusual data must not take the page down

@@ -32,6 +32,7 @@ class PairBars:
     x: str
     key: tuple
     as_of: object
+    funding: dict[str, pd.DataFrame] | None = None   # settled funding rates of the perpetual legs ("y" / "x")
 
 
 def load(s: Settings) -> PairBars | None:
@@ -59,7 +60,19 @@ def load(s: Settings) -> PairBars | None:
         ui.explain("short", f"The backtest needs at least {need} bars (window {s.window} + 2); the lookback has {n}. "
                             "Pick a longer lookback, a finer timeframe or a shorter window.")
         return None
-    return PairBars(closes, y, x, data.view_key(s, cat), closes.index[-1] if len(closes) else None)
+    return PairBars(closes, y, x, data.view_key(s, cat), closes.index[-1] if len(closes) else None,
+                    _funding(s, closes))
+
+
+def _funding(s: Settings, closes: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
+    """Settled funding rates over the bars for each perpetual (usdm) leg of the pair, or None (no perpetual leg)."""
+    out = {}
+    for name, leg in zip(("y", "x"), s.legs):
+        if leg.market == data.PERP_MARKET and len(closes):
+            res = data.funding_history(s, leg.symbol, closes.index[0].floor("1h").to_pydatetime())
+            if res.value is not None:
+                out[name] = res.value
+    return out or None
 
 
 def _withheld_notes(withheld: dict[str, str]) -> None:
@@ -119,12 +132,13 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
                + ". Signals at a bar's close fill at the next bar's close; costs per leg and side. Sharpe is "
                  "annualized by the bars' observed rate (365-day year), holding times are clock time.")
     result, reason = analysis.backtest_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.window,
-                                                 s.timeframe, params)
+                                                 s.timeframe, params, bars.funding)
     if result is None:
         ui.explain("error", reason)
         return
     st_ = result.stats
     _metrics(st_)
+    _pnl_parts(result, bars)
     view, why = analysis.threshold_view(result, bars.closes, y, x, s.timeframe, params)
     if view is not None:
         b = view.band
@@ -153,6 +167,32 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
                      column_config={"metric": st.column_config.TextColumn("Metric", width="small"),
                                     "value": st.column_config.TextColumn("Value", width="medium"),
                                     "note": st.column_config.TextColumn("Note", width="medium")})
+
+
+def _pnl_parts(result, bars: PairBars) -> None:
+    """Price PnL, costs and funding apart (funding only when a leg is a perpetual)."""
+    if result.funding is None:
+        return
+    t = result.trades
+    legs = " and ".join({"y": bars.y, "x": bars.x}[leg] for leg in sorted(bars.funding or {}, reverse=True))
+    held = result.funding[result.funding["qty"] != 0]
+    m = st.columns(4)
+    m[0].metric("Price PnL", f"{t['gross_pnl'].sum():+,.2f}", help="Sum of the trades' gross PnL (price moves).")
+    m[1].metric("Costs", f"{-t['costs'].sum():+,.2f}")
+    m[2].metric("Funding", f"{result.total_funding:+,.2f}",
+                help=f"Funding of {legs} at each funding time a position was held: −qty × mark × rate (a long "
+                     "perpetual pays a positive rate, a short one receives it).")
+    m[3].metric("Funding times held", f"{len(held)} of {len(result.funding)}")
+    if len(result.funding):
+        with st.expander(f"Funding ledger ({len(result.funding)} funding times in the window)",
+                         icon=":material/payments:"):
+            st.dataframe(result.funding, hide_index=True, width="stretch",
+                         column_config={"funding_time": st.column_config.DatetimeColumn(
+                             "Funding time (UTC)", format="YYYY-MM-DD HH:mm:ss", timezone="UTC"),
+                             "rate": st.column_config.NumberColumn("Rate", format="%.6f"),
+                             "payment": st.column_config.NumberColumn("Payment", format="%+.4f")})
+    else:
+        st.caption(f"No funding time of {legs} falls inside the window: funding 0.")
 
 
 # ---------------------------------------------------------------- suggested thresholds

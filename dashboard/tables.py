@@ -135,6 +135,9 @@ TRADES_COLUMNS = {
     "pnl": st.column_config.NumberColumn("PnL", format="%.2f"),
     "return": st.column_config.NumberColumn("Return", format="percent"),
     "costs": st.column_config.NumberColumn("Costs", format="%.2f"),
+    "funding": st.column_config.NumberColumn("Funding", format="%+.2f",
+                                             help="Perpetual funding received (+) or paid (−) while the trade was "
+                                                  "open"),
     "bars_held": st.column_config.NumberColumn("Bars held", format="%d"),
     "holding_time": st.column_config.TextColumn("Held"),
 }
@@ -175,6 +178,8 @@ def trades_table(trades: pd.DataFrame, y: str, x: str) -> tuple[pd.DataFrame, di
         df["holding_time"] = [duration_text(v) for v in df["holding_time"]]
     if "beta" in df and df["beta"].isna().all():
         df = df.drop(columns="beta")
+    if "funding" in df and (df["funding"] == 0).all():  # no perpetual leg (or no funding time while held)
+        df = df.drop(columns="funding")
     config = dict(TRADES_COLUMNS)
     names = {}
     for leg, sym in (("y", y), ("x", x)):

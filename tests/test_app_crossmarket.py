@@ -120,3 +120,41 @@ def test_screener_across_markets_names_legs_and_opens_them_on_the_pairs_page(app
     assert at.selectbox(key="mkt").value == "spot"
     legs = {"spot:BTCUSDT": "BTCUSDT", "usdm:BTCUSDT": "usdm:BTCUSDT"}   # the sidebar market's leg is bare
     assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == (legs[row["y"]], legs[row["x"]])
+
+
+def test_backtest_page_books_funding_on_the_perp_leg_apart(app, tmp_path):
+    """Spot vs perp with funding times inside the window: the page shows price PnL, costs and funding apart, and
+    the funding equals quantlib's on the same bars and rates (hand-checked in test_quantlib_basis)."""
+    from quantlib import backtest
+    from tickstore import queries
+
+    path = tmp_path / "funded.duckdb"
+    end = dt.datetime(2026, 1, 5, 12, 30, tzinfo=dt.UTC)   # 09:30-12:30: funding times 10:00, 11:00, 12:00 below
+    make_basis_db(path, end, marks=False)
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    for h, rate in ((10, 0.0004), (11, -0.0003), (12, 0.0002)):
+        con.execute("INSERT INTO funding_rates VALUES ('usdm', 'BTCUSDT', ?, ?, NULL)",
+                    [dt.datetime(2026, 1, 5, h, tzinfo=dt.UTC), rate])
+    con.close()
+    q = {**CROSS, "win": "20", "bt_entry": "1.0", "bt_exit": "0.25", "bt_cost": "0"}
+    at = app(path, page="app_pages/backtest.py", query=q)
+    assert_no_exception(at)
+    m = {x.label: x.value for x in at.metric}
+    assert {"Price PnL", "Costs", "Funding"} <= set(m)
+    perp = stored_closes(path, "usdm", "BTCUSDT").rename("y")
+    spot = stored_closes(path, "spot", "BTCUSDT").rename("x")
+    y, x = qpairs.align(perp, spot)
+    rates = queries.funding_rates("usdm", "BTCUSDT", None, path=path)
+    ref = backtest.mean_reversion(y, x, window=20, entry_z=1.0, exit_z=0.25, stop_z=4.0, cost_bps=0.0,
+                                  hedge="static", method="ols", timeframe="1m", funding=rates, funding_leg="y")
+    assert m["Funding"] == f"{ref.total_funding:+,.2f}"
+    assert m["Price PnL"] == f"{ref.trades['gross_pnl'].sum():+,.2f}"
+    held = ref.funding[ref.funding["qty"] != 0]
+    assert m["Funding times held"] == f"{len(held)} of 3" and len(held) >= 1 and ref.total_funding != 0
+    # by hand: every funding time a position was held pays -qty_perp x mark x rate, mark = the perp's last close
+    for _, row in ref.funding.iterrows():
+        mark = y[y.index + pd.Timedelta("1min") <= row["funding_time"]].iloc[-1]
+        assert row["mark_price"] == pytest.approx(mark)
+        assert row["payment"] == pytest.approx(-row["qty"] * mark * row["rate"])
