@@ -14,6 +14,11 @@ request from then on:
   exchange's (9e18), a symbol nobody subscribed to that is also a path (``../../../../elsewhere/x``), and a time two
   days ahead. Each copies the print it precedes, so a receiver that stores it shadows the real one.
 
+The usdm mark-price updates get the same two kinds of bad frames (``mark_faults``, own generator, so switching them
+on changes no trade decision): malformed in turn non-JSON, no mark price, a non-numeric mark price; hostile in turn
+(``MARK_HOSTILE_KINDS``) an event time in year ~30,000, a negative mark price, a 500 % funding rate and a symbol
+nobody subscribed to. Each precedes the real update of that second.
+
 The decisions are drawn once per print from a seeded generator, so every connection sees the same
 skips/duplicates. ``fail_next_rest(n, status, retry_after)`` queues failures for the next ``n`` REST
 requests. Connection-level faults (drop, stall, serverShutdown) are methods of ``LocalExchange``.
@@ -32,6 +37,7 @@ from exchange.model import rng_for
 _FRACTIONS = ("skip_fraction", "malformed_fraction", "duplicate_fraction", "reorder_fraction",
               "rest_429_fraction", "hostile_fraction")
 HOSTILE_KINDS = ("year_30000", "negative_time", "huge_id", "foreign_symbol", "days_ahead")
+MARK_HOSTILE_KINDS = ("year_30000", "negative_price", "huge_funding", "foreign_symbol")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class Faults:
         self._hostile_rng = rng_for(seed, "faults", "hostile")
         self._hostile_counter = 0
         self._rest_rng = rng_for(seed, "faults", "rest")
+        self._mark_rng = rng_for(seed, "faults", "marks")
+        self._mark_counters = [0, 0]
         self._lock = threading.Lock()
         self._rest_queue: deque[tuple[int, int]] = deque()
         self._malformed_counter = 0
@@ -100,6 +108,23 @@ class Faults:
         self._hostile_counter += int(hostile.sum())
         return FaultMasks(u[0] < self.skip_fraction, malformed, kinds, u[2] < self.duplicate_fraction,
                           u[3] < self.reorder_fraction, hostile, hostile_kinds)
+
+    def mark_faults(self, n: int) -> list[tuple[int, int]]:
+        """For ``n`` mark-price updates: (malformed kind or -1, hostile kind or -1) each (see module docstring)."""
+        if not (self.malformed_fraction or self.hostile_fraction) or n == 0:
+            return [(-1, -1)] * n
+        u = self._mark_rng.random((2, n))
+        out = []
+        for a, b in zip((u[0] < self.malformed_fraction).tolist(), (u[1] < self.hostile_fraction).tolist()):
+            m = h = -1
+            if a:
+                m = self._mark_counters[0] % 3
+                self._mark_counters[0] += 1
+            if b:
+                h = self._mark_counters[1] % len(MARK_HOSTILE_KINDS)
+                self._mark_counters[1] += 1
+            out.append((m, h))
+        return out
 
     def fail_next_rest(self, n: int = 1, status: int = 429, retry_after: int = 1) -> None:
         """Answer the next ``n`` REST requests with ``status`` (429, 418, 5xx...) and ``Retry-After``."""

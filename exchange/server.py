@@ -429,17 +429,30 @@ class LocalExchange:
             return
         self._mark_sec = sec
         e_ms = sec * 1000
-        payloads = {}
-        for sym in self.symbols:
+        payloads, bad = {}, {}
+        fmt = '{"e":"markPriceUpdate","E":%d,"s":"%s","p":"%s","i":"%s","P":"%s","r":"%s","T":%d}'
+        for sym, (mal, hos) in zip(self.symbols, self.faults.mark_faults(len(self.symbols))):
             snap = self._funding.snapshot(sym)
             if snap is None:
                 continue
             _, mark, index, rate, next_us = snap
             p, i, r = f"{mark:.8f}", f"{index:.8f}", f"{rate:.8f}"
-            payloads[sym.lower()] = ('{"e":"markPriceUpdate","E":%d,"s":"%s","p":"%s","i":"%s","P":"%s","r":"%s","T":%d}'
-                                     % (e_ms, sym, p, i, i, r, next_us // 1000))
+            payloads[sym.lower()] = fmt % (e_ms, sym, p, i, i, r, next_us // 1000)
             self._marks_log[sym].append((e_ms, float(p), float(i), float(r), next_us // 1000))
-        self._hub.publish_marks(payloads, every_3s=sec % 3 == 0)
+            extra = []
+            if mal >= 0:
+                extra.append((("{\"e\":\"markPriceUpdate\",\"E\":%d <truncated" % e_ms),
+                              '{"e":"markPriceUpdate","E":%d,"s":"%s","i":"%s","r":"%s","T":%d}'
+                              % (e_ms, sym, i, r, next_us // 1000),
+                              fmt % (e_ms, sym, "12x.3.4", i, i, r, next_us // 1000))[mal])
+            if hos >= 0:
+                extra.append((fmt % (9 * 10**17, sym, p, i, i, r, next_us // 1000),
+                               fmt % (e_ms, sym, "-" + p, i, i, r, next_us // 1000),
+                               fmt % (e_ms, sym, p, i, i, "5.00000000", next_us // 1000),
+                               fmt % (e_ms, "ELSEWHEREUSDT", p, i, i, r, next_us // 1000))[hos])
+            if extra:
+                bad[sym.lower()] = (mal >= 0, hos >= 0, extra)
+        self._hub.publish_marks(payloads, every_3s=sec % 3 == 0, bad=bad)
 
     def _generate_until(self, now_us: int) -> None:
         k = (now_us - self._next_step_us) // STEP_US

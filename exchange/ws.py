@@ -487,9 +487,12 @@ class WsHub:
         else:
             self.counters.add(st, 0)
 
-    def publish_marks(self, payloads: dict[str, str], every_3s: bool) -> int:
+    def publish_marks(self, payloads: dict[str, str], every_3s: bool,
+                      bad: dict[str, tuple[bool, bool, list[str]]] | None = None) -> int:
         """Send mark-price updates (``payloads``: lower-case symbol -> data object text) to the usdm connections
-        subscribed to ``<symbol>@markPrice@1s`` (and, when ``every_3s``, ``<symbol>@markPrice``); returns frames."""
+        subscribed to ``<symbol>@markPrice@1s`` (and, when ``every_3s``, ``<symbol>@markPrice``); returns frames.
+        ``bad`` (fault injection): symbol -> (malformed?, hostile?, data texts sent just before its update)."""
+        bad = bad or {}
         sent = 0
         cache: dict[tuple[str, bool], bytes] = {}
         for conn in self.targets("usdm"):
@@ -501,6 +504,12 @@ class WsHub:
                 data = payloads.get(sym)
                 if data is None:
                     continue
+                if sym in bad:
+                    is_mal, is_hos, texts = bad[sym]
+                    for t in texts:
+                        out.append(ws_frame(('{"stream":"%s","data":%s}' % (name, t) if conn.combined else t).encode()))
+                    self.counters.malformed_sent += is_mal
+                    self.counters.hostile_sent += is_hos
                 key = (name, conn.combined)
                 fr = cache.get(key)
                 if fr is None:

@@ -127,3 +127,30 @@ def test_bad_funding_history_exits_2_with_one_line(tmp_path, value):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "bad duration" in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_malformed_and_hostile_mark_frames_are_skipped_never_stored(tmp_path):
+    ex = LocalExchange(symbols=SYMBOLS, seed=9, rate=5.0, history_seconds=60, funding_interval=INTERVAL_S,
+                       markets=("usdm",), malformed_fraction=0.3, hostile_fraction=0.3).start()
+    db = tmp_path / "f.duckdb"
+    try:
+        proc = start_ingestor(ex, db, SYMBOLS, market="usdm")
+        try:
+            assert wait_for(lambda: db.exists() and all(len(stored_marks(db, s)) >= 8 for s in SYMBOLS), 90)
+            assert wait_for(lambda: ex.stats().hostile_sent >= 4 and ex.stats().malformed_sent >= 4, 60)
+        finally:
+            assert stop_ingestor(proc) == 0
+        for s in SYMBOLS:
+            check_marks(db, ex, s)     # only real updates, exact values (the bad ones share their second)
+            check_funding(db, ex, s)
+        with read_connection(db) as con:
+            malformed = con.execute("SELECT sum(malformed) FROM ingest_status WHERE market = 'usdm'").fetchone()[0]
+            kinds = con.execute("SELECT count(*) FROM mark_prices WHERE symbol NOT IN ('BTCUSDT', 'ETHUSDT') "
+                                "OR mark_price <= 0 OR abs(funding_rate) > 0.1 OR ts > now() + INTERVAL 1 HOUR"
+                                ).fetchone()[0]
+        assert malformed > 0 and kinds == 0
+        log = db.with_suffix(".log").read_text()
+        assert "malformed frame(s) skipped" in log and "Traceback" not in log
+    finally:
+        ex.stop()
