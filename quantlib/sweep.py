@@ -36,7 +36,7 @@ STATS = ("total_return", "sharpe", "sharpe_se", "sharpe_ci_low", "sharpe_ci_high
          "n_trades", "avg_holding_bars", "avg_holding_time", "turnover", "total_costs", "costs_fraction", "exposure")
 METRICS = ("sharpe", "total_return", "max_drawdown", "hit_rate", "n_trades", "turnover", "exposure")
 PARAMS = ("window", "entry_z", "exit_z", "stop_z")
-MAX_CELLS = 8_000_000  # bars x parameter sets held in memory at once (64 MB of equity)
+MAX_CELLS = 4_000_000  # bars x parameter sets simulated at once (~60 bytes each at the peak)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class SweepResult:
     n_out_of_sample: int
     skipped: int                                # combinations dropped for breaking exit < entry < stop
     params: dict[str, object]
+    # the best set's equity in sample and out of sample (each starting at `capital`); None without a best
+    best_equity: pd.Series | None = field(repr=False, default=None)
+    best_oos_equity: pd.Series | None = field(repr=False, default=None)
 
     def best_params(self) -> dict[str, float] | None:
         """The in-sample best set as keyword arguments of `mean_reversion`."""
@@ -420,6 +423,19 @@ def sweep(
     if best is not None:
         grid.loc[best.name, "best"] = True
         best = grid.loc[best.name]
+    best_eq = best_oos_eq = None
+    if best is not None:
+        w = int(best["window"])
+        b, spr = hedges[hedge_window if hedge_window is not None else w]
+        z = _spread_zscore(b, spr, index, w)
+        one = [np.array([best[k]], dtype=np.float64) for k in ("entry_z", "exit_z", "stop_z")]
+        part = slice(0, split)
+        best_eq = pd.Series(_simulate(yv[part], xv[part], b[part], z[part], *one, capital, cost_rate, None).equity[0],
+                            index=index[part], name="equity")
+        if split < n:
+            part = slice(split, n)
+            best_oos_eq = pd.Series(_simulate(yv[part], xv[part], b[part], z[part], *one, capital, cost_rate,
+                                              None).equity[0], index=index[part], name="equity")
     params = dict(entry_z=entries, exit_z=exits, stop_z=stops, window=windows, cost_bps=cost_bps, hedge=hedge,
                   hedge_window=hedge_window, method=method, beta=beta, timeframe=timeframe, capital=capital,
                   kalman_delta=kalman_delta, oos_fraction=oos_fraction, oos_start=oos_start, metric=metric,
@@ -428,5 +444,5 @@ def sweep(
     return SweepResult(
         grid=grid, metric=metric, best=best, in_sample=(index[0], index[split - 1]),
         out_of_sample=(index[split], index[-1]) if split < n else None, n_in_sample=split,
-        n_out_of_sample=n - split, skipped=skipped, params=params,
+        n_out_of_sample=n - split, skipped=skipped, params=params, best_equity=best_eq, best_oos_equity=best_oos_eq,
     )

@@ -131,6 +131,11 @@ def test_best_is_the_in_sample_argmax_and_its_out_of_sample_result_is_beside_it(
     split = r.n_in_sample
     ref = mean_reversion(y.iloc[:split], x.iloc[:split], **p)
     assert ref.stats.sharpe == pytest.approx(r.best["sharpe"], rel=1e-10)
+    np.testing.assert_allclose(r.best_equity.to_numpy(), ref.equity.to_numpy(), rtol=1e-12)
+    assert r.best_equity.index.equals(y.index[:split]) and r.best_oos_equity.index.equals(y.index[split:])
+    oos = r.best_oos_equity.to_numpy()
+    assert oos[0] == 10_000 and oos[-1] / 10_000 - 1 == pytest.approx(r.best["oos_total_return"], rel=1e-12)
+    assert np.max(1 - oos / np.maximum.accumulate(oos)) == pytest.approx(r.best["oos_max_drawdown"], rel=1e-12)
     assert "out of sample" in r.summary() and f"{r.best['oos_n_trades']} trades" in r.summary()
     hm = r.heatmap("sharpe")
     assert hm.index.name == "entry_z" and hm.columns.name == "exit_z" and hm.shape == (5, 4)
@@ -147,6 +152,7 @@ def test_no_set_with_enough_trades_has_no_best():
     y, x = _pair(n=500, seed=2)
     r = sweep(y, x, entry_z=[40.0], exit_z=[0.5], stop_z=None, oos_fraction=None)
     assert r.best is None and r.best_params() is None and "no set made" in r.summary()
+    assert r.best_equity is None and r.best_oos_equity is None
     assert r.grid["n_trades"].eq(0).all() and r.grid["total_return"].eq(0).all()
 
 
