@@ -36,7 +36,8 @@ STATS = ("total_return", "sharpe", "sharpe_se", "sharpe_ci_low", "sharpe_ci_high
          "n_trades", "avg_holding_bars", "avg_holding_time", "turnover", "total_costs", "costs_fraction", "exposure")
 METRICS = ("sharpe", "total_return", "max_drawdown", "hit_rate", "n_trades", "turnover", "exposure")
 PARAMS = ("window", "entry_z", "exit_z", "stop_z")
-MAX_CELLS = 4_000_000  # bars x parameter sets simulated at once (~60 bytes each at the peak)
+MAX_CELLS = 20_000_000  # bars x parameter sets whose signal states are held at once (2 bytes each)
+BOOK_CELLS = 1_000_000  # bars x sets booked at once (~40 bytes each at the peak: equity, returns)
 
 
 @dataclass(frozen=True)
@@ -165,22 +166,33 @@ def _codes(z: np.ndarray, entry: np.ndarray, exit_: np.ndarray, stop: np.ndarray
     return part_es[:, es_inv.ravel()] | part_ex[:, ex_inv.ravel()]
 
 
-def _simulate(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, z: np.ndarray, entry: np.ndarray, exit_: np.ndarray,
-              stop: np.ndarray, capital: float, cost_rate: float, times: np.ndarray | None) -> _Grid:
-    """`mean_reversion`'s rules and book for every set at once.
-
-    yv, xv, b, z cover the bars traded (flat at the first, closed at the last); `times`: int64 ns of the
-    bars for clock holding times (None: bars only). Three steps: the state machine bar by bar with one
-    state per set (a table lookup per bar); the holding periods of every set from the positions; the
-    cash of every set trade by trade (the k-th trade of all sets at once), then the marked equity."""
-    n, p = yv.shape[0], entry.shape[0]
+def _states(z: np.ndarray, entry: np.ndarray, exit_: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """(bars, sets) int8 signal states after each bar's z: the state machine of every set at once, one
+    table lookup per bar (flat at the first bar of `z`)."""
     codes = _codes(z, entry, exit_, stop)
-    states = np.empty((n, p), dtype=np.int8)
-    st = np.zeros(p, dtype=np.int8)
+    states = np.empty(codes.shape, dtype=np.int8)
+    st = np.zeros(codes.shape[1], dtype=np.int8)
     table = TRANSITIONS
-    for t in range(n):
+    for t in range(codes.shape[0]):
         st = table[st, codes[t]]
         states[t] = st
+    return states
+
+
+def _simulate(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, z: np.ndarray, entry: np.ndarray, exit_: np.ndarray,
+              stop: np.ndarray, capital: float, cost_rate: float, times: np.ndarray | None) -> _Grid:
+    """`mean_reversion`'s rules and book for every set at once (`_states`, then `_book`)."""
+    return _book(yv, xv, b, _states(z, entry, exit_, stop), capital, cost_rate, times)
+
+
+def _book(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, states: np.ndarray, capital: float, cost_rate: float,
+          times: np.ndarray | None) -> _Grid:
+    """Fills, cash, equity and trade counts of every set from its signal states.
+
+    yv, xv, b, states cover the bars traded (flat at the first, closed at the last); `times`: int64 ns of
+    the bars for clock holding times (None: bars only). The holding periods of every set come from its
+    positions; the cash of every set from its trades' growth factors; then the marked equity by segment."""
+    n, p = states.shape
     # position after each bar's fill: the signal of bar t is filled at bar t+1; one row per set
     pos = np.zeros((p, n), dtype=np.int8)
     pos[:, 1:] = SIDE[states[:-1]].T
@@ -233,7 +245,16 @@ def _simulate(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, z: np.ndarray, entr
     j = s_id * width + 2 * ordinal
     tab_start[j + 1], tab_y[j + 1], tab_x[j + 1], tab_qy[j + 1], tab_qx[j + 1] = start, yv[f], xv[f], qy, qx
     tab_start[j + 2] = cash_after
-    equity = tab_start[seg] + ((yv - tab_y[seg]) * tab_qy[seg] + (xv - tab_x[seg]) * tab_qx[seg])
+    # start + ((y - y_f) q_y + (x - x_f) q_x), in place (a few bar x set arrays at a time)
+    equity = tab_y[seg]
+    np.subtract(yv, equity, out=equity)
+    equity *= tab_qy[seg]
+    part = tab_x[seg]
+    np.subtract(xv, part, out=part)
+    part *= tab_qx[seg]
+    equity += part
+    del part
+    np.add(tab_start[seg], equity, out=equity)
     in_market = np.count_nonzero(pos[:, :-1], axis=1)
     hold_ns = np.bincount(s_id, weights=(times[e] - times[f]).astype(np.float64), minlength=p) \
         if times is not None else None
@@ -403,15 +424,17 @@ def sweep(
         for lo in range(0, len(combos), chunk):
             th = thresholds[lo: lo + chunk]
             e_, x_, s_ = th[:, 0].copy(), th[:, 1].copy(), th[:, 2].copy()
-            g_in = _simulate(yv[:split], xv[:split], b[:split], z[:split], e_, x_, s_, capital, cost_rate,
-                             None if times is None else times[:split])
-            part = pd.concat([pd.DataFrame({"window": w, "entry_z": e_, "exit_z": x_, "stop_z": s_}),
-                              _stats_frame(g_in, capital, per_in, bar_ns)], axis=1)
-            if split < n:
-                g_out = _simulate(yv[split:], xv[split:], b[split:], z[split:], e_, x_, s_, capital, cost_rate,
-                                  None if times is None else times[split:])
-                part = pd.concat([part, _stats_frame(g_out, capital, per_out, bar_ns).add_prefix("oos_")], axis=1)
-            frames.append(part)
+            part = [pd.DataFrame({"window": w, "entry_z": e_, "exit_z": x_, "stop_z": s_})]
+            for sl, per, prefix in ((slice(0, split), per_in, ""), (slice(split, n), per_out, "oos_")):
+                if sl.start == sl.stop:
+                    continue
+                states = _states(z[sl], e_, x_, s_)
+                t_sl = None if times is None else times[sl]
+                step = max(1, BOOK_CELLS // states.shape[0])
+                stats = [_stats_frame(_book(yv[sl], xv[sl], b[sl], states[:, k: k + step], capital, cost_rate, t_sl),
+                                      capital, per, bar_ns) for k in range(0, states.shape[1], step)]
+                part.append(pd.concat(stats, ignore_index=True).add_prefix(prefix))
+            frames.append(pd.concat(part, axis=1))
     grid = pd.concat(frames, ignore_index=True)
     grid["n_trades"] = grid["n_trades"].astype("int64")
     eligible = grid[(grid["n_trades"] >= max(min_trades, 0)) & grid[metric].notna()]
