@@ -70,9 +70,7 @@ class FundingBook:
         """Steps of one symbol (ascending times): settles every period that ends among them."""
         if len(t_us) == 0:
             return
-        index = np.exp(log_index)
-        mark = index * np.exp(log_basis)
-        premium = np.expm1(log_basis)
+        premium = np.expm1(log_basis)   # mark / index - 1; prices themselves only where a period ends
         per = t_us // self.interval_us
         cuts = np.flatnonzero(np.diff(per)) + 1
         b = self._books[symbol]
@@ -89,7 +87,8 @@ class FundingBook:
                 b.period = p
                 b.psum += float(premium[lo:hi].sum())
                 b.pn += hi - lo
-                b.last = (int(t_us[hi - 1]), float(mark[hi - 1]), float(index[hi - 1]))
+                index = float(np.exp(log_index[hi - 1]))
+                b.last = (int(t_us[hi - 1]), index * float(np.exp(log_basis[hi - 1])), index)
                 lo = hi
 
     def snapshot(self, symbol: str) -> tuple[int, float, float, float, int] | None:

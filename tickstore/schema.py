@@ -87,8 +87,8 @@ DDL = [
     # --- end alerts ---
     # --- basis and funding (usdm): the mark-price stream and the funding-rate history, see tickstore/marks.py ---
     # mark_prices is keyed by (market, symbol, ts) without a primary-key index, like ticks: the index took ~80 bytes
-    # a row (1.6 GB for ten days of 23 symbols, 18x the table) and slowed every flush as it grew; the writer keeps
-    # each key once with an anti-join over the batch's time range. funding_rates is small and has its key.
+    # a row (1.6 GB for ten days of 23 symbols, 16x the table; docs/bench-marks.md); the writer keeps each key once
+    # with an anti-join over the batch's time range. funding_rates is small and has its key.
     """CREATE TABLE IF NOT EXISTS mark_prices(
         market VARCHAR NOT NULL,
         symbol VARCHAR NOT NULL,
