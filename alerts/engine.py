@@ -82,6 +82,9 @@ class AlertEngine:
         self._fingerprint: tuple[int, int] | None = None
         self._rules: list[AlertRule] = []
         self._runtime: dict[int, _Runtime] = {}
+        self._rule_keys: set[tuple[str, str]] = set()   # (market, symbol) of every leg of the enabled rules
+        self._status_keys: set | None = None
+        self._status_index: dict[tuple[str, str], tuple] = {}
         self._started = clock()
 
     # ------------------------------------------------------------------------------------------ the hook
@@ -92,10 +95,9 @@ class AlertEngine:
         if not self._runtime:
             return
         now = self.clock()
-        status = self._status()
-        scope = set(status) if status else None
+        status, scope = self._status()
         ticks = _TickGroups(batch)
-        self.metrics.begin(con, now, status, ticks.summary())
+        self.metrics.begin(con, now, status, ticks.summary(self._rule_keys))
         fired: list[tuple[AlertRule, float, dt.datetime | None, str]] = []
         try:
             for rt in list(self._runtime.values()):
@@ -138,25 +140,38 @@ class AlertEngine:
         return None if rt is None else rt.trigger
 
     # --------------------------------------------------------------------------------------- internals
-    def _status(self) -> dict:
+    def _status(self) -> tuple[dict, object]:
+        """(status of the rules' symbols, the set of (market, SYMBOL) this ingestor streams or None when unknown).
+
+        Only the rules' symbols are looked at, so a round costs the same with 4 or 1,000 streamed symbols."""
         if self.status_provider is None:
-            return {}
+            return {}, None
         try:
             raw = self.status_provider() or {}
         except Exception:
             log.exception("alert status provider failed")
-            return {}
+            return {}, None
+        if not raw:
+            return {}, None
+        keys = raw.keys()
+        if keys != self._status_keys:  # the streamed symbols changed (a set comparison, no Python loop)
+            self._status_keys = set(keys)
+            self._status_index = {(str(m).lower(), str(sym).upper()): (m, sym) for m, sym in keys}
+        index = self._status_index
         # a symbol with no tick yet has waited as long as this engine has run (not forever): a lag rule does not
         # fire while the ingestor is still connecting, only once no tick came for longer than its threshold
         since_start = max(0.0, (self.clock() - self._started).total_seconds())
         out = {}
-        for (m, sym), v in raw.items():
-            v = dict(v)
+        for key in self._rule_keys:
+            src = index.get(key)
+            if src is None:
+                continue
+            v = dict(raw[src])
             age = v.get("last_tick_age_s")
             if age is None or not math.isfinite(float(age)):
                 v["last_tick_age_s"] = since_start
-            out[(str(m).lower(), str(sym).upper())] = v
-        return out
+            out[key] = v
+        return out, index
 
     def _maybe_reload(self, con: Connection) -> None:
         fp = alerts_sql.rules_fingerprint(con)
@@ -176,6 +191,7 @@ class AlertEngine:
             rt.trigger.last_fired = prev.trigger.last_fired if prev is not None else fired_at.get(r.id)
             new[r.id] = rt
         self._runtime = new
+        self._rule_keys = {(r.market, sym) for r in rules for sym in (r.symbol, r.symbol2) if sym}
         self._fingerprint = fp
         self.stats.reloads += 1
         log.info("alert rules loaded: %d enabled (%s)", len(new),
@@ -242,43 +258,74 @@ class AlertEngine:
 
 
 class _TickGroups:
-    """New trades of a flushed batch per (market, symbol), sorted by trade id; built lazily, once per flush."""
+    """New trades of a flushed batch per (market, symbol), sorted by trade id and deduplicated.
+
+    Built once per flush with one sort of the whole batch (not one scan of the batch per symbol or per rule), and
+    looked up only for the symbols asked for, so its cost follows the batch's rows and the rules, whatever the
+    number of symbols in the batch."""
 
     _EMPTY = (np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
 
     def __init__(self, batch: pa.Table | None) -> None:
         self._batch = batch
-        self._groups: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._built = False
+        self._codes = np.empty(0, np.int64)      # group code of each group, ascending
+        self._starts = self._ends = self._oldest = np.empty(0, np.int64)
+        self._markets: dict[str, int] = {}
+        self._symbols: dict[str, int] = {}
 
-    def summary(self) -> dict[tuple[str, str], BatchSummary]:
-        """Per (market, symbol): the highest-id trade (id, ts µs, price) and the oldest trade time."""
+    def _build(self) -> None:
+        if self._built:
+            return
+        self._built = True
         b = self._batch
         if b is None or b.num_rows == 0:
-            return {}
+            return
+        market = pc.dictionary_encode(b.column("market")).combine_chunks()
+        symbol = pc.dictionary_encode(b.column("symbol")).combine_chunks()
+        self._markets = {m: i for i, m in enumerate(market.dictionary.to_pylist())}
+        self._symbols = {s: i for i, s in enumerate(symbol.dictionary.to_pylist())}
+        code = (market.indices.to_numpy(zero_copy_only=False).astype(np.int64) * len(self._symbols)
+                + symbol.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+        ids = b.column("trade_id").to_numpy()
+        ts = b.column("ts").cast(pa.int64()).to_numpy()
+        prices = b.column("price").to_numpy()
+        order = np.lexsort((ids, code))  # stable: among equal ids the first row of the batch comes first
+        code, ids, ts, prices = code[order], ids[order], ts[order], prices[order]
+        self._oldest = np.minimum.reduceat(ts, np.flatnonzero(np.r_[True, code[1:] != code[:-1]]))  # duplicates too
+        keep = np.r_[True, (code[1:] != code[:-1]) | (ids[1:] != ids[:-1])]
+        code, self._ids, self._ts, self._prices = code[keep], ids[keep], ts[keep], prices[keep]
+        self._starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+        self._ends = np.r_[self._starts[1:], len(code)]
+        self._codes = code[self._starts]
+
+    def _group(self, market: str, symbol: str) -> int | None:
+        self._build()
+        m, s = self._markets.get(market), self._symbols.get(symbol)
+        if m is None or s is None:
+            return None
+        c = m * len(self._symbols) + s
+        g = int(np.searchsorted(self._codes, c))
+        return g if g < len(self._codes) and self._codes[g] == c else None
+
+    def summary(self, keys) -> dict[tuple[str, str], BatchSummary]:
+        """For each (market, symbol) of `keys` the batch holds: its highest-id trade (id, ts µs, price) and its
+        oldest trade time."""
         out = {}
-        top = b.group_by(["market", "symbol"]).aggregate([("trade_id", "max"), ("ts", "min")])
-        for m, sym, tid, oldest in zip(top["market"].to_pylist(), top["symbol"].to_pylist(),
-                                       top["trade_id_max"].to_pylist(), top["ts_min"].cast(pa.int64()).to_pylist()):
-            row = b.filter(pc.and_(pc.equal(b.column("trade_id"), tid),
-                                   pc.and_(pc.equal(b.column("market"), m), pc.equal(b.column("symbol"), sym))))
-            newest = (int(tid), int(row.column("ts").cast(pa.int64())[0].as_py()), float(row.column("price")[0].as_py()))
-            out[(m, sym)] = BatchSummary(newest, int(oldest))
+        for key in keys:
+            g = self._group(*key)
+            if g is not None:
+                e = int(self._ends[g]) - 1
+                out[key] = BatchSummary((int(self._ids[e]), int(self._ts[e]), float(self._prices[e])),
+                                        int(self._oldest[g]))
         return out
 
     def get(self, market: str, symbol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        key = (market, symbol)
-        if key not in self._groups:
-            b = self._batch
-            if b is None or b.num_rows == 0:
-                self._groups[key] = self._EMPTY
-            else:
-                mask = pc.and_(pc.equal(b.column("market"), market), pc.equal(b.column("symbol"), symbol))
-                sub = b.filter(mask)
-                ids, first = np.unique(sub.column("trade_id").to_numpy(), return_index=True)  # sorted, deduped
-                prices = sub.column("price").to_numpy()[first]
-                ts = sub.column("ts").cast(pa.int64()).to_numpy()[first]
-                self._groups[key] = (ids, prices, ts)
-        return self._groups[key]
+        g = self._group(market, symbol)
+        if g is None:
+            return self._EMPTY
+        a, e = int(self._starts[g]), int(self._ends[g])
+        return self._ids[a:e], self._prices[a:e], self._ts[a:e]
 
 
 def _us_to_dt(us: int) -> dt.datetime:

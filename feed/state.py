@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import time
 from collections import deque
@@ -11,6 +12,9 @@ import pyarrow as pa
 
 from tickstore.connection import Connection
 from tickstore.state import append_ingest_events, upsert_ingest_status
+
+
+STATUS_REFRESH_S = 5.0  # every status row is rewritten at least this often (the app calls a row stale after 15 s)
 
 
 def now_us() -> int:
@@ -33,6 +37,7 @@ class SymbolStats:
     malformed: int = 0
     duplicates: int = 0
     rate_window: deque = field(default_factory=lambda: deque(maxlen=64))   # (monotonic, ticks_total)
+    written: tuple | None = None         # what its ingest_status row last said (IngestState.write_status)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class IngestState:
         self.symbols: dict[tuple[str, str], SymbolStats] = {}
         self.connected: dict[str, bool] = {}
         self._events: list[Event] = []
+        self._status_refreshed = -math.inf   # monotonic time every status row was last written
 
     def stats(self, market: str, symbol: str) -> SymbolStats:
         key = (market, symbol)
@@ -87,7 +93,11 @@ class IngestState:
 
     # writer hook -------------------------------------------------------------------------------------------
     def write_status(self, con: Connection, batch: pa.Table, inserted: int) -> None:
-        """After-flush hook: upsert ingest_status rows and append pending ingest_events."""
+        """After-flush hook: append pending ingest_events and upsert the ingest_status rows that changed.
+
+        A symbol's row is written when anything but its rate changed since its last write, and every row at
+        least every STATUS_REFRESH_S (rates of quiet symbols decay, and `updated_at` says the ingestor is alive),
+        so a flush costs one small statement whatever the number of symbols."""
         ev = self.drain_events()
         try:
             append_ingest_events(con, [(e.ts_us, e.market, e.symbol, e.kind, e.first_id, e.last_id, e.count, e.detail)
@@ -96,15 +106,27 @@ class IngestState:
             self.requeue_events(ev)
             raise
         now_mono = time.monotonic()
-        rows = []
+        refresh = now_mono - self._status_refreshed >= STATUS_REFRESH_S
+        rows, keys = [], []
+        stamp = now_us()
         for s in list(self.symbols.values()):
             s.rate_window.append((now_mono, s.ticks_total))
+            connected = self.connected.get(s.market, False)
+            key = (connected, s.ticks_total, s.last_trade_id, s.last_recv_us, s.reconnects, s.gaps_found,
+                   s.gaps_filled, s.gaps_unrecoverable, s.trades_backfilled, s.malformed, s.duplicates)
+            if not refresh and key == s.written:
+                continue
             t0, n0 = s.rate_window[0]
             rate = (s.ticks_total - n0) / (now_mono - t0) if now_mono - t0 > 0.5 else None
-            rows.append((s.market, s.symbol, self.connected.get(s.market, False), s.last_trade_id, s.last_trade_us,
-                         s.last_recv_us, s.ticks_total, rate, s.reconnects, s.gaps_found, s.gaps_filled,
-                         s.gaps_unrecoverable, s.trades_backfilled, s.malformed, s.duplicates, now_us()))
+            rows.append((s.market, s.symbol, connected, s.last_trade_id, s.last_trade_us, s.last_recv_us,
+                         s.ticks_total, rate, s.reconnects, s.gaps_found, s.gaps_filled, s.gaps_unrecoverable,
+                         s.trades_backfilled, s.malformed, s.duplicates, stamp))
+            keys.append((s, key))
         upsert_ingest_status(con, rows)
+        for s, key in keys:  # only once the rows are in (a failed upsert writes them again next flush)
+            s.written = key
+        if refresh:
+            self._status_refreshed = now_mono
 
 
 def us_to_dt(us: int) -> dt.datetime:

