@@ -364,7 +364,8 @@ class RuleStore:
         if not self.path.exists():  # rules live in the tick file; the app never creates it
             raise StoreMissing(f"tick file {self.path} does not exist yet; start the ingestor (make run / make demo) "
                                "to create it, then add rules")
-        return app_write(self.path, self.lock_budget_s, atomic=atomic)
+        # verify: a rule is never saved into a damaged file (read in full once per file by this process)
+        return app_write(self.path, self.lock_budget_s, atomic=atomic, verify=True)
 
     def create(self, rule: AlertRule | Mapping) -> AlertRule:
         """Validate and insert a rule; returns it with its id."""

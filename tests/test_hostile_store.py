@@ -92,6 +92,42 @@ def test_alerts_cli_on_a_damaged_file(header_damaged, cmd):
     assert r.returncode == 2 and out["kind"] == "damaged" and "locked" not in out["error"], (r.returncode, out)
 
 
+def _rule_rows(path: Path) -> int:
+    with duckdb.connect(str(path), read_only=True) as con:  # the rules' own blocks are intact
+        return con.execute("SELECT count(*) FROM alert_rules").fetchall()[0][0]
+
+
+def test_alerts_cli_create_refuses_a_file_whose_ticks_are_damaged(data_damaged):
+    """The file opens and its rule table is fine, but its tick data is not: no rule is written into it."""
+    rule = '{"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1}'
+    r = subprocess.run([sys.executable, "-m", "alerts.cli", "--db", str(data_damaged), "create", rule], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    out = json.loads(_one_line(r.stdout))
+    assert r.returncode == 2 and out["kind"] == "damaged", (r.returncode, out)
+    assert "is damaged" in out["error"] and "nothing was written" in out["error"]
+    assert _rule_rows(data_damaged) == 0
+
+
+def test_rule_store_refuses_a_file_cut_short_in_its_data(template, tmp_path):
+    from alerts.rules import RuleStore
+
+    path = tmp_path / "cut.duckdb"
+    shutil.copy(template, path)
+    with open(path, "r+b") as f:
+        f.truncate(HEADER_END + 2 * BLOCK)  # headers and catalog kept, most tick blocks gone
+    with pytest.raises(StoreDamaged, match="is damaged"):
+        RuleStore(path).create({"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1})
+
+
+def test_rule_store_writes_into_a_sound_file(template, tmp_path):
+    from alerts.rules import RuleStore
+
+    path = tmp_path / "ok.duckdb"
+    shutil.copy(template, path)
+    rule = RuleStore(path).create({"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1})
+    assert rule.id is not None and _rule_rows(path) == 1
+
+
 @pytest.mark.parametrize("sub", ["import", "archive"])
 def test_history_commands_on_a_damaged_file(header_damaged, tmp_path, sub, capsys):
     args = ([str(write_dump(tmp_path / "dl", make_rows(50)))] if sub == "import" else ["--older-than", "1d"])
