@@ -10,9 +10,11 @@ Anything else is rejected with an `UploadError` that says what is wrong and what
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -89,42 +91,6 @@ def _is_number(tok: str) -> bool:
         return False
 
 
-def parse_times(raw: pd.Series, column: str, header: bool) -> pd.Series:
-    """Epoch s/ms/µs/ns (by magnitude) or ISO 8601 text → tz-aware UTC; naive text is taken as UTC."""
-    numeric = pd.to_numeric(raw, errors="coerce")
-    if numeric.notna().all():
-        mag = float(numeric.abs().median())
-        unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
-        ts = pd.to_datetime(numeric.astype("int64") if unit != "s" else numeric, unit=unit, utc=True)
-    else:
-        ts = pd.to_datetime(raw.astype(str).str.strip(), utc=True, errors="coerce", format="ISO8601")
-        if ts.isna().any():
-            bad = ts.isna()
-            line = _line_of(bad, header)
-            raise UploadError(f"column `{column}`: {int(bad.sum())} value(s) are not timestamps (first: "
-                              f"{str(raw[bad].iloc[0])!r} on line {line}); expected ISO 8601 such as "
-                              "2024-05-01T12:00:00Z, or epoch seconds / milliseconds / microseconds")
-    lo, hi = pd.Timestamp(plausible.TS_MIN), pd.Timestamp(plausible.TS_MAX)
-    out_of_range = (ts < lo) | (ts >= hi)
-    if out_of_range.any():
-        line = _line_of(out_of_range, header)
-        raise UploadError(f"column `{column}`: {int(out_of_range.sum())} timestamp(s) outside 2009–2100 (first: "
-                          f"{str(raw[out_of_range].iloc[0])!r} on line {line}); epoch values must be seconds, "
-                          "milliseconds or microseconds since 1970-01-01 UTC")
-    return ts
-
-
-def _numbers(df: pd.DataFrame, cols: list[str], header: bool) -> pd.DataFrame:
-    for c in cols:
-        v = pd.to_numeric(df[c], errors="coerce")
-        bad = v.isna() | ~np.isfinite(v.fillna(0))
-        if bad.any():
-            raise UploadError(f"column `{c}`: {int(bad.sum())} value(s) are not numbers (first: "
-                              f"{str(df.loc[bad, c].iloc[0])!r} on line {_line_of(bad, header)})")
-        df[c] = v.astype("float64")
-    return df
-
-
 def _booleans(raw: pd.Series) -> pd.Series:
     s = raw.astype(str).str.strip().str.lower()
     return s.isin(["true", "1", "t", "yes"])
@@ -140,10 +106,45 @@ def symbol_from_name(name: str) -> str | None:
     return token if _SYMBOL_RE.match(token) else None
 
 
-def _read(text: str, header: bool, names: list[str] | None) -> pd.DataFrame:
+CHUNK_ROWS = 50_000   # rows parsed as text at a time; only numeric columns are kept between chunks
+
+
+def _check_utf8(name: str, data: bytes) -> None:
+    """The whole file must decode as UTF-8 (checked block by block: no decoded copy of the file is kept)."""
+    dec = codecs.getincrementaldecoder("utf-8-sig")()
+    step = 1 << 20
     try:
-        return pd.read_csv(io.StringIO(text), header=0 if header else None, names=names, dtype=str,
-                           skip_blank_lines=True, on_bad_lines="error", engine="c")
+        for i in range(0, len(data), step):
+            dec.decode(data[i:i + step], final=i + step >= len(data))
+    except UnicodeDecodeError:
+        raise UploadError(f"{name}: not a text CSV (cannot decode as UTF-8). Zip archives go through "
+                          "`python ingestor.py import`; here, upload the extracted .csv") from None
+
+
+def _first_line_of(data: bytes) -> str:
+    """The first non-blank line of the file (decoding only as much as it takes)."""
+    dec = codecs.getincrementaldecoder("utf-8-sig")()
+    text, step, i = "", 1 << 16, 0
+    while i < len(data):
+        text += dec.decode(data[i:i + step], final=i + step >= len(data))
+        i += step
+        lines = text.splitlines(keepends=True)
+        for line in lines:
+            if line.strip() and (line != lines[-1] or line.rstrip("\r\n") != line):  # a complete non-blank line
+                return line.strip()
+        if len(text) > 1 << 20 and not text.strip():
+            text = ""  # a long run of blank lines: nothing to keep
+    return _first_line(text)
+
+
+def _chunks(data: bytes, header: bool, names: list[str] | None) -> Iterator[pd.DataFrame]:
+    """The file as text frames of CHUNK_ROWS rows (one parser over the whole file: line numbers, the header and
+    malformed-row checks are those of a single read)."""
+    try:
+        with pd.read_csv(io.BytesIO(data), header=0 if header else None, names=names, dtype=str,
+                         encoding="utf-8-sig", skip_blank_lines=True, on_bad_lines="error", engine="c",
+                         chunksize=CHUNK_ROWS) as reader:
+            yield from reader
     except (pd.errors.ParserError, ValueError) as exc:
         raise UploadError(f"not a well-formed CSV ({str(exc).splitlines()[0]}); {EXPECTED}") from None
 
@@ -153,19 +154,20 @@ def _size(n: int) -> str:
 
 
 def parse_csv(name: str, data: bytes, symbol: str | None = None, max_bytes: int | None = None) -> ParsedFile:
-    """Validate and parse one uploaded file. `symbol` names the instrument when the file does not."""
+    """Validate and parse one uploaded file. `symbol` names the instrument when the file does not.
+
+    The file is read in chunks of CHUNK_ROWS rows: each chunk's text cells are checked and turned into numbers,
+    then dropped, so memory follows the numeric columns (~8 bytes per value), not the text of the whole file.
+    Every check and message is that of reading the file at once (counts over the whole file, the first bad value
+    and its line)."""
     max_bytes = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     if len(data) == 0:
         raise UploadError(f"{name}: the file is empty; {EXPECTED}")
     if len(data) > max_bytes:
         raise UploadError(f"{name}: the file is {_size(len(data))}; the limit is {_size(max_bytes)}. "
                           "Upload a shorter period (e.g. one day of ticks) or use `python ingestor.py import`.")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UploadError(f"{name}: not a text CSV (cannot decode as UTF-8). Zip archives go through "
-                          "`python ingestor.py import`; here, upload the extracted .csv") from None
-    first = _first_line(text)
+    _check_utf8(name, data)
+    first = _first_line_of(data)
     if not first:
         raise UploadError(f"{name}: the file has no rows; {EXPECTED}")
     tokens = [t.strip().strip('"') for t in first.split(",")]
@@ -175,27 +177,241 @@ def parse_csv(name: str, data: bytes, symbol: str | None = None, max_bytes: int 
         names = HEADERLESS_LAYOUTS.get(len(tokens))
         if names is None:
             raise UploadError(f"{name}: {len(tokens)} columns without a header row; {EXPECTED}")
-    df = _read(text, header, names)
+    acc = _Accumulator(data, header, names, symbol, name)
+    for chunk in _chunks(data, header, names):  # a malformed row raises here, before any other check (no name)
+        acc.add(chunk)
     try:
-        return _parse_frame(name, df, header, symbol)
+        return acc.finish()
     except UploadError as exc:
         raise UploadError(f"{name}: {exc}") from None
 
 
-def _parse_frame(name: str, df: pd.DataFrame, header: bool, symbol: str | None) -> ParsedFile:
-    if df.empty:
-        raise UploadError(f"only a header row, no data; {EXPECTED}")
-    if len(df) > MAX_ROWS:
-        raise UploadError(f"{len(df):,} rows; the limit is {MAX_ROWS:,}. Upload a shorter period.")
-    df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
-    cols = list(df.columns)
-    tcol = _pick(cols, TIME_ALIASES)
-    kind = _kind(cols, tcol)
-    ts = parse_times(df[tcol], tcol, header)
-    syms = _symbols(df, name, symbol, header)
-    if kind == "ohlc":
-        return _ohlc_file(name, df, ts, syms, header)
-    return _ticks_file(name, df, ts, syms, header)
+@dataclass
+class _Bad:
+    """Rows of one check that failed: how many, and the first one (text and 0-based row)."""
+
+    count: int = 0
+    first: str | None = None
+    pos: int = -1
+
+    def add(self, mask: np.ndarray, raw: pd.Series, offset: int) -> None:
+        n = int(mask.sum())
+        if n and self.pos < 0:
+            i = int(np.flatnonzero(mask)[0])
+            self.first, self.pos = str(raw.iloc[i]), offset + i
+        self.count += n
+
+
+class _Accumulator:
+    """Checks each text chunk and keeps its numeric columns; `finish` runs the whole-file checks in the order of
+    a single read and builds the ParsedFile (see parse_csv)."""
+
+    def __init__(self, data: bytes, header: bool, names: list[str] | None, symbol: str | None, name: str) -> None:
+        self.data, self.header, self.names, self.symbol, self.name = data, header, names, symbol, name
+        self.rows = 0
+        self.cols: list[str] | None = None
+        self.raw_cols: list[str] = []
+        self.kind: str | None = None
+        self.kind_error: UploadError | None = None
+        self.tcol: str | None = None
+        self.num_cols: list[str] = []
+        self.numbers: dict[str, list[np.ndarray]] = {}
+        self.bad: dict[str, _Bad] = {}
+        self.t_parts: list[tuple[str, object]] = []    # ('num', float64 array) or ('iso', datetime Series, UTC)
+        self.t_nat = _Bad()
+        self.sym_parts: list[pd.Categorical] = []
+        self.sym_bad = _Bad()
+        self.idc: str | None = None
+        self.id_parts: list[np.ndarray] = []
+        self.ids_ok = True
+        self.ibm_parts: list[np.ndarray] = []
+
+    # --------------------------------------------------------------------- per chunk
+    def add(self, chunk: pd.DataFrame) -> None:
+        offset = self.rows
+        self.rows += len(chunk)
+        if self.cols is None:
+            self._columns(chunk)
+        if self.kind_error is not None or self.rows > MAX_ROWS or not len(chunk):
+            return  # the file is refused anyway (row limit or columns); only its rows are counted
+        chunk.columns = self.cols
+        self._times(chunk[self.tcol], offset)
+        if "symbol" in self.cols:
+            raw = chunk["symbol"]
+            syms = raw.astype(str).str.strip().str.upper()
+            self.sym_bad.add(~syms.map(_symbols_fact.is_symbol).to_numpy(dtype=bool), raw.astype(str).str[:40],
+                             offset)
+            self.sym_parts.append(pd.Categorical(syms))
+        for c in self.num_cols:
+            raw = chunk[c]
+            v = pd.to_numeric(raw, errors="coerce")
+            self.bad.setdefault(c, _Bad()).add((v.isna() | ~np.isfinite(v.fillna(0))).to_numpy(), raw, offset)
+            self.numbers.setdefault(c, []).append(v.astype("float64").to_numpy())
+        if self.idc:
+            ids = pd.to_numeric(chunk[self.idc], errors="coerce")
+            self.ids_ok = self.ids_ok and bool(ids.notna().all())
+            if self.ids_ok:
+                self.id_parts.append(ids.astype("int64").to_numpy())
+        if self.kind == "ticks" and "is_buyer_maker" in self.cols:
+            self.ibm_parts.append(_booleans(chunk["is_buyer_maker"]).to_numpy())
+
+    def _columns(self, chunk: pd.DataFrame) -> None:
+        self.raw_cols = list(chunk.columns)
+        self.cols = cols = [str(c).strip().lower().replace(" ", "_") for c in chunk.columns]
+        self.tcol = _pick(cols, TIME_ALIASES)
+        try:
+            self.kind = _kind(cols, self.tcol)
+        except UploadError as exc:
+            self.kind_error = exc
+            return
+        if self.kind == "ohlc":
+            self.num_cols = ["open", "high", "low", "close", "volume"]
+            self.num_cols += [c for c in (_pick(cols, QUOTE_VOLUME_ALIASES), _pick(cols, TRADES_ALIASES)) if c]
+        else:
+            self.num_cols = ["price", _pick(cols, QTY_ALIASES)]
+            self.idc = _pick(cols, ID_ALIASES)
+
+    def _times(self, raw: pd.Series, offset: int) -> None:
+        numeric = pd.to_numeric(raw, errors="coerce")
+        if numeric.notna().all():
+            self.t_parts.append(("num", numeric.to_numpy(dtype="float64")))
+        else:
+            self.t_parts.append(("iso", self._iso(raw, offset)))
+
+    def _iso(self, raw: pd.Series, offset: int) -> pd.Series:
+        ts = pd.to_datetime(raw.astype(str).str.strip(), utc=True, errors="coerce", format="ISO8601")
+        self.t_nat.add(ts.isna().to_numpy(), raw, offset)
+        return ts
+
+    def _raw_at(self, col: str, pos: int) -> str:
+        """Text of column `col` on row `pos` (a second pass over the file; only to word an error)."""
+        seen = 0
+        for chunk in _chunks(self.data, self.header, self.names):
+            if pos < seen + len(chunk):
+                return str(chunk.iloc[pos - seen, self.cols.index(col)])
+            seen += len(chunk)
+        return ""
+
+    # ------------------------------------------------------------------- whole file
+    def finish(self) -> ParsedFile:
+        if self.rows == 0:
+            raise UploadError(f"only a header row, no data; {EXPECTED}")
+        if self.rows > MAX_ROWS:
+            raise UploadError(f"{self.rows:,} rows; the limit is {MAX_ROWS:,}. Upload a shorter period.")
+        if self.kind_error is not None:
+            raise self.kind_error
+        ts = self._timestamps()
+        syms = self._symbols()
+        for c in self.num_cols:
+            b = self.bad[c]
+            if b.count and (self.kind == "ticks" or c in ("open", "high", "low", "close", "volume")):
+                raise UploadError(f"column `{c}`: {b.count} value(s) are not numbers (first: {b.first!r} on line "
+                                  f"{self._line(b.pos)})")
+        num = {c: np.concatenate(parts) for c, parts in self.numbers.items()}
+        if self.kind == "ohlc":
+            return self._ohlc(num, ts, syms)
+        return self._ticks(num, ts, syms)
+
+    def _line(self, pos: int) -> int:
+        return pos + 1 + (1 if self.header else 0)
+
+    def _timestamps(self) -> pd.Series:
+        """parse_times over the whole column: epoch by the median magnitude, else ISO 8601 for every row."""
+        col = self.tcol
+        if all(kind == "num" for kind, _ in self.t_parts):
+            numeric = pd.Series(np.concatenate([v for _, v in self.t_parts]))
+            mag = float(numeric.abs().median())
+            unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
+            ts = pd.to_datetime(numeric.astype("int64") if unit != "s" else numeric, unit=unit, utc=True)
+        else:
+            if any(kind == "num" for kind, _ in self.t_parts):  # a column mixing epochs and text: all read as ISO
+                self.t_nat, parts, seen = _Bad(), [], 0
+                for chunk in _chunks(self.data, self.header, self.names):
+                    chunk.columns = self.cols
+                    parts.append(self._iso(chunk[col], seen))
+                    seen += len(chunk)
+                self.t_parts = [("iso", p) for p in parts]
+            if self.t_nat.count:
+                raise UploadError(f"column `{col}`: {self.t_nat.count} value(s) are not timestamps (first: "
+                                  f"{self.t_nat.first!r} on line {self._line(self.t_nat.pos)}); expected ISO 8601 "
+                                  "such as 2024-05-01T12:00:00Z, or epoch seconds / milliseconds / microseconds")
+            ts = pd.concat([v for _, v in self.t_parts], ignore_index=True)  # the finest unit of any chunk
+        self.t_parts = []
+        lo, hi = pd.Timestamp(plausible.TS_MIN), pd.Timestamp(plausible.TS_MAX)
+        out_of_range = ((ts < lo) | (ts >= hi)).to_numpy()
+        if out_of_range.any():
+            pos = int(np.flatnonzero(out_of_range)[0])
+            raise UploadError(f"column `{col}`: {int(out_of_range.sum())} timestamp(s) outside 2009–2100 (first: "
+                              f"{self._raw_at(col, pos)!r} on line {self._line(pos)}); epoch values must be seconds, "
+                              "milliseconds or microseconds since 1970-01-01 UTC")
+        return ts
+
+    def _symbols(self) -> np.ndarray:
+        if "symbol" in self.cols:
+            if self.sym_bad.count:
+                raise UploadError(f"column `symbol`: {self.sym_bad.first!r} on line {self._line(self.sym_bad.pos)} "
+                                  f"is not a symbol; expected {_symbols_fact.EXPECTED}")
+            return pd.api.types.union_categoricals(self.sym_parts).to_numpy() if len(self.sym_parts) > 1 \
+                else np.asarray(self.sym_parts[0])
+        sym = (self.symbol or "").strip().upper() or symbol_from_name(self.name)
+        if sym is None:
+            raise UploadError("cannot tell which symbol the file holds: add a `symbol` column, name the file like "
+                              "`BTCUSDT-1m-2024-05-01.csv`, or type the symbol in the box above the uploader")
+        if not _symbols_fact.is_symbol(sym):
+            raise UploadError(f"symbol {sym[:40]!r} is not a symbol; expected {_symbols_fact.EXPECTED}")
+        return np.full(self.rows, sym, dtype=object)
+
+    def _extra_number(self, c: str | None) -> None:
+        b = self.bad.get(c) if c else None
+        if b is not None and b.count:
+            raise UploadError(f"column `{c}`: {b.count} value(s) are not numbers (first: {b.first!r} on line "
+                              f"{self._line(b.pos)})")
+
+    def _ohlc(self, num: dict[str, np.ndarray], ts: pd.Series, syms: np.ndarray) -> ParsedFile:
+        """Bars by symbol (checked: positive prices, high/low bracketing, one bar per time); bar length = min step."""
+        out = pd.DataFrame({c: num[c] for c in ("open", "high", "low", "close", "volume")})
+        _check_ohlc(out, self.header)
+        qv, tr = _pick(self.cols, QUOTE_VOLUME_ALIASES), _pick(self.cols, TRADES_ALIASES)
+        self._extra_number(qv)
+        out["quote_volume"] = num[qv] if qv else out["volume"] * (out["high"] + out["low"] + out["close"]) / 3.0
+        self._extra_number(tr)
+        out["trades"] = num[tr].astype("int64") if tr else 0
+        out["vwap"] = (out["quote_volume"] / out["volume"]).where(out["volume"] > 0)
+        out.index = pd.DatetimeIndex(ts, name="ts")
+        out["symbol"] = syms
+        frames: dict[str, pd.DataFrame] = {}
+        steps: list[int] = []
+        for sym, g in out.groupby("symbol", sort=True):
+            g = g.drop(columns="symbol").sort_index()
+            dup = g.index.duplicated()
+            if dup.any():
+                raise UploadError(f"{int(dup.sum())} duplicate bar time(s) for {sym} (first: {g.index[dup][0]}); "
+                                  "each bar must appear once")
+            if len(g) > 1:
+                steps.append(int(pd.Series(g.index).diff().dt.total_seconds().min()))
+            frames[str(sym)] = g[BAR_COLUMNS]
+        return ParsedFile(self.name, "ohlc", frames, min(steps) if steps else 60)
+
+    def _ticks(self, num: dict[str, np.ndarray], ts: pd.Series, syms: np.ndarray) -> ParsedFile:
+        """Ticks by symbol (ts, price, qty, optional trade_id / is_buyer_maker) in (ts, trade_id) order."""
+        qcol = self.num_cols[1]
+        price, qty = pd.Series(num["price"]), pd.Series(num[qcol])
+        if (price <= 0).any() or (qty < 0).any():
+            bad = (price <= 0) | (qty < 0)
+            raise UploadError(f"{int(bad.sum())} row(s) with price <= 0 or negative {qcol} (first on line "
+                              f"{_line_of(bad, self.header)}); prices must be positive")
+        out = pd.DataFrame({"ts": ts.to_numpy(), "price": num["price"], "qty": num[qcol]})
+        out["ts"] = pd.to_datetime(out["ts"], utc=True)
+        if self.idc and self.ids_ok:
+            out["trade_id"] = np.concatenate(self.id_parts)
+        if self.ibm_parts:
+            out["is_buyer_maker"] = np.concatenate(self.ibm_parts)
+        out["symbol"] = syms
+        frames = {}
+        for sym, g in out.groupby("symbol", sort=True):
+            order = ["ts", "trade_id"] if "trade_id" in g.columns else ["ts"]
+            frames[str(sym)] = g.drop(columns="symbol").sort_values(order, kind="stable").reset_index(drop=True)
+        return ParsedFile(self.name, "ticks", frames)
 
 
 def _kind(cols: list[str], tcol: str | None) -> str:
@@ -216,79 +432,6 @@ def _kind(cols: list[str], tcol: str | None) -> str:
                               "expected a tick header `time,price,qty`")
         return "ticks"
     raise UploadError(f"unrecognised columns {', '.join(cols)}; {EXPECTED}")
-
-
-def _symbols(df: pd.DataFrame, name: str, symbol: str | None, header: bool = True) -> pd.Series:
-    """Each row's symbol: the `symbol` column, else the one typed by the user, else the file name's; each must
-    look like a symbol (core.symbols)."""
-    if "symbol" in df.columns:
-        syms = df["symbol"].astype(str).str.strip().str.upper()
-        bad = ~syms.map(_symbols_fact.is_symbol)
-        if bad.any():
-            raise UploadError(f"column `symbol`: {str(df['symbol'][bad].iloc[0])[:40]!r} on line "
-                              f"{_line_of(bad, header)} is not a symbol; expected {_symbols_fact.EXPECTED}")
-        return syms
-    sym = (symbol or "").strip().upper() or symbol_from_name(name)
-    if sym is None:
-        raise UploadError("cannot tell which symbol the file holds: add a `symbol` column, name the file like "
-                          "`BTCUSDT-1m-2024-05-01.csv`, or type the symbol in the box above the uploader")
-    if not _symbols_fact.is_symbol(sym):
-        raise UploadError(f"symbol {sym[:40]!r} is not a symbol; expected {_symbols_fact.EXPECTED}")
-    return pd.Series(sym, index=df.index)
-
-
-def _ohlc_file(name: str, df: pd.DataFrame, ts: pd.Series, syms: pd.Series, header: bool) -> ParsedFile:
-    """Bars by symbol (checked: positive prices, high/low bracketing, one bar per time); bar length = min step."""
-    cols = list(df.columns)
-    df = _numbers(df, ["open", "high", "low", "close", "volume"], header)
-    out = pd.DataFrame({c: df[c].to_numpy() for c in ("open", "high", "low", "close", "volume")})
-    _check_ohlc(out, header)
-    qv = _pick(cols, QUOTE_VOLUME_ALIASES)
-    out["quote_volume"] = (_numbers(df, [qv], header)[qv].to_numpy() if qv
-                           else out["volume"] * (out["high"] + out["low"] + out["close"]) / 3.0)
-    tr = _pick(cols, TRADES_ALIASES)
-    out["trades"] = _numbers(df, [tr], header)[tr].to_numpy().astype("int64") if tr else 0
-    out["vwap"] = (out["quote_volume"] / out["volume"]).where(out["volume"] > 0)
-    out.index = pd.DatetimeIndex(ts, name="ts")
-    out["symbol"] = syms.to_numpy()
-    frames: dict[str, pd.DataFrame] = {}
-    steps: list[int] = []
-    for sym, g in out.groupby("symbol", sort=True):
-        g = g.drop(columns="symbol").sort_index()
-        dup = g.index.duplicated()
-        if dup.any():
-            raise UploadError(f"{int(dup.sum())} duplicate bar time(s) for {sym} (first: {g.index[dup][0]}); "
-                              "each bar must appear once")
-        if len(g) > 1:
-            steps.append(int(pd.Series(g.index).diff().dt.total_seconds().min()))
-        frames[str(sym)] = g[BAR_COLUMNS]
-    return ParsedFile(name, "ohlc", frames, min(steps) if steps else 60)
-
-
-def _ticks_file(name: str, df: pd.DataFrame, ts: pd.Series, syms: pd.Series, header: bool) -> ParsedFile:
-    """Ticks by symbol (ts, price, qty, optional trade_id / is_buyer_maker) in (ts, trade_id) order."""
-    cols = list(df.columns)
-    qcol = _pick(cols, QTY_ALIASES)
-    df = _numbers(df, ["price", qcol], header)
-    if (df["price"] <= 0).any() or (df[qcol] < 0).any():
-        bad = (df["price"] <= 0) | (df[qcol] < 0)
-        raise UploadError(f"{int(bad.sum())} row(s) with price <= 0 or negative {qcol} (first on line "
-                          f"{_line_of(bad, header)}); prices must be positive")
-    out = pd.DataFrame({"ts": ts.to_numpy(), "price": df["price"].to_numpy(), "qty": df[qcol].to_numpy()})
-    out["ts"] = pd.to_datetime(out["ts"], utc=True)
-    idc = _pick(cols, ID_ALIASES)
-    if idc:
-        ids = pd.to_numeric(df[idc], errors="coerce")
-        if ids.notna().all():
-            out["trade_id"] = ids.astype("int64").to_numpy()
-    if "is_buyer_maker" in cols:
-        out["is_buyer_maker"] = _booleans(df["is_buyer_maker"]).to_numpy()
-    out["symbol"] = syms.to_numpy()
-    frames = {}
-    for sym, g in out.groupby("symbol", sort=True):
-        order = ["ts", "trade_id"] if "trade_id" in g.columns else ["ts"]
-        frames[str(sym)] = g.drop(columns="symbol").sort_values(order, kind="stable").reset_index(drop=True)
-    return ParsedFile(name, "ticks", frames)
 
 
 def _check_ohlc(b: pd.DataFrame, header: bool) -> None:
