@@ -99,6 +99,72 @@ def test_rejections_say_what_is_wrong(name, body, expected):
     assert str(err.value).startswith(name)
 
 
+def _tick_file(n: int, edits: dict[tuple[int, int], str] = {}) -> bytes:
+    """`time,price,qty,symbol,trade_id` rows (line 1 is the header); `edits` {(line, column): text}."""
+    lines = ["time,price,qty,symbol,trade_id"]
+    for i in range(n):
+        t = (T0 + pd.Timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines.append(f"{t},{100 + i / 10},{i % 5 / 10},{['BTCUSDT', 'ethusdt'][i % 2]},{1000 + i}")
+    for (line, col), text in edits.items():
+        parts = lines[line - 1].split(",")
+        parts[col] = text
+        lines[line - 1] = ",".join(parts)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _outcome(name: str, body: bytes):
+    try:
+        p = parse_csv(name, body)
+    except UploadError as exc:
+        return str(exc)
+    return {s: f.to_dict("list") for s, f in p.frames.items()}
+
+
+CHUNKED_CASES = [
+    ({(13, 1): "abc", (26, 1): "def", (4, 2): "zz"}, "column `price`: 2 value(s) are not numbers (first: 'abc' on line 13)"),
+    ({(13, 0): "yesterday", (26, 0): "nope", (4, 1): "zz"}, "2 value(s) are not timestamps (first: 'yesterday' on line 13)"),
+    ({(13, 0): "1800-01-01T00:00:00Z", (23, 0): "2200-01-01"}, "2 timestamp(s) outside 2009–2100 (first: "
+                                                               "'1800-01-01T00:00:00Z' on line 13)"),
+    ({(13, 0): "1714521600"}, "1 value(s) are not timestamps (first: '1714521600' on line 13)"),
+    ({(13, 1): "-1", (26, 2): "-3"}, "2 row(s) with price <= 0 or negative qty (first on line 13)"),
+    ({(9, 3): "../x", (20, 3): "<s>"}, "column `symbol`: '../x' on line 9 is not a symbol"),
+    ({(13, 4): "x"}, None),   # a trade id that is no number: the ids are left out, the rest is kept
+    ({}, None),
+]
+
+
+@pytest.mark.parametrize("edits,expected", CHUNKED_CASES)
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7])
+def test_chunked_parse_equals_one_read(monkeypatch, edits, expected, chunk_rows):
+    """Counts over the whole file, the first bad value and its line, and the parsed frames do not depend on
+    how many rows are parsed at a time."""
+    body = _tick_file(30, edits)
+    whole = _outcome("BTCUSDT.csv", body)
+    monkeypatch.setattr(uploads, "CHUNK_ROWS", chunk_rows)
+    chunked = _outcome("BTCUSDT.csv", body)
+    assert chunked == whole
+    if expected is None:
+        assert isinstance(chunked, dict) and sum(len(f["ts"]) for f in chunked.values()) == 30
+        assert ("trade_id" in chunked["BTCUSDT"]) == (edits == {})
+    else:
+        assert expected in chunked, chunked
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4])
+def test_chunked_parse_of_klines_and_malformed_rows(monkeypatch, chunk_rows):
+    kl = klines_csv(synthetic_bars(40)).decode().splitlines()
+    bad_close = list(kl)
+    bad_close[29] = ",".join(v if i != 4 else "abc" for i, v in enumerate(kl[29].split(",")))
+    dup = kl + [kl[5]]
+    extra = kl[:20] + [kl[20] + ",7"] + kl[21:]
+    cases = [("\n".join(x) + "\n").encode() for x in (kl, bad_close, dup, extra)]
+    whole = [_outcome("BTCUSDT-1m.csv", c) for c in cases]
+    monkeypatch.setattr(uploads, "CHUNK_ROWS", chunk_rows)
+    assert [_outcome("BTCUSDT-1m.csv", c) for c in cases] == whole
+    assert "column `close`: 1 value(s) are not numbers (first: 'abc' on line 30)" in whole[1]
+    assert "1 duplicate bar time(s)" in whole[2] and "not a well-formed CSV" in whole[3] and "line 21" in whole[3]
+
+
 def test_oversized_file_is_rejected_before_parsing():
     with pytest.raises(UploadError, match=r"the file is 2 MB; the limit is 1 MB"):
         parse_csv("BTCUSDT.csv", b"x" * (2 * 2**20), max_bytes=2**20)

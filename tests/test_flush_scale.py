@@ -1,0 +1,145 @@
+"""What a flush costs must follow the trades, not the number of symbols: status rows only for symbols that changed
+(all of them every few seconds), the alert engine's batch grouping equal to a per-symbol filter, and the anti-join's
+time ranges never letting a stored trade in twice."""
+from __future__ import annotations
+
+import time
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+import feed.state as feed_state
+from alerts.engine import _TickGroups
+from feed.state import IngestState
+from tickstore.connection import init_db, write_connection
+from tickstore.writer import RANGE_GAP_US, RANGE_SLACK_US, insert_batch, rows_to_arrow, time_ranges
+
+T0_US = 1_767_225_600_000_000  # 2026-01-01 UTC
+
+
+def tick(symbol, trade_id, ts_us, price=100.0, market="spot"):
+    return (market, symbol, trade_id, int(ts_us), float(price), 1.0, False, int(ts_us), "ws")
+
+
+# ------------------------------------------------------------------------------------------------ status rows
+def _status(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return {s: (n, u) for s, n, u in con.execute(
+            "SELECT symbol, ticks_total, epoch_us(updated_at) FROM ingest_status").fetchall()}
+
+
+def _write(state, db):
+    with write_connection(db) as con:
+        state.write_status(con, rows_to_arrow([]), 0)
+
+
+def test_status_rows_are_written_when_they_change_and_all_of_them_every_refresh(tmp_path, monkeypatch):
+    db = init_db(tmp_path / "s.duckdb")
+    state = IngestState()
+    state.connected["spot"] = True
+    for i in range(50):
+        state.stats("spot", f"S{i:02d}USDT").ticks_total = i
+    _write(state, db)
+    first = _status(db)
+    assert len(first) == 50 and first["S07USDT"][0] == 7
+    time.sleep(0.002)
+    state.stats("spot", "S03USDT").ticks_total += 5
+    _write(state, db)
+    second = _status(db)
+    assert second["S03USDT"][0] == 8 and second["S03USDT"][1] > first["S03USDT"][1]
+    assert all(second[s] == first[s] for s in first if s != "S03USDT")  # untouched rows were not rewritten
+    state.connected["spot"] = False  # a market-wide change reaches every row at once
+    _write(state, db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ingest_status WHERE connected").fetchall()[0][0] == 0
+    monkeypatch.setattr(feed_state, "STATUS_REFRESH_S", 0.0)
+    time.sleep(0.002)
+    before = _status(db)
+    _write(state, db)
+    after = _status(db)
+    assert all(after[s][1] > before[s][1] for s in before)  # the refresh rewrites every row (updated_at moves)
+
+
+def test_a_failed_status_write_is_repeated(tmp_path, monkeypatch):
+    db = init_db(tmp_path / "f.duckdb")
+    state = IngestState()
+    state.stats("spot", "BTCUSDT").ticks_total = 3
+
+    def broken(con, rows):
+        raise duckdb.IOException("disk went away")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(feed_state, "upsert_ingest_status", broken)
+        with pytest.raises(duckdb.IOException):
+            _write(state, db)
+    _write(state, db)  # nothing changed since, but the row never made it: written now
+    assert _status(db)["BTCUSDT"][0] == 3
+
+
+# ---------------------------------------------------------------------------------------- alert batch grouping
+def _naive(batch: pa.Table, market: str, symbol: str):
+    sub = batch.filter(pc.and_(pc.equal(batch["market"], market), pc.equal(batch["symbol"], symbol)))
+    ids, first = np.unique(sub["trade_id"].to_numpy(), return_index=True)
+    return ids, sub["price"].to_numpy()[first], sub["ts"].cast(pa.int64()).to_numpy()[first]
+
+
+def test_batch_groups_equal_a_filter_per_symbol():
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in range(3000):
+        m = "usdm" if rng.random() < 0.3 else "spot"
+        s = f"S{int(rng.integers(0, 40)):02d}USDT"
+        i = int(rng.integers(0, 400))
+        rows.append(tick(s, i, T0_US + int(rng.integers(0, 10**7)), price=float(rng.normal(100, 5)), market=m))
+    rows += rows[:200]  # the same trades twice (a backfill overlapping the stream)
+    batch = rows_to_arrow(rows)
+    groups = _TickGroups(batch)
+    keys = {(r[0], r[1]) for r in rows} | {("spot", "NOPEUSDT"), ("coinm", "S01USDT")}
+    summary = groups.summary(keys)
+    for m, s in keys:
+        ids, prices, ts = groups.get(m, s)
+        ref = _naive(batch, m, s)
+        for got, want in zip((ids, prices, ts), ref):
+            np.testing.assert_array_equal(got, want)
+        if len(ref[0]) == 0:
+            assert (m, s) not in summary
+            continue
+        sub = batch.filter(pc.and_(pc.equal(batch["market"], m), pc.equal(batch["symbol"], s)))
+        assert summary[(m, s)].newest == (int(ref[0][-1]), int(ref[2][-1]), float(ref[1][-1]))
+        assert summary[(m, s)].oldest_us == pc.min(sub["ts"].cast(pa.int64())).as_py()
+
+
+def test_batch_groups_of_an_empty_batch():
+    g = _TickGroups(rows_to_arrow([]))
+    assert g.summary({("spot", "BTCUSDT")}) == {} and len(g.get("spot", "BTCUSDT")[0]) == 0
+    assert _TickGroups(None).summary({("spot", "BTCUSDT")}) == {}
+
+
+# --------------------------------------------------------------------------------------- anti-join time ranges
+def test_time_ranges_split_at_pauses_and_stay_bounded():
+    live = T0_US + np.arange(0, 250_000, 1_000)
+    old = T0_US - 3_600_000_000 + np.arange(0, 5_000_000, 10_000)
+    r = time_ranges(np.concatenate([live, old]))
+    assert r == [(int(old[0]) - RANGE_SLACK_US, int(old[-1]) + RANGE_SLACK_US),
+                 (int(live[0]) - RANGE_SLACK_US, int(live[-1]) + RANGE_SLACK_US)]
+    sparse = T0_US + np.arange(100) * 10 * RANGE_GAP_US  # 100 trades far apart: at most 16 ranges, covering all
+    r = time_ranges(sparse[::-1].copy())
+    assert len(r) == 16
+    assert all(any(a <= t <= b for a, b in r) for t in sparse)
+
+
+def test_insert_skips_stored_trades_in_every_range_of_a_batch(tmp_path):
+    db = init_db(tmp_path / "a.duckdb")
+    hour = 3_600_000_000
+    old = [tick("BTCUSDT", i, T0_US - hour + i * 1_000) for i in range(100)]
+    live = [tick("BTCUSDT", 10_000 + i, T0_US + i * 1_000) for i in range(100)]
+    other = [tick("ETHUSDT", i, T0_US - hour // 2 + i * 1_000) for i in range(50)]
+    with write_connection(db) as con:
+        assert insert_batch(con, rows_to_arrow(old[:60] + live[:60] + other[:10])) == 130
+        # the rest of each range plus everything already stored, in one batch spanning an hour
+        assert insert_batch(con, rows_to_arrow(old + live + other)) == 40 + 40 + 40
+        n, distinct = con.execute("SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM ticks").fetchall()[0]
+    assert n == distinct == 250
