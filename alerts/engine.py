@@ -191,7 +191,8 @@ class AlertEngine:
             rt.trigger.last_fired = prev.trigger.last_fired if prev is not None else fired_at.get(r.id)
             new[r.id] = rt
         self._runtime = new
-        self._rule_keys = {(r.market, sym) for r in rules for sym in (r.symbol, r.symbol2) if sym}
+        self._rule_keys = ({(r.market, r.symbol) for r in rules}
+                           | {(r.leg2_market, r.symbol2) for r in rules if r.symbol2})
         self._fingerprint = fp
         self.stats.reloads += 1
         log.info("alert rules loaded: %d enabled (%s)", len(new),

@@ -121,8 +121,10 @@ def _outcome(name: str, body: bytes):
 
 
 CHUNKED_CASES = [
-    ({(13, 1): "abc", (26, 1): "def", (4, 2): "zz"}, "column `price`: 2 value(s) are not numbers (first: 'abc' on line 13)"),
-    ({(13, 0): "yesterday", (26, 0): "nope", (4, 1): "zz"}, "2 value(s) are not timestamps (first: 'yesterday' on line 13)"),
+    ({(13, 1): "abc", (26, 1): "def", (4, 2): "zz"},
+     "column `price`: 2 value(s) are not numbers (first: 'abc' on line 13)"),
+    ({(13, 0): "yesterday", (26, 0): "nope", (4, 1): "zz"},
+     "2 value(s) are not timestamps (first: 'yesterday' on line 13)"),
     ({(13, 0): "1800-01-01T00:00:00Z", (23, 0): "2200-01-01"}, "2 timestamp(s) outside 2009–2100 (first: "
                                                                "'1800-01-01T00:00:00Z' on line 13)"),
     ({(13, 0): "1714521600"}, "1 value(s) are not timestamps (first: '1714521600' on line 13)"),

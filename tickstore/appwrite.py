@@ -45,7 +45,8 @@ def check_readable(con: duckdb.DuckDBPyConnection) -> None:
     """Read every row of every table of the open file; a block that fails its checksum (or lies past a truncated
     end) raises here (as StoreDamaged, through the connection). About 0.3 s per million ticks on one core."""
     tables = con.execute("""SELECT table_name FROM duckdb_tables()
-                            WHERE database_name = current_database() AND NOT temporary ORDER BY table_name""").fetchall()
+                            WHERE database_name = current_database() AND NOT temporary
+                            ORDER BY table_name""").fetchall()
     for (name,) in tables:
         quoted = '"' + name.replace('"', '""') + '"'   # a name from the file's own catalog, not user input
         con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {quoted} AS t").fetchall()  # hash(t): every column
