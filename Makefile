@@ -59,7 +59,7 @@ test-fast: venv
 # Each prints a table (figures in README). Long runs on their own: bench/app_rss.py --minutes 30,
 # bench/faulted_run.py --minutes 5, bench/browser_memory.py.
 bench: venv
-	for b in analytics query ingest latency app startup; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in analytics query ingest latency app startup sweep; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

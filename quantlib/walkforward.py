@@ -82,7 +82,10 @@ class WalkForwardResult:
 def _length(v: object, name: str, minimum: int) -> int | float:
     """A bar count (int >= minimum) or a duration in seconds (from a string such as "3d")."""
     if isinstance(v, str):
-        return parse_duration(v, ("s", "m", "h", "d", "w"))
+        seconds = parse_duration(v, ("s", "m", "h", "d", "w"))
+        if seconds <= 0:
+            raise ValueError(f"{name} must be a positive duration, got {v!r}")
+        return seconds
     return check_window(v, name, minimum)
 
 
@@ -175,6 +178,9 @@ def walk_forward(
     if not by_time and n < f_len + MIN_TRADING:
         raise ValueError(f"need >= {f_len + MIN_TRADING} bars (formation {f_len} + a trading window of "
                          f"{MIN_TRADING}), got {n}")
+    if by_time and n > 1 and (index[-1] - index[0]).total_seconds() / t_len > n:
+        raise ValueError(f"trading {trading!r} is shorter than the bars' spacing (more windows than bars); "
+                         f"a trading window needs >= {MIN_TRADING} bars")
     windows = _windows(index, f_len, t_len, by_time, bool(anchored))
     if not windows:
         raise ValueError(f"no trading window fits: the bars span {index[-1] - index[0]}, formation {formation!r} "

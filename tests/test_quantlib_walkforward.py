@@ -200,6 +200,8 @@ def test_bad_input_messages():
         (dict(formation="1 fortnight", trading="1d"), "bad duration"),
         (dict(formation=398, trading=50), r"need >= 401 bars \(formation 398 \+ a trading window of 3\), got 400"),
         (dict(formation="1d", trading="1h"), "no trading window fits"),
+        (dict(formation="1h", trading="0m"), "trading must be a positive duration"),
+        (dict(formation="1h", trading="1s"), "shorter than the bars' spacing"),
         (dict(formation=100, trading=50, method="magic"), "method must be one of"),
         (dict(formation=100, trading=50, entry_z=0.5, exit_z=1.0), "exit_z < entry_z < stop_z"),
         (dict(formation=100, trading=50, cost_bps=-1), "cost_bps"),
