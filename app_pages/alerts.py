@@ -9,7 +9,7 @@ import datetime as dt
 
 import streamlit as st
 
-from dashboard import alerts_ui, settings, ui
+from dashboard import alerts_ui, downloads, settings, ui
 from dashboard.alerts_ui import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, METRICS, OPS, PAIR_METRICS,
                                  TIMEFRAME_METRICS, TIMEFRAMES, AlertRule)
 
@@ -204,8 +204,20 @@ show_flash()
 st.subheader("History", anchor=False)
 
 
+HISTORY_CSV = "ah_csv"
+
+
 @st.fragment(run_every=alerts_ui.POLL_S * 2)
 def history_panel() -> None:
+    df = history_table()
+    if df is None or df.empty:
+        downloads.offer(HISTORY_CSV).withhold("no alerts fired for the filters on the page")
+    else:
+        downloads.offer(HISTORY_CSV).set(lambda: alerts_ui.events_csv(df))
+
+
+def history_table():
+    """The history panel's filters and table; returns the events shown (None when they cannot be read)."""
     c = st.columns([1.5, 1, 1, 1.5])
     rule_ids = [None, *sorted({*by_id})]
     rid = c[0].selectbox("Rule", rule_ids, key="ah_rule",
@@ -222,11 +234,11 @@ def history_panel() -> None:
     res = alerts_ui.history(db, rid, sym, met, start, end)
     ui.explain(res.state, res.message)
     if res.value is None:
-        return
+        return None
     df = res.value
     if df.empty:
         st.caption("No alerts fired for these filters yet.")
-        return
+        return df
     st.dataframe(df, hide_index=True, width="stretch", key="ah_table",
                  column_config={"fired_at": st.column_config.DatetimeColumn("Fired (UTC)",
                                                                             format="YYYY-MM-DD HH:mm:ss",
@@ -236,10 +248,12 @@ def history_panel() -> None:
                                                                                timezone="UTC"),
                                 "value": st.column_config.NumberColumn("Value", format="%g"),
                                 "threshold": st.column_config.NumberColumn("Threshold", format="%g")})
-    st.download_button("Download CSV", alerts_ui.events_csv(df), file_name="alert_events.csv", mime="text/csv",
-                       icon=":material/download:", key="ah_csv")
     clipped = f" (the newest {alerts_ui.HISTORY_LIMIT})" if len(df) >= alerts_ui.HISTORY_LIMIT else ""
     st.caption(f"{len(df)} event{'s' if len(df) != 1 else ''}{clipped}; times in UTC.")
+    return df
 
 
 history_panel()
+# outside the refreshing fragment: works on every click (dashboard.downloads)
+downloads.button("Download CSV", HISTORY_CSV, "alert_events.csv",
+                 help="The events listed above (with the filters there), as on the page when you click.")

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, export, figures, settings, tables, ui
+from dashboard import data, downloads, export, figures, settings, tables, ui
 from dashboard.market import market_indicators
 from dashboard.settings import Settings
 
 s = settings.current()
 st.header("Market", anchor=False)
 
-with st.expander("Indicators", icon=":material/tune:"):
+top, download_slot = st.columns([6, 1], vertical_alignment="top")
+with top.expander("Indicators", icon=":material/tune:"):
     c1, c2, c3 = st.columns(3)
     sma_n = c1.number_input("SMA length (bars)", 2, 1000, 20, key="sma", bind="query-params")
     ema_n = c2.number_input("EMA length (bars)", 2, 1000, 50, key="ema", bind="query-params")
@@ -19,23 +20,35 @@ with st.expander("Indicators", icon=":material/tune:"):
                "annualized over a 365-day year.")
 
 
+BARS_KEY = "dl-market-bars"
+
+
 @st.fragment(run_every=s.run_every)
 def live(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> None:
+    frames = draw(s, sma_n, ema_n, rsi_n)
+    if frames is None:
+        downloads.offer(BARS_KEY).withhold("the Market page shows no bars for these symbols, timeframe and lookback")
+    else:
+        downloads.offer(BARS_KEY).set(lambda: export.bars_csv(frames))
+
+
+def draw(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> dict | None:
+    """The page's live part; returns the bars drawn (per symbol), None when there are none."""
     cat = data.current_catalog(s)
     ui.status_line(s, cat)
     if not ui.need_catalog(cat):
-        return
+        return None
     symbols = s.symbols or s.all_symbols[:1]
     if not symbols:
         ui.explain("no-data", "Pick at least one symbol in the sidebar.")
-        return
+        return None
     default = s.x if s.x in symbols else symbols[0]
     focus = st.segmented_control("Chart", symbols, default=default, required=True, key="focus",
                                  bind="query-params") if len(symbols) > 1 else symbols[0]
     res = data.bars(s, symbols, cat)
     ui.explain(res.state, res.message)
     if not res.ok:
-        return
+        return None
     bars = res.value[focus]
     if bars.empty:
         ui.explain("no-data", f"No {focus} trades in the last {s.lookback} of the {s.market} data. "
@@ -55,9 +68,6 @@ def live(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> None:
     st.subheader("Window stats", anchor=False)
     stats = tables.market_stats(res.value, s.tf_seconds)
     st.dataframe(stats, column_config=tables.STATS_COLUMNS, width="stretch")
-    st.download_button("Bars (CSV)", data=export.bars_csv(res.value), icon=":material/download:",
-                       file_name=export.filename("bars", s.market, s.timeframe, *symbols), mime="text/csv",
-                       on_click="ignore", key="dl-market-bars")
 
     st.subheader("All symbols — last 24 h", anchor=False,
                  help=f"Refreshed every {max(s.refresh_s, data.SUMMARY_MIN_S):.0f} s (it reads a day of ticks).")
@@ -65,6 +75,12 @@ def live(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> None:
     ui.explain(summary.state, summary.message)
     if summary.ok:
         st.dataframe(tables.summary_table(summary.value), column_config=tables.SUMMARY_COLUMNS, width="stretch")
+    return res.value
 
 
 live(s, int(sma_n), int(ema_n), int(rsi_n))
+if s.symbols or s.all_symbols:  # outside the refreshing fragment: works on every click (dashboard.downloads)
+    downloads.button("Bars (CSV)", BARS_KEY,
+                     export.filename("bars", s.market, s.timeframe, *(s.symbols or s.all_symbols[:1])),
+                     help="The bars of the symbols picked in the sidebar over the lookback, as on the page when you "
+                          "click.", where=download_slot)

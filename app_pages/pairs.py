@@ -4,22 +4,28 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, data, export, figures, settings, tables, ui
+from dashboard import analysis, data, downloads, export, figures, settings, tables, ui
 from dashboard.settings import Settings
 
 s = settings.current()
 st.header("Pairs", anchor=False)
 
-with st.expander("Z-score bands", icon=":material/tune:"):
+top, download_slot = st.columns([6, 1], vertical_alignment="top")
+with top.expander("Z-score bands", icon=":material/tune:"):
     c1, c2 = st.columns(2)
     entry = c1.number_input("Entry band (|z|)", 0.5, 6.0, 2.0, 0.25, key="zin", bind="query-params")
     exit_ = c2.number_input("Exit band (|z|)", 0.0, 5.0, 0.5, 0.25, key="zout", bind="query-params")
 
 
+SERIES_KEY = "dl-pair-series"
+
+
 @st.fragment(run_every=s.run_every)
 def live(s: Settings, entry: float, exit_: float) -> None:
+    series = downloads.offer(SERIES_KEY)
     view = _pair_view(s)
     if view is None:
+        series.withhold("the Pairs page shows no analytics for this pair, timeframe and lookback")
         return
     y, x = s.pair
     rev = s.uirevision(y, x)
@@ -27,7 +33,8 @@ def live(s: Settings, entry: float, exit_: float) -> None:
     _prices(view, y, x, rev)
     _hedge_and_spread(s, view, y, x, rev, entry, exit_)
     _correlations(s, view, rev)
-    _tests(s, view, y, x)
+    _tests(s, view)
+    series.set(lambda: export.to_csv(view.series()))
 
 
 def _pair_view(s: Settings) -> analysis.PairView | None:
@@ -113,7 +120,7 @@ def _correlations(s: Settings, view: analysis.PairView, rev: str) -> None:
             ui.chart(figures.heatmap(view.heatmap, f"heat:{s.market}:{s.timeframe}"), key="pairs-heatmap")
 
 
-def _tests(s: Settings, view: analysis.PairView, y: str, x: str) -> None:
+def _tests(s: Settings, view: analysis.PairView) -> None:
     st.subheader("Stationarity and cointegration", anchor=False)
     summ = view.summary
     if summ is None:
@@ -121,9 +128,10 @@ def _tests(s: Settings, view: analysis.PairView, y: str, x: str) -> None:
                             f"{len(view.closes)}. Pick a longer lookback, a finer timeframe or a shorter window.")
     else:
         st.dataframe(tables.tests_table(summ), hide_index=True, width="stretch", column_config=tables.TESTS_COLUMNS)
-    st.download_button("Analytics series (CSV)", data=lambda: export.to_csv(view.series()),
-                       file_name=export.filename("pair", y, x, s.timeframe, s.hedge_method), mime="text/csv",
-                       icon=":material/download:", on_click="ignore", key="dl-pair-series")
 
 
 live(s, float(entry), float(exit_))
+if s.pair:  # outside the refreshing fragment: works on every click (dashboard.downloads)
+    downloads.button("Analytics series (CSV)", SERIES_KEY,
+                     export.filename("pair", *s.pair, s.timeframe, s.hedge_method), where=download_slot,
+                     help="Closes, β, spread and z-score of the view below, as on the page when you click.")

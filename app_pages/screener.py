@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from dashboard import data, figures, screen_ui, screener, settings, ui
+from dashboard import data, downloads, figures, screen_ui, screener, settings, ui
 from dashboard.settings import LOOKBACKS, TIMEFRAMES
 
 s = settings.current()
@@ -61,8 +61,20 @@ screen_ui.go_to_pairs_if_asked()
 job = screen_ui.request(s, cat, spec)
 
 
+CSV_KEY = "dl-screen"
+
+
 @st.fragment(run_every=s.run_every if job.finished else screen_ui.POLL_S)
 def live(spec: screener.ScreenSpec, filters: screener.Filters, was_finished: bool) -> None:
+    outcome = draw(spec, filters, was_finished)
+    if outcome is None:
+        downloads.offer(CSV_KEY).withhold("no finished screen of these symbols, timeframe and lookback yet")
+    else:
+        downloads.offer(CSV_KEY).set(lambda: screener.csv_bytes(outcome))
+
+
+def draw(spec: screener.ScreenSpec, filters: screener.Filters, was_finished: bool) -> screener.ScreenOutcome | None:
+    """The page's live part; returns the screen shown (None while there is none)."""
     cat = data.current_catalog(s)
     ui.status_line(dataclasses.replace(s, timeframe=spec.timeframe, lookback=spec.lookback), cat)
     if not ui.need_catalog(cat):
@@ -105,9 +117,11 @@ def live(spec: screener.ScreenSpec, filters: screener.Filters, was_finished: boo
     with right:
         screen_ui.pick_actions(s, spec)
         st.caption(outcome.summary() + f" · computed {outcome.finished_at:%H:%M:%S} UTC")
-        st.download_button("All screened pairs (CSV)", data=lambda: screener.csv_bytes(outcome),
-                           file_name=screener.csv_name(spec, outcome.end), mime="text/csv",
-                           icon=":material/download:", on_click="ignore", key="dl-screen")
+    return outcome
 
 
 live(spec, filters, job.finished)
+# outside the refreshing fragment: works on every click (dashboard.downloads); the file is named by the view, as
+# the screen it holds is re-run on every refresh
+downloads.button("All screened pairs (CSV)", CSV_KEY, screener.csv_name(spec, None),
+                 help="Every screened pair, best first, of the screen on the page when you click.")
