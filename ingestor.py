@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", default=None,
                    help="on an empty file, first load this much history (default 0; with --demo 2h, or 24h for the "
                         "24-symbol universe, whose prints older than 2h are thinned)")
+    p.add_argument("--history-first", default="2h",
+                   help="of --history, store this newest part first and the older rest after it, so pages show the "
+                        "present within seconds (default 2h; 0 = all of it from the oldest trade on)")
     p.add_argument("--watchdog", default="30s", help="reconnect a connection silent this long (default 30s)")
     p.add_argument("--rotate-after", default="23.5h", help="open a fresh connection before Binance's 24h cut (default 23.5h)")
     p.add_argument("--demo-rate", type=float, default=5.0,
@@ -110,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         db = Path(args.db) if args.db else DEMO_DB if args.demo else DEFAULT_DB
         default_history = (DEMO_UNIVERSE_HISTORY_S if universe else DEMO_HISTORY_S) if args.demo else 0.0
         history = parse_duration(args.history) if args.history else default_history
+        history_first = parse_duration(args.history_first, bare_seconds=True)
         max_backfill = parse_duration(args.max_backfill) if args.max_backfill else max(6 * 3600.0, history)
         cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
                            flush_ms=args.flush_ms, max_backfill_s=max_backfill,
-                           history_s=history, watchdog_s=parse_duration(args.watchdog),
+                           history_s=history, history_first_s=history_first,
+                           watchdog_s=parse_duration(args.watchdog),
                            rotate_after_s=parse_duration(args.rotate_after), demo=args.demo,
                            shutdown_timeout_s=parse_duration(args.shutdown_timeout), max_buffer=args.max_buffer,
                            funding_history_s=parse_duration(args.funding_history))

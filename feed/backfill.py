@@ -33,6 +33,7 @@ class Gap:
     reason: str
     before_us: int | None = None   # trade time of the id just after the gap (cap check)
     after_us: int | None = None    # trade time of the id just before the gap
+    history: bool = False          # requested history (older part of --history), not a gap: not counted as one
 
 
 class Backfiller:
@@ -60,7 +61,10 @@ class Backfiller:
         return self
 
     def submit(self, gap: Gap) -> None:
-        if gap.last_id is not None:
+        if gap.history:
+            log.info("%s %s: queued %d ids of history [%d..%d] (%s)", self.spec.name, gap.symbol,
+                     gap.last_id - gap.first_id + 1, gap.first_id, gap.last_id, gap.reason)
+        elif gap.last_id is not None:
             self._found(gap.symbol, gap.first_id, gap.last_id, gap.reason)
         else:
             log.info("%s %s: catching up from id %d (%s)", self.spec.name, gap.symbol, gap.first_id, gap.reason)
@@ -149,7 +153,10 @@ class Backfiller:
                 self.stop.wait(0.5 * short_pages)
         st = self.state.stats(self.spec.name, sym)
         st.trades_backfilled += filled
-        if filled:
+        if gap.history:
+            log.info("%s %s: loaded %d trades of history [%d..%d] (%s)", self.spec.name, sym, filled, first,
+                     next_id - 1, gap.reason)
+        elif filled:
             if open_ended:
                 self._found(sym, first, next_id - 1, gap.reason)
             st.gaps_filled += 1

@@ -44,6 +44,7 @@ class IngestConfig:
     flush_ms: int = 250
     max_backfill_s: float = 6 * 3600
     history_s: float = 0.0
+    history_first_s: float = 2 * 3600.0  # of --history on an empty file, this newest part is stored first
     watchdog_s: float = 30.0
     rotate_after_s: float = 23.5 * 3600
     weight_limit: int = 6000
@@ -198,6 +199,7 @@ class Ingestor:
             holes = {s: id_gaps(con, self.cfg.market, s, since) for s in self.cfg.symbols if s in last}
             known_bad = {s: unrecoverable_ranges(con, self.cfg.market, s) for s in holes}
         self.state.event("started", self.cfg.market, detail=f"symbols={','.join(self.cfg.symbols)}")
+        older: list[Gap] = []
         for sym in self.cfg.symbols:
             if sym in last:
                 self.tracker.prime(sym, last[sym], last_ts.get(sym))
@@ -208,17 +210,34 @@ class Ingestor:
                         continue
                     self.backfiller.submit(Gap(sym, a, b, "hole found in stored ids at start-up"))
             elif self.cfg.history_s > 0:
-                start_us = now_us() - int(self.cfg.history_s * 1e6)
-                try:
-                    first = self.backfiller.first_id_at(sym, start_us)
-                except RestError as exc:
-                    log.warning("%s: cannot look up history start: %s", sym, exc)
-                    first = None
-                if first is not None:
-                    self.tracker.prime(sym, first - 1, start_us)
-                    log.info("%s %s: empty file; loading %.0fs of history from id %d", self.cfg.market, sym,
-                             self.cfg.history_s, first)
-                    self.tracker.resume(sym, f"--history {self.cfg.history_s:.0f}s on an empty file")
+                older.extend(self._load_history(sym))
+        for gap in older:  # queued after every symbol's newest part: pages show the present first
+            self.backfiller.submit(gap)
+
+    def _load_history(self, sym: str) -> list[Gap]:
+        """On an empty file: catch up from `history_first_s` ago (the newest part of --history) to the stream now,
+        and return the older part as a gap to queue after every symbol's newest part."""
+        now = now_us()
+        start_us = now - int(self.cfg.history_s * 1e6)
+        split = 0 < self.cfg.history_first_s < self.cfg.history_s
+        first_us = now - int(self.cfg.history_first_s * 1e6) if split else start_us
+        try:
+            first = self.backfiller.first_id_at(sym, first_us)
+            oldest = self.backfiller.first_id_at(sym, start_us) if split else first
+        except RestError as exc:
+            log.warning("%s: cannot look up history start: %s", sym, exc)
+            return []
+        if first is None:
+            if oldest is None:
+                return []
+            first, first_us, split = oldest, start_us, False  # nothing in the newest part: one catch-up from the oldest
+        self.tracker.prime(sym, first - 1, first_us)
+        log.info("%s %s: empty file; loading %.0fs of history from id %d%s", self.cfg.market, sym,
+                 (now - first_us) / 1e6, first, ", then the older part" if split else "")
+        self.tracker.resume(sym, f"--history {self.cfg.history_s:.0f}s on an empty file")
+        if split and oldest is not None and oldest < first:
+            return [Gap(sym, oldest, first - 1, f"older part of --history {self.cfg.history_s:.0f}s", history=True)]
+        return []
 
     def start(self) -> "Ingestor":
         self.resume()

@@ -235,7 +235,8 @@ def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair
         deadline = time.monotonic() + 300  # a loaded 2-core host; ~20-40 s when calm
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(1.0)
-            if log_path.read_text().count("backfilled") >= len(UNIVERSE):  # one catch-up per symbol
+            text = log_path.read_text()  # one catch-up of the newest 2 h and one load of the older part per symbol
+            if text.count("backfilled") >= len(UNIVERSE) and text.count("trades of history") >= len(UNIVERSE):
                 break
         time.sleep(2.0)
     finally:
@@ -244,7 +245,8 @@ def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair
         log.close()
     text = log_path.read_text()
     assert rc == 0 and text.count("backfilled") >= len(UNIVERSE), text[-3000:]
-    assert "loading 86400s of history" in text and "the oldest 79200 s thinned" in text, text[:3000]
+    assert "loading 7200s of history" in text and "then the older part" in text, text[:3000]
+    assert "the oldest 79200 s thinned" in text and text.count("trades of history") >= len(UNIVERSE), text[:3000]
 
     frame = stored_symbols(db).set_index("symbol")
     assert set(frame.index) == set(UNIVERSE)
