@@ -75,6 +75,7 @@ def live(s: Settings) -> None:
         return
     bars = backtest_ui.load(s)
     if bars is None:
+        backtest_ui.withhold_single_run()
         return
     if section == "single":
         backtest_ui.single_run(s, bars, params)
@@ -87,3 +88,5 @@ def live(s: Settings) -> None:
 
 
 live(s)
+if section == "single":  # outside the refreshing fragment: works on every click (dashboard.downloads)
+    backtest_ui.single_run_buttons(s)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, backtest_figures, data, export, figures, tables, ui
+from dashboard import analysis, backtest_figures, data, downloads, export, figures, tables, ui
 from dashboard.settings import Settings
 from quantlib import performance
 from quantlib.sample import RULE
@@ -111,18 +111,43 @@ def _references(bars: PairBars, index: pd.Index, capital: float) -> dict[str, pd
     return {f"buy & hold {bars.y}": bh[bars.y], f"buy & hold {bars.x}": bh[bars.x]}
 
 
-def _trades(trades: pd.DataFrame, bars: PairBars, empty: str, file_parts: tuple, key: str) -> None:
+def _trades(trades: pd.DataFrame, bars: PairBars, empty: str, file_parts: tuple, key: str | None) -> None:
+    """The trades table and, given a `key`, its download button (None: the page draws it, see `single_run`)."""
     if trades.empty:
         st.caption(empty)
     else:
         shown, config = tables.trades_table(trades, bars.y, bars.x)
         st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
+    if key is None:
+        return
     st.download_button("Trades (CSV)", data=lambda: export.to_csv(trades), file_name=export.filename(*file_parts),
                        mime="text/csv", icon=":material/download:", on_click="ignore", key=key,
                        disabled=trades.empty)
 
 
 # ---------------------------------------------------------------- single run
+# The single run refreshes live: its downloads are drawn by the page's full run (`single_run_buttons`), outside
+# the refreshing fragment, and filled here (dashboard.downloads explains why).
+SINGLE_DOWNLOADS = {"dl-bt-trades": "Trades (CSV)", "dl-bt-equity": "Equity, position, z-score (CSV)"}
+
+
+def single_run_buttons(s: Settings) -> None:
+    """The single run's download buttons (call from the page's full run, after the fragment)."""
+    if not s.pair:
+        return
+    y, x = s.pair
+    c = st.columns(len(SINGLE_DOWNLOADS))
+    for i, (key, label) in enumerate(SINGLE_DOWNLOADS.items()):
+        downloads.button(label, key, export.filename("trades" if key == "dl-bt-trades" else "equity", y, x,
+                                                     s.timeframe, s.hedge_method), where=c[i],
+                         help="As on the page when you click.")
+
+
+def withhold_single_run(why: str = "the Backtest page shows no single run for this pair and window") -> None:
+    for key in SINGLE_DOWNLOADS:
+        downloads.offer(key).withhold(why)
+
+
 def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> None:
     y, x = bars.y, bars.x
     hedge, method = analysis.backtest_hedge(s.hedge_method)
@@ -135,6 +160,7 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
                                                  s.timeframe, params, bars.funding)
     if result is None:
         ui.explain("error", reason)
+        withhold_single_run()
         return
     st_ = result.stats
     _metrics(st_)
@@ -156,11 +182,10 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
     with left:
         st.subheader("Trades", anchor=False)
         _trades(result.trades, bars, f"No trades: |z| never crossed {params.entry_z} in this window.",
-                ("trades", y, x, s.timeframe, s.hedge_method), "dl-bt-trades")
-        st.download_button("Equity, position, z-score (CSV)",
-                           data=lambda: export.to_csv(analysis.equity_frame(result, y, x)),
-                           file_name=export.filename("equity", y, x, s.timeframe, s.hedge_method), mime="text/csv",
-                           icon=":material/download:", on_click="ignore", key="dl-bt-equity")
+                ("trades", y, x, s.timeframe, s.hedge_method), None)
+        trades = result.trades
+        downloads.offer("dl-bt-trades").set(lambda: export.to_csv(trades))
+        downloads.offer("dl-bt-equity").set(lambda: export.to_csv(analysis.equity_frame(result, y, x)))
     with right:
         st.subheader("Stats", anchor=False)
         st.dataframe(tables.backtest_stats(st_), hide_index=True, width="stretch",
