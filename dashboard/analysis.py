@@ -107,9 +107,9 @@ def build_pair_view(closes: pd.DataFrame, y: str, x: str, method: str, window: i
         notes.append(f"rolling hedge ratio needs {window} bars (the window), have {n}")
     if n >= 4:
         kalman = regression.kalman_hedge_ratio(ys, xs, warmup=max(3, min(window, n // 2)))
-    short_window = RULE.bars(window, f"a rolling correlation over {window} bars")
-    if short_window:
-        notes.append(f"{short_window} per value (pick a window of at least {RULE.min_bars})")
+    if window < RULE.min_bars:
+        notes.append(f"the rolling correlation is withheld: each value would rest on the window's {window} bars and "
+                     f"the minimum-sample rule asks for {RULE.min_bars} (pick a window of at least {RULE.min_bars})")
     elif n >= window + 1:
         corr = pairs.rolling_correlation(ys, xs, window)
     else:

@@ -28,6 +28,7 @@ def sweep_heatmap(table: pd.DataFrame, title: str, value_format: str, uirevision
     if withheld is not None:
         reasons = withheld.reindex(index=table.index, columns=table.columns).fillna("").to_numpy(dtype=object)
         z[reasons != ""] = np.nan
+    blocked = np.asarray(reasons != "", dtype=bool)
     if notes is not None:
         extra = notes.reindex(index=table.index, columns=table.columns).fillna("").to_numpy(dtype=object)
         reasons = np.where(reasons == "", extra, reasons)
@@ -38,7 +39,8 @@ def sweep_heatmap(table: pd.DataFrame, title: str, value_format: str, uirevision
     layout["yaxis"].update(title={"text": "entry |z|"}, type="category", showgrid=False)
     finite = z[np.isfinite(z)]
     trace = {"type": "heatmap", "z": z, "x": xs, "y": ys, "hoverongaps": False, "customdata": reasons,
-             "texttemplate": f"%{{z:{value_format}}}", "colorbar": {"thickness": 10, "tickformat": value_format},
+             "texttemplate": f"%{{z:{value_format}}}", "textfont": {"color": "#f4f5f7", "shadow": "none"},
+             "colorbar": {"thickness": 10, "tickformat": value_format},
              "hovertemplate": (f"entry %{{y}} / exit %{{x}}: %{{z:{value_format}}}<br>%{{customdata}}"
                                "<extra></extra>")}
     if kind == "diverging" and finite.size:
@@ -47,8 +49,8 @@ def sweep_heatmap(table: pd.DataFrame, title: str, value_format: str, uirevision
     else:
         trace.update(colorscale=REVERSED if kind == "reversed" else SEQUENTIAL)
     data = [trace]
-    if withheld is not None and (reasons != "").any():
-        wy, wx = np.nonzero(reasons != "")
+    if blocked.any():
+        wy, wx = np.nonzero(blocked)
         data.append({"type": "scatter", "mode": "text", "x": [xs[j] for j in wx], "y": [ys[i] for i in wy],
                      "text": ["n/a"] * len(wx), "textfont": {"color": "#8a8f99", "size": 10}, "showlegend": False,
                      "customdata": [reasons[i, j] for i, j in zip(wy, wx)],
@@ -57,7 +59,8 @@ def sweep_heatmap(table: pd.DataFrame, title: str, value_format: str, uirevision
         data.append({"type": "scatter", "mode": "markers+text", "x": [_label(best[1])], "y": [_label(best[0])],
                      "name": "in-sample best", "text": ["best"], "textposition": "top center",
                      "textfont": {"color": "#f0b90b"}, "showlegend": False,
-                     "marker": {"symbol": "square-open", "size": 30, "line": {"width": 3, "color": "#f0b90b"}},
+                     "marker": {"symbol": "square-open", "size": 30, "color": "#f0b90b",
+                                "line": {"width": 3, "color": "#f0b90b"}},
                      "hovertemplate": "in-sample best: entry %{y} / exit %{x}<extra></extra>"})
     return {"data": data, "layout": layout}
 

@@ -177,7 +177,10 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
     ui.chart(figures.equity(result.equity, analysis.drawdown(result.equity), s.uirevision(y, x, "bt"),
                             result.trades, references=refs), key="bt-equity")
     if refs:
-        st.caption("Dotted: buy and hold of each leg with the same capital from the first bar (reference).")
+        legs = ", ".join(f"{sym} {float(r.iloc[-1]) / params.capital - 1:+.2%}" for sym, r in ((y, refs[f"buy & hold {y}"]),
+                                                                                         (x, refs[f"buy & hold {x}"])))
+        st.caption(f"Dotted: buy and hold of each leg with the same capital from the first bar (reference): {legs} "
+                   f"against the strategy's {st_.total_return:+.2%}.")
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Trades", anchor=False)
@@ -189,7 +192,7 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
     with right:
         st.subheader("Stats", anchor=False)
         st.dataframe(tables.backtest_stats(st_), hide_index=True, width="stretch",
-                     column_config={"metric": st.column_config.TextColumn("Metric", width="small"),
+                     column_config={"metric": st.column_config.TextColumn("Metric", width="medium"),
                                     "value": st.column_config.TextColumn("Value", width="medium"),
                                     "note": st.column_config.TextColumn("Note", width="medium")})
 

@@ -139,7 +139,9 @@ def test_sweep_heat_maps_best_and_out_of_sample(app, long_db):
     assert (best["y"][0], best["x"][0]) == (f"{ref.best['entry_z']:g}", f"{ref.best['exit_z']:g}")
     sharpe = np.array(specs[0]["data"][0]["z"], dtype=float)
     few = ref.grid.pivot(index="entry_z", columns="exit_z", values="n_trades").to_numpy() < RULE.min_trades
-    assert np.isnan(sharpe[few]).all()  # withheld below the trade minimum
+    assert np.isnan(sharpe[few]).all()  # withheld below the trade minimum, and labelled n/a there only
+    labels = [t for t in specs[0]["data"] if t.get("mode") == "text"]
+    assert sum(len(t["x"]) for t in labels) == int(few.sum())
     shown = ref.grid.pivot(index="entry_z", columns="exit_z", values="sharpe").to_numpy()
     np.testing.assert_allclose(sharpe[~few], shown[~few])
     io = at.dataframe[0].value.set_index("statistic")
