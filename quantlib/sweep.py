@@ -373,7 +373,7 @@ def sweep(
 
     Lists (or single values) for `entry_z`, `exit_z`, `stop_z` (None: no stop) and `window`; combinations
     breaking exit < entry < stop are skipped (counted in `skipped`). The other arguments are
-    `mean_reversion`'s (`hedge_window` None: each window's own length). Split: the last `oos_fraction`
+    `mean_reversion`'s (`hedge_window` None: each window's own length; no funding is booked). Split: the last `oos_fraction`
     of the bars are out of sample (None or 0: no split); `oos_start` (a bar number or a UTC time), when
     given, replaces it. `metric` picks the in-sample best among sets with >= `min_trades` trades (default: the
     sample rule's minimum, `quantlib.sample.RULE`; max_drawdown: the smallest)."""

@@ -37,8 +37,8 @@ from core.durations import parse_duration
 from quantlib import regression
 from quantlib._blas import single_threaded
 from quantlib._validate import as_pair, check_choice, check_positive_number, check_window
-from quantlib.backtest import (BacktestStats, _Book, _check_thresholds, _check_timeframe, _holding_periods,
-                               _positions, _stats, _trades_frame, zscore_signals)
+from quantlib.backtest import (BacktestStats, _Book, _check_thresholds, _check_timeframe, _funding_events,
+                               _holding_periods, _positions, _stats, _trades_frame, zscore_signals)
 from quantlib.timeframes import bars_per_year, periods_per_year, timeframe_seconds
 
 METHODS = (*regression.METHODS, "kalman")
@@ -66,6 +66,9 @@ class WalkForwardResult:
     spread: pd.Series = field(repr=False)
     stats: BacktestStats
     params: dict[str, object]
+    # funding ledger of the perpetual legs from the first trading bar on (as `BacktestResult.funding`); None
+    # without funding=
+    funding: pd.DataFrame | None = field(repr=False, default=None)
 
     def summary(self) -> str:
         s, w = self.stats, self.windows
@@ -144,12 +147,15 @@ def walk_forward(
     capital: float = 10_000.0,
     kalman_delta: float = 1e-4,
     kalman_warmup: int | None = None,
+    funding: pd.Series | pd.DataFrame | dict | None = None,
+    funding_leg: str | None = None,
 ) -> WalkForwardResult:
     """Walk-forward backtest of the pair y, x (module docstring).
 
     formation / trading: bar counts, or durations ("7d", "12h") on a DatetimeIndex (both of one kind).
     method: ols, huber, theil_sen, tls or kalman (re-run per formation window, final state held;
-    `kalman_warmup` default min(50, formation bars // 2)). The other arguments are `mean_reversion`'s.
+    `kalman_warmup` default min(50, formation bars // 2)). The other arguments are `mean_reversion`'s,
+    `funding` / `funding_leg` included (perpetual funding booked while a position is held).
     """
     if not isinstance(anchored, (bool, np.bool_)):
         raise ValueError(f"anchored must be True or False, got {anchored!r}")
@@ -198,7 +204,8 @@ def walk_forward(
     def cost(q: np.ndarray, p: np.ndarray) -> float:
         return cost_rate * float(np.abs(q) @ p)
 
-    book = _Book(index, prices, ("y", "x"), capital, size, cost)
+    fund = _funding_events(funding, funding_leg, index, prices, ("y", "x"), timeframe)
+    book = _Book(index, prices, ("y", "x"), capital, size, cost, fund)
     rows, trade_window = [], []
     for k, (fs, fe, te) in enumerate(windows):
         alpha = beta = mean = std = math.nan
@@ -249,6 +256,11 @@ def walk_forward(
                   exit_z=exit_z, stop_z=stop_z, cost_bps=cost_bps, timeframe=timeframe, capital=capital,
                   kalman_delta=kalman_delta, kalman_warmup=kalman_warmup, fill="next bar close",
                   periods_per_year=per_year, window_end="close")
+    ledger = None
+    if fund is not None:
+        ledger = fund.ledger(("y", "x"))
+        ledger = ledger[ledger["funding_time"] >= index[a0]].reset_index(drop=True)
+        params["funding_legs"] = fund.leg_names(("y", "x"))
     return WalkForwardResult(
         windows=pd.DataFrame(rows, columns=WINDOW_COLUMNS), trades=trades,
         equity=pd.Series(equity, index=oidx, name="equity"),
@@ -256,5 +268,5 @@ def walk_forward(
         zscore=pd.Series(z[oos], index=oidx, name="zscore"),
         hedge_ratio=pd.Series(b[oos], index=oidx, name="beta"),
         spread=pd.Series(spr[oos], index=oidx, name="spread"),
-        stats=stats, params=params,
+        stats=stats, params=params, funding=ledger,
     )

@@ -221,3 +221,32 @@ def test_bad_input_messages():
     ref = walk_forward(y, x, formation=100, trading=50)
     np.testing.assert_allclose(r.equity.to_numpy(), ref.equity.to_numpy())
     assert r.stats.sharpe == pytest.approx(ref.stats.sharpe) or ref.stats.n_trades == 0
+
+
+def test_funding_of_a_perpetual_leg_is_booked_while_a_position_is_held():
+    """Funding every 8 h on the x leg (a perpetual): the same positions as without funding; each payment is
+    -qty x mark x rate of the position held then, and the trades' pnl carries it."""
+    y, x = _pair(n=3000, seed=9)
+    times = pd.date_range("2024-01-01 08:00", periods=6, freq="8h", tz="UTC")
+    rates = pd.Series([1e-4, -2e-4, 3e-4, 1e-4, 5e-4, -1e-4], index=times)
+    kw = dict(formation=500, trading=300, entry_z=1.5, exit_z=0.2, cost_bps=1.0)
+    plain = walk_forward(y, x, **kw)
+    paid = walk_forward(y, x, **kw, funding=rates, funding_leg="x")
+    pd.testing.assert_series_equal(plain.positions, paid.positions)
+    assert plain.funding is None and paid.params["funding_legs"] == ["x"]
+    led = paid.funding
+    assert (led["funding_time"] >= paid.equity.index[0]).all() and len(led) == 5  # 08:00 is before trading
+    held = led[led["qty"] != 0]
+    assert len(held) >= 1
+    np.testing.assert_allclose(held["payment"], -held["qty"] * held["mark_price"] * held["rate"])
+    for row in held.itertuples():  # the position then is the trade open across that funding time
+        tr = paid.trades[(paid.trades["entry_time"] <= row.funding_time) & (paid.trades["exit_time"] > row.funding_time)]
+        assert len(tr) == 1 and tr["qty_x"].item() == row.qty
+    assert paid.trades["funding"].sum() == pytest.approx(led["payment"].sum())
+    assert paid.equity.iloc[-1] == pytest.approx(1e4 + paid.trades["pnl"].sum())
+    first = held["funding_time"].iloc[0]  # nothing differs before the first payment (sizes follow the equity)
+    before = paid.equity.index < first  # booked from the bar whose close comes after the funding time
+    pd.testing.assert_series_equal(plain.equity[before], paid.equity[before])
+    assert plain.equity.iloc[-1] != paid.equity.iloc[-1]
+    with pytest.raises(ValueError, match="funding_leg must say which leg"):
+        walk_forward(y, x, **kw, funding=rates)
