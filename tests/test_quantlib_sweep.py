@@ -202,3 +202,23 @@ def test_grid_columns_and_sorting():
     assert r.params["entry_z"] == [1.0, 2.0] and r.params["window"] == [20, 40]  # de-duplicated and sorted
     assert len(r.grid) == 2 * 2 * 2 and np.isinf(r.grid["stop_z"]).sum() == 4
     assert r.grid["n_trades"].dtype == np.int64
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), hedge=st.sampled_from(["rolling", "static", "kalman"]),
+       frac=st.sampled_from([0.2, 0.35, 0.5]))
+def test_property_the_out_of_sample_part_never_leaks_into_the_in_sample_choice(seed, hedge, frac):
+    """Perturbing every out-of-sample bar changes no in-sample column and not the best set: the choice is made
+    on in-sample data only."""
+    y, x = _pair(n=700, seed=seed % 991, phi=0.8)
+    rng = np.random.default_rng(seed)
+    split = 700 - int(round(700 * frac))
+    y2, x2 = y.copy(), x.copy()
+    y2.iloc[split:] *= np.exp(rng.normal(0, 0.02, 700 - split))
+    x2.iloc[split:] *= np.exp(rng.normal(0, 0.02, 700 - split))
+    kw = dict(entry_z=[1.0, 1.5, 2.0], exit_z=[0.0, 0.5], stop_z=[3.0, None], window=[20, 40], hedge=hedge,
+              hedge_window=60, oos_fraction=frac, min_trades=1)
+    a, b = sweep(y, x, **kw), sweep(y2, x2, **kw)
+    cols = ["window", "entry_z", "exit_z", "stop_z", "best", *(k for k in sweep_module.STATS)]
+    pd.testing.assert_frame_equal(a.grid[cols], b.grid[cols])
+    assert (a.best is None and b.best is None) or a.best_params() == b.best_params()
