@@ -39,6 +39,8 @@ from quantlib._blas import single_threaded
 from quantlib._validate import as_pair, check_choice, check_positive_number, check_window
 from quantlib.backtest import (BacktestStats, _Book, _check_thresholds, _check_timeframe, _funding_events,
                                _holding_periods, _positions, _stats, _trades_frame, zscore_signals)
+from quantlib.sample import RULE
+from quantlib.sweep import METRICS, _book, _states, _stats_frame, _values
 from quantlib.timeframes import bars_per_year, periods_per_year, timeframe_seconds
 
 METHODS = (*regression.METHODS, "kalman")
@@ -74,6 +76,9 @@ class WalkForwardResult:
         s, w = self.stats, self.windows
         fitted = int(w["note"].eq("").sum())
         kind = "anchored" if self.params["anchored"] else "rolling"
+        opt = self.params.get("optimize")
+        if opt:
+            kind += f", thresholds re-chosen per window by {opt['metric']} over {opt['sets']} sets"
         return (f"Walk-forward ({kind}, {self.params['method']}): {len(w)} trading windows ({fitted} fitted), "
                 f"{s.n_trades} trades, out-of-sample return {s.total_return:.2%}, Sharpe {s.sharpe:.2f}, "
                 f"max drawdown {s.max_drawdown:.2%}, hit rate {s.hit_rate:.0%}, costs {s.total_costs:.4g}")
@@ -130,6 +135,38 @@ def _fit(yf: pd.Series, xf: pd.Series, method: str, kalman_delta: float,
     return fit.alpha, fit.beta
 
 
+def _grid(optimize: object, entry_z: float, exit_z: float, stop: float) -> np.ndarray:
+    """(sets, 3) entry / exit / stop combinations of an `optimize` grid that satisfy exit < entry < stop."""
+    if not isinstance(optimize, dict) or not optimize:
+        raise ValueError("optimize must be a dict of threshold lists, e.g. {'entry_z': [1.5, 2.0], 'exit_z': [0, 0.5]}")
+    unknown = set(optimize) - {"entry_z", "exit_z", "stop_z"}
+    if unknown:
+        raise ValueError(f"optimize takes entry_z, exit_z and stop_z; got {sorted(unknown)}")
+    entries = _values(optimize.get("entry_z", entry_z), "optimize entry_z")
+    exits = _values(optimize.get("exit_z", exit_z), "optimize exit_z", allow_zero=True)
+    stops = _values(optimize.get("stop_z", None if math.isinf(stop) else stop), "optimize stop_z", allow_none=True)
+    sets = [(e, x, s) for e in entries for x in exits for s in stops if x < e < s]
+    if not sets:
+        raise ValueError("optimize has no valid threshold combination: need exit_z < entry_z < stop_z")
+    return np.array(sets, dtype=np.float64)
+
+
+def _choose(grid: np.ndarray, given: tuple[float, float, float], yf: np.ndarray, xf: np.ndarray, beta: float,
+            zf: np.ndarray, capital: float, cost_rate: float, per_year: float | None, metric: str,
+            min_trades: int) -> tuple[tuple[float, float, float], float]:
+    """The thresholds that did best on the formation bars (their fit, their z), and that score; the given
+    thresholds and NaN when no set made `min_trades` trades."""
+    g = _book(yf, xf, np.full(yf.shape[0], beta), _states(zf, grid[:, 0].copy(), grid[:, 1].copy(), grid[:, 2].copy()),
+              capital, cost_rate, None)
+    st = _stats_frame(g, capital, per_year, None)
+    ok = (st["n_trades"] >= min_trades) & st[metric].notna()
+    if not ok.any():
+        return given, math.nan
+    vals = st[metric].where(ok)
+    i = int(vals.idxmin() if metric == "max_drawdown" else vals.idxmax())
+    return (float(grid[i, 0]), float(grid[i, 1]), float(grid[i, 2])), float(st[metric].iloc[i])
+
+
 @single_threaded
 def walk_forward(
     y: pd.Series | np.ndarray,
@@ -149,6 +186,9 @@ def walk_forward(
     kalman_warmup: int | None = None,
     funding: pd.Series | pd.DataFrame | dict | None = None,
     funding_leg: str | None = None,
+    optimize: dict[str, object] | None = None,
+    optimize_metric: str = "sharpe",
+    optimize_min_trades: int = RULE.min_trades,
 ) -> WalkForwardResult:
     """Walk-forward backtest of the pair y, x (module docstring).
 
@@ -156,6 +196,13 @@ def walk_forward(
     method: ols, huber, theil_sen, tls or kalman (re-run per formation window, final state held;
     `kalman_warmup` default min(50, formation bars // 2)). The other arguments are `mean_reversion`'s,
     `funding` / `funding_leg` included (perpetual funding booked while a position is held).
+
+    `optimize` (walk-forward optimisation): a grid such as {"entry_z": [1.5, 2, 2.5], "exit_z": [0, 0.5]}
+    (keys entry_z / exit_z / stop_z; a missing key keeps the given value). On each formation window every
+    valid set is backtested on the formation bars with that window's fit (`quantlib.sweep`'s engine), and
+    the best by `optimize_metric` among sets with >= `optimize_min_trades` trades there trades the next
+    window; when none qualifies the given thresholds are kept. `windows` then also lists each window's
+    entry_z, exit_z, stop_z and `formation_<metric>` of the chosen set (NaN when kept).
     """
     if not isinstance(anchored, (bool, np.bool_)):
         raise ValueError(f"anchored must be True or False, got {anchored!r}")
@@ -191,6 +238,11 @@ def walk_forward(
     if not windows:
         raise ValueError(f"no trading window fits: the bars span {index[-1] - index[0]}, formation {formation!r} "
                          f"and trading {trading!r} need more (a trading window needs >= {MIN_TRADING} bars)")
+    grid = None
+    if optimize is not None:
+        grid = _grid(optimize, entry_z, exit_z, stop)
+        check_choice(optimize_metric, "optimize_metric", METRICS)
+        optimize_min_trades = check_window(optimize_min_trades, "optimize_min_trades", 0)
     yv, xv = ys.to_numpy(), xs.to_numpy()
     z, b, a, spr = (np.full(n, np.nan) for _ in range(4))
     reason = np.full(n, "", dtype=object)
@@ -225,11 +277,16 @@ def walk_forward(
                 elif not std > FLAT_RTOL * float(np.max(np.abs(yv[fs:fe]))):
                     note = "the formation spread is flat (a perfect fit): no z-score"
         cash0, n0 = book.cash, len(book.trades)
+        use, score = (entry_z, exit_z, stop), math.nan
+        if not note and grid is not None:
+            use, score = _choose(grid, (entry_z, exit_z, stop), yv[fs:fe], xv[fs:fe], beta, (s_form - mean) / std,
+                                 capital, cost_rate, periods_per_year(index[fs:fe], timeframe), optimize_metric,
+                                 optimize_min_trades)
         if not note:
             a[fe:te], b[fe:te] = alpha, beta
             spr[fe:te] = yv[fe:te] - alpha - beta * xv[fe:te]
             z[fe:te] = (spr[fe:te] - mean) / std
-            sig, why = zscore_signals(z[fe:te], entry_z, exit_z, stop)
+            sig, why = zscore_signals(z[fe:te], *use)
             p = _positions(sig)
             if p[-1] != 0 and p[-2] == 0:  # no entry at the window's last bar
                 p[-1] = 0
@@ -241,7 +298,8 @@ def walk_forward(
         trade_window += [k] * (len(book.trades) - n0)
         pnl = book.cash - cash0
         rows.append((k, index[fs], index[fe - 1], index[fe], index[te - 1], fe - fs, te - fe, alpha, beta, mean, std,
-                     len(book.trades) - n0, pnl, pnl / cash0, note))
+                     len(book.trades) - n0, pnl, pnl / cash0, note)
+                    + ((*use, score) if grid is not None else ()))
     a0, end = windows[0][1], windows[-1][2]
     oos = slice(a0, end)
     oidx = index[oos]
@@ -255,14 +313,17 @@ def walk_forward(
     params = dict(formation=formation, trading=trading, anchored=bool(anchored), method=method, entry_z=entry_z,
                   exit_z=exit_z, stop_z=stop_z, cost_bps=cost_bps, timeframe=timeframe, capital=capital,
                   kalman_delta=kalman_delta, kalman_warmup=kalman_warmup, fill="next bar close",
-                  periods_per_year=per_year, window_end="close")
+                  periods_per_year=per_year, window_end="close",
+                  optimize=None if grid is None else dict(sets=len(grid), metric=optimize_metric,
+                                                          min_trades=optimize_min_trades))
     ledger = None
     if fund is not None:
         ledger = fund.ledger(("y", "x"))
         ledger = ledger[ledger["funding_time"] >= index[a0]].reset_index(drop=True)
         params["funding_legs"] = fund.leg_names(("y", "x"))
     return WalkForwardResult(
-        windows=pd.DataFrame(rows, columns=WINDOW_COLUMNS), trades=trades,
+        windows=pd.DataFrame(rows, columns=WINDOW_COLUMNS + (["entry_z", "exit_z", "stop_z", f"formation_{optimize_metric}"]
+                                                          if grid is not None else [])), trades=trades,
         equity=pd.Series(equity, index=oidx, name="equity"),
         positions=pd.Series(pos[oos].astype(np.int64), index=oidx, name="position"),
         zscore=pd.Series(z[oos], index=oidx, name="zscore"),

@@ -250,3 +250,97 @@ def test_funding_of_a_perpetual_leg_is_booked_while_a_position_is_held():
     assert plain.equity.iloc[-1] != paid.equity.iloc[-1]
     with pytest.raises(ValueError, match="funding_leg must say which leg"):
         walk_forward(y, x, **kw, funding=rates)
+
+
+def _formation_sharpe(yv, xv, beta, z, entry, exit_, stop, cost_bps=1.0, capital=10_000.0):
+    """mean / std of bar returns of `mean_reversion`'s rules on fixed z and beta, written out bar by bar
+    (signal at t filled at t+1, entry allowed at the last bar, closed there)."""
+    n, c = len(yv), cost_bps / 1e4
+    want, blocked, held, cash = 0, False, 0, capital
+    eq, trades = [], 0
+    for t in range(n):
+        order = want if t > 0 else 0
+        if held and order != held:
+            cash = start + qy * (yv[t] - y0) + qx * (xv[t] - x0) - c * (abs(qy) * yv[t] + abs(qx) * xv[t])
+            held, trades = 0, trades + 1
+        if not held and order:
+            qy = order * cash / (yv[t] + abs(beta) * xv[t])
+            qx = -beta * qy
+            start = cash - c * (abs(qy) * yv[t] + abs(qx) * xv[t])
+            y0, x0, held = yv[t], xv[t], order
+        if t == n - 1 and held:
+            cash = start + qy * (yv[t] - y0) + qx * (xv[t] - x0) - c * (abs(qy) * yv[t] + abs(qx) * xv[t])
+            held, trades = 0, trades + 1
+        eq.append(start + qy * (yv[t] - y0) + qx * (xv[t] - x0) if held else cash)
+        zt = z[t]
+        if want == 0:
+            if blocked and abs(zt) < entry:
+                blocked = False
+            if not blocked and entry < zt < stop:
+                want = -1
+            elif not blocked and -stop < zt < -entry:
+                want = 1
+        elif want == 1 and zt <= -stop or want == -1 and zt >= stop:
+            want, blocked = 0, True
+        elif want == 1 and zt >= -exit_ or want == -1 and zt <= exit_:
+            want = 0
+    r = np.diff(eq) / np.array(eq[:-1])
+    return (r.mean() / r.std(ddof=1) if r.std(ddof=1) > 0 else math.nan), trades
+
+
+def test_optimize_picks_each_windows_best_thresholds_on_its_formation_bars_only():
+    y, x = _pair(n=4000, seed=12, drift=0.003)
+    opt = dict(entry_z=[1.0, 1.5, 2.0, 2.5], exit_z=[0.0, 0.5, 1.2], stop_z=[3.0, None])
+    r = walk_forward(y, x, formation=1000, trading=600, optimize=opt, optimize_min_trades=3)
+    w = r.windows
+    assert {"entry_z", "exit_z", "stop_z", "formation_sharpe"} <= set(w.columns) and "re-chosen" in r.summary()
+    yv, xv = y.to_numpy(), x.to_numpy()
+    sets = [(e, x_, s) for e in opt["entry_z"] for x_ in opt["exit_z"] for s in (3.0, math.inf) if x_ < e < s]
+    for row in w.itertuples():
+        fs, fe = y.index.get_loc(row.formation_start), y.index.get_loc(row.formation_end) + 1
+        fit = hedge_ratio(y.iloc[fs:fe], x.iloc[fs:fe])
+        form = yv[fs:fe] - fit.alpha - fit.beta * xv[fs:fe]
+        zf = (form - form.mean()) / form.std(ddof=1)
+        scores = [_formation_sharpe(yv[fs:fe], xv[fs:fe], fit.beta, zf, *s_) for s_ in sets]
+        ok = [sh if k >= 3 and np.isfinite(sh) else -np.inf for sh, k in scores]
+        best = sets[int(np.argmax(ok))]
+        assert (row.entry_z, row.exit_z, row.stop_z) == best
+        assert row.formation_sharpe == pytest.approx(max(ok) * math.sqrt(periods_per_year(y.index[fs:fe])), rel=1e-8)
+        tr = r.trades[r.trades["window"] == row.window]
+        assert (tr["entry_z"].abs() > row.entry_z).all()
+    assert w[["entry_z", "exit_z"]].drop_duplicates().shape[0] > 1  # the choice did change between windows
+    # one set, the given one: the same as not optimising
+    same = walk_forward(y, x, formation=1000, trading=600, optimize={"entry_z": [2.0]}, optimize_min_trades=0)
+    plain = walk_forward(y, x, formation=1000, trading=600)
+    pd.testing.assert_series_equal(same.equity, plain.equity)
+    pd.testing.assert_frame_equal(same.windows[plain.windows.columns], plain.windows)
+    # too few trades anywhere: the given thresholds are kept
+    kept = walk_forward(y, x, formation=1000, trading=600, optimize={"entry_z": [1.0, 2.0]}, optimize_min_trades=10**6)
+    assert kept.windows["entry_z"].eq(2.0).all() and kept.windows["formation_sharpe"].isna().all()
+    pd.testing.assert_series_equal(kept.equity, plain.equity)
+    for bad, msg in (({"entry": [1.0]}, "optimize takes entry_z, exit_z and stop_z"),
+                     ({"entry_z": [0.2], "exit_z": [0.5]}, "no valid threshold combination"),
+                     ([1.0, 2.0], "optimize must be a dict")):
+        with pytest.raises(ValueError, match=msg):
+            walk_forward(y, x, formation=1000, trading=600, optimize=bad)
+    with pytest.raises(ValueError, match="optimize_metric must be one of"):
+        walk_forward(y, x, formation=1000, trading=600, optimize={"entry_z": [1.5]}, optimize_metric="luck")
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), t=st.integers(200, 898))
+def test_no_look_ahead_with_thresholds_chosen_per_window(seed, t):
+    y, x = _pair(n=900, seed=seed % 997, phi=0.8)
+    rng = np.random.default_rng(seed)
+    y2, x2 = y.copy(), x.copy()
+    y2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 899 - t))
+    x2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 899 - t))
+    kw = dict(formation=200, trading=100, optimize={"entry_z": [1.0, 1.5, 2.0], "exit_z": [0.0, 0.5]},
+              optimize_min_trades=1)
+    a, b = walk_forward(y, x, **kw), walk_forward(y2, x2, **kw)
+    cut = y.index[t]
+    pd.testing.assert_series_equal(a.positions.loc[:cut], b.positions.loc[:cut])
+    pd.testing.assert_series_equal(a.equity.loc[:cut], b.equity.loc[:cut])
+    started = a.windows["trading_start"] <= cut
+    pd.testing.assert_frame_equal(a.windows.loc[started, ["entry_z", "exit_z", "formation_sharpe"]],
+                                  b.windows.loc[started, ["entry_z", "exit_z", "formation_sharpe"]])
