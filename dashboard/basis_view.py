@@ -176,9 +176,9 @@ def funding_figure(view: BasisView, uirevision: str) -> dict:
         data.append({"type": "scatter", "mode": "markers", "x": [view.next_funding_time],
                      "y": [view.current_rate * 100], "name": "estimate for the next funding",
                      "marker": {"size": 11, "symbol": "circle-open", "color": PALETTE[1], "line": {"width": 2}}})
-    _number_axis(layout["yaxis"], ".4f")
+    _number_axis(layout["yaxis"], ".6f")
     layout["yaxis"]["title"] = {"text": "rate, % per period"}
     layout["yaxis2"] = {"overlaying": "y", "side": "right", "showgrid": False, "title": {"text": "cumulative, %"},
-                        "hoverformat": ".4f", "tickformat": ".3~f", "automargin": True}
+                        "hoverformat": ".6f", "tickformat": ".5~f", "automargin": True}
     layout["bargap"] = 0.3
     return {"data": data, "layout": layout}
