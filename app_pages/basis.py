@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from dashboard import basis_view, data, export, settings, ui
+from dashboard import basis_view, data, downloads, export, settings, ui
 from dashboard.settings import Settings
 
 s = settings.current()
@@ -45,15 +45,23 @@ with st.container(border=True):
                                       "at this constant notional through the funding history.")
 
 
+SERIES_KEY, FUNDING_KEY = "dl-basis", "dl-funding"
+
+
 @st.fragment(run_every=s.run_every)
 def live(s: Settings, symbol: str, history: str, notional: float) -> None:
+    series, fund = downloads.offer(SERIES_KEY), downloads.offer(FUNDING_KEY)
     cat = data.current_catalog(s)
     ui.status_line(s, cat)
     if not ui.need_catalog(cat):
+        series.withhold(cat.message or "the file cannot be read")
+        fund.withhold(cat.message or "the file cannot be read")
         return
     bars = data.basis_bars(s, symbol, cat)
     ui.explain(bars.state, bars.message)
     if not bars.ok:
+        series.withhold(bars.message or f"no {symbol} bars")
+        fund.withhold(bars.message or f"no {symbol} bars")
         return
     marks = data.marks(s, symbol, cat)
     anchor = pd.Timestamp(cat.last_ts(basis_view.PERP) or dt.datetime.now(dt.UTC))
@@ -70,15 +78,14 @@ def live(s: Settings, symbol: str, history: str, notional: float) -> None:
     rev = s.uirevision(symbol, "basis")
     ui.chart(basis_view.basis_figure(view, rev), key="basis-chart")
     ui.chart(basis_view.funding_figure(view, f"{rev}:{history}"), key="basis-funding")
-    c = st.columns(2)
-    c[0].download_button("Basis series (CSV)", data=lambda: export.to_csv(view.series()),
-                         file_name=export.filename("basis", symbol, s.timeframe, s.lookback), mime="text/csv",
-                         icon=":material/download:", on_click="ignore", key="dl-basis",
-                         disabled=view.bars.empty)
-    c[1].download_button("Funding history (CSV)", data=lambda: export.to_csv(view.funding_table()),
-                         file_name=export.filename("funding", symbol, history), mime="text/csv",
-                         icon=":material/download:", on_click="ignore", key="dl-funding",
-                         disabled=view.funding.empty)
+    if view.bars.empty:
+        series.withhold(f"no {symbol} bars in the last {s.lookback}")
+    else:
+        series.set(lambda: export.to_csv(view.series()))
+    if view.funding.empty:
+        fund.withhold(f"no settled funding rates of {symbol} in the last {history}")
+    else:
+        fund.set(lambda: export.to_csv(view.funding_table()))
 
 
 def _headline(view: basis_view.BasisView, history: str, notional: float) -> None:
@@ -123,3 +130,9 @@ def _span(td: pd.Timedelta) -> str:
 
 
 live(s, symbol, history, float(notional))
+c = st.columns(2)  # outside the refreshing fragment: works on every click (dashboard.downloads)
+downloads.button("Basis series (CSV)", SERIES_KEY, export.filename("basis", symbol, s.timeframe, s.lookback),
+                 where=c[0], help="Both legs' closes, basis (bps, annualised), mark, index, premium and mark vs last "
+                                  "per bar, UTC, as on the page when you click.")
+downloads.button("Funding history (CSV)", FUNDING_KEY, export.filename("funding", symbol, history), where=c[1],
+                 help="Settled funding rates (fraction per period), annualised, running sum and mark price.")

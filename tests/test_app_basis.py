@@ -78,6 +78,13 @@ def test_basis_page_numbers_are_the_stored_series_by_hand(app, market):
     assert bars["y"] == pytest.approx((in_window * 100).tolist())
     cum = next(t for t in funding_fig["data"] if t["name"].startswith("cumulative"))
     assert cum["y"][-1] == pytest.approx(in_window.sum() * 100)
+    # the download buttons (drawn outside the live fragment) give the page's series
+    offers = at.session_state["_tickdesk_download_offers"]
+    fund = pd.read_csv(pd.io.common.BytesIO(offers["dl-funding"]()))
+    assert fund["funding_rate"].to_numpy() == pytest.approx(in_window.to_numpy())
+    csv = pd.read_csv(pd.io.common.BytesIO(offers["dl-basis"]()))
+    got = csv.set_index(pd.to_datetime(csv["ts"], utc=True))["basis_bps"].dropna()
+    assert got.to_numpy() == pytest.approx(ref.to_numpy(), rel=1e-9) and got.index.equals(ref.index)  # CSV: 10 digits
 
 
 def test_basis_csv_has_the_page_series(market):
