@@ -168,14 +168,26 @@ class MetricSource:
 
     # ---------------------------------------------------------------------------------------------- inputs
     def last_trade(self, market: str, symbol: str) -> tuple[int, int, float] | None:
-        """(trade_id, ts µs, price) of the newest stored trade (within PRICE_LOOKBACK), cached between rounds."""
+        """(trade_id, ts µs, price) of the newest stored trade (within PRICE_LOOKBACK), cached between rounds.
+
+        A symbol this process does not stream (another ingestor writes it: the other leg of a spot-vs-perp rule
+        when each market has its own process) never arrives in a flushed batch, so it is re-read from the file
+        once per round, from its cached time on."""
         key = (market, symbol)
-        if key in self._last:
+        foreign = bool(self._status) and key not in self._status
+        if key in self._last and not (foreign and ("fresh", key) not in self._memo):
             return self._last[key]
+        if foreign:
+            self._memo[("fresh", key)] = True
         miss = self._missing.get(key)
         if miss is not None and (self._now - miss).total_seconds() < 10:
             return None
-        t = alerts_sql.last_trade(self._con, market, symbol, self._now - PRICE_LOOKBACK)
+        since = self._now - PRICE_LOOKBACK
+        if key in self._last:
+            since = max(since, _us_to_dt(self._last[key][1]))
+        t = alerts_sql.last_trade(self._con, market, symbol, since)
+        if t is None and key in self._last and (self._now_us - self._last[key][1]) / 1e6 < PRICE_LOOKBACK.total_seconds():
+            return self._last[key]
         if t is None:
             self._missing[key] = self._now
             return None

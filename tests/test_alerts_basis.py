@@ -261,3 +261,47 @@ def test_alerts_form_creates_a_basis_rule_from_the_sidebar_pair_and_explains_two
     (rule,) = RuleStore(path).list()
     assert (rule.metric, rule.market, rule.market2, rule.symbol, rule.symbol2, rule.threshold) == \
         ("basis", "spot", "usdm", "BTCUSDT", "BTCUSDT", 5.0)
+
+
+def test_basis_rule_follows_a_spot_leg_written_by_another_ingestor(tmp_path):
+    """One ingestor per market on one file: the usdm process evaluates the basis rule and never sees spot ticks in
+    its own batches, so it reads the spot leg from the file each round."""
+    t0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+    us = int(t0.timestamp() * 1e6)
+    db = init_db(tmp_path / "two.duckdb")
+    clock = Clock(t0)
+    status = {("usdm", "BTCUSDT"): {"connected": True, "last_tick_age_s": 0.1}}
+    engine = AlertEngine(clock=clock, webhooks=False, status_provider=lambda: status)
+    usdm_buf, spot_buf = TickBuffer(), TickBuffer()
+    usdm = TickWriter(db, usdm_buf, hooks=[engine.on_flush])
+    spot = TickWriter(db, spot_buf)                     # the spot ingestor: no alert engine of its own here
+    store = RuleStore(db)
+    ids = {"spot": 0, "usdm": 0}
+
+    def write(writer, buf, market, seconds, price):
+        clock.t = t0 + dt.timedelta(seconds=seconds)
+        ids[market] += 1
+        buf.extend([tick("BTCUSDT", ids[market], us + seconds * 1_000_000, price, market=market)])
+        writer.flush_once()
+
+    write(spot, spot_buf, "spot", 0, 100.0)
+    write(usdm, usdm_buf, "usdm", 0, 100.1)             # 10 bps
+    rule = store.create({"market": "usdm", "symbol": "BTCUSDT", "metric": "basis", "op": "<", "threshold": 0,
+                         "cooldown_s": 0})
+    write(usdm, usdm_buf, "usdm", 1, 100.1)
+    write(spot, spot_buf, "spot", 2, 100.5)             # spot moves up in the other process: basis -40 bps
+    write(usdm, usdm_buf, "usdm", 3, 100.1)
+    ev = store.events()
+    assert ev["rule_id"].tolist() == [rule.id]
+    assert ev["value"].iloc[0] == pytest.approx((100.1 / 100.5 - 1) * 1e4)
+
+
+def test_screener_watch_rules_carry_the_second_legs_market():
+    from dashboard.screen_ui import watch_rules
+
+    up, down = watch_rules("spot", "usdm:BTCUSDT", "spot:BTCUSDT", "1m", 2.0, 60)
+    for fields in (up, down):
+        r = validate_rule(fields)
+        assert (r.market, r.symbol, r.market2, r.symbol2, r.metric) == ("usdm", "BTCUSDT", "spot", "BTCUSDT", "zscore")
+    same = validate_rule(watch_rules("spot", "ETHUSDT", "BTCUSDT", "1m", 2.0, 60)[0])
+    assert (same.market, same.market2) == ("spot", None)
