@@ -28,7 +28,7 @@ from scipy.stats import norm as _norm
 
 from quantlib._blas import single_threaded
 from quantlib._validate import as_pair, check_choice, check_finite_number, check_min, check_positive_number, check_window
-from quantlib.backtest import HEDGES, _check_timeframe, _hedged_spread, _spread_zscore
+from quantlib.backtest import HEDGES, _check_timeframe, _funding_events, _hedged_spread, _spread_zscore
 from quantlib.sample import RULE
 from quantlib.timeframes import bars_per_year, periods_per_year, timeframe_seconds
 
@@ -181,18 +181,30 @@ def _states(z: np.ndarray, entry: np.ndarray, exit_: np.ndarray, stop: np.ndarra
 
 
 def _simulate(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, z: np.ndarray, entry: np.ndarray, exit_: np.ndarray,
-              stop: np.ndarray, capital: float, cost_rate: float, times: np.ndarray | None) -> _Grid:
+              stop: np.ndarray, capital: float, cost_rate: float, times: np.ndarray | None,
+              funding: tuple[np.ndarray, ...] | None = None) -> _Grid:
     """`mean_reversion`'s rules and book for every set at once (`_states`, then `_book`)."""
-    return _book(yv, xv, b, _states(z, entry, exit_, stop), capital, cost_rate, times)
+    return _book(yv, xv, b, _states(z, entry, exit_, stop), capital, cost_rate, times, funding)
+
+
+def _funding_slice(fund, sl: slice) -> tuple[np.ndarray, ...] | None:
+    """The funding times booked inside bars sl (bar j counted from sl.start) as `_book` takes them."""
+    if fund is None:
+        return None
+    keep = (fund.j > sl.start) & (fund.j < sl.stop)
+    return fund.j[keep] - sl.start, fund.leg[keep], fund.rate[keep], fund.mark[keep]
 
 
 def _book(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, states: np.ndarray, capital: float, cost_rate: float,
-          times: np.ndarray | None) -> _Grid:
+          times: np.ndarray | None, funding: tuple[np.ndarray, ...] | None = None) -> _Grid:
     """Fills, cash, equity and trade counts of every set from its signal states.
 
     yv, xv, b, states cover the bars traded (flat at the first, closed at the last); `times`: int64 ns of
-    the bars for clock holding times (None: bars only). The holding periods of every set come from its
-    positions; the cash of every set from its trades' growth factors; then the marked equity by segment."""
+    the bars for clock holding times (None: bars only); `funding`: (bar j, leg 0 / 1, rate, mark) of each
+    funding time, j counted from the first bar here and booked as `backtest._FundingEvents` does (a trade
+    open over bars f < j <= e pays -qty x mark x rate from bar j on). The holding periods of every set come
+    from its positions; the cash of every set from its trades' growth factors; then the marked equity by
+    segment."""
     n, p = states.shape
     # position after each bar's fill: the signal of bar t is filled at bar t+1; one row per set
     pos = np.zeros((p, n), dtype=np.int8)
@@ -218,6 +230,19 @@ def _book(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, states: np.ndarray, cap
     ay, ax = np.abs(unit), np.abs(beta * unit)
     growth = (1.0 - cost_rate * (ay * yf + ax * xf) + ((ye - yf) * unit - (xe - xf) * beta * unit)
               - cost_rate * (ay * ye + ax * xe))
+    pairs = None
+    if funding is not None and len(funding[0]) and s_id.size:
+        # (trade, funding time) pairs with f < j <= e; the payment per unit of cash at entry is linear too
+        fj, fleg, frate, fmark = funding
+        order = np.argsort(fj, kind="stable")
+        fj, fleg, frate, fmark = fj[order], fleg[order], frate[order], fmark[order]
+        lo, hi = np.searchsorted(fj, f, side="right"), np.searchsorted(fj, e, side="right")
+        count = hi - lo
+        tr = np.repeat(np.arange(s_id.shape[0]), count)
+        ev = lo[tr] + (np.arange(tr.shape[0]) - np.repeat(np.cumsum(count) - count, count))
+        per_cash = np.where(fleg[ev] == 0, unit[tr], -beta[tr] * unit[tr]) * fmark[ev] * frate[ev]
+        growth -= np.bincount(tr, weights=per_cash, minlength=s_id.shape[0])
+        pairs = (tr, fj[ev], fleg[ev], fmark[ev] * frate[ev])
     k_max = int(n_trades.max()) if s_id.size else 0
     factors = np.ones((p, k_max + 1))
     factors[s_id, ordinal + 1] = growth
@@ -231,8 +256,13 @@ def _book(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, states: np.ndarray, cap
     c_in, c_out = cost_rate * n_in, cost_rate * n_out
     start = cash0 - c_in
     gross = (ye - yf) * qy + (xe - xf) * qx
-    cash_after = (start + gross) - c_out
-    pnl = gross - c_in - c_out
+    paid = np.zeros(s_id.shape[0])
+    if pairs is not None:
+        tr, pj, pleg, mark_rate = pairs
+        payment = -np.where(pleg == 0, qy[tr], qx[tr]) * mark_rate
+        paid = np.bincount(tr, weights=payment, minlength=s_id.shape[0])
+    cash_after = (start + gross + paid) - c_out
+    pnl = gross - c_in - c_out + paid
     notional, costs = n_in + n_out, c_in + c_out
     # marked equity: segment 0 flat with the capital, 2k+1 in trade k, 2k+2 flat after it (exit bar included)
     width = 2 * k_max + 1
@@ -256,6 +286,12 @@ def _book(yv: np.ndarray, xv: np.ndarray, b: np.ndarray, states: np.ndarray, cap
     equity += part
     del part
     np.add(tab_start[seg], equity, out=equity)
+    if pairs is not None and tr.size:
+        # funding paid so far inside each trade, bars j .. e-1 (the exit bar's flat segment includes it)
+        delta = np.zeros((p, n + 1))
+        np.add.at(delta, (s_id[tr], pj), payment)
+        np.add.at(delta, (s_id[tr], e[tr]), -payment)
+        equity += np.cumsum(delta[:, :n], axis=1)
     in_market = np.count_nonzero(pos[:, :-1], axis=1)
     hold_ns = np.bincount(s_id, weights=(times[e] - times[f]).astype(np.float64), minlength=p) \
         if times is not None else None
@@ -368,12 +404,15 @@ def sweep(
     oos_start: int | str | pd.Timestamp | None = None,
     metric: str = "sharpe",
     min_trades: int = RULE.min_trades,
+    funding: pd.Series | pd.DataFrame | dict | None = None,
+    funding_leg: str | None = None,
 ) -> SweepResult:
     """`mean_reversion` over every (window, entry_z, exit_z, stop_z) in the grid (module docstring).
 
     Lists (or single values) for `entry_z`, `exit_z`, `stop_z` (None: no stop) and `window`; combinations
     breaking exit < entry < stop are skipped (counted in `skipped`). The other arguments are
-    `mean_reversion`'s (`hedge_window` None: each window's own length; no funding is booked). Split: the last `oos_fraction`
+    `mean_reversion`'s (`hedge_window` None: each window's own length; `funding` / `funding_leg` book a
+    perpetual leg's funding as there). Split: the last `oos_fraction`
     of the bars are out of sample (None or 0: no split); `oos_start` (a bar number or a UTC time), when
     given, replaces it. `metric` picks the in-sample best among sets with >= `min_trades` trades (default: the
     sample rule's minimum, `quantlib.sample.RULE`; max_drawdown: the smallest)."""
@@ -407,6 +446,7 @@ def sweep(
         check_min(n - split, 3, "out-of-sample bars")
     yv, xv = ys.to_numpy(), xs.to_numpy()
     index = ys.index
+    fund = _funding_events(funding, funding_leg, index, np.column_stack([yv, xv]), ("y", "x"), timeframe)
     times = index.as_unit("ns").asi8 if isinstance(index, pd.DatetimeIndex) else None
     bar_ns = timeframe_seconds(timeframe) * 1e9 if times is None and timeframe is not None else None
     per_in = periods_per_year(index[:split], timeframe)
@@ -431,9 +471,10 @@ def sweep(
                     continue
                 states = _states(z[sl], e_, x_, s_)
                 t_sl = None if times is None else times[sl]
+                f_sl = _funding_slice(fund, sl)
                 step = max(1, BOOK_CELLS // states.shape[0])
-                stats = [_stats_frame(_book(yv[sl], xv[sl], b[sl], states[:, k: k + step], capital, cost_rate, t_sl),
-                                      capital, per, bar_ns) for k in range(0, states.shape[1], step)]
+                stats = [_stats_frame(_book(yv[sl], xv[sl], b[sl], states[:, k: k + step], capital, cost_rate, t_sl,
+                                            f_sl), capital, per, bar_ns) for k in range(0, states.shape[1], step)]
                 part.append(pd.concat(stats, ignore_index=True).add_prefix(prefix))
             frames.append(pd.concat(part, axis=1))
     grid = pd.concat(frames, ignore_index=True)
@@ -454,17 +495,18 @@ def sweep(
         z = _spread_zscore(b, spr, index, w)
         one = [np.array([best[k]], dtype=np.float64) for k in ("entry_z", "exit_z", "stop_z")]
         part = slice(0, split)
-        best_eq = pd.Series(_simulate(yv[part], xv[part], b[part], z[part], *one, capital, cost_rate, None).equity[0],
-                            index=index[part], name="equity")
+        best_eq = pd.Series(_simulate(yv[part], xv[part], b[part], z[part], *one, capital, cost_rate, None,
+                                      _funding_slice(fund, part)).equity[0], index=index[part], name="equity")
         if split < n:
             part = slice(split, n)
-            best_oos_eq = pd.Series(_simulate(yv[part], xv[part], b[part], z[part], *one, capital, cost_rate,
-                                              None).equity[0], index=index[part], name="equity")
+            best_oos_eq = pd.Series(_simulate(yv[part], xv[part], b[part], z[part], *one, capital, cost_rate, None,
+                                              _funding_slice(fund, part)).equity[0], index=index[part], name="equity")
     params = dict(entry_z=entries, exit_z=exits, stop_z=stops, window=windows, cost_bps=cost_bps, hedge=hedge,
                   hedge_window=hedge_window, method=method, beta=beta, timeframe=timeframe, capital=capital,
                   kalman_delta=kalman_delta, oos_fraction=oos_fraction, oos_start=oos_start, metric=metric,
                   min_trades=min_trades, split_bar=split, periods_per_year=per_in,
-                  oos_periods_per_year=per_out, fill="next bar close")
+                  oos_periods_per_year=per_out, fill="next bar close",
+                  funding_legs=fund.leg_names(("y", "x")) if fund is not None else None)
     return SweepResult(
         grid=grid, metric=metric, best=best, in_sample=(index[0], index[split - 1]),
         out_of_sample=(index[split], index[-1]) if split < n else None, n_in_sample=split,
