@@ -152,16 +152,24 @@ def scatter_fits(x: pd.Series, y: pd.Series, fits: dict[str, tuple[float, float]
                             bgcolor="rgba(20,20,24,0.6)")
     layout["xaxis"].update(title={"text": x_name}, showspikes=False)
     layout["yaxis"].update(title={"text": y_name})
-    _number_axis(layout["xaxis"], price_format(x.to_numpy()))
-    _number_axis(layout["yaxis"], price_format(y.to_numpy()))
+    xf, yf = price_format(x.to_numpy()), price_format(y.to_numpy())
+    _number_axis(layout["xaxis"], xf)
+    _number_axis(layout["yaxis"], yf)
+    # the whole label in the (readable) box: no trace-coloured name beside it
+    values = f"{x_name} %{{x:{xf}}}<br>{y_name} %{{y:{yf}}}"
+    when = (pd.DatetimeIndex(x.index).strftime("%Y-%m-%d %H:%M:%S UTC").to_numpy()
+            if isinstance(x.index, pd.DatetimeIndex) else None)
     data = [{"type": "scattergl" if len(x) > WEBGL_MIN_POINTS else "scatter", "mode": "markers",
-             "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars",
+             "x": x.to_numpy(), "y": y.to_numpy(), "name": "bars", "customdata": when,
+             "hovertemplate": ("%{customdata}<br>" if when is not None else "") + values + "<extra></extra>",
              "marker": {"size": 4, "color": np.arange(len(x)), "colorscale": "Viridis", "opacity": 0.65,
                         "colorbar": {"title": {"text": "time"}, "thickness": 8, "tickvals": []}}}]
     grid = np.linspace(float(np.nanmin(x)), float(np.nanmax(x)), 50)
     for i, (name, (alpha, beta)) in enumerate(fits.items()):
-        data.append({"type": "scatter", "mode": "lines", "x": grid, "y": alpha + beta * grid,
-                     "name": f"{name}: β={beta:.3f}", "line": {"width": 2, "color": PALETTE[(i + 1) % len(PALETTE)]}})
+        label = f"{name}: β={beta:.3f}"
+        data.append({"type": "scatter", "mode": "lines", "x": grid, "y": alpha + beta * grid, "name": label,
+                     "hovertemplate": f"{label}<br>{values}<extra></extra>",
+                     "line": {"width": 2, "color": PALETTE[(i + 1) % len(PALETTE)]}})
     return {"data": data, "layout": layout}
 
 

@@ -120,6 +120,16 @@ def test_market_price_axis_follows_the_symbols_tick_size():
     assert pepe["layout"]["yaxis"]["hoverformat"] == ",.8f"
 
 
+def test_scatter_hover_is_all_in_the_readable_box():
+    """Closest-point hovers (the scatter) would show the trace name beside the box in the trace's own colour:
+    every trace's hovertemplate carries its text and drops that part (`<extra></extra>`)."""
+    fig = _all_figures()["scatter"]
+    for trace in fig["data"]:
+        assert trace["hovertemplate"].endswith("<extra></extra>")
+        assert "BTCUSDT %{x:,.2f}<br>ETHUSDT %{y:,.2f}" in trace["hovertemplate"]
+    assert fig["data"][0]["customdata"][0] == "2026-01-05 00:00:00 UTC"
+
+
 def test_equity_shows_money_in_full():
     fig = figures.equity(pd.Series([10_000.0, 10_012.5]), pd.Series([0.0, 0.0]), "r")
     assert fig["layout"]["yaxis"]["hoverformat"] == ",.2f"
