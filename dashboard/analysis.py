@@ -403,11 +403,13 @@ def run_sweep(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, ti
         oos_withheld = _withheld(g["oos_n_trades"], res.n_out_of_sample, _span(ys.index, res.n_in_sample, n))
     deflated = None
     if res.best is not None and not withheld[res.best.name]:
-        best = res.best_params()
-        ins = backtest.mean_reversion(ys.iloc[:res.n_in_sample], xs.iloc[:res.n_in_sample], cost_bps=params.cost_bps,
-                                      hedge=hedge, method=m, timeframe=timeframe, capital=params.capital, **best)
+        equity = res.best_equity
+        if equity is None:  # the in-sample stats equal mean_reversion on the in-sample bars alone
+            equity = backtest.mean_reversion(ys.iloc[:res.n_in_sample], xs.iloc[:res.n_in_sample],
+                                             cost_bps=params.cost_bps, hedge=hedge, method=m, timeframe=timeframe,
+                                             capital=params.capital, **res.best_params()).equity
         shown = g["sharpe"].where(withheld == "")
-        deflated = performance.deflated_sharpe(performance.bar_returns(ins.equity), ins.stats.periods_per_year,
+        deflated = performance.deflated_sharpe(performance.bar_returns(equity), res.params["periods_per_year"],
                                                n_trials=len(g), trial_sharpes=shown.to_numpy())
     if res.best is None:
         note = (note or "") + (f" No parameter set made at least {RULE.min_trades} trades in sample, so none is "

@@ -348,6 +348,11 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
         for why in (view.sharpe_withheld.loc[best.name], oos_why):
             if why:
                 st.caption(f":material/block: {why[0].upper() + why[1:]}.")
+        curves = {name: c for name, c in (("in sample", res.best_equity), ("out of sample (restarts at capital)",
+                                                                            res.best_oos_equity)) if c is not None}
+        if curves:
+            ui.chart(figures.lines(curves, s.uirevision(y, x, "bt-sweep-best"), "Best set: equity in and out of "
+                                   "sample", height=280, yformat=",.0f"), key="bt-sweep-best-equity")
         if view.deflated is not None:
             st.caption(f":material/casino: {view.deflated.summary()}. Deflated Sharpe: Bailey & López de Prado "
                        f"(2014), over the {len(res.grid)} sets tried and the spread of their Sharpe ratios.")

@@ -131,7 +131,10 @@ def test_sweep_heat_maps_best_and_out_of_sample(app, long_db):
     specs = plotly_specs(at)
     titles = [s["layout"]["title"]["text"] for s in specs]
     assert titles == ["Sharpe (ann., in sample)", "Trades (in sample)", "Total return (in sample)",
-                      "Max drawdown (in sample)"]
+                      "Max drawdown (in sample)", "Best set: equity in and out of sample"]
+    curves = {t["name"]: t["y"] for t in specs[4]["data"]}
+    assert list(curves["in sample"]) == pytest.approx(list(ref.best_equity))
+    assert list(curves["out of sample (restarts at capital)"]) == pytest.approx(list(ref.best_oos_equity))
     trades_map = specs[1]["data"][0]
     grid = ref.grid.pivot(index="entry_z", columns="exit_z", values="n_trades")
     np.testing.assert_array_equal(np.array(trades_map["z"], dtype=float), grid.to_numpy(dtype=float))
