@@ -72,10 +72,11 @@ elif section == "wf":
 def live(s: Settings) -> None:
     if problem:
         st.warning(problem, icon=":material/warning:")
+        backtest_ui.withhold_section(section, problem)
         return
     bars = backtest_ui.load(s)
     if bars is None:
-        backtest_ui.withhold_single_run()
+        backtest_ui.withhold_section(section, "the Backtest page shows no result for this pair and window")
         return
     if section == "single":
         backtest_ui.single_run(s, bars, params)
@@ -88,5 +89,4 @@ def live(s: Settings) -> None:
 
 
 live(s)
-if section == "single":  # outside the refreshing fragment: works on every click (dashboard.downloads)
-    backtest_ui.single_run_buttons(s)
+backtest_ui.section_buttons(s, section)  # outside the fragment: works on every click (dashboard.downloads)

@@ -126,26 +126,42 @@ def _trades(trades: pd.DataFrame, bars: PairBars, empty: str, file_parts: tuple,
 
 
 # ---------------------------------------------------------------- single run
-# The single run refreshes live: its downloads are drawn by the page's full run (`single_run_buttons`), outside
-# the refreshing fragment, and filled here (dashboard.downloads explains why).
-SINGLE_DOWNLOADS = {"dl-bt-trades": "Trades (CSV)", "dl-bt-equity": "Equity, position, z-score (CSV)"}
+# Downloads are drawn by the page's full run (`section_buttons`), outside the fragment, and filled by the section
+# (dashboard.downloads explains why: a deferred button inside a fragment fails while any fragment refreshes).
+SECTION_DOWNLOADS = {
+    "single": {"dl-bt-trades": ("Trades (CSV)", "trades"), "dl-bt-equity": ("Equity, position, z-score (CSV)", "equity")},
+    "wf": {"dl-wf-windows": ("Walk-forward windows (CSV)", "walkforward-windows"),
+           "dl-wf-equity": ("Walk-forward equity (CSV)", "walkforward-equity"),
+           "dl-wf-trades": ("Walk-forward trades (CSV)", "walkforward-trades")},
+    "sweep": {"dl-sweep-grid": ("Sweep grid (CSV)", "sweep")},
+}
+SINGLE_DOWNLOADS = {key: label for key, (label, _) in SECTION_DOWNLOADS["single"].items()}
 
 
-def single_run_buttons(s: Settings) -> None:
-    """The single run's download buttons (call from the page's full run, after the fragment)."""
-    if not s.pair:
+def section_buttons(s: Settings, section: str) -> None:
+    """The download buttons of `section` (call from the page's full run, after the fragment)."""
+    items = SECTION_DOWNLOADS.get(section, {})
+    if not s.pair or not items:
         return
     y, x = s.pair
-    c = st.columns(len(SINGLE_DOWNLOADS))
-    for i, (key, label) in enumerate(SINGLE_DOWNLOADS.items()):
-        downloads.button(label, key, export.filename("trades" if key == "dl-bt-trades" else "equity", y, x,
-                                                     s.timeframe, s.hedge_method), where=c[i],
+    method = analysis.walk_forward_method(s.hedge_method) if section == "wf" else s.hedge_method
+    c = st.columns(len(items))
+    for i, (key, (label, stem)) in enumerate(items.items()):
+        downloads.button(label, key, export.filename(stem, y, x, s.timeframe, method), where=c[i],
                          help="As on the page when you click.")
 
 
-def withhold_single_run(why: str = "the Backtest page shows no single run for this pair and window") -> None:
-    for key in SINGLE_DOWNLOADS:
+def withhold_section(section: str, why: str) -> None:
+    for key in SECTION_DOWNLOADS.get(section, {}):
         downloads.offer(key).withhold(why)
+
+
+def single_run_buttons(s: Settings) -> None:
+    section_buttons(s, "single")
+
+
+def withhold_single_run(why: str = "the Backtest page shows no single run for this pair and window") -> None:
+    withhold_section("single", why)
 
 
 def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> None:
@@ -264,6 +280,7 @@ def walk_forward(s: Settings, bars: PairBars, params: analysis.BacktestParams, w
                                                   params, wp)
     if res is None:
         ui.explain("error", reason)
+        withhold_section("wf", reason)
         return
     _metrics(res.stats, ("Out-of-sample return", "Sharpe (ann.)", "Max drawdown", "Hit rate", "Trades"))
     ui.chart(backtest_figures.walk_forward_equity(res.equity, res.windows, s.uirevision(y, x, "bt-wf"),
@@ -272,18 +289,14 @@ def walk_forward(s: Settings, bars: PairBars, params: analysis.BacktestParams, w
     st.subheader(f"Windows ({len(res.windows)})", anchor=False)
     st.dataframe(tables.walk_forward_windows(res.windows), hide_index=True, width="stretch",
                  column_config=tables.WINDOW_COLUMNS)
-    c = st.columns(2)
-    c[0].download_button("Walk-forward windows (CSV)", data=lambda: export.to_csv(res.windows),
-                         file_name=export.filename("walkforward-windows", y, x, s.timeframe, method), mime="text/csv",
-                         icon=":material/download:", on_click="ignore", key="dl-wf-windows")
     eq = pd.DataFrame({"equity": res.equity, "position": res.positions, "zscore": res.zscore, "spread": res.spread,
                        "beta": res.hedge_ratio})
-    c[1].download_button("Walk-forward equity (CSV)", data=lambda: export.to_csv(eq),
-                         file_name=export.filename("walkforward-equity", y, x, s.timeframe, method), mime="text/csv",
-                         icon=":material/download:", on_click="ignore", key="dl-wf-equity")
+    downloads.offer("dl-wf-windows").set(lambda: export.to_csv(res.windows))
+    downloads.offer("dl-wf-equity").set(lambda: export.to_csv(eq))
+    downloads.offer("dl-wf-trades").set(lambda: export.to_csv(res.trades))
     st.subheader("Out-of-sample trades", anchor=False)
     _trades(res.trades, bars, "No trades in any trading window.",
-            ("walkforward-trades", y, x, s.timeframe, method), "dl-wf-trades")
+            ("walkforward-trades", y, x, s.timeframe, method), None)
 
 
 # ---------------------------------------------------------------- parameter sweep
@@ -297,6 +310,7 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
     view, reason = analysis.sweep_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.timeframe, params, sp)
     if view is None:
         ui.explain("error", reason)
+        withhold_section("sweep", reason)
         return
     res = view.result
     if view.note:
@@ -356,6 +370,4 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
         if view.deflated is not None:
             st.caption(f":material/casino: {view.deflated.summary()}. Deflated Sharpe: Bailey & López de Prado "
                        f"(2014), over the {len(res.grid)} sets tried and the spread of their Sharpe ratios.")
-    st.download_button("Sweep grid (CSV)", data=lambda: export.to_csv(view.grid()),
-                       file_name=export.filename("sweep", y, x, s.timeframe, s.hedge_method), mime="text/csv",
-                       icon=":material/download:", on_click="ignore", key="dl-sweep-grid")
+    downloads.offer("dl-sweep-grid").set(lambda: export.to_csv(view.grid()))

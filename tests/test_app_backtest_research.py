@@ -4,6 +4,7 @@ Backtest and Pairs pages; every control read back from the URL."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 
 import numpy as np
@@ -36,6 +37,11 @@ def _open(app, db, **query):
     at = app(db, page="app_pages/backtest.py", query={"lb": "24h", "win": "30", "hedge": "Rolling OLS", **query})
     assert_no_exception(at)
     return at
+
+
+def _offer(at, key: str) -> pd.DataFrame:
+    """The CSV a click on download button `key` gives (its offer, filled by the page's fragment)."""
+    return pd.read_csv(io.BytesIO(at.session_state["_tickdesk_download_offers"][key]()))
 
 
 def _metrics(at) -> dict[str, str]:
@@ -118,6 +124,9 @@ def test_walk_forward_section_matches_quantlib_and_reads_its_form_from_the_url(a
     eq = next(t for t in fig["data"] if t["name"] == "out-of-sample equity")
     assert list(eq["y"]) == pytest.approx(list(ref.equity))
     assert len(fig["layout"]["shapes"]) == len(ref.windows)
+    assert list(_offer(at, "dl-wf-windows")["trades"]) == list(ref.windows["trades"])
+    assert _offer(at, "dl-wf-equity")["equity"].to_numpy() == pytest.approx(ref.equity.to_numpy())
+    assert len(_offer(at, "dl-wf-trades")) == ref.stats.n_trades
 
 
 def test_sweep_heat_maps_best_and_out_of_sample(app, long_db):
@@ -153,6 +162,9 @@ def test_sweep_heat_maps_best_and_out_of_sample(app, long_db):
     assert io.loc["Trades", "out of sample"] == f"{ref.best['oos_n_trades']:,.0f}"
     text = page_text(at)
     assert "deflated Sharpe" in text and f"Best of {len(ref.grid)}" in text
+    grid_csv = _offer(at, "dl-sweep-grid")
+    assert len(grid_csv) == len(ref.grid) and grid_csv["best"].sum() == 1
+    assert (grid_csv["sharpe_withheld"].fillna("") != "").sum() == int(few.sum())
 
 
 def test_sweep_on_a_short_in_sample_picks_by_return_and_says_why(app, long_db):
@@ -173,6 +185,7 @@ def test_bad_sweep_forms_are_explained(app, tick_db, query, message):
     at = app(tick_db, page="app_pages/backtest.py", query={"lb": "6h", "bt_view": "Parameter sweep", **query})
     assert_no_exception(at)
     assert message in page_text(at) and plotly_specs(at) == []
+    assert message in _offer(at, "dl-sweep-grid")["note"][0]  # the button gives the reason, not an old grid
 
 
 def test_pairs_heat_map_follows_the_same_rule(app, tick_db):
