@@ -158,3 +158,18 @@ def test_backtest_page_books_funding_on_the_perp_leg_apart(app, tmp_path):
         mark = y[y.index + pd.Timedelta("1min") <= row["funding_time"]].iloc[-1]
         assert row["mark_price"] == pytest.approx(mark)
         assert row["payment"] == pytest.approx(-row["qty"] * mark * row["rate"])
+
+
+def test_a_pair_of_another_market_reads_that_market(app, basis_db):
+    """Both legs on usdm while the sidebar market is spot: bare names (one market), usdm data, usdm heat map."""
+    at = app(basis_db, page="app_pages/pairs.py", query={"mkt": "spot", "y": "usdm:ETHUSDT", "x": "usdm:BTCUSDT",
+                                                          "lb": "6h"})
+    assert_no_exception(at)
+    specs = plotly_specs(at)
+    assert specs[1]["layout"]["yaxis"]["title"]["text"] == "ETHUSDT"
+    y = stored_closes(basis_db, "usdm", "ETHUSDT")
+    norm = {t["name"]: t["y"] for t in specs[0]["data"]}
+    assert norm["ETHUSDT"][-1] == pytest.approx(100 * y.iloc[-1] / y.iloc[0], rel=1e-9)
+    spot = stored_closes(basis_db, "spot", "ETHUSDT")
+    assert norm["ETHUSDT"][-1] != pytest.approx(100 * spot.iloc[-1] / spot.iloc[0], rel=1e-9)
+    assert list(specs[-1]["data"][0]["x"]) == ["BTCUSDT", "ETHUSDT"]
