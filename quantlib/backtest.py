@@ -212,15 +212,17 @@ class _FundingEvents:
 
     def book(self, equity: np.ndarray, f: int, e: int, q: np.ndarray) -> float:
         """Add the funding of position `q` (held after the fills of bars f..e-1) to `equity`; returns its sum."""
-        inside = np.flatnonzero((self.j > f) & (self.j <= e))
-        total = 0.0
-        for i in inside.tolist():
-            qty = float(q[self.leg[i]])
-            payment = -qty * self.mark[i] * self.rate[i]
-            self.qty[i] = qty
-            equity[self.j[i] : e + 1] += payment
-            total += payment
-        return total
+        lo, hi = np.searchsorted(self.j, [f, e], side="right")  # events are in time order, so j is sorted
+        if lo == hi:
+            return 0.0
+        i = np.arange(lo, hi)
+        qty = q[self.leg[i]]
+        payment = -qty * self.mark[i] * self.rate[i]
+        self.qty[i] = qty
+        step = np.zeros(e - f + 1)
+        np.add.at(step, self.j[i] - f, payment)
+        equity[f : e + 1] += np.cumsum(step)
+        return float(payment.sum())
 
     def leg_names(self, legs: tuple[str, ...]) -> list[str]:
         return sorted({legs[k] for k in self.leg.tolist()})
