@@ -137,15 +137,15 @@ def test_stats_windows_and_trades_are_consistent():
     assert r.hedge_ratio.notna().all() and r.zscore.notna().all()
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), t=st.integers(150, 898), anchored=st.booleans(),
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), t=st.integers(150, 648), anchored=st.booleans(),
        method=st.sampled_from(["ols", "huber", "theil_sen", "tls", "kalman"]))
 def test_no_look_ahead_changing_the_future_never_changes_the_past(seed, t, anchored, method):
-    y, x = _pair(n=900, seed=seed % 997, phi=0.8)
+    y, x = _pair(n=650, seed=seed % 997, phi=0.8)
     rng = np.random.default_rng(seed)
     y2, x2 = y.copy(), x.copy()
-    y2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 899 - t))
-    x2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 899 - t))
+    y2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 649 - t))
+    x2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 649 - t))
     kw = dict(formation=150, trading=100, anchored=anchored, method=method, entry_z=1.5, exit_z=0.3, stop_z=3.5)
     a, b = walk_forward(y, x, **kw), walk_forward(y2, x2, **kw)
     cut = y.index[t]
@@ -153,7 +153,7 @@ def test_no_look_ahead_changing_the_future_never_changes_the_past(seed, t, ancho
     pd.testing.assert_series_equal(a.equity.loc[:cut], b.equity.loc[:cut])
     pd.testing.assert_series_equal(a.zscore.loc[:cut], b.zscore.loc[:cut])
     # the fill at t+1 was decided at t
-    if t + 1 < 900 and y.index[t + 1] in a.positions.index:
+    if t + 1 < 650 and y.index[t + 1] in a.positions.index:
         assert a.positions.loc[y.index[t + 1]] == b.positions.loc[y.index[t + 1]]
     # every window that started trading by t was fitted on data up to its start only
     started = a.windows["trading_start"] <= cut
