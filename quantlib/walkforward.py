@@ -22,6 +22,10 @@ still open at its last bar is closed there** (exit reason "window end"): the hed
 about to be replaced, and a desk does not carry a position into a model it has not opened it under. No
 entry is filled at a window's last bar (it would be closed at once, paying two costs for nothing).
 
+Walk-forward optimisation (`optimize=`): the thresholds too are chosen on each formation window, as the
+best of a grid backtested on the formation bars with that window's fit (`quantlib.sweep`'s engine).
+Funding of a perpetual leg (`funding=`) is booked as `mean_reversion` books it.
+
 Returns the per-window table, the stitched out-of-sample equity (from the first trading bar, starting at
 `capital`), trades and the `BacktestStats` of that equity (annualized by the out-of-sample bars' rate).
 """
