@@ -57,15 +57,19 @@ if section == "sweep":
                                        bind="query-params")
 elif section == "wf":
     with st.form("bt-wf-form", border=True):
-        c = st.columns([1, 1, 1, 1])
+        c = st.columns([1, 1, 1, 1, 1])
         form = c[0].number_input("Formation (bars)", 10, 20_000, max(4 * s.window, 60), 10, key="bt_wf_f",
                                  bind="query-params", help="Bars β and the z statistics are fitted on.")
         trade = c[1].number_input("Trading (bars)", 3, 20_000, max(s.window, 30), 10, key="bt_wf_t",
                                   bind="query-params", help="Bars each fit is traded on before the next refit.")
         anchored = c[2].toggle("Anchored formation", False, key="bt_wf_anch", bind="query-params",
                                help="Formation from the first bar (growing) instead of a rolling window.")
-        c[3].form_submit_button("Run walk-forward", icon=":material/fast_forward:", type="primary")
-    wf_params = analysis.WalkForwardParams(int(form), int(trade), bool(anchored))
+        optimize = c[3].toggle("Re-choose entry / exit per window", False, key="bt_wf_opt", bind="query-params",
+                               help="Walk-forward optimisation: on each formation window pick the best entry × exit "
+                                    "(entry 1–3, exit 0–1) by Sharpe among sets with enough trades there, and trade "
+                                    "it on the next window only.")
+        c[4].form_submit_button("Run walk-forward", icon=":material/fast_forward:", type="primary")
+    wf_params = analysis.WalkForwardParams(int(form), int(trade), bool(anchored), bool(optimize))
 
 
 @st.fragment(run_every=s.run_every if section in backtest_ui.LIVE_SECTIONS else None)

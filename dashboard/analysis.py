@@ -439,6 +439,12 @@ class WalkForwardParams:
     formation: int = 240
     trading: int = 60
     anchored: bool = False
+    optimize: bool = False   # re-choose entry / exit on each formation window from OPTIMIZE_GRID
+
+
+# the entry x exit grid a walk-forward optimisation searches on each formation window (best by Sharpe among sets
+# with the sample rule's minimum of trades there, else the form's thresholds)
+OPTIMIZE_GRID = {"entry_z": [1.0, 1.5, 2.0, 2.5, 3.0], "exit_z": [0.0, 0.25, 0.5, 0.75, 1.0]}
 
 
 def walk_forward_method(method: str) -> str:
@@ -453,7 +459,7 @@ def run_walk_forward(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: 
     return backtest.walk_forward(ys, xs, formation=wp.formation, trading=wp.trading, anchored=wp.anchored,
                                  method=walk_forward_method(method), entry_z=params.entry_z, exit_z=params.exit_z,
                                  stop_z=params.stop_z, cost_bps=params.cost_bps, timeframe=timeframe,
-                                 capital=params.capital)
+                                 capital=params.capital, optimize=OPTIMIZE_GRID if wp.optimize else None)
 
 
 def walk_forward_or_reason(key: tuple, closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,

@@ -274,7 +274,10 @@ def walk_forward(s: Settings, bars: PairBars, params: analysis.BacktestParams, w
     method = analysis.walk_forward_method(s.hedge_method)
     st.caption(f"β and the z-score's mean and std fitted on each formation window ({wp.formation} bars, "
                f"{'anchored at the first bar' if wp.anchored else 'rolling'}; hedge: {method.replace('_', '-')}) and "
-               f"applied unchanged to the next {wp.trading} bars only; a position open at a window's end is closed "
+               f"applied unchanged to the next {wp.trading} bars only"
+               + ("; entry and exit re-chosen on each formation window (best Sharpe with at least "
+                  f"{RULE.min_trades} trades there, else the form's)" if wp.optimize else "")
+               + "; a position open at a window's end is closed "
                f"there. Computed on bars up to {bars.as_of:%Y-%m-%d %H:%M} UTC; run again to include newer bars.")
     res, reason = analysis.walk_forward_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.timeframe,
                                                   params, wp)

@@ -270,6 +270,9 @@ WINDOW_COLUMNS = {
     "pnl": st.column_config.NumberColumn("PnL", format="%.2f"),
     "return": st.column_config.NumberColumn("Return", format="percent"),
     "note": st.column_config.TextColumn("Note"),
+    "entry_z": st.column_config.NumberColumn("Entry |z| (chosen)", format="%.2f"),
+    "exit_z": st.column_config.NumberColumn("Exit |z| (chosen)", format="%.2f"),
+    "stop_z": st.column_config.NumberColumn("Stop |z|", format="%.2f"),
 }
 
 
@@ -279,7 +282,9 @@ def walk_forward_windows(windows: pd.DataFrame) -> pd.DataFrame:
     # an OLS formation spread has mean 0 up to float noise (1e-13): shown as 0, not in scientific notation
     tiny = (df["spread_mean"].abs() < 1e-9 * df["spread_std"].abs()).fillna(False)
     df.loc[tiny, "spread_mean"] = 0.0
-    for c in ("alpha", "beta", "spread_mean", "spread_std"):
+    for c in ("alpha", "beta", "spread_mean", "spread_std", *[c for c in df.columns if c.startswith("formation_")
+                                                             and c not in ("formation_start", "formation_end",
+                                                                           "formation_bars")]):
         df[c] = [plain(v) for v in df[c]]
     return df
 

@@ -207,3 +207,15 @@ def test_sharpe_ci_matches_hand_formula_on_the_page_sample(long_db):
     se = math.sqrt((1 - g3 * sr + (g4 - 1) / 4 * sr**2) / len(r)) * math.sqrt(s.periods_per_year)
     assert s.sharpe_se == pytest.approx(se, rel=1e-9)
     assert s.sharpe_ci_high - s.sharpe_ci_low == pytest.approx(2 * 1.959964 * se, rel=1e-6)
+
+
+def test_walk_forward_optimisation_rechooses_thresholds_per_window(app, long_db):
+    at = _open(app, long_db, bt_view="Walk-forward", bt_wf_f="240", bt_wf_t="60", bt_wf_opt="true")
+    y, x = _legs(long_db)
+    grid = {"entry_z": [1.0, 1.5, 2.0, 2.5, 3.0], "exit_z": [0.0, 0.25, 0.5, 0.75, 1.0]}
+    ref = backtest.walk_forward(y, x, formation=240, trading=60, method="ols", timeframe="1m", optimize=grid)
+    assert _metrics(at)["Out-of-sample return"] == f"{ref.stats.total_return:+.2%}"
+    windows = at.dataframe[0].value
+    assert list(windows["entry_z"]) == list(ref.windows["entry_z"])
+    assert list(windows["exit_z"]) == list(ref.windows["exit_z"])
+    assert "re-chosen on each formation window" in page_text(at)
