@@ -36,7 +36,6 @@ from quantlib.timeframes import bars_per_year, periods_per_year, timeframe_secon
 STATS = ("total_return", "sharpe", "sharpe_se", "sharpe_ci_low", "sharpe_ci_high", "max_drawdown", "hit_rate",
          "n_trades", "avg_holding_bars", "avg_holding_time", "turnover", "total_costs", "costs_fraction", "exposure")
 METRICS = ("sharpe", "total_return", "max_drawdown", "hit_rate", "n_trades", "turnover", "exposure")
-PARAMS = ("window", "entry_z", "exit_z", "stop_z")
 MAX_CELLS = 20_000_000  # bars x parameter sets whose signal states are held at once (2 bytes each)
 BOOK_CELLS = 1_000_000  # bars x sets booked at once (~40 bytes each at the peak: equity, returns)
 
@@ -91,8 +90,9 @@ class SweepResult:
         if self.best is None:
             return head + f"; no set made >= {self.params['min_trades']} trades in sample"
         b, p = self.best, self.best_params()
+        stop = "no stop" if p["stop_z"] is None else f"stop {p['stop_z']:g}"
         text = (f"{head}; in-sample best by {self.metric}: window {p['window']}, entry {p['entry_z']:g}, "
-                f"exit {p['exit_z']:g}, stop {p['stop_z']}: Sharpe {b['sharpe']:.2f}, return {b['total_return']:.2%}, "
+                f"exit {p['exit_z']:g}, {stop}: Sharpe {b['sharpe']:.2f}, return {b['total_return']:.2%}, "
                 f"{int(b['n_trades'])} trades")
         if self.out_of_sample:
             text += (f"; out of sample: Sharpe {b['oos_sharpe']:.2f}, return {b['oos_total_return']:.2%}, "
@@ -126,9 +126,9 @@ def _windows(v: object) -> list[int]:
 class _Grid:
     """Accumulated per-set results of one stretch of bars (stats arrays, shape (n_sets,))."""
 
-    def __init__(self, equity: np.ndarray, exposure: np.ndarray, n_trades: np.ndarray, wins: np.ndarray,
+    def __init__(self, equity: np.ndarray, in_market: np.ndarray, n_trades: np.ndarray, wins: np.ndarray,
                  bars_held: np.ndarray, hold_ns: np.ndarray | None, traded: np.ndarray, costs: np.ndarray):
-        self.equity, self.exposure, self.n_trades, self.wins = equity, exposure, n_trades, wins
+        self.equity, self.in_market, self.n_trades, self.wins = equity, in_market, n_trades, wins
         self.bars_held, self.hold_ns, self.traded, self.costs = bars_held, hold_ns, traded, costs
 
 
@@ -351,7 +351,7 @@ def _stats_frame(g: _Grid, capital: float, per_year: float | None, bar_ns: float
             "turnover": g.traded / capital,
             "total_costs": g.costs,
             "costs_fraction": g.costs / capital,
-            "exposure": g.exposure / n,
+            "exposure": g.in_market / n,
         }
     return pd.DataFrame(out)
 
