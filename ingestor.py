@@ -1,7 +1,8 @@
 """tickdesk ingestor: stream every Binance trade into a DuckDB file (see README and ../shared/DESIGN.md).
 
-    python ingestor.py (--symbols btcusdt,ethusdt | --top N | both) [--market spot|usdm] [--db data/ticks.duckdb]
-                       [--ws-url BASE] [--rest-url BASE] [--flush-ms 250] [--demo] [--log-level INFO]
+    python ingestor.py (--symbols btcusdt,ethusdt | --top N | both) [--market spot|usdm|spot,usdm]
+                       [--db data/ticks.duckdb] [--ws-url BASE] [--rest-url BASE] [--flush-ms 250] [--demo]
+                       [--streams-per-connection 200] [--log-level INFO]
     python ingestor.py import PATH... [--db PATH] [--market spot|usdm]
     python ingestor.py archive --older-than 7d [--db PATH] [--archive-dir data/archive]
 """
@@ -18,6 +19,7 @@ from core.durations import DurationError, parse_duration
 from core.logs import LEVELS, setup_logging
 from core.paths import DEFAULT_DB, DEMO_DB
 from core.symbols import SymbolError, parse_symbols
+from feed.binance import DEFAULT_STREAMS_PER_CONNECTION
 
 EXIT_BAD_INPUT = 2
 EXIT_TICKS_LOST = 3  # stopped, but ticks held in memory could not be written (the log says how many)
@@ -34,9 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated, e.g. btcusdt,ethusdt (default btcusdt,ethusdt; with --demo the simulated "
                         "universe of 24 symbols, see exchange/universe.py)")
     p.add_argument("--top", default=None, metavar="N",
-                   help="the N most traded USDT symbols of --market by 24 h quote volume (TRADING only), "
+                   help="the N most traded USDT symbols of each --market by 24 h quote volume (TRADING only), "
                         "read from the exchange at start; added to --symbols when both are given")
-    p.add_argument("--market", default="spot", choices=["spot", "usdm"], help="spot trades or USD-M futures aggTrades")
+    p.add_argument("--market", default="spot",
+                   help="spot (trades), usdm (USD-M futures aggTrades), or spot,usdm for both in one process")
+    p.add_argument("--streams-per-connection", type=int, default=DEFAULT_STREAMS_PER_CONNECTION, metavar="N",
+                   help=f"streams carried by one WebSocket connection at most; more symbols are spread over several "
+                        f"connections (default {DEFAULT_STREAMS_PER_CONNECTION}; Binance allows 1024, see "
+                        f"docs/binance-limits.md)")
+    p.add_argument("--status-check", default="60s",
+                   help="how often symbols silent for twice this long are checked against exchangeInfo (delisted or "
+                        "halted symbols are reported, not retried; default 60s)")
     p.add_argument("--db", default=None, help=f"DuckDB file (default {DEFAULT_DB}; {DEMO_DB} with --demo)")
     p.add_argument("--ws-url", default=None, help="WebSocket base, e.g. wss://stream.binance.us:9443 or ws://127.0.0.1:9001")
     p.add_argument("--rest-url", default=None, help="REST base, e.g. https://api.binance.us or http://127.0.0.1:9001")
@@ -88,17 +98,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from feed.binance import MARKETS
 
-    spec = MARKETS[args.market]
+    markets = list(dict.fromkeys(m.strip().lower() for m in args.market.split(",") if m.strip()))
+    if not markets or any(m not in MARKETS for m in markets):
+        return fail(f"--market {args.market!r}: expected spot, usdm or spot,usdm")
+    most = min(MARKETS[m].max_streams for m in markets)
+    if not 1 <= args.streams_per_connection <= most:
+        return fail(f"--streams-per-connection {args.streams_per_connection}: expected 1 to {most} (Binance's limit "
+                    f"per connection; default {DEFAULT_STREAMS_PER_CONNECTION})")
     top = None
     if args.top is not None:
         top = int(args.top) if args.top.strip().isdigit() else 0
         if top < 1:
             return fail(f"--top {args.top!r}: expected a positive whole number of symbols, e.g. --top 100")
-        per_conn = spec.max_streams // spec.streams_per_symbol   # usdm: trades and mark price per symbol
-        if top > per_conn:
-            return fail(f"--top {top}: one connection carries at most {per_conn} {args.market} symbols "
-                        f"today (spreading over several connections is not built yet); use --top {per_conn} "
-                        f"or fewer")
     exchange = None
     try:
         # the simulated 24-symbol universe: --demo without --symbols, or --demo --top (which ranks the universe)
@@ -107,35 +118,40 @@ def main(argv: list[str] | None = None) -> int:
         if universe:
             from exchange.universe import demo_symbols
 
-            symbols = list(dict.fromkeys([*demo_symbols(args.market), *given]))
+            by_market = {m: list(dict.fromkeys([*demo_symbols(m), *given])) for m in markets}
         else:
-            symbols = given if args.symbols is not None else parse_symbols("btcusdt,ethusdt")
+            syms = given if args.symbols is not None else parse_symbols("btcusdt,ethusdt")
+            by_market = {m: list(syms) for m in markets}
         db = Path(args.db) if args.db else DEMO_DB if args.demo else DEFAULT_DB
         default_history = (DEMO_UNIVERSE_HISTORY_S if universe else DEMO_HISTORY_S) if args.demo else 0.0
         history = parse_duration(args.history) if args.history else default_history
         history_first = parse_duration(args.history_first, bare_seconds=True)
         max_backfill = parse_duration(args.max_backfill) if args.max_backfill else max(6 * 3600.0, history)
-        cfg = IngestConfig(symbols=symbols, market=args.market, db=db, ws_url=args.ws_url, rest_url=args.rest_url,
+        cfg = IngestConfig(symbols=by_market[markets[0]], market=markets[0], markets=by_market, db=db,
+                           ws_url=args.ws_url, rest_url=args.rest_url,
                            flush_ms=args.flush_ms, max_backfill_s=max_backfill,
                            history_s=history, history_first_s=history_first,
                            watchdog_s=parse_duration(args.watchdog),
                            rotate_after_s=parse_duration(args.rotate_after), demo=args.demo,
                            shutdown_timeout_s=parse_duration(args.shutdown_timeout), max_buffer=args.max_buffer,
-                           funding_history_s=parse_duration(args.funding_history))
+                           funding_history_s=parse_duration(args.funding_history),
+                           streams_per_connection=args.streams_per_connection,
+                           status_check_s=parse_duration(args.status_check))
         if args.demo:
             from exchange.server import LocalExchange
             from exchange.universe import rate_scale
 
-            # our own exchange, one market: a generous weight limit so the demo's history loads in seconds; the
-            # universe's history older than DEMO_HISTORY_S is thinned (the screener needs a day, not every print)
-            exchange = LocalExchange(symbols=symbols, markets=(args.market,), seed=args.demo_seed,
-                                     rate=args.demo_rate, rate_scale={s: rate_scale(s) for s in symbols},
+            # our own exchange: a generous weight limit so the demo's history loads in seconds; the universe's
+            # history older than DEMO_HISTORY_S is thinned (the screener needs a day, not every print)
+            every = list(dict.fromkeys(s for syms in by_market.values() for s in syms))
+            exchange = LocalExchange(symbols=every, markets=tuple(markets), seed=args.demo_seed,
+                                     rate=args.demo_rate, rate_scale={s: rate_scale(s) for s in every},
                                      history_seconds=history + 600, weight_limit=1_000_000,
                                      thin_history_after=DEMO_HISTORY_S + 600 if universe else 0.0).start()
             cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
             log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
         if top is not None:
-            cfg.symbols = _select_top(cfg, spec, top, given)
+            cfg.markets = {m: _select_top(cfg, MARKETS[m], top, given) for m in markets}
         ing = Ingestor(cfg)
         alerts = None if args.no_alerts else _attach_alerts(ing, cfg)
         ing.check()
@@ -160,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         if exchange is not None:
             exchange.stop()
         return fail(f"--db {cfg.db}: {exc}")
-    log.info("ingesting %s %s into %s (flush every %d ms)", cfg.market, ",".join(cfg.symbols), cfg.db, cfg.flush_ms)
+    for market, syms in cfg.markets.items():
+        log.info("ingesting %s %s into %s (flush every %d ms)", market, ",".join(syms), cfg.db, cfg.flush_ms)
     while not stop.wait(0.5):
         if ing.writer.fatal:  # the file was replaced under us: stop rather than write into someone else's file
             log.error("stopping: %s", ing.writer.fatal)
@@ -191,10 +208,6 @@ def _select_top(cfg, spec, n: int, given: list[str]) -> list[str]:
         raise ConfigError(f"--top {n}: cannot rank {spec.name} symbols from {rest.base}: {exc}") from None
     if not sel.top:
         raise ConfigError(f"--top {n}: {rest.base} lists no TRADING USDT symbol with a 24 h volume on {spec.name}")
-    if len(sel.symbols) > spec.max_streams:
-        raise ConfigError(f"--top {n} with --symbols gives {len(sel.symbols)} symbols; one connection carries at most "
-                          f"{spec.max_streams} {spec.name} streams today (spreading over several connections is "
-                          f"not built yet)")
     logging.getLogger("ingestor").info("%s: %s", sel.summary(), ",".join(sel.symbols))
     return sel.symbols
 

@@ -68,7 +68,9 @@ def build_file(path: Path, n_total: int) -> float:
                                   "p0": p0, "beta": beta})
         now = dt.datetime.now(dt.UTC)
         for symbol, _, _ in SYMBOLS:
-            con.execute("""INSERT INTO ingest_status VALUES ('spot', $s, TRUE,
+            con.execute("""INSERT INTO ingest_status(market, symbol, connected, last_trade_id, last_trade_ts, last_recv_ts,
+                   ticks_total, ticks_per_s, reconnects, gaps_found, gaps_filled, gaps_unrecoverable,
+                   trades_backfilled, malformed, duplicates, updated_at) VALUES ('spot', $s, TRUE,
                              (SELECT max(trade_id) FROM ticks WHERE symbol = $s),
                              (SELECT max(ts) FROM ticks WHERE symbol = $s), $now, $n, $r, 0, 0, 0, 0, 0, 0, 0, $now)""",
                         {"s": symbol, "n": per_symbol, "r": RATE_PER_S, "now": now})

@@ -51,6 +51,9 @@ class Backfiller:
         self.active = 0
         self._active_lock = threading.Lock()
         self.tracker: GapTracker | None = None
+        self.gone: set[str] = set()   # delisted symbols: their gaps are dropped, never retried
+        # called with (symbol, reason) when REST says the symbol does not exist (any more)
+        self.on_invalid_symbol = None
         # gaps are independent id ranges, so several workers page them at once (start-up catch-ups per symbol)
         self._threads = [threading.Thread(target=self._run, name=f"backfill-{spec.name}-{i}", daemon=True)
                          for i in range(workers)]
@@ -90,6 +93,8 @@ class Backfiller:
             gap = self.queue.get()
             if gap is None:
                 return
+            if gap.symbol in self.gone:
+                continue
             with self._active_lock:
                 self.active += 1
             try:
@@ -97,10 +102,16 @@ class Backfiller:
             except RestError as exc:
                 if self.stop.is_set():
                     return
-                self._unrecoverable(gap.symbol, gap.first_id, gap.last_id, f"REST failed: {exc}")
+                if exc.code == -1121:  # "Invalid symbol.": delisted; reported once, its gaps are not retried
+                    self.gone.add(gap.symbol)
+                    if self.on_invalid_symbol is not None:
+                        self.on_invalid_symbol(gap.symbol, f"REST {exc}")
+                last = gap.last_id if gap.last_id is not None else self._known_last(gap.symbol, gap.first_id)
+                self._unrecoverable(gap.symbol, gap.first_id, last, f"REST failed: {exc}")
             except Exception:
-                log.exception("backfill of %s [%d..%d] crashed", gap.symbol, gap.first_id, gap.last_id)
-                self._unrecoverable(gap.symbol, gap.first_id, gap.last_id, "backfill crashed (see log)")
+                log.exception("backfill of %s [%d..%s] crashed", gap.symbol, gap.first_id, gap.last_id)
+                last = gap.last_id if gap.last_id is not None else self._known_last(gap.symbol, gap.first_id)
+                self._unrecoverable(gap.symbol, gap.first_id, last, "backfill crashed (see log)")
             finally:
                 with self._active_lock:
                     self.active -= 1
@@ -165,6 +176,13 @@ class Backfiller:
         if open_ended and not self.stop.is_set():
             self.tracker.finish_resume(sym, next_id - 1)
 
+    def _known_last(self, symbol: str, first: int) -> int:
+        """Last id an open-ended catch-up from `first` was meant to reach, as far as the stream told us."""
+        target = self.tracker.resume_target(symbol) if self.tracker is not None else None
+        if self.tracker is not None:
+            self.tracker.abandon_resume(symbol)
+        return target if target is not None else first - 1  # nothing known: no range to record
+
     def first_id_at(self, symbol: str, ts_us: int) -> int | None:
         """First tick id at or after `ts_us` (spot: first trade id of the aggTrade; usdm: aggTrade id)."""
         start_ms = ts_us // 1000
@@ -225,6 +243,14 @@ class GapTracker:
         """Last id the catch-up must fetch (just before the first live id), or None while none arrived."""
         first_live = self._resuming.get(symbol)
         return None if first_live is None else first_live - 1
+
+    def is_resuming(self, symbol: str) -> bool:
+        return symbol in self._resuming
+
+    def abandon_resume(self, symbol: str) -> None:
+        """The catch-up of `symbol` failed for good: later id jumps are gaps again."""
+        with self.lock:
+            self._resuming.pop(symbol, None)
 
     def finish_resume(self, symbol: str, fetched_to: int) -> None:
         st = self.state.stats(self.market, symbol)

@@ -108,10 +108,11 @@ class MarketSpec:
     lookup_path: str           # REST aggTrades path (id at a time)
     exchange_info_path: str
     ping_path: str
-    max_streams: int
+    max_streams: int           # Binance's documented streams per connection (docs/binance-limits.md)
     ticker_path: str = ""      # 24 h rolling statistics (quoteVolume), all symbols when no symbol is given
     mark_stream: str = ""      # per-symbol mark-price stream carried next to the trades ('' = none)
     funding_path: str = ""     # REST funding-rate history ('' = none)
+    msg_rate: int = 5          # incoming messages per second per connection before Binance disconnects
 
     @property
     def streams_per_symbol(self) -> int:
@@ -126,11 +127,15 @@ class MarketSpec:
 MARKETS = {
     "spot": MarketSpec("spot", "wss://stream.binance.com:9443", "https://api.binance.com", "/stream", "trade",
                        "/api/v3/historicalTrades", "/api/v3/aggTrades", "/api/v3/exchangeInfo", "/api/v3/ping", 1024,
-                       "/api/v3/ticker/24hr"),
+                       "/api/v3/ticker/24hr", msg_rate=5),
     "usdm": MarketSpec("usdm", "wss://fstream.binance.com", "https://fapi.binance.com", "/market/stream", "aggTrade",
-                       "/fapi/v1/aggTrades", "/fapi/v1/aggTrades", "/fapi/v1/exchangeInfo", "/fapi/v1/ping", 200,
-                       "/fapi/v1/ticker/24hr", "markPrice@1s", "/fapi/v1/fundingRate"),
+                       "/fapi/v1/aggTrades", "/fapi/v1/aggTrades", "/fapi/v1/exchangeInfo", "/fapi/v1/ping", 1024,
+                       "/fapi/v1/ticker/24hr", "markPrice@1s", "/fapi/v1/fundingRate", msg_rate=10),
 }
+
+# streams per connection unless --streams-per-connection says otherwise: what mature clients use on futures
+# (nautilus: 200), a fifth of Binance's 1,024 (docs/binance-limits.md)
+DEFAULT_STREAMS_PER_CONNECTION = 200
 
 # /fapi/v1/fundingRate has no request weight of its own: it shares a separate 500 requests / 5 min / IP limit with
 # /fapi/v1/fundingInfo (Get-Funding-Rate-History). FUNDING_LIMIT is that limit; the funding backfill keeps under it.
@@ -144,11 +149,20 @@ WEIGHTS = {"/api/v3/historicalTrades": 25, "/api/v3/aggTrades": 4, "/api/v3/exch
            "/fapi/v1/fundingRate": 1}
 
 
-def stream_url(spec: MarketSpec, symbols: list[str], ws_base: str | None = None) -> str:
-    """Combined-stream URL for all symbols of one market."""
+def symbol_streams(spec: MarketSpec, symbol: str) -> list[str]:
+    """Every stream name one symbol needs on `spec`'s market, the trades first (`MarketSpec.stream_names`)."""
+    return spec.stream_names(symbol)
+
+
+def combined_url(spec: MarketSpec, streams: list[str], ws_base: str | None = None) -> str:
+    """Combined-stream URL carrying `streams` (may be empty: a connection that subscribes by message)."""
     base = (ws_base or spec.ws_base).rstrip("/")
-    streams = "/".join(n for s in symbols for n in spec.stream_names(s))
-    return f"{base}{spec.stream_path}?streams={streams}"
+    return f"{base}{spec.stream_path}?streams={'/'.join(streams)}"
+
+
+def stream_url(spec: MarketSpec, symbols: list[str], ws_base: str | None = None) -> str:
+    """Combined-stream URL for all streams of `symbols` on one market."""
+    return combined_url(spec, [n for s in symbols for n in symbol_streams(spec, s)], ws_base)
 
 
 def to_us(t: int) -> int:

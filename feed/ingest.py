@@ -1,4 +1,5 @@
-"""Wiring of one ingestor process: REST checks, start-up resume, streams, backfillers and the tick writer."""
+"""Wiring of one ingestor process: REST checks, start-up resume, one MarketFeed per market (its sharded
+connections, backfill and symbol checks) and the one tick writer they share."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.paths import DEFAULT_DB
-from feed.backfill import Backfiller, Gap, GapTracker
-from feed.binance import MARKETS
-from feed.funding import FundingBackfiller
-from feed.rest import RestClient, RestError
+from feed.backfill import Gap
+from feed.binance import DEFAULT_STREAMS_PER_CONNECTION, MARKETS, symbol_streams
+from feed.market import MarketFeed
+from feed.rest import RestError
+from feed.shards import (ATTEMPT_SPACING_S, ATTEMPT_WINDOW_S, ATTEMPTS_PER_WINDOW, NAMES_PER_MESSAGE, URL_MAX_CHARS,
+                         AttemptLimiter)
 from feed.state import IngestState, now_us
-from feed.stream import MarketStream
 from tickstore import lease
 from tickstore.connection import init_db, write_connection
 from tickstore.state import (claim_file, clear_simulated, file_kind, has_ticks, id_gaps, last_stored,
@@ -38,6 +40,16 @@ class ConfigError(ValueError):
 class IngestConfig:
     symbols: list[str]
     market: str = "spot"
+    # per market when several run in one process ({"spot": [...], "usdm": [...]}); else {market: symbols}
+    markets: dict[str, list[str]] | None = None
+    streams_per_connection: int = DEFAULT_STREAMS_PER_CONNECTION
+    url_max: int = URL_MAX_CHARS                 # longer combined-stream URLs subscribe the rest by message
+    names_per_message: int = NAMES_PER_MESSAGE   # stream names per SUBSCRIBE message
+    status_check_s: float = 60.0                 # symbols silent twice this long are checked in exchangeInfo
+    # connection attempts per market (see feed.shards and docs/binance-limits.md)
+    max_attempts: int = ATTEMPTS_PER_WINDOW
+    attempt_window_s: float = ATTEMPT_WINDOW_S
+    attempt_spacing_s: float = ATTEMPT_SPACING_S
     db: Path = DEFAULT_DB
     ws_url: str | None = None
     rest_url: str | None = None
@@ -60,8 +72,14 @@ class Ingestor:
     """Build with a config, `check()` (raises ConfigError on bad input), then `start()` / `stop()`."""
 
     def __init__(self, cfg: IngestConfig) -> None:
-        if cfg.market not in MARKETS:
-            raise ConfigError(f"unknown market {cfg.market!r}; expected one of {', '.join(MARKETS)}")
+        if cfg.markets is None:
+            cfg.markets = {cfg.market: list(cfg.symbols)}
+        bad = [m for m in cfg.markets if m not in MARKETS]
+        if bad or not cfg.markets:
+            raise ConfigError(f"unknown market {','.join(bad) or '(none)'!r}; expected one of {', '.join(MARKETS)} "
+                              f"or both, e.g. spot,usdm")
+        cfg.market = next(iter(cfg.markets))
+        cfg.symbols = [s for syms in cfg.markets.values() for s in syms]
         if cfg.max_buffer < 100:
             raise ConfigError(f"--max-buffer must be at least 100 ticks, got {cfg.max_buffer}")
         if cfg.flush_ms <= 0:
@@ -70,34 +88,46 @@ class Ingestor:
                                    ("--rest-url", cfg.rest_url, ("http://", "https://"))):
             if url is not None and not url.startswith(schemes):
                 raise ConfigError(f"{name} {url!r} must start with {' or '.join(schemes)}")
+        for m in cfg.markets:
+            spec = MARKETS[m]
+            need = len(symbol_streams(spec, "x"))
+            if not need <= cfg.streams_per_connection <= spec.max_streams:
+                raise ConfigError(f"--streams-per-connection {cfg.streams_per_connection}: expected {need} to "
+                                  f"{spec.max_streams} ({m} carries {need} stream(s) per symbol; Binance allows "
+                                  f"{spec.max_streams} per connection)")
         self.cfg = cfg
         self.spec = MARKETS[cfg.market]
         self.stop_event = threading.Event()
         self.state = IngestState()
         self.buffer = TickBuffer(capacity=cfg.max_buffer)
-        self.rest = RestClient(cfg.rest_url or self.spec.rest_base, weight_limit=cfg.weight_limit, stop=self.stop_event)
         self.writer = TickWriter(cfg.db, self.buffer, cfg.flush_ms, hooks=[self.state.write_status, *cfg.hooks])
-        self.backfiller = Backfiller(self.spec, self.rest, self.buffer, self.state, cfg.max_backfill_s, self.stop_event)
-        self.tracker = GapTracker(cfg.market, self.state, self.backfiller)
-        self.funding: FundingBackfiller | None = None
-        if self.spec.funding_path:   # usdm: mark prices ride on the trade connection, funding comes over REST
-            self.funding = FundingBackfiller(self.spec, cfg.symbols, self.rest, self.writer.marks, self.state,
-                                             history_s=cfg.funding_history_s, stop=self.stop_event)
-        self.stream = MarketStream(self.spec, cfg.symbols, self.buffer, self.state, self.tracker, cfg.ws_url,
-                                   watchdog_s=cfg.watchdog_s, rotate_after_s=cfg.rotate_after_s, stop=self.stop_event,
-                                   marks=self.funding)
+        self.feeds = {m: MarketFeed(MARKETS[m], syms, self.buffer, self.state, rest_base=cfg.rest_url,
+                                    ws_base=cfg.ws_url, stop=self.stop_event,
+                                    streams_per_connection=cfg.streams_per_connection, weight_limit=cfg.weight_limit,
+                                    max_backfill_s=cfg.max_backfill_s, watchdog_s=cfg.watchdog_s,
+                                    rotate_after_s=cfg.rotate_after_s, status_check_s=cfg.status_check_s,
+                                    url_max=cfg.url_max, names_per_message=cfg.names_per_message,
+                                    limiter=AttemptLimiter(cfg.max_attempts, cfg.attempt_window_s,
+                                                           cfg.attempt_spacing_s),
+                                    marks=self.writer.marks, funding_history_s=cfg.funding_history_s)
+                      for m, syms in cfg.markets.items()}
+        first = self.feeds[cfg.market]
+        # the first market's parts under their single-market names (tests and benches use them)
+        self.rest, self.backfiller, self.tracker = first.rest, first.backfiller, first.tracker
+        self.funding = next((f.funding for f in self.feeds.values() if f.funding is not None), None)
         self._stats_thread: threading.Thread | None = None
         self._owner = uuid.uuid4().hex
-        self._leased = False
+        self._leased: list[str] = []
         self._beat_at = 0.0
+
+    @property
+    def stream(self):
+        """The first connection of the first market (a single-connection ingestor's only one)."""
+        return self.feeds[self.cfg.market].shards[0]
 
     # start-up ----------------------------------------------------------------------------------------------
     def check(self) -> None:
         """Validate the DB path and the symbols against exchangeInfo; raise ConfigError with one clear line."""
-        n_streams = len(self.cfg.symbols) * self.spec.streams_per_symbol
-        if n_streams > self.spec.max_streams:
-            raise ConfigError(f"{len(self.cfg.symbols)} symbols need {n_streams} streams, more than the "
-                              f"{self.spec.max_streams} of one connection")
         from tickstore.connection import StoreError
 
         try:
@@ -105,43 +135,48 @@ class Ingestor:
             self._take_lease()  # first: a second ingestor must not even clear a demo file the first one writes
             self._claim_file()
         except StoreError as exc:
+            self.release_lease()
             raise ConfigError(f"--db {self.cfg.db}: {exc}") from None
+        except ConfigError:
+            self.release_lease()
+            raise
         try:
-            self._check_exchange()
+            for feed in self.feeds.values():
+                self._check_exchange(feed)
         except ConfigError:
             self.release_lease()
             raise
 
-    def _check_exchange(self) -> None:
+    def _check_exchange(self, feed: MarketFeed) -> None:
+        rest, spec = feed.rest, feed.spec
         try:
-            info = self.rest.get(self.spec.exchange_info_path, retry=False)
+            info = rest.get(spec.exchange_info_path, retry=False)
         except RestError as exc:
             hint = ""
             if exc.status == 451:
                 hint = " (Binance refuses this location; point --ws-url/--rest-url at e.g. Binance.US, see README)"
-            raise ConfigError(f"cannot use --rest-url {self.rest.base}: {exc}{hint}") from None
+            raise ConfigError(f"cannot use --rest-url {rest.base} for {spec.name}: {exc}{hint}") from None
         if not isinstance(info, dict) or "symbols" not in info:
-            raise ConfigError(f"--rest-url {self.rest.base} did not answer like Binance's exchangeInfo")
+            raise ConfigError(f"--rest-url {rest.base} did not answer like Binance's {spec.name} exchangeInfo")
         for lim in info.get("rateLimits") or []:
             if lim.get("rateLimitType") == "REQUEST_WEIGHT" and lim.get("interval") == "MINUTE" \
                     and lim.get("intervalNum") == 1 and isinstance(lim.get("limit"), int):
-                self.rest.weight_limit = lim["limit"]
+                rest.weight_limit = lim["limit"]
         known = {s.get("symbol"): s.get("status") for s in info["symbols"]}
-        unknown = [s for s in self.cfg.symbols if s not in known]
+        unknown = [s for s in feed.symbols if s not in known]
         if unknown:
-            raise ConfigError(f"unknown symbol(s) on {self.cfg.market}: {', '.join(unknown)} "
-                              f"(not in {self.rest.base}{self.spec.exchange_info_path})")
-        halted = [s for s in self.cfg.symbols if known[s] not in ("TRADING", None)]
-        if halted:
-            log.warning("symbols not trading right now: %s", ", ".join(f"{s} ({known[s]})" for s in halted))
+            raise ConfigError(f"unknown symbol(s) on {spec.name}: {', '.join(unknown)} "
+                              f"(not in {rest.base}{spec.exchange_info_path})")
+        feed.apply_statuses({s: st or "TRADING" for s, st in known.items()})  # not trading now: reported halted
 
     def _take_lease(self) -> None:
-        with write_connection(self.cfg.db, budget_s=30) as con:
-            other = lease.acquire(con, self.cfg.market, self._owner)
-        if other is not None:
-            raise ConfigError(f"--db {self.cfg.db}: another ingestor writes {self.cfg.market} into this file "
-                              f"({other.summary()}); stop it first, or use another --db")
-        self._leased = True
+        for market in self.cfg.markets:
+            with write_connection(self.cfg.db, budget_s=30) as con:
+                other = lease.acquire(con, market, self._owner)
+            if other is not None:
+                raise ConfigError(f"--db {self.cfg.db}: another ingestor writes {market} into this file "
+                                  f"({other.summary()}); stop it first, or use another --db")
+            self._leased.append(market)
         self.writer.hooks.insert(0, self._heartbeat)
 
     def _heartbeat(self, con, batch, inserted) -> None:
@@ -149,20 +184,22 @@ class Ingestor:
         if now - self._beat_at < HEARTBEAT_S:
             return
         self._beat_at = now
-        if not lease.heartbeat(con, self.cfg.market, self._owner):
-            log.error("%s: the file's ingest lease was taken over by another ingestor (this one looked dead)",
-                      self.cfg.market)
+        for market in self._leased:
+            if not lease.heartbeat(con, market, self._owner):
+                log.error("%s: the file's ingest lease was taken over by another ingestor (this one looked dead)",
+                          market)
 
     def release_lease(self) -> None:
-        """Give the market of the file back (on stop; a crash leaves it to be taken over)."""
+        """Give the markets of the file back (on stop; a crash leaves them to be taken over)."""
         if not self._leased:
             return
         from tickstore.connection import StoreError
 
         try:
             with write_connection(self.cfg.db, budget_s=5) as con:
-                lease.release(con, self.cfg.market, self._owner)
-            self._leased = False
+                for market in self._leased:
+                    lease.release(con, market, self._owner)
+            self._leased = []
         except StoreError as exc:
             log.warning("could not release the ingest lease (%s); the next start takes it over", exc)
 
@@ -189,32 +226,40 @@ class Ingestor:
 
     def resume(self) -> None:
         """Prime each symbol with its last stored id and queue backfills for holes in the recent past."""
+        for feed in self.feeds.values():
+            self._resume(feed)
+
+    def _resume(self, feed: MarketFeed) -> None:
+        market, tracker, backfiller = feed.market, feed.tracker, feed.backfiller
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.cfg.max_backfill_s)
         with write_connection(self.cfg.db, budget_s=30) as con:
-            stored = last_stored(con, self.cfg.market)
-            if self.funding is not None:
-                self.funding.prime(last_funding_times(con, self.cfg.market))
+            stored = last_stored(con, market)
+            if feed.funding is not None:
+                feed.funding.prime(last_funding_times(con, market))
             last = {sym: i for sym, (i, _) in stored.items()}
             last_ts = {sym: us for sym, (_, us) in stored.items()}
-            holes = {s: id_gaps(con, self.cfg.market, s, since) for s in self.cfg.symbols if s in last}
-            known_bad = {s: unrecoverable_ranges(con, self.cfg.market, s) for s in holes}
-        self.state.event("started", self.cfg.market, detail=f"symbols={','.join(self.cfg.symbols)}")
+            holes = {s: id_gaps(con, market, s, since) for s in feed.symbols if s in last}
+            known_bad = {s: unrecoverable_ranges(con, market, s) for s in holes}
+        self.state.event("started", market, detail=f"symbols={','.join(feed.symbols)}; {feed.layout.summary()}")
+        log.info("%s", feed.layout.summary())
         older: list[Gap] = []
-        for sym in self.cfg.symbols:
+        for sym in feed.symbols:
+            if sym in feed.delisted:
+                continue
             if sym in last:
-                self.tracker.prime(sym, last[sym], last_ts.get(sym))
-                log.info("%s %s: resuming after stored id %d", self.cfg.market, sym, last[sym])
-                self.tracker.resume(sym, "downtime since the last stored id")
+                tracker.prime(sym, last[sym], last_ts.get(sym))
+                log.info("%s %s: resuming after stored id %d", market, sym, last[sym])
+                tracker.resume(sym, "downtime since the last stored id")
                 for a, b in holes[sym]:
                     if any(x <= a and b <= y for x, y in known_bad[sym]):
                         continue
-                    self.backfiller.submit(Gap(sym, a, b, "hole found in stored ids at start-up"))
+                    backfiller.submit(Gap(sym, a, b, "hole found in stored ids at start-up"))
             elif self.cfg.history_s > 0:
-                older.extend(self._load_history(sym))
+                older.extend(self._load_history(feed, sym))
         for gap in older:  # queued after every symbol's newest part: pages show the present first
-            self.backfiller.submit(gap)
+            backfiller.submit(gap)
 
-    def _load_history(self, sym: str) -> list[Gap]:
+    def _load_history(self, feed: MarketFeed, sym: str) -> list[Gap]:
         """On an empty file: catch up from `history_first_s` ago (the newest part of --history) to the stream now,
         and return the older part as a gap to queue after every symbol's newest part."""
         now = now_us()
@@ -222,19 +267,19 @@ class Ingestor:
         split = 0 < self.cfg.history_first_s < self.cfg.history_s
         first_us = now - int(self.cfg.history_first_s * 1e6) if split else start_us
         try:
-            first = self.backfiller.first_id_at(sym, first_us)
-            oldest = self.backfiller.first_id_at(sym, start_us) if split else first
+            first = feed.backfiller.first_id_at(sym, first_us)
+            oldest = feed.backfiller.first_id_at(sym, start_us) if split else first
         except RestError as exc:
-            log.warning("%s: cannot look up history start: %s", sym, exc)
+            log.warning("%s %s: cannot look up history start: %s", feed.market, sym, exc)
             return []
         if first is None:
             if oldest is None:
                 return []
             first, first_us, split = oldest, start_us, False  # nothing in the newest part: one catch-up from the oldest
-        self.tracker.prime(sym, first - 1, first_us)
-        log.info("%s %s: empty file; loading %.0fs of history from id %d%s", self.cfg.market, sym,
+        feed.tracker.prime(sym, first - 1, first_us)
+        log.info("%s %s: empty file; loading %.0fs of history from id %d%s", feed.market, sym,
                  (now - first_us) / 1e6, first, ", then the older part" if split else "")
-        self.tracker.resume(sym, f"--history {self.cfg.history_s:.0f}s on an empty file")
+        feed.tracker.resume(sym, f"--history {self.cfg.history_s:.0f}s on an empty file")
         if split and oldest is not None and oldest < first:
             return [Gap(sym, oldest, first - 1, f"older part of --history {self.cfg.history_s:.0f}s", history=True)]
         return []
@@ -242,10 +287,8 @@ class Ingestor:
     def start(self) -> "Ingestor":
         self.resume()
         self.writer.start()
-        self.backfiller.start()
-        if self.funding is not None:
-            self.funding.start()
-        self.stream.start()
+        for feed in self.feeds.values():
+            feed.start()
         self._stats_thread = threading.Thread(target=self._log_stats, name="stats", daemon=True)
         self._stats_thread.start()
         return self
@@ -255,13 +298,11 @@ class Ingestor:
 
         Returns the number of ticks that could not be written (0: nothing lost)."""
         self.stop_event.set()
-        if self.stream.current is not None:
-            self.stream.current.abort("stopping")
-        self.stream.join(5)
-        self.backfiller.join(5)
-        if self.funding is not None:
-            self.funding.join(5)
-        self.state.event("stopped", self.cfg.market)
+        for feed in self.feeds.values():
+            feed.abort("stopping")
+        for feed in self.feeds.values():
+            feed.join(5)
+            self.state.event("stopped", feed.market)
         lost = self.writer.stop(self.cfg.shutdown_timeout_s)
         self.release_lease()
         s = self.writer.stats
@@ -273,7 +314,7 @@ class Ingestor:
         """True once the backfill queue is empty and the buffer flushed (for tests)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.backfiller.idle() and len(self.buffer) == 0:
+            if all(f.backfiller.idle() for f in self.feeds.values()) and len(self.buffer) == 0:
                 return True
             time.sleep(0.05)
         return False
@@ -286,10 +327,13 @@ class Ingestor:
             rate = (s.rows_inserted - prev) / (now - t_prev)
             prev, t_prev = s.rows_inserted, now
             avg = s.total_flush_ms / s.flushes if s.flushes else 0.0
-            log.info("ingest %.0f ticks/s, stored %d, buffered %d, flush avg %.1f ms max %.1f ms, lock retries %d, "
-                     "connected=%s, reconnects=%d, malformed=%d", rate, s.rows_inserted, len(self.buffer), avg,
-                     s.max_flush_ms, self.writer.lock_retries, self.state.connected.get(self.cfg.market, False),
-                     self.stream.connections - 1, self.stream.malformed)
-            if self.funding is not None:
-                log.info("mark prices stored %d, funding rates stored %d (%d REST requests), set aside %d",
-                         s.marks_inserted, s.funding_inserted, self.funding.requests, s.marks_rejected)
+            links = ", ".join(f"{m} {sum(self.state.links.get(m, {}).values())}/{len(f.shards)} up, "
+                              f"{f.connections - len(f.shards)} reconnects, {f.malformed} malformed"
+                              for m, f in self.feeds.items())
+            log.info("ingest %.0f ticks/s, stored %d, buffered %d, flush avg %.1f ms max %.1f ms, lock retries %d; "
+                     "connections: %s", rate, s.rows_inserted, len(self.buffer), avg, s.max_flush_ms,
+                     self.writer.lock_retries, links)
+            for f in self.feeds.values():
+                if f.funding is not None:
+                    log.info("%s: mark prices stored %d, funding rates stored %d (%d REST requests), set aside %d",
+                             f.market, s.marks_inserted, s.funding_inserted, f.funding.requests, s.marks_rejected)

@@ -36,6 +36,8 @@ class SymbolStats:
     trades_backfilled: int = 0
     malformed: int = 0
     duplicates: int = 0
+    connected: bool = False               # the connection carrying this symbol is up
+    exchange_status: str = "TRADING"      # exchangeInfo's status when last checked, or 'DELISTED'
     rate_window: deque = field(default_factory=lambda: deque(maxlen=64))   # (monotonic, ticks_total)
     written: tuple | None = None         # what its ingest_status row last said (IngestState.write_status)
 
@@ -45,7 +47,7 @@ class Event:
     ts_us: int
     market: str | None
     symbol: str | None
-    kind: str          # started | connected | disconnected | reconnect | gap_found | gap_filled | gap_unrecoverable | malformed | server_shutdown | stopped
+    kind: str          # started | connected | disconnected | reconnect | rotated | gap_found | gap_filled | gap_unrecoverable | malformed | server_shutdown | delisted | halted | trading_resumed | stopped
     first_id: int | None = None
     last_id: int | None = None
     count: int | None = None
@@ -58,9 +60,21 @@ class IngestState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.symbols: dict[tuple[str, str], SymbolStats] = {}
-        self.connected: dict[str, bool] = {}
+        self.connected: dict[str, bool] = {}     # market -> every connection of the market is up
+        self.links: dict[str, dict[str, bool]] = {}  # market -> {connection name: up}
         self._events: list[Event] = []
         self._status_refreshed = -math.inf   # monotonic time every status row was last written
+
+    def set_link(self, market: str, link: str, symbols: list[str], up: bool) -> bool:
+        """Record whether connection `link` (carrying `symbols`) of `market` is up; returns its previous state."""
+        with self.lock:
+            links = self.links.setdefault(market, {})
+            was = links.get(link, False)
+            links[link] = up
+            self.connected[market] = all(links.values())
+        for sym in symbols:
+            self.stats(market, sym).connected = up
+        return was
 
     def stats(self, market: str, symbol: str) -> SymbolStats:
         key = (market, symbol)
@@ -87,7 +101,7 @@ class IngestState:
     def lag(self) -> dict[tuple[str, str], dict]:
         """{(market, symbol): {"connected", "last_tick_age_s"}} for the alert engine's 'lag' metric."""
         now = now_us()
-        return {k: {"connected": self.connected.get(k[0], False),
+        return {k: {"connected": s.connected,
                     "last_tick_age_s": (now - s.last_recv_us) / 1e6 if s.last_recv_us else float("inf")}
                 for k, s in list(self.symbols.items())}
 
@@ -111,16 +125,17 @@ class IngestState:
         stamp = now_us()
         for s in list(self.symbols.values()):
             s.rate_window.append((now_mono, s.ticks_total))
-            connected = self.connected.get(s.market, False)
+            connected = s.connected
             key = (connected, s.ticks_total, s.last_trade_id, s.last_recv_us, s.reconnects, s.gaps_found,
-                   s.gaps_filled, s.gaps_unrecoverable, s.trades_backfilled, s.malformed, s.duplicates)
+                   s.gaps_filled, s.gaps_unrecoverable, s.trades_backfilled, s.malformed, s.duplicates,
+                   s.exchange_status)
             if not refresh and key == s.written:
                 continue
             t0, n0 = s.rate_window[0]
             rate = (s.ticks_total - n0) / (now_mono - t0) if now_mono - t0 > 0.5 else None
             rows.append((s.market, s.symbol, connected, s.last_trade_id, s.last_trade_us, s.last_recv_us,
                          s.ticks_total, rate, s.reconnects, s.gaps_found, s.gaps_filled, s.gaps_unrecoverable,
-                         s.trades_backfilled, s.malformed, s.duplicates, stamp))
+                         s.trades_backfilled, s.malformed, s.duplicates, stamp, s.exchange_status))
             keys.append((s, key))
         upsert_ingest_status(con, rows)
         for s, key in keys:  # only once the rows are in (a failed upsert writes them again next flush)

@@ -83,7 +83,9 @@ def make_tick_db(path: Path, hours: float = 3.0, rate_per_s: float = 1.5, seed: 
         with write_connection(path) as con:
             for symbol in counts:
                 con.execute(
-                    """INSERT INTO ingest_status VALUES ('spot', $s, TRUE,
+                    """INSERT INTO ingest_status(market, symbol, connected, last_trade_id, last_trade_ts, last_recv_ts,
+                       ticks_total, ticks_per_s, reconnects, gaps_found, gaps_filled, gaps_unrecoverable,
+                       trades_backfilled, malformed, duplicates, updated_at) VALUES ('spot', $s, TRUE,
                          (SELECT max(trade_id) FROM ticks WHERE symbol = $s),
                          (SELECT max(ts) FROM ticks WHERE symbol = $s), $now, $n, 1.5, 2, 1, 1, 0, 120, 0, 0, $now)""",
                     {"s": symbol, "n": counts[symbol], "now": end})

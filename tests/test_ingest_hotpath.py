@@ -67,7 +67,7 @@ def test_status_hook_writes_the_same_rows_as_one_insert_per_row(tmp_path):
         st = state.stats("spot", sym)
         st.last_trade_id, st.last_trade_us, st.ticks_total, st.gaps_found, st.duplicates = 100 + i, T0 + i, 7 * i, i, 2
         st.last_recv_us = None if i == 2 else T0 + 5
-    state.connected["spot"] = True
+    state.set_link("spot", "spot#1", ["BTCUSDT", "ETHUSDT", "SOLUSDT"], True)
     state.event("connected", "spot", detail="ws://x")
     state.event("gap_found", "spot", "BTCUSDT", 5, 9, 5, "id jump on stream")
     state.event("stopped")

@@ -156,10 +156,13 @@ def test_bad_top_exits_2_with_one_line(tmp_path, n):
     assert r.stderr.strip().count("\n") == 0, r.stderr
 
 
-def test_top_beyond_one_connection_exits_2(tmp_path):
-    # usdm: 200 streams per connection, two per symbol (trades and mark price)
-    r = _cli("--top", "101", "--market", "usdm", "--db", str(tmp_path / "t.duckdb"), "--rest-url", "http://127.0.0.1:9")
-    assert r.returncode == 2 and "at most 100 usdm symbols" in r.stderr
+@pytest.mark.parametrize("args, says", [(["--market", "spot,coinm"], "expected spot, usdm or spot,usdm"),
+                                        (["--market", ","], "expected spot, usdm or spot,usdm"),
+                                        (["--streams-per-connection", "0"], "expected 1 to 1024"),
+                                        (["--streams-per-connection", "1025"], "expected 1 to 1024")])
+def test_bad_market_or_stream_cap_exits_2_before_any_request(tmp_path, args, says):
+    r = _cli("--top", "300", *args, "--db", str(tmp_path / "t.duckdb"), "--rest-url", "http://127.0.0.1:9")
+    assert r.returncode == 2 and says in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0, r.stderr
 
 

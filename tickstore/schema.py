@@ -72,6 +72,8 @@ DDL = [
         fired_at TIMESTAMPTZ NOT NULL,
         value DOUBLE,
         message VARCHAR)""",
+    # --- ingest_status: what the exchange says of the symbol ('TRADING', 'BREAK', 'HALT', ..., or 'DELISTED') ---
+    "ALTER TABLE ingest_status ADD COLUMN IF NOT EXISTS exchange_status VARCHAR",
     # --- alerts: extra columns, added in place on older files ---
     "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS hysteresis DOUBLE DEFAULT 0",
     "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS lookback INTEGER",

@@ -71,8 +71,9 @@ def has_ticks(con: duckdb.DuckDBPyConnection) -> bool:
 # (ts µs, market, symbol, kind, first_id, last_id, count, detail)
 EVENT_FIELDS = 8
 # (market, symbol, connected, last_trade_id, last_trade µs, last_recv µs, ticks_total, ticks_per_s, reconnects,
-#  gaps_found, gaps_filled, gaps_unrecoverable, trades_backfilled, malformed, duplicates, updated µs)
-STATUS_FIELDS = 16
+#  gaps_found, gaps_filled, gaps_unrecoverable, trades_backfilled, malformed, duplicates, updated µs,
+#  exchange_status)
+STATUS_FIELDS = 17
 
 
 def append_ingest_events(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
@@ -88,7 +89,7 @@ _STATUS_ARROW = pa.schema([
     ("last_trade_us", pa.int64()), ("last_recv_us", pa.int64()), ("ticks_total", pa.int64()),
     ("ticks_per_s", pa.float64()), ("reconnects", pa.int64()), ("gaps_found", pa.int64()), ("gaps_filled", pa.int64()),
     ("gaps_unrecoverable", pa.int64()), ("trades_backfilled", pa.int64()), ("malformed", pa.int64()),
-    ("duplicates", pa.int64()), ("updated_us", pa.int64())])
+    ("duplicates", pa.int64()), ("updated_us", pa.int64()), ("exchange_status", pa.string())])
 
 
 def upsert_ingest_status(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
@@ -106,7 +107,7 @@ def upsert_ingest_status(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> N
                        SELECT market, symbol, connected, last_trade_id, make_timestamptz(last_trade_us),
                               make_timestamptz(last_recv_us), ticks_total, ticks_per_s, reconnects, gaps_found,
                               gaps_filled, gaps_unrecoverable, trades_backfilled, malformed, duplicates,
-                              make_timestamptz(updated_us)
+                              make_timestamptz(updated_us), exchange_status
                        FROM status_rows""")
     finally:
         con.unregister("status_rows")
