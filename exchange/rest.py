@@ -64,6 +64,10 @@ class RestApi:
         self.counters = RestCounters()
         self._weight: dict[str, tuple[int, int]] = {}
         self.symbols = list(dict.fromkeys(s for _, s in histories))
+        self.status: dict[tuple[str, str], str] = {}  # (market, symbol) -> status other than TRADING
+
+    def _listed(self, market: str, symbol: str) -> bool:
+        return self.status.get((market, symbol)) != "DELISTED"
 
     # --- plumbing --------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -153,7 +157,7 @@ class RestApi:
             raise _bad(-1100, "Illegal characters found in parameter 'symbol'; legal range is "
                               "'^[A-Z0-9-_.]{1,20}$'.")
         h = self.hist.get((market, sym))
-        if h is None:
+        if h is None or not self._listed(market, sym):
             raise _bad(-1121, "Invalid symbol.")
         return h
 
@@ -242,7 +246,7 @@ class RestApi:
         return [{"symbol": sym, "fundingRate": f"{rate:.8f}", "fundingTime": ft // 1000, "markPrice": f"{mark:.8f}"}
                 for ft, sym, rate, mark in rows]
 
-    def _selected(self, params: dict[str, str]) -> list[str]:
+    def _selected(self, params: dict[str, str], market: str) -> list[str]:
         sym, syms = params.get("symbol"), params.get("symbols")
         if sym is not None and syms is not None:
             raise _bad(-1128, "Combination of optional parameters invalid. Send either symbol or symbols.")
@@ -259,8 +263,8 @@ class RestApi:
             if len(set(names)) != len(names):
                 raise _bad(-1151, "Symbol is present multiple times in the list.")
         else:
-            return self.symbols
-        if any(n not in self.symbols for n in names):
+            return [s for s in self.symbols if self._listed(market, s)]
+        if any(n not in self.symbols or not self._listed(market, n) for n in names):
             raise _bad(-1121, "Invalid symbol.")
         return names
 
@@ -268,13 +272,13 @@ class RestApi:
         """Rolling 24 h statistics from the simulated trades (one object for `symbol=`, else a list)."""
         if market == "usdm" and "symbols" in params:
             raise _bad(-1101, "Too many parameters; expected 'symbol' or none.")
-        names = self._selected(params)
+        names = self._selected(params, market)
         now = _now_ms()
         rows = [_ticker(self.hist[(market, s)], now) for s in names if (market, s) in self.hist]
         return rows[0] if "symbol" in params else rows
 
     def _spot_exchange_info(self, request: web.Request, params: dict[str, str], market: str) -> dict:
-        names = self._selected(params)
+        names = self._selected(params, market)
         return {
             "timezone": "UTC", "serverTime": _now_ms(),
             "rateLimits": [
@@ -284,7 +288,8 @@ class RestApi:
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
             ],
             "exchangeFilters": [],
-            "symbols": [_spot_symbol(self.hist[("spot", s)].inst) for s in names],
+            "symbols": [_spot_symbol(self.hist[("spot", s)].inst, self.status.get(("spot", s), "TRADING"))
+                        for s in names],
         }
 
     def _usdm_exchange_info(self, request: web.Request, params: dict[str, str], market: str) -> dict:
@@ -297,7 +302,8 @@ class RestApi:
             ],
             "exchangeFilters": [],
             "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
-            "symbols": [_usdm_symbol(self.hist[("usdm", s)].inst) for s in self.symbols],
+            "symbols": [_usdm_symbol(self.hist[("usdm", s)].inst, self.status.get(("usdm", s), "TRADING"))
+                        for s in self.symbols if self._listed("usdm", s)],
         }
 
 
@@ -425,11 +431,11 @@ def _ticker(h: InstrumentHistory, now_ms: int) -> dict:
     return row
 
 
-def _spot_symbol(inst: Instrument) -> dict:
+def _spot_symbol(inst: Instrument, status: str = "TRADING") -> dict:
     tick = 10 ** (8 - inst.tick_dec)
     step = 10 ** (8 - inst.qty_dec)
     return {
-        "symbol": inst.symbol, "status": "TRADING",
+        "symbol": inst.symbol, "status": status,
         "baseAsset": inst.base, "baseAssetPrecision": 8, "quoteAsset": inst.quote, "quotePrecision": 8,
         "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
         "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
@@ -448,10 +454,10 @@ def _spot_symbol(inst: Instrument) -> dict:
     }
 
 
-def _usdm_symbol(inst: Instrument) -> dict:
+def _usdm_symbol(inst: Instrument, status: str = "TRADING") -> dict:
     return {
         "symbol": inst.symbol, "pair": inst.symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
-        "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": inst.base, "quoteAsset": inst.quote,
+        "onboardDate": 1569398400000, "status": status, "baseAsset": inst.base, "quoteAsset": inst.quote,
         "marginAsset": inst.quote, "pricePrecision": inst.price_dec, "quantityPrecision": inst.qty_str_dec,
         "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
         "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",

@@ -59,10 +59,16 @@ WebSocket (paths as on Binance; market chosen by path)
     stream"},"id":...}`` (control errors use this nested shape, as the live service does). SUBSCRIBE /
     UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY / GET_PROPERTY (``combined``) are answered like
     Binance. Keepalive: a ping every ``ping_interval`` s (payload = ms time); no pong echoing it within
-    ``pong_timeout`` -> close 1008; unsolicited pongs don't count. More than 5 (usdm 10) incoming
-    messages (pings, pongs, control) in one second -> close 1008. Connections older than
-    ``max_connection_seconds`` are closed with 1001. At most 1024 streams per connection. A client
-    whose unsent backlog passes 64 MiB is disconnected (slow consumer).
+    ``pong_timeout`` -> close 1008; unsolicited pongs don't count. Binance's limits (docs/binance-limits.md)
+    are enforced so that tests prove a client stays inside them: more than 5 (usdm 10) incoming messages
+    (pings, pongs, control) in one second -> close 1008 "Too many requests" (as Binance closes);
+    more than ``max_streams_per_connection`` (default 1024) streams in a URL -> HTTP 400 ``-1101``, by
+    SUBSCRIBE -> an error answer; more than ``max_connection_attempts`` handshakes (default 300) per
+    ``connection_attempt_window`` s (default 300) per market and client IP -> HTTP 429 ``-1003`` with
+    ``Retry-After`` (our choice: Binance documents the limit, not the answer). ``stats()`` counts each
+    (``rate_limit_closes``, ``too_many_streams``, ``attempts_refused``). Connections older than
+    ``max_connection_seconds`` are closed with 1001. A client whose unsent backlog passes 64 MiB is
+    disconnected (slow consumer).
 
 REST (``exchange.rest``)
     spot ``/api/v3/``: ``ping`` (1), ``time`` (1), ``exchangeInfo`` (20; ``symbol=`` or
@@ -94,6 +100,9 @@ Faults (``faults`` object, see ``exchange.faults``; fractions also as constructo
     are served normally; data generated meanwhile is only in REST), ``send_server_shutdown(market=
     "spot", close_after=3.0)`` (``serverShutdown`` event, raw or ``!serverShutdown`` combined, then a
     1001 close after ``close_after`` s unless the client left).
+    ``set_symbol_status(symbol, status, market=None)`` (``delist``, ``halt``) changes a symbol mid-run:
+    a halt (``BREAK``) shows in exchangeInfo and stops its prints; ``DELISTED`` also removes it from
+    exchangeInfo, the tickers, REST (400 ``-1121``) and new subscriptions; ``"TRADING"`` restores it.
 
 Ground truth & control (thread-safe, for tests)
     ``trades(symbol, market)`` (spot: trades; usdm: aggTrades) and ``agg_trades(symbol, market)``
@@ -188,6 +197,9 @@ class ExchangeStats:
     published: dict[str, int]
     hostile_sent: int = 0
     marks_sent: int = 0
+    attempts_refused: int = 0   # handshakes refused: too many connection attempts per window
+    too_many_streams: int = 0   # URLs / SUBSCRIBEs refused: more streams than one connection may carry
+    rate_limit_closes: int = 0  # connections closed 1008: too many incoming messages per second
 
     @property
     def connections(self) -> int:
@@ -206,7 +218,9 @@ class LocalExchange:
                  malformed_fraction: float = 0.0, duplicate_fraction: float = 0.0,
                  reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0,
                  rate_scale: dict[str, float] | None = None, thin_history_after: float = 0.0,
-                 thin_rate: float = 0.05, thin_min_rate: float = 0.25, funding_interval: float = 8 * 3600.0):
+                 thin_rate: float = 0.05, thin_min_rate: float = 0.25, funding_interval: float = 8 * 3600.0,
+                 max_streams_per_connection: int = 1024, max_connection_attempts: int = 300,
+                 connection_attempt_window: float = 300.0):
         syms = tuple(dict.fromkeys(str(s).upper() for s in symbols))
         bad = [s for s in syms if not _SYMBOL_RE.match(s)]
         if not syms or bad:
@@ -221,7 +235,10 @@ class LocalExchange:
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
         for name, v in (("ping_interval", ping_interval), ("pong_timeout", pong_timeout),
-                        ("max_connection_seconds", max_connection_seconds), ("weight_limit", weight_limit)):
+                        ("max_connection_seconds", max_connection_seconds), ("weight_limit", weight_limit),
+                        ("max_streams_per_connection", max_streams_per_connection),
+                        ("max_connection_attempts", max_connection_attempts),
+                        ("connection_attempt_window", connection_attempt_window)):
             if not v > 0:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
         self.symbols, self.markets = syms, mkts
@@ -243,7 +260,10 @@ class LocalExchange:
         self._mark_sec = 0
         self._marks_log: dict[str, collections.deque] = {s: collections.deque(maxlen=MARK_LOG) for s in syms}
         self._hub = WsHub(frozenset(syms), ping_interval=ping_interval, pong_timeout=pong_timeout,
-                          max_connection_seconds=max_connection_seconds, faults=self.faults)
+                          max_connection_seconds=max_connection_seconds, faults=self.faults,
+                          max_streams=int(max_streams_per_connection), max_attempts=int(max_connection_attempts),
+                          attempt_window=float(connection_attempt_window))
+        self._status: dict[tuple[str, str], str] = {}  # (market, symbol) -> status other than TRADING
         self._rest = RestApi(self._hist, markets=mkts, faults=self.faults, weight_limit=int(weight_limit),
                              funding=self._funding)
         self._published = {m: 0 for m in mkts}
@@ -461,7 +481,7 @@ class LocalExchange:
             starts = self._next_step_us + STEP_US * np.arange(n, dtype=np.int64)
             self._next_step_us += n * STEP_US
             k -= n
-            by_market = self._store(self._step(starts))
+            by_market = self._store(self._step(starts, self._silenced()))
             event_us = _now_us()
             for market, batches in by_market.items():
                 if self._hub.targets(market):
@@ -653,6 +673,43 @@ class LocalExchange:
         self._check_market(market)
         return self._call(self._hub.stall, float(seconds), market)
 
+    def set_symbol_status(self, symbol: str, status: str, market: str | None = None) -> None:
+        """Change a symbol's status mid-run on one market (None: every market): ``"TRADING"``; a halt such as
+        ``"BREAK"`` / ``"HALT"`` (exchangeInfo shows it, REST still serves its history); or ``"DELISTED"``
+        (gone from exchangeInfo and the tickers, REST answers 400 ``-1121`` "Invalid symbol.", URLs and
+        SUBSCRIBEs naming it are refused as for an unknown symbol). A symbol not TRADING on any market prints
+        nothing on any market (the simulator draws one order flow per symbol); open subscriptions stay, silent."""
+        sym = str(symbol).upper()
+        if sym not in self.symbols:
+            raise ValueError(f"unknown symbol {symbol!r}; exchange serves {list(self.symbols)}")
+        if not re.fullmatch(r"[A-Z_]{2,20}", str(status)):
+            raise ValueError(f"status must be an upper-case word such as TRADING, BREAK, HALT or DELISTED, got "
+                             f"{status!r}")
+        self._check_market(market)
+
+        def run() -> None:
+            for m in ([market] if market else self.markets):
+                if status == "TRADING":
+                    self._status.pop((m, sym), None)
+                else:
+                    self._status[(m, sym)] = status
+            self._rest.status = dict(self._status)
+            for m in self.markets:
+                gone = {s for (mm, s), st in self._status.items() if mm == m and st == "DELISTED"}
+                self._hub.listed[m] = frozenset(s for s in self.symbols if s not in gone)
+        self._call(run)
+
+    def delist(self, symbol: str, market: str | None = None) -> None:
+        """``set_symbol_status(symbol, "DELISTED", market)``."""
+        self.set_symbol_status(symbol, "DELISTED", market)
+
+    def halt(self, symbol: str, market: str | None = None, status: str = "BREAK") -> None:
+        """``set_symbol_status(symbol, status, market)`` (default ``BREAK``, as Binance shows a halted pair)."""
+        self.set_symbol_status(symbol, status, market)
+
+    def _silenced(self) -> dict[str, float] | None:
+        return {s: 0.0 for (_, s) in self._status} or None
+
     def fail_next_rest(self, n: int = 1, status: int = 429, retry_after: int = 1) -> None:
         """Answer the next ``n`` REST requests with ``status`` and ``Retry-After: retry_after``."""
         self.faults.fail_next_rest(n, status, retry_after)
@@ -670,7 +727,7 @@ class LocalExchange:
                 w.skipped, w.malformed_sent, w.duplicates_sent, w.swapped, w.pings_sent, w.control_messages,
                 dict(w.closed_by_server), dict(r.requests), dict(r.statuses), r.sent_429, r.rate_limited,
                 r.injected, {m: self.published_count(m) for m in self.markets}, w.hostile_sent,
-                w.marks_sent)
+                w.marks_sent, w.attempts_refused, w.too_many_streams, w.closed_by_server.get("rate_limit", 0))
         return self._call(run)
 
 

@@ -29,8 +29,9 @@ from exchange.model import Batch
 log = logging.getLogger(__name__)
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
-MAX_STREAMS = 1024
+MAX_STREAMS = 1024  # streams per connection (Binance's documented limit on both markets)
 MSG_LIMIT = {"spot": 5, "usdm": 10}  # incoming messages per second before disconnect
+MAX_ATTEMPTS, ATTEMPT_WINDOW_S = 300, 300.0  # connection attempts per IP (spot's documented 300 per 5 minutes)
 SLOW_CONSUMER_BYTES = 64 * 1024 * 1024
 _STREAM_RE = re.compile(r"^([a-z0-9]{2,20})@(trade|aggTrade|markPrice|markPrice@1s)$")
 MARK_KINDS = ("markPrice", "markPrice@1s")  # usdm only: every 3 s / every second
@@ -275,7 +276,7 @@ def _ok(result: object, req_id: object) -> str:
     return json.dumps({"result": result, "id": req_id}, separators=(",", ":"))
 
 
-def handle_control(conn: WsConn, text: str, symbols: frozenset[str]) -> str:
+def handle_control(conn: WsConn, text: str, symbols: frozenset[str], max_streams: int = MAX_STREAMS) -> str:
     """Answer one JSON control message (SUBSCRIBE & co.) the way Binance does; returns the reply text."""
     try:
         msg = json.loads(text)
@@ -307,8 +308,8 @@ def handle_control(conn: WsConn, text: str, symbols: frozenset[str]) -> str:
         except StreamError:
             return _err(2, "Invalid request: invalid stream", req_id)
         if method == "SUBSCRIBE":
-            if len(set(conn.streams) | set(names)) > MAX_STREAMS:
-                return _err(2, f"Invalid request: too many streams (max {MAX_STREAMS})", req_id)
+            if len(set(conn.streams) | set(names)) > max_streams:
+                return _err(2, f"Invalid request: too many streams (max {max_streams})", req_id)
             for n in names:
                 conn.streams[n] = None
         else:
@@ -351,6 +352,8 @@ class WsCounters:
     pings_sent: int = 0
     control_messages: int = 0
     closed_by_server: Counter = field(default_factory=Counter)
+    attempts_refused: int = 0  # handshakes refused for too many connection attempts
+    too_many_streams: int = 0  # URL or SUBSCRIBE asking for more streams than one connection may carry
 
     def add(self, st: BuildStats, nbytes: int) -> None:
         self.frames_sent += st.frames
@@ -371,8 +374,14 @@ class WsHub:
     """All WebSocket connections of the exchange: upgrade handler, broadcast, keepalive and faults."""
 
     def __init__(self, symbols: frozenset[str], *, ping_interval: float, pong_timeout: float,
-                 max_connection_seconds: float, faults: Faults):
+                 max_connection_seconds: float, faults: Faults, max_streams: int = MAX_STREAMS,
+                 max_attempts: int = MAX_ATTEMPTS, attempt_window: float = ATTEMPT_WINDOW_S):
         self.symbols = symbols
+        # listed symbols per market (a delisted one is refused in URLs and SUBSCRIBE, like an unknown one)
+        self.listed: dict[str, frozenset[str]] = {"spot": symbols, "usdm": symbols}
+        self.max_streams = max_streams
+        self.max_attempts, self.attempt_window = max_attempts, attempt_window
+        self._attempts: dict[tuple[str, str], deque] = {}  # (market, peer IP) -> attempt times
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.max_age = max_connection_seconds
@@ -392,8 +401,28 @@ class WsHub:
         task.add_done_callback(self._tasks.discard)
 
     # --- upgrade ---------------------------------------------------------------------------------
+    def _attempt(self, market: str, peer: str) -> float | None:
+        """Count a connection attempt; seconds to wait when it is one too many in the window, else None."""
+        now = time.monotonic()
+        times = self._attempts.setdefault((market, peer), deque())
+        while times and times[0] <= now - self.attempt_window:
+            times.popleft()
+        times.append(now)  # refused attempts count too, as an IP hammering the endpoint would
+        if len(times) > self.max_attempts:
+            return times[-self.max_attempts - 1] + self.attempt_window - now
+        return None
+
     async def handle(self, request: web.Request, *, route: str, combined: bool) -> web.StreamResponse:
         market = "spot" if route == "spot" else "usdm"
+        wait = self._attempt(market, str(request.remote))
+        if wait is not None:
+            self.counters.attempts_refused += 1
+            log.warning("ws: connection attempt refused: more than %d in %.0f s from %s", self.max_attempts,
+                        self.attempt_window, request.remote)
+            resp = self._reject(429, -1003, f"Too many connection attempts; at most {self.max_attempts} per "
+                                            f"{self.attempt_window:.0f} seconds per IP.")
+            resp.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            return resp
         if combined:
             values = request.query.getall("streams", [])
             if len(values) > 1:
@@ -409,11 +438,12 @@ class WsHub:
                                                 "or MILLISECOND.")
             us = unit.upper() == "MICROSECOND"
         try:
-            streams = {parse_stream(n, self.symbols, market): None for n in names}
+            streams = {parse_stream(n, self.listed[market], market): None for n in names}
         except StreamError as exc:
             return self._reject(400, exc.code, exc.msg)
-        if len(streams) > MAX_STREAMS:
-            return self._reject(400, -1101, f"Too many streams; at most {MAX_STREAMS} per connection.")
+        if len(streams) > self.max_streams:
+            self.counters.too_many_streams += 1
+            return self._reject(400, -1101, f"Too many streams; at most {self.max_streams} per connection.")
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0, max_msg_size=1 << 16)
         if not ws.can_prepare(request).ok:
             return self._reject(400, -1000, "Expected a WebSocket upgrade request.")
@@ -455,7 +485,7 @@ class WsHub:
         while conn.incoming and conn.incoming[0] <= now - 1.0:
             conn.incoming.popleft()
         if len(conn.incoming) > MSG_LIMIT[conn.market]:
-            return 1008, "Too many messages", "rate_limit"
+            return 1008, "Too many requests", "rate_limit"
         if msg.type == WSMsgType.PONG:
             conn.on_pong(bytes(msg.data))
             return True
@@ -465,7 +495,10 @@ class WsHub:
             conn.write(ws_frame(bytes(msg.data), OP_PONG))
         elif msg.type == WSMsgType.TEXT:
             self.counters.control_messages += 1
-            conn.write(ws_frame(handle_control(conn, msg.data, self.symbols).encode()))
+            reply = handle_control(conn, msg.data, self.listed[conn.market], self.max_streams)
+            if "too many streams" in reply:
+                self.counters.too_many_streams += 1
+            conn.write(ws_frame(reply.encode()))
         elif msg.type == WSMsgType.BINARY:
             conn.write(ws_frame(_err(3, "Invalid JSON: expected a text frame at line 1 column 1").encode()))
         elif msg.type == WSMsgType.ERROR:
