@@ -72,7 +72,7 @@ class MarketFeed:
         self.delisted: set[str] = set()
         self.halted: dict[str, float] = {}   # symbol -> wall time (µs) it was found not trading
         self._check_lock = threading.Lock()
-        self._last_check = 0.0
+        self._refusal_check = 0.0
         self._monitor = threading.Thread(target=self._watch_symbols, name=f"symbols-{spec.name}", daemon=True)
 
     @property
@@ -150,7 +150,6 @@ class MarketFeed:
     def check_statuses(self) -> dict[str, str] | None:
         """One exchangeInfo call (within the market's weight budget) → apply its statuses; None if it failed."""
         with self._check_lock:
-            self._last_check = time.monotonic()
             try:
                 info = self.rest.get(self.spec.exchange_info_path)
             except RestError as exc:
@@ -183,8 +182,9 @@ class MarketFeed:
 
     def _on_refused(self, shard: ShardStream, reason: str) -> None:
         """The exchange refused a connection or a SUBSCRIBE: a symbol may have been delisted meanwhile."""
-        if time.monotonic() - self._last_check < 5.0:
-            return  # checked a moment ago (another connection's refusal)
+        if time.monotonic() - self._refusal_check < 5.0:
+            return  # checked a moment ago for another connection's refusal
+        self._refusal_check = time.monotonic()
         log.warning("%s: refused (%s); checking the symbols against exchangeInfo", shard.name, reason[:200])
         self.check_statuses()
 
