@@ -10,6 +10,7 @@ RUN_SYMBOLS := $(or $(SYMBOLS),$(MAJORS))
 # with TOP: the TOP most traded USDT symbols (plus SYMBOLS if given); without: SYMBOLS or the four majors
 RUN_SELECT := $(if $(TOP),--top $(TOP) $(if $(SYMBOLS),--symbols $(SYMBOLS)),--symbols $(RUN_SYMBOLS))
 MARKET ?= spot
+STREAMS ?=
 PORT ?= 8501
 
 .PHONY: run demo test test-fast venv bench clean
@@ -27,11 +28,12 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	touch $@
 
 # Live Binance: ingestor + app; Ctrl-C stops both. `make run SYMBOLS=btcusdt,ethusdt`, or a universe:
-# `make run TOP=100` streams the 100 most traded USDT symbols by 24 h quote volume (TRADING only; at most 1,024
-# on spot and 200 on usdm for now: one connection), `make run TOP=50 SYMBOLS=pepeusdt` adds symbols to them.
+# `make run TOP=100 MARKET=spot,usdm` streams the 100 most traded USDT symbols (24 h quote volume, TRADING only)
+# of each market in one ingestor, spread over several connections (STREAMS=N: --streams-per-connection, default
+# 200); `make run TOP=50 SYMBOLS=pepeusdt` adds symbols to them.
 run: venv
 	@mkdir -p data
-	@$(BIN)/python ingestor.py $(RUN_SELECT) --market $(MARKET) --db data/ticks.duckdb --history 30m & ing=$$!; \
+	@$(BIN)/python ingestor.py $(RUN_SELECT) --market $(MARKET) $(if $(STREAMS),--streams-per-connection $(STREAMS)) --db data/ticks.duckdb --history 30m & ing=$$!; \
 	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
@@ -40,7 +42,7 @@ run: venv
 # universe's 8 most traded).
 demo: venv
 	@mkdir -p data
-	@$(BIN)/python ingestor.py --demo $(if $(TOP),--top $(TOP)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(MARKET) --db data/demo.duckdb & ing=$$!; \
+	@$(BIN)/python ingestor.py --demo $(if $(TOP),--top $(TOP)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(MARKET) $(if $(STREAMS),--streams-per-connection $(STREAMS)) --db data/demo.duckdb & ing=$$!; \
 	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 

@@ -71,7 +71,7 @@ class MarketFeed:
                        for i, g in enumerate(groups)]
         self.delisted: set[str] = set()
         self.halted: dict[str, float] = {}   # symbol -> wall time (µs) it was found not trading
-        self._check_lock = threading.Lock()
+        self._check_lock = threading.RLock()
         self._refusal_check = 0.0
         self._monitor = threading.Thread(target=self._watch_symbols, name=f"symbols-{spec.name}", daemon=True)
 
@@ -130,10 +130,11 @@ class MarketFeed:
 
     def mark_delisted(self, symbols: set[str], why: str) -> None:
         """Report `symbols` as delisted once, stop backfilling them and open later connections without them."""
-        new = {s for s in symbols if s not in self.delisted}
+        with self._check_lock:
+            new = {s for s in symbols if s not in self.delisted}
+            self.delisted |= new
         if not new:
             return
-        self.delisted |= new
         self.backfiller.gone |= new
         for sym in sorted(new):
             self.halted.pop(sym, None)
@@ -164,8 +165,8 @@ class MarketFeed:
             return statuses
 
     def catch_up(self, symbols: list[str]) -> None:
-        """After a reconnect: catch up over REST the `symbols` that have not printed since (their trades of the
-        downtime would otherwise wait for their next print to reveal the gap). On spot one all-symbol ticker
+        """A moment after a connection is up: catch up over REST the `symbols` that have not printed since (their
+        trades made while no connection carried them would otherwise wait for their next print to reveal the gap). On spot one all-symbol ticker
         (weight 80, whatever the number of symbols) first says which of them traded at all meanwhile."""
         todo = [s for s in symbols if s not in self.delisted and not self.tracker.is_resuming(s)]
         if todo and self.spec.name == "spot":

@@ -76,6 +76,13 @@ class IngestState:
             self.stats(market, sym).connected = up
         return was
 
+    def drop_link(self, market: str, link: str) -> None:
+        """Forget connection `link` of `market` (it carries no symbol any more)."""
+        with self.lock:
+            links = self.links.setdefault(market, {})
+            links.pop(link, None)
+            self.connected[market] = all(links.values())
+
     def stats(self, market: str, symbol: str) -> SymbolStats:
         key = (market, symbol)
         st = self.symbols.get(key)

@@ -418,11 +418,15 @@ class ShardStream:
                 self._backoff(attempt, reason)
                 continue
             self._set_connected(True)
-            if self.connections > 1 and self.on_reconnected is not None:
-                # symbols that print again reveal their gap on the stream; the others are caught up over REST
+            if self.on_reconnected is not None:
+                # trades made while no connection carried a symbol (a reconnect, or the start after a catch-up that
+                # ended before the subscription) show as an id jump once it prints again; symbols that stay quiet
+                # are caught up over REST a moment after the connection is up
                 self._catchup_at, self._reconnected_us = time.monotonic() + self.catchup_after_s, now_us()
             reason = self._watch(conn)
             conn = self.current  # a rotation may have replaced it
+            if not self.symbols:
+                break
             if conn.frames:
                 attempt = 0
             if self.stop.is_set():
@@ -436,6 +440,8 @@ class ShardStream:
             self._backoff(attempt, reason)
         if not self.symbols and not self.stop.is_set():
             log.warning("%s: no symbol left to stream (all delisted); connection closed", self.name)
+            self.state.drop_link(self.market, self.name)
+            return
         self._set_connected(False, "stopped")
 
     def _watch(self, conn: Connection) -> str:

@@ -52,9 +52,9 @@ def test_plan_subscribe_keeps_the_url_short_and_paces_below_the_message_limit():
 
 def test_stream_names_come_from_one_place():
     assert symbol_streams(MARKETS["spot"], "BTCUSDT") == ["btcusdt@trade"]
-    assert symbol_streams(MARKETS["usdm"], "BTCUSDT") == ["btcusdt@aggTrade"]
+    assert symbol_streams(MARKETS["usdm"], "BTCUSDT") == ["btcusdt@aggTrade", "btcusdt@markPrice@1s"]
     assert stream_url(MARKETS["usdm"], ["BTCUSDT", "ETHUSDT"], "ws://h:1") == \
-        "ws://h:1/market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade"
+        "ws://h:1/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s/ethusdt@aggTrade/ethusdt@markPrice@1s"
 
 
 def test_attempt_limiter_spaces_attempts_and_caps_the_window():
