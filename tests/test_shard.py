@@ -206,17 +206,27 @@ def test_sharded_over_many_connections_nothing_missing_or_doubled(tmp_path):
     assert kinds.count("connected") >= 10 and kinds.count("reconnect") == 5
 
 
+def _kinds(db):
+    return [k for k, _, _ in _events(db)]
+
+
 @pytest.mark.slow
 def test_both_markets_in_one_process_with_top(tmp_path):
+    """--top 2 plus a symbol on spot and usdm in one process, two streams per connection (spot 2 connections, usdm
+    3: trades and mark price), each connection rotating on its own and the spot ones told serverShutdown."""
     syms = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"]
     ex = LocalExchange(syms, seed=8, rate=10.0, history_seconds=300,
                        rate_scale={"BTCUSDT": 1.0, "ETHUSDT": 0.6, "SOLUSDT": 0.2, "DOGEUSDT": 0.1}).start()
     db = tmp_path / "t.duckdb"
-    proc = start_ingestor(ex, db, ["DOGEUSDT"], "--top", "2", "--streams-per-connection", "2", market="spot,usdm")
+    proc = start_ingestor(ex, db, ["DOGEUSDT"], "--top", "2", "--streams-per-connection", "2", "--rotate-after",
+                          "8s", market="spot,usdm")
     want = ["BTCUSDT", "ETHUSDT", "DOGEUSDT"]
     try:
         assert wait_for(lambda: db.exists() and all(len(stored(db, m, s)) > 5 for m in ("spot", "usdm")
                                                     for s in want), 90), db.with_suffix(".log").read_text()[-3000:]
+        assert wait_for(lambda: _kinds(db).count("rotated") >= 5, 60)  # every connection rotated at least once
+        ex.send_server_shutdown("spot", close_after=3.0)
+        assert wait_for(lambda: _kinds(db).count("server_shutdown") >= 2, 30)
         for m in ("spot", "usdm"):
             _settle(db, ex, want, m)
     finally:
@@ -231,7 +241,9 @@ def test_both_markets_in_one_process_with_top(tmp_path):
     assert st.connections_open == 0 and st.connections_opened >= 4  # 2 per market
     log = db.with_suffix(".log").read_text()
     assert "ingesting spot BTCUSDT,ETHUSDT,DOGEUSDT" in log and "ingesting usdm BTCUSDT,ETHUSDT,DOGEUSDT" in log
-    assert "spot: 3 symbols, 3 streams over 2 connection(s)" in log and "usdm: 3 symbols" in log
+    assert "spot: 3 symbols, 3 streams over 2 connection(s)" in log and "usdm: 3 symbols, 6 streams over 3" in log
+    rotated = {d.split(":")[0] for k, _, d in _events(db) if k == "rotated"}
+    assert {"spot#1", "spot#2", "usdm#1", "usdm#2", "usdm#3"} <= rotated
 
 
 @pytest.mark.slow
