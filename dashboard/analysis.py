@@ -274,6 +274,18 @@ class ThresholdView:
                                            "trades_per_day"])
 
 
+def threshold_view_cached(key: tuple, result: backtest.BacktestResult, closes: pd.DataFrame, y: str, x: str,
+                          timeframe: str, params: BacktestParams) -> tuple[ThresholdView | None, str | None]:
+    """`threshold_view`, cached on the view key (the single run shows it on every refresh)."""
+    return _threshold_view(key, result, closes, y, x, timeframe, params)
+
+
+@CACHE
+def _threshold_view(key: tuple, _result: backtest.BacktestResult, _closes: pd.DataFrame, y: str, x: str,
+                    timeframe: str, params: BacktestParams) -> tuple[ThresholdView | None, str | None]:
+    return threshold_view(_result, _closes, y, x, timeframe, params)
+
+
 def threshold_view(result: backtest.BacktestResult, closes: pd.DataFrame, y: str, x: str, timeframe: str,
                    params: BacktestParams) -> tuple[ThresholdView | None, str | None]:
     """OU thresholds for the single run's spread (its causal spread over the window) at the run's cost, or

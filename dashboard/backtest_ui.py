@@ -181,7 +181,8 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
     st_ = result.stats
     _metrics(st_)
     _pnl_parts(result, bars)
-    view, why = analysis.threshold_view(result, bars.closes, y, x, s.timeframe, params)
+    view, why = analysis.threshold_view_cached((*bars.key, s.hedge_method, s.window), result, bars.closes, y, x,
+                                                     s.timeframe, params)
     if view is not None:
         b = view.band
         st.caption(f":material/lightbulb: An OU fit of this spread suggests entry |z| {b.entry_z:.2f}, exit |z| "
@@ -247,7 +248,8 @@ def thresholds(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
     if result is None:
         ui.explain("error", reason)
         return
-    view, why = analysis.threshold_view(result, bars.closes, y, x, s.timeframe, params)
+    view, why = analysis.threshold_view_cached((*bars.key, s.hedge_method, s.window), result, bars.closes, y, x,
+                                                     s.timeframe, params)
     if view is None:
         ui.explain("short", f"No suggestion: {why}.")
         return
