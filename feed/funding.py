@@ -61,7 +61,6 @@ class FundingBackfiller:
         self.rows_fetched = 0
         self.fetches = 0       # completed rounds over all symbols
         self.failures = 0
-        self._busy = False
         self._thread = threading.Thread(target=self._run, name=f"funding-{self.market}", daemon=True)
 
     def prime(self, stored: dict[str, int]) -> None:
@@ -96,25 +95,12 @@ class FundingBackfiller:
         self._wake.set()
         self._thread.join(timeout)
 
-    def request_fetch(self, reason: str) -> None:
-        """Fetch every symbol again soon (e.g. after the stream reconnected)."""
-        log.info("%s: funding rates re-fetched (%s)", self.market, reason)
-        self._wake.set()
-
-    def idle(self) -> bool:
-        """True after at least one complete round and while no round runs (for tests)."""
-        return self.fetches > 0 and not self._busy
-
     def _run(self) -> None:
         connected = self.state.connected.get(self.market, False)
         was_up = connected   # a first connection is not a reconnect (the start-up round covers it)
         due_passed: dict[str, int] = {}   # funding time -> settle attempts made for it
         while not self.stop.is_set():
-            self._busy = True
-            try:
-                missing = self.fetch_all()
-            finally:
-                self._busy = False
+            missing = self.fetch_all()
             # plan the next round: shortly after the next funding time, a retry while a passed one is missing,
             # a reconnect, or the poll interval, whichever comes first
             now = now_us()
