@@ -211,14 +211,19 @@ def backtest_or_reason(key: tuple, closes: pd.DataFrame, y: str, x: str, method:
                        params: BacktestParams, funding: dict[str, pd.DataFrame] | None = None
                        ) -> tuple[backtest.BacktestResult | None, str | None]:
     """`run_backtest`, or (None, a sentence saying why it could not run) — a page never shows a traceback."""
-    fkey = tuple((leg, len(f), f.index.max() if len(f) else None) for leg, f in sorted((funding or {}).items()))
     try:
-        return run_backtest(key, closes, y, x, method, window, timeframe, params, funding, fkey), None
+        return run_backtest(key, closes, y, x, method, window, timeframe, params, funding,
+                            _funding_key(funding)), None
     except ValueError as exc:
         return None, f"Cannot run this backtest: {exc}."
     except Exception as exc:  # a quantlib failure on unusual data must not take the page down
         log.exception("backtest failed for %s/%s %s window %d", y, x, timeframe, window)
         return None, f"The backtest failed on this data ({type(exc).__name__}: {exc})."
+
+
+def _funding_key(funding: dict[str, pd.DataFrame] | None) -> tuple:
+    """A cache key naming the funding rates passed with a backtest (legs, rows, newest funding time)."""
+    return tuple((leg, len(f), f.index.max() if len(f) else None) for leg, f in sorted((funding or {}).items()))
 
 
 def drawdown(equity: pd.Series) -> pd.Series:
@@ -390,7 +395,8 @@ def _span(index: pd.Index, lo: int, hi: int) -> pd.Timedelta | None:
 
 @CACHE
 def run_sweep(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
-              params: BacktestParams, sp: SweepParams) -> SweepView:
+              params: BacktestParams, sp: SweepParams, _funding: dict[str, pd.DataFrame] | None = None,
+              funding_key: tuple = ()) -> SweepView:
     """`quantlib.backtest.sweep` of the pair with the page's hedge, cost and stop, the best picked among sets
     with at least `RULE.min_trades` in-sample trades (by total return when the in-sample part is too short
     for an annualized Sharpe), and the best set's deflated Sharpe over all sets tried."""
@@ -407,7 +413,7 @@ def run_sweep(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, ti
     res = backtest.sweep(ys, xs, entry_z=list(sp.entry), exit_z=list(sp.exit), stop_z=params.stop_z,
                          window=list(sp.windows), cost_bps=params.cost_bps, hedge=hedge, method=m,
                          timeframe=timeframe, capital=params.capital, oos_fraction=sp.oos_fraction or None,
-                         metric=metric, min_trades=RULE.min_trades)
+                         metric=metric, min_trades=RULE.min_trades, funding=_funding or None)
     g = res.grid
     withheld = _withheld(g["n_trades"], res.n_in_sample, span_in)
     oos_withheld = None
@@ -419,7 +425,8 @@ def run_sweep(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, ti
         if equity is None:  # the in-sample stats equal mean_reversion on the in-sample bars alone
             equity = backtest.mean_reversion(ys.iloc[:res.n_in_sample], xs.iloc[:res.n_in_sample],
                                              cost_bps=params.cost_bps, hedge=hedge, method=m, timeframe=timeframe,
-                                             capital=params.capital, **res.best_params()).equity
+                                             capital=params.capital, funding=_funding or None,
+                                             **res.best_params()).equity
         shown = g["sharpe"].where(withheld == "")
         deflated = performance.deflated_sharpe(performance.bar_returns(equity), res.params["periods_per_year"],
                                                n_trials=len(g), trial_sharpes=shown.to_numpy())
@@ -430,12 +437,13 @@ def run_sweep(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, ti
 
 
 def sweep_or_reason(key: tuple, closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
-                    params: BacktestParams, sp: SweepParams) -> tuple[SweepView | None, str | None]:
+                    params: BacktestParams, sp: SweepParams, funding: dict[str, pd.DataFrame] | None = None
+                    ) -> tuple[SweepView | None, str | None]:
     if len(sp.entry) * len(sp.exit) * len(sp.windows) > MAX_SWEEP_SETS:
         return None, (f"{len(sp.entry) * len(sp.exit) * len(sp.windows):,} parameter sets; the page runs at most "
                       f"{MAX_SWEEP_SETS:,} (fewer values or windows)")
     try:
-        return run_sweep(key, closes, y, x, method, timeframe, params, sp), None
+        return run_sweep(key, closes, y, x, method, timeframe, params, sp, funding, _funding_key(funding)), None
     except ValueError as exc:
         return None, f"Cannot run this sweep: {exc}."
     except Exception as exc:  # a quantlib failure on unusual data must not take the page down
@@ -466,18 +474,22 @@ def walk_forward_method(method: str) -> str:
 
 @CACHE
 def run_walk_forward(key: tuple, _closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
-                     params: BacktestParams, wp: WalkForwardParams):
+                     params: BacktestParams, wp: WalkForwardParams, _funding: dict[str, pd.DataFrame] | None = None,
+                     funding_key: tuple = ()):
     ys, xs = _aligned(_closes, y, x)
     return backtest.walk_forward(ys, xs, formation=wp.formation, trading=wp.trading, anchored=wp.anchored,
                                  method=walk_forward_method(method), entry_z=params.entry_z, exit_z=params.exit_z,
                                  stop_z=params.stop_z, cost_bps=params.cost_bps, timeframe=timeframe,
-                                 capital=params.capital, optimize=OPTIMIZE_GRID if wp.optimize else None)
+                                 capital=params.capital, optimize=OPTIMIZE_GRID if wp.optimize else None,
+                                 funding=_funding or None)
 
 
 def walk_forward_or_reason(key: tuple, closes: pd.DataFrame, y: str, x: str, method: str, timeframe: str,
-                           params: BacktestParams, wp: WalkForwardParams):
+                           params: BacktestParams, wp: WalkForwardParams,
+                           funding: dict[str, pd.DataFrame] | None = None):
     try:
-        return run_walk_forward(key, closes, y, x, method, timeframe, params, wp), None
+        return run_walk_forward(key, closes, y, x, method, timeframe, params, wp, funding,
+                                _funding_key(funding)), None
     except ValueError as exc:
         return None, f"Cannot run this walk-forward: {exc}."
     except Exception as exc:  # a quantlib failure on unusual data must not take the page down

@@ -282,12 +282,17 @@ def walk_forward(s: Settings, bars: PairBars, params: analysis.BacktestParams, w
                + "; a position open at a window's end is closed "
                f"there. Computed on bars up to {bars.as_of:%Y-%m-%d %H:%M} UTC; run again to include newer bars.")
     res, reason = analysis.walk_forward_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.timeframe,
-                                                  params, wp)
+                                                  params, wp, bars.funding)
     if res is None:
         ui.explain("error", reason)
         withhold_section("wf", reason)
         return
     _metrics(res.stats, ("Out-of-sample return", "Sharpe (ann.)", "Max drawdown", "Hit rate", "Trades"))
+    if res.funding is not None:
+        held = res.funding[res.funding["qty"] != 0]
+        st.caption(f":material/payments: Funding of the perpetual leg included: {res.funding['payment'].sum():+,.2f} "
+                   f"over {len(held)} of {len(res.funding)} funding times in the trading windows (−qty × mark × rate "
+                   "while a position is held).")
     ui.chart(backtest_figures.walk_forward_equity(res.equity, res.windows, s.uirevision(y, x, "bt-wf"),
                                                   _references(bars, res.equity.index, params.capital)),
              key="bt-wf-equity")
@@ -312,7 +317,8 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
                f"one pass; the first {1 - sp.oos_fraction:.0%} of the bars are in sample, the rest out of sample. "
                f"The best set is picked in sample among sets with at least {RULE.min_trades} trades; its "
                f"out-of-sample result is beside it. Computed on bars up to {bars.as_of:%Y-%m-%d %H:%M} UTC.")
-    view, reason = analysis.sweep_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.timeframe, params, sp)
+    view, reason = analysis.sweep_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.timeframe, params, sp,
+                                            bars.funding)
     if view is None:
         ui.explain("error", reason)
         withhold_section("sweep", reason)
@@ -320,6 +326,9 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
     res = view.result
     if view.note:
         st.caption(f":material/info: {view.note}")
+    if bars.funding:
+        st.caption(":material/payments: Every set books the perpetual leg's funding at each funding time it holds a "
+                   "position, as the single run does.")
     windows = sorted(res.grid["window"].unique().tolist())
     best = res.best
     w = show_window if show_window in windows else (int(best["window"]) if best is not None else windows[0])

@@ -173,3 +173,36 @@ def test_a_pair_of_another_market_reads_that_market(app, basis_db):
     spot = stored_closes(basis_db, "spot", "ETHUSDT")
     assert norm["ETHUSDT"][-1] != pytest.approx(100 * spot.iloc[-1] / spot.iloc[0], rel=1e-9)
     assert list(specs[-1]["data"][0]["x"]) == ["BTCUSDT", "ETHUSDT"]
+
+
+def test_walk_forward_and_sweep_sections_include_the_perp_funding(app, tmp_path):
+    import duckdb
+
+    from quantlib import backtest
+    from tickstore import queries
+
+    path = tmp_path / "funded-wf.duckdb"
+    make_basis_db(path, dt.datetime(2026, 1, 5, 12, 30, tzinfo=dt.UTC), marks=False)
+    con = duckdb.connect(str(path))
+    for minute in range(0, 180, 7):   # a funding time every 7 minutes: some fall inside trades
+        con.execute("INSERT INTO funding_rates VALUES ('usdm', 'BTCUSDT', ?, ?, NULL)",
+                    [dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.UTC) + dt.timedelta(minutes=minute),
+                     0.001 * (1 if minute % 2 else -1)])
+    con.close()
+    q = {**CROSS, "win": "20", "bt_view": "Walk-forward", "bt_wf_f": "60", "bt_wf_t": "30", "bt_entry": "1.0",
+         "bt_exit": "0.25"}
+    at = app(path, page="app_pages/backtest.py", query=q)
+    assert_no_exception(at)
+    y, x = qpairs.align(stored_closes(path, "usdm", "BTCUSDT"), stored_closes(path, "spot", "BTCUSDT"))
+    rates = queries.funding_rates("usdm", "BTCUSDT", None, path=path)
+    kw = dict(formation=60, trading=30, method="ols", entry_z=1.0, exit_z=0.25, stop_z=4.0, cost_bps=1.0,
+              timeframe="1m")
+    ref = backtest.walk_forward(y, x, **kw, funding=rates, funding_leg="y")
+    plain = backtest.walk_forward(y, x, **kw)
+    assert ref.funding["payment"].abs().sum() > 0 and ref.stats.total_return != plain.stats.total_return
+    m = {x.label: x.value for x in at.metric}
+    assert m["Out-of-sample return"] == f"{ref.stats.total_return:+.2%}"
+    assert f"Funding of the perpetual leg included: {ref.funding['payment'].sum():+,.2f}" in page_text(at)
+    at = app(path, page="app_pages/backtest.py", query={**q, "bt_view": "Parameter sweep"})
+    assert_no_exception(at)
+    assert "Every set books the perpetual leg's funding" in page_text(at)
