@@ -10,6 +10,8 @@ RUN_SYMBOLS := $(or $(SYMBOLS),$(MAJORS))
 # with TOP: the TOP most traded USDT symbols (plus SYMBOLS if given); without: SYMBOLS or the four majors
 RUN_SELECT := $(if $(TOP),--top $(TOP) $(if $(SYMBOLS),--symbols $(SYMBOLS)),--symbols $(RUN_SYMBOLS))
 MARKET ?= spot
+# make demo streams both markets unless MARKET is given: spot against the perpetual (basis, funding) is in view
+DEMO_MARKET := $(if $(filter command line environment environment override,$(origin MARKET)),$(MARKET),spot,usdm)
 STREAMS ?=
 PORT ?= 8501
 
@@ -38,11 +40,11 @@ run: venv
 	$(STOP_BOTH)
 
 # Offline: local Binance-compatible exchange in-process, separate demo file; by default its simulated universe
-# of 24 symbols (exchange/universe.py), or `make demo SYMBOLS=btcusdt,ethusdt`, or `make demo TOP=8` (the
-# universe's 8 most traded).
+# of 24 symbols (exchange/universe.py) on spot and usdm (perpetuals with mark prices and funding: the Basis page),
+# or `make demo SYMBOLS=btcusdt,ethusdt`, `make demo TOP=8` (the universe's 8 most traded), `make demo MARKET=spot`.
 demo: venv
 	@mkdir -p data
-	@$(BIN)/python ingestor.py --demo $(if $(TOP),--top $(TOP)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(MARKET) $(if $(STREAMS),--streams-per-connection $(STREAMS)) --db data/demo.duckdb & ing=$$!; \
+	@$(BIN)/python ingestor.py --demo $(if $(TOP),--top $(TOP)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(DEMO_MARKET) $(if $(STREAMS),--streams-per-connection $(STREAMS)) --db data/demo.duckdb & ing=$$!; \
 	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
