@@ -59,8 +59,10 @@ def draw(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> dict | None:
         ui.chart(figures.market(bars, focus, ind.overlays, ind.rsi, ind.volatility, s.uirevision(focus)),
                  key="market-chart")
         short = [f"RSI needs more than {rsi_n} bars" if ind.rsi is None else None,
-                 f"volatility needs more than {s.window} bars (the sidebar window)" if ind.volatility is None
-                 else None]
+                 f"volatility needs more than {s.window} bars (the sidebar window)"
+                 if ind.volatility is None and not ind.withheld else None]
+        if ind.withheld:
+            st.caption(f":material/block: {ind.withheld[0].upper() + ind.withheld[1:]}.")
         if any(short):
             st.caption(f"Only {len(close)} bars in the window: " + "; ".join(m for m in short if m) +
                        ". Pick a longer lookback, a finer timeframe or a shorter window.")

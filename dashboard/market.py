@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from quantlib import indicators
+from quantlib.sample import RULE
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class MarketIndicators:
     overlays: dict[str, pd.Series]      # "SMA 20" / "EMA 50" -> series on the bars' index
     rsi: pd.Series | None
     volatility: pd.Series | None
+    withheld: str | None = None         # why the volatility is withheld under the minimum-sample rule
 
     def summary(self) -> str:
         have = [*self.overlays, *(["RSI"] if self.rsi is not None else []),
@@ -30,7 +32,12 @@ def market_indicators(close: pd.Series, sma_n: int, ema_n: int, rsi_n: int, wind
                       ) -> MarketIndicators:
     """SMA / EMA overlays, Wilder RSI (needs more than `rsi_n` bars) and annualized realized volatility over
     `window` bars (needs more than `window`)."""
+    withheld = None
+    if window < RULE.min_bars:  # each value would be a volatility of fewer bars than the rule allows
+        withheld = (f"the volatility panel is withheld: each value would rest on the window's {window} bars and the "
+                    f"minimum-sample rule asks for {RULE.min_bars} (pick a window of at least {RULE.min_bars})")
     return MarketIndicators(
         {f"SMA {sma_n}": indicators.sma(close, sma_n), f"EMA {ema_n}": indicators.ema(close, ema_n)},
         indicators.rsi(close, rsi_n) if len(close) > rsi_n else None,
-        indicators.realized_volatility(close, window, timeframe) if len(close) > window else None)
+        indicators.realized_volatility(close, window, timeframe) if len(close) > window and not withheld else None,
+        withheld)

@@ -1,14 +1,15 @@
 """The one minimum-sample rule: below it an estimate is withheld, and the reason says what is missing.
 
 Every panel that shows a statistic estimated from bars or trades asks this rule first (the backtest's
-Sharpe and hit rate, the sweep and walk-forward grids, the Pairs page's correlation heat map), so that a
-number is either shown on an adequate sample or replaced by a sentence saying why it is not shown.
+Sharpe and hit rate, the sweep and walk-forward grids, the Pairs page's correlation heat map and rolling
+correlation, the Market page's volatility), so that a number is either shown on an adequate sample or
+replaced by a sentence saying why it is not shown.
 
 - `min_bars`: any statistic estimated from bars (a correlation, a volatility, a Sharpe ratio) needs at
   least this many bars (30: the usual small-sample floor; a correlation of 3 bars is ±1 by construction).
 - `min_trades`: statistics *about trades* (hit rate, Sharpe of a trading rule, deflated Sharpe) need this
   many closed trades; one trade is one draw, not a distribution.
-- `min_span`: an *annualized* figure needs at least this much clock time (12 hours of a 24/7 market already
+- `min_span`: an *annualized performance* figure (a strategy's Sharpe) needs at least this much clock time (12 hours of a 24/7 market already
   extrapolate 730x; two hours extrapolate 4,380x and rest on a handful of trades of one intraday regime).
   The Sharpe's confidence interval says how little even 12 hours pin down.
 """
@@ -69,7 +70,7 @@ class SampleRule:
 
     def describe(self) -> str:
         return (f"statistics need at least {self.min_bars} bars; trade statistics {self.min_trades} closed trades; "
-                f"annualized figures {_span_words(self.min_span)} of data")
+                f"an annualized performance figure {_span_words(self.min_span)} of data")
 
 
 RULE = SampleRule()

@@ -219,3 +219,14 @@ def test_walk_forward_optimisation_rechooses_thresholds_per_window(app, long_db)
     assert list(windows["entry_z"]) == list(ref.windows["entry_z"])
     assert list(windows["exit_z"]) == list(ref.windows["exit_z"])
     assert "re-chosen on each formation window" in page_text(at)
+
+
+def test_market_volatility_follows_the_same_rule(app, tick_db):
+    """A 10-bar window would give a volatility of 10 returns: withheld with the reason; 30 bars are drawn."""
+    at = app(tick_db, query={"lb": "2h", "win": "10"})
+    assert_no_exception(at)
+    names = {t.get("name") for s in plotly_specs(at) for t in s["data"]}
+    assert "volatility" not in names
+    assert "The volatility panel is withheld: each value would rest on the window's 10 bars" in page_text(at)
+    at = app(tick_db, query={"lb": "2h", "win": "30"})
+    assert "volatility" in {t.get("name") for s in plotly_specs(at) for t in s["data"]}
