@@ -83,9 +83,11 @@ class WalkForwardResult:
         opt = self.params.get("optimize")
         if opt:
             kind += f", thresholds re-chosen per window by {opt['metric']} over {opt['sets']} sets"
+        sharpe = (f"Sharpe withheld ({s.withheld['sharpe']})" if "sharpe" in s.withheld else
+                  f"Sharpe {s.sharpe:.2f} [95% CI {s.sharpe_ci_low:.2f}, {s.sharpe_ci_high:.2f}]")
         return (f"Walk-forward ({kind}, {self.params['method']}): {len(w)} trading windows ({fitted} fitted), "
-                f"{s.n_trades} trades, out-of-sample return {s.total_return:.2%}, Sharpe {s.sharpe:.2f}, "
-                f"max drawdown {s.max_drawdown:.2%}, hit rate {s.hit_rate:.0%}, costs {s.total_costs:.4g}")
+                f"{s.n_trades} trades, out-of-sample return {s.total_return:.2%}, {sharpe}, "
+                f"max drawdown {s.max_drawdown:.2%}, hit rate {s.hit_rate:.0%}, costs {s.total_costs:,.2f}")
 
     def __str__(self) -> str:
         return self.summary()
