@@ -73,6 +73,8 @@ class MarketFeed:
         self.halted: dict[str, float] = {}   # symbol -> wall time (µs) it was found not trading
         self._check_lock = threading.RLock()
         self._refusal_check = 0.0
+        self._ticker_lock = threading.Lock()
+        self._ticker: tuple[float, dict[str, int]] = (-1e9, {})
         self._monitor = threading.Thread(target=self._watch_symbols, name=f"symbols-{spec.name}", daemon=True)
 
     @property
@@ -170,16 +172,28 @@ class MarketFeed:
         (weight 80, whatever the number of symbols) first says which of them traded at all meanwhile."""
         todo = [s for s in symbols if s not in self.delisted and not self.tracker.is_resuming(s)]
         if todo and self.spec.name == "spot":
-            try:
-                rows = self.rest.get(self.spec.ticker_path)
-                newest = {r["symbol"]: int(r["lastId"]) for r in rows if isinstance(r, dict) and "lastId" in r}
-            except (RestError, TypeError, ValueError, KeyError) as exc:
-                log.warning("spot: ticker for the catch-up failed (%s); catching up every quiet symbol", exc)
-                newest = {}
+            newest = self._newest_ids()
             todo = [s for s in todo if newest.get(s, 1 << 62) > (self.state.stats(self.market, s).last_trade_id or -1)]
         for sym in todo:
             if not self.tracker.is_resuming(sym):
                 self.tracker.resume(sym, "no print since the reconnect")
+
+    def _newest_ids(self) -> dict[str, int]:
+        """Each symbol's newest trade id from one all-symbol ticker, shared by the connections that come back
+        together (a drop of every connection costs one ticker, not one per connection); {} if it failed."""
+        with self._ticker_lock:
+            at, newest = self._ticker
+            if time.monotonic() - at < 2.0:
+                return newest
+            try:
+                rows = self.rest.get(self.spec.ticker_path)
+                newest = {r["symbol"]: int(r["lastId"]) for r in rows if isinstance(r, dict) and "lastId" in r}
+            except (RestError, TypeError, ValueError, KeyError) as exc:
+                log.warning("%s: ticker for the catch-up failed (%s); catching up every quiet symbol", self.market,
+                            exc)
+                newest = {}
+            self._ticker = (time.monotonic(), newest)
+            return newest
 
     def _on_refused(self, shard: ShardStream, reason: str) -> None:
         """The exchange refused a connection or a SUBSCRIBE: a symbol may have been delisted meanwhile."""

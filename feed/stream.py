@@ -250,6 +250,7 @@ class ShardStream:
         self._seq = 0
         self._holding_back = False
         self._set_symbols(list(symbols))
+        state.set_link(self.market, self.name, self.symbols, False)  # the market is connected once every one is up
         self._thread = threading.Thread(target=self._supervise, name=f"stream-{self.name}", daemon=True)
         self.current: Connection | None = None
 
