@@ -308,6 +308,7 @@ class _Accumulator:
                 raise UploadError(f"column `{c}`: {b.count} value(s) are not numbers (first: {b.first!r} on line "
                                   f"{self._line(b.pos)})")
         num = {c: np.concatenate(parts) for c, parts in self.numbers.items()}
+        self.numbers.clear()
         if self.kind == "ohlc":
             return self._ohlc(num, ts, syms)
         return self._ticks(num, ts, syms)
@@ -400,18 +401,40 @@ class _Accumulator:
             bad = (price <= 0) | (qty < 0)
             raise UploadError(f"{int(bad.sum())} row(s) with price <= 0 or negative {qcol} (first on line "
                               f"{_line_of(bad, self.header)}); prices must be positive")
-        out = pd.DataFrame({"ts": ts.to_numpy(), "price": num["price"], "qty": num[qcol]})
-        out["ts"] = pd.to_datetime(out["ts"], utc=True)
+        out = pd.DataFrame({"ts": ts.reset_index(drop=True), "price": num["price"], "qty": num[qcol]})
+        num.clear()
         if self.idc and self.ids_ok:
             out["trade_id"] = np.concatenate(self.id_parts)
         if self.ibm_parts:
             out["is_buyer_maker"] = np.concatenate(self.ibm_parts)
-        out["symbol"] = syms
+        self.id_parts = self.ibm_parts = []
+        order = ["ts", "trade_id"] if "trade_id" in out.columns else ["ts"]
         frames = {}
-        for sym, g in out.groupby("symbol", sort=True):
-            order = ["ts", "trade_id"] if "trade_id" in g.columns else ["ts"]
-            frames[str(sym)] = g.drop(columns="symbol").sort_values(order, kind="stable").reset_index(drop=True)
+        for sym, rows in _groups(syms):
+            g = out if rows is None else out.take(rows)
+            frames[sym] = _sorted(g, order)
         return ParsedFile(self.name, "ticks", frames)
+
+
+def _groups(syms: np.ndarray | pd.Categorical) -> Iterator[tuple[str, np.ndarray | None]]:
+    """(symbol, its row positions) in symbol order; positions None when the file holds one symbol only."""
+    codes, uniques = pd.factorize(syms, sort=True)
+    if len(uniques) == 1:
+        yield str(uniques[0]), None
+        return
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for k, sym in enumerate(uniques):
+        yield str(sym), order[bounds[k]:bounds[k + 1]]
+
+
+def _sorted(g: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """`g` stably sorted by the `order` columns with a fresh index (no copy when it is in order already)."""
+    keys = [g[c].astype("int64").to_numpy() for c in reversed(order)]
+    idx = np.lexsort(keys)
+    if not (idx[1:] < idx[:-1]).any():
+        return g.reset_index(drop=True)
+    return g.take(idx).reset_index(drop=True)
 
 
 def _kind(cols: list[str], tcol: str | None) -> str:
