@@ -116,6 +116,11 @@ def child(args: argparse.Namespace) -> dict:
     from tickstore.writer import TickBuffer, TickWriter
 
     n_sym, db = args.n, Path(args.db)
+    from tickstore.schema import ensure_schema
+
+    with duckdb.connect(str(db)) as con:  # the status table as this code defines it (columns differ by version)
+        con.execute("DROP TABLE ingest_status")
+        ensure_schema(con)
     meta = json.loads(Path(args.meta).read_text())
     rng = np.random.default_rng(1000 + n_sym)
     next_id = np.array(meta["next_id"], np.int64)
@@ -124,7 +129,10 @@ def child(args: argparse.Namespace) -> dict:
     for i, s in enumerate(names):
         st = state.stats(MARKET, s)
         st.last_trade_id = int(next_id[i]) - 1
-    state.connected[MARKET] = True
+    if hasattr(state, "set_link"):  # per-connection flags (the baseline has one flag per market)
+        state.set_link(MARKET, f"{MARKET}#1", names, True)
+    else:
+        state.connected[MARKET] = True
     timings: dict[str, float] = {}
 
     def timed(name, fn):
@@ -279,7 +287,7 @@ def main() -> None:
             for label, root in ((f"baseline {args.baseline}", base), ("this tree", report.ROOT)):
                 res = run_child(root, template, meta, work, n, args)
                 results.append((label, res))
-                print(f"{n:>5} symbols  {label:<18} flush p50 {res['total_p50']:7.1f} ms  "
+                print(f"{n:>5} symbols  {label:<18} rules {res['rules']}  flush p50 {res['total_p50']:7.1f} ms  "
                       f"p99 {res['total_p99']:7.1f} ms  CPU p50 {res['total_cpu_p50']:6.1f} ms (insert "
                       f"{res['insert_cpu_p50']:.1f}, status {res['status_cpu_p50']:.1f}, alerts "
                       f"{res['alerts_cpu_p50']:.1f})  missing {res['missing']} doubled {res['doubled']}", flush=True)

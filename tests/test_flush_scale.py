@@ -39,9 +39,10 @@ def _write(state, db):
 def test_status_rows_are_written_when_they_change_and_all_of_them_every_refresh(tmp_path, monkeypatch):
     db = init_db(tmp_path / "s.duckdb")
     state = IngestState()
-    state.connected["spot"] = True
-    for i in range(50):
-        state.stats("spot", f"S{i:02d}USDT").ticks_total = i
+    names = [f"S{i:02d}USDT" for i in range(50)]
+    for i, sym in enumerate(names):
+        state.stats("spot", sym).ticks_total = i
+    state.set_link("spot", "spot#1", names, True)
     _write(state, db)
     first = _status(db)
     assert len(first) == 50 and first["S07USDT"][0] == 7
@@ -51,7 +52,9 @@ def test_status_rows_are_written_when_they_change_and_all_of_them_every_refresh(
     second = _status(db)
     assert second["S03USDT"][0] == 8 and second["S03USDT"][1] > first["S03USDT"][1]
     assert all(second[s] == first[s] for s in first if s != "S03USDT")  # untouched rows were not rewritten
-    state.connected["spot"] = False  # a market-wide change reaches every row at once
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ingest_status WHERE connected").fetchall()[0][0] == 50
+    state.set_link("spot", "spot#1", names, False)  # a connection going down reaches every row it carries at once
     _write(state, db)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ingest_status WHERE connected").fetchall()[0][0] == 0
