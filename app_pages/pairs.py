@@ -30,6 +30,10 @@ def live(s: Settings, entry: float, exit_: float) -> None:
     y, x = s.pair
     rev = s.uirevision(y, x)
     _headline(view)
+    legs = s.legs
+    if legs and legs[0].symbol == legs[1].symbol and {legs[0].market, legs[1].market} == {"spot", "usdm"}:
+        st.page_link("app_pages/basis.py", label=f"Spot against its perpetual: basis and funding of {legs[0].symbol}",
+                     icon=":material/percent:")
     _prices(view, y, x, rev)
     _hedge_and_spread(s, view, y, x, rev, entry, exit_)
     _correlations(s, view, rev)

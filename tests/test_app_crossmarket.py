@@ -76,6 +76,8 @@ def test_pairs_page_on_spot_vs_perp_uses_each_legs_market(app, basis_db):
     assert (y / x).max() > 1.0001 and (y / x).min() < 1.001   # the legs differ by the simulated basis
     heat = specs[-1]["data"][0]
     assert list(heat["x"]) == ["spot:BTCUSDT", "spot:ETHUSDT", "usdm:BTCUSDT"]
+    links = [el.proto for el in at.get("page_link")]
+    assert [link.label for link in links] == ["Spot against its perpetual: basis and funding of BTCUSDT"]
 
 
 def test_backtest_page_runs_on_spot_vs_perp(app, basis_db):
