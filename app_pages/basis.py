@@ -93,7 +93,8 @@ def _headline(view: basis_view.BasisView, history: str, notional: float) -> None
     m = st.columns(6)
     m[0].metric("Basis now", "—" if summ is None else f"{summ.basis_bps:+.2f} bps",
                 help="(perp / spot − 1) × 10,000 on the newest bar both legs traded in (last trade prices).")
-    m[1].metric("Annualised", "—" if summ is None else f"{summ.annualised:+.2%}",
+    m[1].metric("Annualised", "—" if summ is None else
+                f"{summ.annualised:+.2%}" if abs(summ.annualised) < 10 else f"{summ.annualised:+,.0%}",
                 help=f"The basis as a carry earned once per funding period ({_span(view.interval)}), over a "
                      "365-day year: the funding a premium of this size implies when it lasts.")
     rate = view.current_rate
