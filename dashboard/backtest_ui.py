@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import analysis, backtest_figures, data, downloads, export, figures, tables, ui
-from dashboard.settings import Settings
+from dashboard.settings import LOOKBACKS, MAX_BARS, Settings
 from quantlib import performance
 from quantlib.sample import RULE
 
@@ -271,6 +271,25 @@ def thresholds(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
 
 
 # ---------------------------------------------------------------- walk-forward
+def walk_forward_hint(s: Settings, n_bars: int, wp: analysis.WalkForwardParams) -> str | None:
+    """What to change when the window is too short for one formation plus one trading window: the shortest
+    sidebar Lookback that holds them at this timeframe, or the longest Formation that fits the bars there are."""
+    need = wp.formation + wp.trading
+    if n_bars >= need:
+        return None
+    fits = [lb for lb, secs in LOOKBACKS.items() if need <= secs // s.tf_seconds + 1 <= MAX_BARS]
+    longest = n_bars - wp.trading
+    options = []
+    if fits:
+        options.append(f"a sidebar Lookback of {fits[0]} or longer")
+    if longest >= 10:
+        options.append(f"a Formation of at most {longest} bars")
+    if not options:
+        options.append("a finer timeframe or shorter Formation and Trading windows")
+    return (f"The window holds {n_bars:,} bars of {s.timeframe} (Lookback {s.lookback}); one formation "
+            f"({wp.formation}) and one trading window ({wp.trading}) need {need:,}: pick " + " or ".join(options) + ".")
+
+
 def walk_forward(s: Settings, bars: PairBars, params: analysis.BacktestParams, wp: analysis.WalkForwardParams) -> None:
     y, x = bars.y, bars.x
     method = analysis.walk_forward_method(s.hedge_method)
@@ -284,6 +303,7 @@ def walk_forward(s: Settings, bars: PairBars, params: analysis.BacktestParams, w
     res, reason = analysis.walk_forward_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.timeframe,
                                                   params, wp, bars.funding)
     if res is None:
+        reason = " ".join(filter(None, (reason, walk_forward_hint(s, len(bars.closes), wp))))
         ui.explain("error", reason)
         withhold_section("wf", reason)
         return

@@ -129,6 +129,19 @@ def test_walk_forward_section_matches_quantlib_and_reads_its_form_from_the_url(a
     assert len(_offer(at, "dl-wf-trades")) == ref.stats.n_trades
 
 
+def test_walk_forward_on_too_few_bars_says_which_lookback_or_formation_fits(app, long_db):
+    """The sidebar's default 2h of 1m bars (121) cannot hold the default 240 + 60 bars: the page names a Lookback
+    that does and the longest Formation that fits, and the download gives the same reason."""
+    at = app(long_db, page="app_pages/backtest.py", query={"lb": "2h", "bt_view": "Walk-forward"})
+    assert_no_exception(at)
+    text = page_text(at)
+    assert "121 bars of 1m (Lookback 2h)" in text
+    assert "a sidebar Lookback of 6h or longer" in text and "a Formation of at most 61 bars" in text
+    assert "a sidebar Lookback of 6h" in _offer(at, "dl-wf-windows")["note"][0]
+    at = app(long_db, page="app_pages/backtest.py", query={"lb": "2h", "bt_view": "Walk-forward", "bt_wf_f": "60"})
+    assert "Out-of-sample return" in _metrics(at) and "sidebar Lookback of" not in page_text(at)
+
+
 def test_sweep_heat_maps_best_and_out_of_sample(app, long_db):
     q = dict(bt_view="Parameter sweep", bt_sw_e0="1.0", bt_sw_e1="2.5", bt_sw_es="0.5", bt_sw_x0="0.0",
              bt_sw_x1="0.5", bt_sw_xs="0.25", bt_sw_oos="10")
