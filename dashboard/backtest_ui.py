@@ -208,10 +208,16 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
         downloads.offer("dl-bt-equity").set(lambda: export.to_csv(analysis.equity_frame(result, y, x)))
     with right:
         st.subheader("Stats", anchor=False)
-        st.dataframe(tables.backtest_stats(st_), hide_index=True, width="stretch",
+        stats_rows = tables.backtest_stats(st_)
+        st.dataframe(stats_rows, hide_index=True, width="stretch", height=table_height(len(stats_rows)),
                      column_config={"metric": st.column_config.TextColumn("Metric", width="medium"),
                                     "value": st.column_config.TextColumn("Value", width="medium"),
                                     "note": st.column_config.TextColumn("Note", width="medium")})
+
+
+def table_height(rows: int) -> int:
+    """A dataframe height (px) that shows every row without an inner scroll bar (header + rows + border)."""
+    return 38 + 35 * max(rows, 1) + 3
 
 
 def _pnl_parts(result, bars: PairBars) -> None:
@@ -229,7 +235,8 @@ def _pnl_parts(result, bars: PairBars) -> None:
                      "perpetual pays a positive rate, a short one receives it).")
     m[3].metric("Funding times held", f"{len(held)} of {len(result.funding)}")
     if len(result.funding):
-        with st.expander(f"Funding ledger ({len(result.funding)} funding times in the window)",
+        times = f"{len(result.funding)} funding time{'s' if len(result.funding) != 1 else ''}"
+        with st.expander(f"Funding ledger ({times} in the window)",
                          icon=":material/payments:"):
             st.dataframe(result.funding, hide_index=True, width="stretch",
                          column_config={"funding_time": st.column_config.DatetimeColumn(
@@ -344,7 +351,7 @@ def sweep(s: Settings, bars: PairBars, params: analysis.BacktestParams, sp: anal
         withhold_section("sweep", reason)
         return
     res = view.result
-    if view.note:
+    if view.note and res.best is not None:  # without a best set the note is the box below the heat maps
         st.caption(f":material/info: {view.note}")
     if bars.funding:
         st.caption(":material/payments: Every set books the perpetual leg's funding at each funding time it holds a "

@@ -189,6 +189,14 @@ def test_sweep_on_a_short_in_sample_picks_by_return_and_says_why(app, long_db):
     assert np.isnan(sharpe).all()
 
 
+def test_sweep_without_a_best_set_says_the_note_once(app, tick_db):
+    """3 h of bars: no set has the rule's trades in sample; the note stands once (below the heat maps), not twice."""
+    at = app(tick_db, page="app_pages/backtest.py", query={"lb": "6h", "bt_view": "Parameter sweep"})
+    assert_no_exception(at)
+    text = page_text(at)
+    assert "none is picked as best" in text and text.count("none is picked as best") == 1
+
+
 @pytest.mark.parametrize("query, message", [
     (dict(bt_sw_e0="3.0", bt_sw_e1="1.0"), "the entry range must run upwards"),
     (dict(bt_sw_win="30, abc"), "windows must be whole numbers of bars"),
