@@ -98,14 +98,14 @@ def _headline(view: basis_view.BasisView, history: str, notional: float) -> None
                 help=f"The basis as a carry earned once per funding period ({_span(view.interval)}), over a "
                      "365-day year: the funding a premium of this size implies when it lasts.")
     rate = view.current_rate
-    m[2].metric("Funding rate (this period)", "—" if rate is None else _pct(rate),
-                help="The running period's estimate from the mark-price stream; positive: longs pay shorts."
+    m[2].metric("Funding rate", "—" if rate is None else _pct(rate),
+                help="This period's estimate from the mark-price stream; positive: longs pay shorts."
                      + ("" if rate is None else f" Annualised {rate * (365 * 86400 / view.interval.total_seconds()):+.2%}."))
     now = dt.datetime.now(dt.UTC)
     age = None if view.mark_as_of is None else (now - view.mark_as_of).total_seconds()
     m[3].metric("Next funding in", basis_view.countdown_text(view.countdown(now), age),
                 help=None if view.next_funding_time is None else
-                f"At {view.next_funding_time:%Y-%m-%d %H:%M:%S} UTC (from the newest mark-price update"
+                f"Hours:minutes:seconds. At {view.next_funding_time:%Y-%m-%d %H:%M:%S} UTC (from the newest mark-price update"
                 + ("" if view.mark_as_of is None else f", {view.mark_as_of:%H:%M:%S} UTC") + ").")
     last_gap = view.bars["mark_vs_last_bps"].dropna()
     m[4].metric("Mark vs last", "—" if last_gap.empty else f"{last_gap.iloc[-1]:+.2f} bps",

@@ -64,7 +64,7 @@ def test_basis_page_numbers_are_the_stored_series_by_hand(app, market):
     rates = pd.Series(market.funding_rates, index=pd.DatetimeIndex(market.funding_times))
     in_window = rates[rates.index >= (pd.Timestamp(END) - pd.Timedelta(days=30)).floor("1h")]
     assert m["Funding, 30d"] == f"{in_window.sum():+.4%}"
-    assert m["Funding rate (this period)"] == f"{market.funding_rates[-1] + 0.000025:+.4%}"
+    assert m["Funding rate"] == f"{market.funding_rates[-1] + 0.000025:+.4%}"
     assert m["Next funding in"].startswith("passed")          # the file ends in the past: no live countdown
     text = page_text(at)
     assert f"funding {10_000 * in_window.sum():+,.2f} USDT over {len(in_window)} funding times (every 8 h)" in text
@@ -140,8 +140,8 @@ def test_sidebar_spot_vs_perp_pair_opens_the_basis_of_that_coin(app, market):
 
 
 def test_countdown_text():
-    assert basis_view.countdown_text(pd.Timedelta("2h5min9s")) == "2 h 05 min 09 s"
-    assert basis_view.countdown_text(pd.Timedelta("4min12s")) == "4 min 12 s"
+    assert basis_view.countdown_text(pd.Timedelta("2h5min9s")) == "02:05:09"
+    assert basis_view.countdown_text(pd.Timedelta("4min12s")) == "00:04:12"
     assert basis_view.countdown_text(pd.Timedelta(0), mark_age_s=2) == "due now"
     assert basis_view.countdown_text(pd.Timedelta(0), mark_age_s=600).startswith("passed")
     assert basis_view.countdown_text(None) == "—"
