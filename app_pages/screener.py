@@ -14,7 +14,7 @@ st.header("Screener", anchor=False)
 cat = data.current_catalog(s)
 
 with st.container(border=True):
-    c = st.columns([1, 3.2, 2.6, 1, 1])
+    c = st.columns([1.7, 3, 2.6, 1, 1])  # Markets wide enough for its chips' names (spot, usdm)
     markets = list(cat.markets) or [s.market]
     chosen_markets = c[0].multiselect(
         "Markets", markets, default=[s.market if s.market in markets else markets[0]], key="sc_mkt",
@@ -36,7 +36,7 @@ with st.container(border=True):
                             key="sc_fdr", bind="query-params",
                             help="False discovery rate: pairs with a Benjamini–Hochberg q-value at or under it are "
                                  "called cointegrated.")
-    c = st.columns([1.2, 1, 1, 1, 1.6])
+    c = st.columns([1.2, 1, 0.9, 1.3, 1.6])
     max_hl = c[0].number_input("Max half-life (bars, 0 = any)", min_value=0.0, max_value=1e6, value=0.0, step=10.0,
                                format="%g", key="sc_hl", bind="query-params")
     min_corr = c[1].number_input("Min correlation", min_value=0.0, max_value=1.0, value=0.0, step=0.05,
