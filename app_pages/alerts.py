@@ -239,15 +239,22 @@ def history_table():
     if df.empty:
         st.caption("No alerts fired for these filters yet.")
         return df
-    st.dataframe(df, hide_index=True, width="stretch", key="ah_table",
+    shown = df.assign(**{c: df[c].map(f, na_action="ignore") for c, f in
+                         (("metric", alerts_ui.metric_label), ("op", alerts_ui.op_label)) if c in df.columns})
+    st.dataframe(shown, hide_index=True, width="stretch", key="ah_table",
                  column_config={"fired_at": st.column_config.DatetimeColumn("Fired (UTC)",
                                                                             format="YYYY-MM-DD HH:mm:ss",
                                                                             timezone="UTC"),
                                 "observed_at": st.column_config.DatetimeColumn("Observed (UTC)",
                                                                                format="YYYY-MM-DD HH:mm:ss.SSS",
                                                                                timezone="UTC"),
-                                "value": st.column_config.NumberColumn("Value", format="%g"),
-                                "threshold": st.column_config.NumberColumn("Threshold", format="%g")})
+                                # %g alone prints every digit of the float (3.1425145608254823) in the grid
+                                "value": st.column_config.NumberColumn("Value", format="%.8g"),
+                                "threshold": st.column_config.NumberColumn("Threshold", format="%g"),
+                                "id": "Event", "rule_id": "Rule", "market": "Market", "symbol": "Symbol",
+                                "market2": "Market 2", "symbol2": "Symbol 2", "message": "Message",
+                                "metric": st.column_config.TextColumn("Metric"),
+                                "op": st.column_config.TextColumn("Condition")})
     clipped = f" (the newest {alerts_ui.HISTORY_LIMIT})" if len(df) >= alerts_ui.HISTORY_LIMIT else ""
     st.caption(f"{len(df)} event{'s' if len(df) != 1 else ''}{clipped}; times in UTC.")
     return df

@@ -36,8 +36,8 @@ RECENT_EVENTS = 50           # events read per poll (more than this between two 
 MAX_TOASTS_PER_POLL = 5
 LAST_SEEN_KEY = "_alerts_last_event_id"
 HISTORY_LIMIT = 10_000
-EVENT_COLUMNS = ["id", "fired_at", "rule_id", "market", "symbol", "symbol2", "metric", "op", "threshold", "value",
-                 "observed_at", "message"]
+EVENT_COLUMNS = ["id", "fired_at", "rule_id", "market", "symbol", "market2", "symbol2", "metric", "op", "threshold",
+                 "value", "observed_at", "message"]
 
 
 # ---------------------------------------------------------------- cached reads (plain arguments only)

@@ -41,6 +41,24 @@ def test_missing_file_is_explained_and_never_created(app, tmp_path):
     assert not db.exists()
 
 
+def test_history_names_both_legs_markets_in_words(app, tick_db):
+    """A basis event lists its other leg's market; metric and condition read as on the form; the CSV keeps the
+    stored names."""
+    store = RuleStore(tick_db)
+    r = store.create({"symbol": "BTCUSDT", "metric": "basis", "market": "usdm", "market2": "spot", "op": ">",
+                      "threshold": 3})
+    fire(tick_db, r.id, "BTCUSDT basis 3.14 bps above 3", 3.1425145608254823, market="usdm", market2="spot",
+         symbol2="BTCUSDT", metric="basis", op=">", threshold=3.0)
+    at = app(tick_db, page=PAGE)
+    assert_no_exception(at)
+    row = at.dataframe[-1].value.iloc[0]
+    assert (row["market"], row["market2"], row["symbol2"]) == ("usdm", "spot", "BTCUSDT")
+    assert (row["metric"], row["op"]) == ("basis (bps)", "is above")
+    csv = alerts_ui.events_csv(alerts_ui.history(str(tick_db)).value).decode().splitlines()
+    assert csv[0].startswith("id,fired_at,rule_id,market,symbol,market2,symbol2,metric,op")
+    assert ",usdm,BTCUSDT,spot,BTCUSDT,basis,>," in csv[1]
+
+
 @pytest.mark.slow
 def test_create_rule_with_validation_messages_and_preview(app, tick_db):
     at = app(tick_db, page=PAGE)
