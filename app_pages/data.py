@@ -182,7 +182,7 @@ def uploads_section(s: Settings) -> None:
         return
     with st.container(border=True):
         what = "OHLC bars" if ds.kind == "ohlc" else "ticks"
-        bar = f", {ds.bar_seconds}s bars" if ds.kind == "ohlc" else ""
+        bar = f", {uploads.bar_label(ds.bar_seconds)} bars" if ds.kind == "ohlc" else ""
         st.markdown(f"**Uploaded:** {', '.join(ds.files)} — {ds.rows:,} rows of {what}{bar}")
         st.dataframe(ds.catalog().drop(columns="market"), hide_index=True, width="stretch",
                      column_config={"ticks": st.column_config.NumberColumn("rows"),

@@ -19,6 +19,7 @@ import streamlit as st
 from core import legs as leglib
 from core import timeframes
 from core.durations import parse_duration
+from dashboard import uploads
 from dashboard.catalog import Catalog
 
 TIMEFRAMES = timeframes.CHOICES
@@ -161,7 +162,10 @@ def _index(options: list, value, fallback: int = 0) -> int:
 def requested_source() -> str:
     """The source asked for before the sidebar is drawn (session state, else the URL): 'live' or 'upload'."""
     label = st.session_state.get("src") or st.query_params.get("src") or "live file"
-    return SOURCES.get(label, "live")
+    source = SOURCES.get(label, "live")
+    if source == "upload" and uploads.check_lost():  # a reload after the server dropped the upload
+        return "live"  # the sidebar turns the Source control to the live file (see sidebar)
+    return source
 
 
 def request_view(page: str | None = None, **values) -> None:
@@ -236,7 +240,15 @@ def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Setting
     sb = st.sidebar
     source = SOURCES[sb.segmented_control("Source", list(SOURCES), default="live file", required=True, key="src",
                                           bind="query-params",
-                                          help="Analyse the live DuckDB file, or a CSV uploaded on the Data page.")]
+                                          help="Analyse the live DuckDB file, or a CSV uploaded on the Data page.",
+                                          on_change=uploads.forget_lost)]
+    if uploads.lost() and source == "upload":  # seeded from the URL on this first run: switch it once
+        request_view(src="live file")
+        st.rerun()
+    if uploads.lost() and source == "live":
+        sb.info("The upload this link pointed to is no longer held by the server (it restarted, or dropped it to "
+                "make room): showing the live file. Upload the file again on the **Data** page to analyse it.",
+                icon=":material/upload_file:")
     markets = catalog.markets or ("spot",)
     market = sb.selectbox("Market", markets, index=_index(list(markets), "spot"), key="mkt", bind="query-params")
     symbols_all = catalog.symbols_of(market)

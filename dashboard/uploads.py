@@ -11,9 +11,13 @@ Anything else is rejected with an `UploadError` that says what is wrong and what
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import io
 import re
+import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -100,6 +104,15 @@ def _pick(cols: list[str], aliases: tuple[str, ...]) -> str | None:
     return next((a for a in aliases if a in cols), None)
 
 
+def bar_label(seconds: int) -> str:
+    """A bar length as the sidebar names it (`1m`, `1h`), else in plain units (`90s`, `2m 30s`)."""
+    for name, n in timeframes.SECONDS.items():
+        if n == seconds:
+            return name
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m {s}s" if m and s else f"{m}m" if m else f"{s}s"
+
+
 def symbol_from_name(name: str) -> str | None:
     """`BTCUSDT-1m-2024-05-01.csv` → BTCUSDT (first token of the file name, if it looks like a pair)."""
     token = re.split(r"[-_ .]", PurePath(name).name)[0].upper()
@@ -117,8 +130,9 @@ def _check_utf8(name: str, data: bytes) -> None:
         for i in range(0, len(data), step):
             dec.decode(data[i:i + step], final=i + step >= len(data))
     except UnicodeDecodeError:
-        raise UploadError(f"{name}: not a text CSV (cannot decode as UTF-8). Zip archives go through "
-                          "`python ingestor.py import`; here, upload the extracted .csv") from None
+        raise UploadError(f"{name}: not a text CSV (cannot be read as UTF-8 text). A Binance dump .zip goes into the "
+                          "tick file through **Import Binance history** below; to analyse it here, upload the "
+                          ".csv inside the zip") from None
 
 
 def _first_line_of(data: bytes) -> str:
@@ -137,16 +151,49 @@ def _first_line_of(data: bytes) -> str:
     return _first_line(text)
 
 
-def _chunks(data: bytes, header: bool, names: list[str] | None) -> Iterator[pd.DataFrame]:
+def _chunks(data: bytes, header: bool, names: list[str] | None, name: str = "the file") -> Iterator[pd.DataFrame]:
     """The file as text frames of CHUNK_ROWS rows (one parser over the whole file: line numbers, the header and
-    malformed-row checks are those of a single read)."""
+    malformed-row checks are those of a single read). A malformed row raises an UploadError naming the file and
+    the line."""
     try:
         with pd.read_csv(io.BytesIO(data), header=0 if header else None, names=names, dtype=str,
-                         encoding="utf-8-sig", skip_blank_lines=True, on_bad_lines="error", engine="c",
+                         encoding="utf-8-sig", skip_blank_lines=True, on_bad_lines="error", engine="c", index_col=False,
                          chunksize=CHUNK_ROWS) as reader:
             yield from reader
     except (pd.errors.ParserError, ValueError) as exc:
-        raise UploadError(f"not a well-formed CSV ({str(exc).splitlines()[0]}); {EXPECTED}") from None
+        raise UploadError(_malformed(name, data, header, str(exc))) from None
+
+
+def _malformed(name: str, data: bytes, header: bool, parser_text: str) -> str:
+    """The parser's complaint in plain words: the file, the line and what was expected (no parser internals)."""
+    first = _first_line_of(data)
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", parser_text)
+    if m:
+        want, line, saw = (int(g) for g in m.groups())
+        return _wrong_width(name, line, saw, want, header, first)
+    m = re.search(r"EOF inside string starting at row (\d+)", parser_text)
+    if m:
+        return (f"{name}: a quote (\") opened near line {int(m.group(1)) + 1} is never closed; expected every quoted "
+                "field to end with a quote on the same line. Fix that line and upload again.")
+    return f"{name}: not a well-formed CSV (its rows could not be split into comma-separated fields); {EXPECTED}"
+
+
+def _wrong_width(name: str, line: int, saw: int, want: int, header: bool, first: str) -> str:
+    shown = first if len(first) <= 80 else first[:77] + "..."
+    return (f"{name}: line {line} has {saw} comma-separated field{'s' if saw != 1 else ''}; expected {want}, as in "
+            f"the {'header' if header else 'first line'} (`{shown}`). Fix or remove that line and upload again.")
+
+
+def _second_line(data: bytes) -> tuple[int, str] | None:
+    """(line number, text) of the second non-blank line, None if there is none (reads only up to it)."""
+    seen = 0
+    with io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                seen += 1
+                if seen == 2:
+                    return n, line.strip()
+    return None
 
 
 def _size(n: int) -> str:
@@ -177,8 +224,14 @@ def parse_csv(name: str, data: bytes, symbol: str | None = None, max_bytes: int 
         names = HEADERLESS_LAYOUTS.get(len(tokens))
         if names is None:
             raise UploadError(f"{name}: {len(tokens)} columns without a header row; {EXPECTED}")
+    else:  # a first data row longer than the header would silently become an index column: refused here
+        second = _second_line(data)
+        want = len(next(csv.reader([first])))
+        width = len(next(csv.reader([second[1]]))) if second else want
+        if width != want:
+            raise UploadError(_wrong_width(name, second[0], width, want, header, first))
     acc = _Accumulator(data, header, names, symbol, name)
-    for chunk in _chunks(data, header, names):  # a malformed row raises here, before any other check (no name)
+    for chunk in _chunks(data, header, names, name):  # a malformed row raises here, before any other check
         acc.add(chunk)
     try:
         return acc.finish()
@@ -286,7 +339,7 @@ class _Accumulator:
     def _raw_at(self, col: str, pos: int) -> str:
         """Text of column `col` on row `pos` (a second pass over the file; only to word an error)."""
         seen = 0
-        for chunk in _chunks(self.data, self.header, self.names):
+        for chunk in _chunks(self.data, self.header, self.names, self.name):
             if pos < seen + len(chunk):
                 return str(chunk.iloc[pos - seen, self.cols.index(col)])
             seen += len(chunk)
@@ -327,7 +380,7 @@ class _Accumulator:
         else:
             if any(kind == "num" for kind, _ in self.t_parts):  # a column mixing epochs and text: all read as ISO
                 self.t_nat, parts, seen = _Bad(), [], 0
-                for chunk in _chunks(self.data, self.header, self.names):
+                for chunk in _chunks(self.data, self.header, self.names, self.name):
                     chunk.columns = self.cols
                     parts.append(self._iso(chunk[col], seen))
                     seen += len(chunk)
@@ -501,9 +554,10 @@ class UploadedData:
         if self.kind == "ticks":
             result = ({s: resample(f, timeframe) for s, f in self.frames.items()}, None)
         elif want <= (self.bar_seconds or want):
+            own = bar_label(self.bar_seconds)
             note = None if want == self.bar_seconds else (
-                f"The uploaded bars are {self.bar_seconds}s long; showing them as they are (pick {timeframe} or a "
-                "coarser timeframe than the file to resample).")
+                f"The uploaded bars are {own} long, longer than the {timeframe} timeframe picked, so they are shown "
+                f"as they are; a timeframe of {own} or longer resamples them.")
             result = (self.frames, note)
         else:
             result = ({s: aggregate(f, want) for s, f in self.frames.items()}, None)
@@ -559,13 +613,102 @@ def combine(parsed: list[ParsedFile]) -> UploadedData:
     return UploadedData(kind, tuple(p.name for p in parsed), frames, max(steps) if steps else None, digest)
 
 
+# ---------------------------------------------------------------- kept across reloads
+# A reload starts a new session (its session state is empty) but keeps the URL: the dataset is kept by the server
+# process under a random id that the URL carries (`?src=upload&up=<id>`), so a reload, a bookmark in the same
+# browser or a second tab finds it again. Bounded: the newest MAX_KEPT datasets and at most MAX_KEPT_BYTES of
+# frames (the newest one always stays); a server restart forgets them all.
+KEEP_PARAM = "up"
+MAX_KEPT = 8
+MAX_KEPT_BYTES = 1 << 30
+_ID_KEY = "_tickdesk_upload_id"
+_LOST_KEY = "_tickdesk_upload_lost"
+
+
+def _nbytes(ds: UploadedData) -> int:
+    return int(sum(f.memory_usage(index=True, deep=False).sum() for f in ds.frames.values()))
+
+
+class _Kept:
+    """Uploaded datasets by id, least recently used first (thread-safe: sessions run in their own threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[UploadedData, int]] = OrderedDict()
+
+    def put(self, ds: UploadedData) -> str:
+        uid = secrets.token_urlsafe(9)
+        with self._lock:
+            self._items[uid] = (ds, _nbytes(ds))
+            while len(self._items) > 1 and (len(self._items) > MAX_KEPT or
+                                            sum(n for _, n in self._items.values()) > MAX_KEPT_BYTES):
+                self._items.popitem(last=False)
+        return uid
+
+    def get(self, uid: str) -> UploadedData | None:
+        with self._lock:
+            item = self._items.get(uid)
+            if item is None:
+                return None
+            self._items.move_to_end(uid)
+            return item[0]
+
+    def drop(self, uid: str) -> None:
+        with self._lock:
+            self._items.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@st.cache_resource(show_spinner=False)
+def kept() -> _Kept:
+    """The process-wide store of uploaded datasets."""
+    return _Kept()
+
+
 def current() -> UploadedData | None:
-    """The dataset uploaded in this session, if any."""
-    return st.session_state.get(_SESSION_KEY)
+    """The dataset uploaded in this session; after a reload, the one the URL's upload id names (if still kept)."""
+    ds = st.session_state.get(_SESSION_KEY)
+    if ds is not None:
+        return ds
+    uid = st.query_params.get(KEEP_PARAM)
+    ds = kept().get(uid) if uid else None
+    if ds is not None:
+        st.session_state[_SESSION_KEY], st.session_state[_ID_KEY] = ds, uid
+    return ds
 
 
 def store(ds: UploadedData | None) -> None:
+    """Make `ds` this session's upload (kept for reloads, its id in the URL); None removes it."""
+    uid = st.session_state.pop(_ID_KEY, None)
     if ds is None:
         st.session_state.pop(_SESSION_KEY, None)
-    else:
-        st.session_state[_SESSION_KEY] = ds
+        if uid:
+            kept().drop(uid)
+        st.query_params.pop(KEEP_PARAM, None)
+        return
+    uid = kept().put(ds)
+    st.session_state[_SESSION_KEY], st.session_state[_ID_KEY] = ds, uid
+    st.session_state.pop(_LOST_KEY, None)
+    st.query_params[KEEP_PARAM] = uid
+
+
+def check_lost() -> bool:
+    """True when the URL names an upload this server no longer holds (restarted, or dropped to stay within its
+    bounds): the id leaves the URL and `lost()` says so until a new upload."""
+    uid = st.query_params.get(KEEP_PARAM)
+    if not uid or current() is not None:
+        return False
+    st.query_params.pop(KEEP_PARAM, None)
+    st.session_state[_LOST_KEY] = True
+    return True
+
+
+def lost() -> bool:
+    """An upload named by the URL was no longer held when this session started (see check_lost)."""
+    return bool(st.session_state.get(_LOST_KEY))
+
+
+def forget_lost() -> None:
+    st.session_state.pop(_LOST_KEY, None)

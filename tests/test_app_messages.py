@@ -1,0 +1,96 @@
+"""Upload / import messages and small wording fixes, checked in the pages (AppTest) and in the helpers behind them."""
+from __future__ import annotations
+
+import pytest
+
+from dashboard import uploads
+from dashboard.uploads import UploadError, parse_csv
+from tests.conftest import assert_no_exception, page_text, plotly_specs
+from tests.test_app_uploads import _upload, klines_csv, synthetic_bars
+
+
+# ---------------------------------------------------------------- upload messages
+def test_finer_timeframe_than_the_uploaded_bars_is_worded_for_the_pick():
+    ds = uploads.combine([parse_csv("BTCUSDT-1m.csv", klines_csv(synthetic_bars(30)))])
+    frames, note = ds.bars("1s")
+    assert len(frames["BTCUSDT"]) == 30
+    assert note == ("The uploaded bars are 1m long, longer than the 1s timeframe picked, so they are shown as they "
+                    "are; a timeframe of 1m or longer resamples them.")
+    assert "pick 1s" not in note
+    assert ds.bars("1m")[1] is None and ds.bars("5m")[1] is None
+    assert uploads.bar_label(90) == "1m 30s" and uploads.bar_label(3600) == "1h" and uploads.bar_label(7) == "7s"
+
+
+def test_malformed_row_names_the_file_the_line_and_the_expected_fields():
+    body = b"time,open,high,low,close,volume\n2024-05-01T00:00:00Z,1,2,0.5,1.5,10\n2024-05-01T00:01:00Z,1,2,0.5,1.5,10,7\n"
+    with pytest.raises(UploadError) as err:
+        parse_csv("BTCUSDT-1m.csv", body)
+    msg = str(err.value)
+    assert msg == ("BTCUSDT-1m.csv: line 3 has 7 comma-separated fields; expected 6, as in the header "
+                   "(`time,open,high,low,close,volume`). Fix or remove that line and upload again.")
+    assert "tokenizing" not in msg and "C error" not in msg
+
+
+def test_unclosed_quote_and_binary_file_messages():
+    with pytest.raises(UploadError) as err:
+        parse_csv("BTCUSDT.csv", b'time,price,qty\n2024-05-01T00:00:00Z,1,2\n"2024-05-01T00:00:01Z,1,2\n')
+    assert str(err.value).startswith("BTCUSDT.csv: a quote") and "never closed" in str(err.value)
+    assert "EOF" not in str(err.value)
+    with pytest.raises(UploadError) as err:
+        parse_csv("BTCUSDT-trades-2024-05-01.zip", b"PK\x03\x04\xff\xfe\x00\x9c")
+    msg = str(err.value)
+    assert "Import Binance history" in msg and "ingestor.py" not in msg
+
+
+def test_malformed_upload_in_the_page(app, tick_db):
+    at = app(tick_db, page="app_pages/data.py")
+    _upload(at, [("ETHUSDT-1m.csv", b"time,open,high,low,close,volume\n2024-05-01T00:00:00Z,1,2,0.5,1.5,10,3\n")])
+    assert_no_exception(at)
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("ETHUSDT-1m.csv: line 2 has 7 comma-separated fields; expected 6") for e in errors), errors
+    assert not any("tokenizing" in e for e in errors)
+
+
+# ---------------------------------------------------------------- an upload survives a reload
+@pytest.mark.slow
+def test_upload_is_kept_across_a_reload(app, tick_db):
+    at = app(tick_db, page="app_pages/data.py")
+    _upload(at, [("SOLUSDT-1m-2024-05-01.csv", klines_csv(synthetic_bars(120, price=150.0)))])
+    next(b for b in at.button if b.label == "Analyse this upload").click().run()
+    assert_no_exception(at)
+    uid = at.query_params[uploads.KEEP_PARAM]
+    uid = uid[0] if isinstance(uid, list) else uid
+    assert uploads.kept().get(uid) is not None
+    # a reload: a new session with the same URL
+    again = app(tick_db, query={"src": "upload", uploads.KEEP_PARAM: uid})
+    assert_no_exception(again)
+    assert "source: **upload**" in page_text(again)
+    assert again.dataframe[0].value.index.tolist() == ["SOLUSDT"]
+    assert plotly_specs(again)[0]["data"][0]["type"] == "candlestick"
+    # removing it forgets it: the id no longer restores anything
+    again.switch_page("app_pages/data.py").run()
+    next(b for b in again.button if b.label == "Remove upload").click().run()
+    assert uploads.kept().get(uid) is None
+
+
+def test_a_dropped_upload_falls_back_to_the_live_file_and_says_so(app, tick_db):
+    at = app(tick_db, query={"src": "upload", uploads.KEEP_PARAM: "no-such-upload"})
+    assert_no_exception(at)
+    assert at.segmented_control(key="src").value == "live file"
+    notes = [i.value for i in at.sidebar.info]
+    assert any("no longer held by the server" in n and "Upload the file again" in n for n in notes), notes
+    assert "source: **live file**" in page_text(at)
+    assert not at.error
+    at.segmented_control(key="src").set_value("upload").run()  # the user's next choice clears the notice
+    assert not any("no longer held" in i.value for i in at.sidebar.info)
+
+
+def test_kept_uploads_are_bounded(monkeypatch):
+    ds = uploads.combine([parse_csv("BTCUSDT-1m.csv", klines_csv(synthetic_bars(10)))])
+    store = uploads._Kept()
+    monkeypatch.setattr(uploads, "MAX_KEPT", 3)
+    ids = [store.put(ds) for _ in range(5)]
+    assert len(store) == 3 and store.get(ids[0]) is None and store.get(ids[-1]) is ds
+    monkeypatch.setattr(uploads, "MAX_KEPT_BYTES", 1)   # over the byte budget: only the newest stays
+    newest = store.put(ds)
+    assert len(store) == 1 and store.get(newest) is ds
