@@ -64,7 +64,10 @@ class Backfiller:
         return self
 
     def submit(self, gap: Gap) -> None:
-        if gap.history:
+        if gap.history and gap.last_id is None:
+            log.info("%s %s: loading history from id %d to the present (%s)", self.spec.name, gap.symbol,
+                     gap.first_id, gap.reason)
+        elif gap.history:
             log.info("%s %s: queued %d ids of history [%d..%d] (%s)", self.spec.name, gap.symbol,
                      gap.last_id - gap.first_id + 1, gap.first_id, gap.last_id, gap.reason)
         elif gap.last_id is not None:
@@ -232,12 +235,14 @@ class GapTracker:
         st = self.state.stats(self.market, symbol)
         st.last_trade_id, st.last_trade_us = last_id, last_us
 
-    def resume(self, symbol: str, reason: str) -> None:
-        """Catch up from the primed id to the present over REST (start-up after downtime, or history)."""
+    def resume(self, symbol: str, reason: str, history: bool = False) -> None:
+        """Catch up from the primed id to the present over REST: after downtime (a gap), or `history` asked for
+        on an empty file (not counted as a gap)."""
         st = self.state.stats(self.market, symbol)
         with self.lock:
             self._resuming[symbol] = None
-        self.backfiller.submit(Gap(symbol, st.last_trade_id + 1, None, reason, after_us=st.last_trade_us))
+        self.backfiller.submit(Gap(symbol, st.last_trade_id + 1, None, reason, after_us=st.last_trade_us,
+                                   history=history))
 
     def resume_target(self, symbol: str) -> int | None:
         """Last id the catch-up must fetch (just before the first live id), or None while none arrived."""

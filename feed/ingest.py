@@ -279,7 +279,7 @@ class Ingestor:
         feed.tracker.prime(sym, first - 1, first_us)
         log.info("%s %s: empty file; loading %.0fs of history from id %d%s", feed.market, sym,
                  (now - first_us) / 1e6, first, ", then the older part" if split else "")
-        feed.tracker.resume(sym, f"--history {self.cfg.history_s:.0f}s on an empty file")
+        feed.tracker.resume(sym, f"--history {self.cfg.history_s:.0f}s on an empty file", history=True)
         if split and oldest is not None and oldest < first:
             return [Gap(sym, oldest, first - 1, f"older part of --history {self.cfg.history_s:.0f}s", history=True)]
         return []
