@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CACHE_TTL_S = 300          # eviction only; freshness comes from the bucket argument
-FULL_SCAN_S = 60           # the catalog's full scan (every symbol ever stored) runs once a minute ...
+FULL_SCAN_S = 60           # no symbol_catalog: the full scan (every symbol ever stored) runs once a minute ...
 RECENT_S = 300             # ... and each refresh only reads the ticks of the last minutes (zone maps skip the rest)
 SUMMARY_MIN_S = 15         # the 24 h summary (scans a day of ticks) refreshes at most this often
 BUSY_BACKOFF_S = 1.0       # after a lock timeout, serve stale copies for this long without retrying
@@ -149,9 +149,10 @@ def catalog(db_path: str, source: str, refresh_s: float = 2.0) -> Catalog:
                                               "page, or switch the source back to *live file*.")
         return Catalog(ds.catalog(), "ok")
     res = guarded(("symbols", db_path), _symbols, db_path, bucket(FULL_SCAN_S))
-    if res.value is not None and res.value.empty:  # nothing stored at the last full scan: look again now
+    if res.value is not None and (res.value.empty or res.value.attrs.get("source") == "catalog"):
+        # nothing stored at the last look, or read from the writer's catalogue (a few hundred rows): read it now
         res = guarded(("symbols", db_path), _symbols, db_path, bucket(refresh_s))
-    if res.value is not None and not res.value.empty:
+    if res.value is not None and not res.value.empty and res.value.attrs.get("source") != "catalog":
         res = _with_recent(db_path, res, refresh_s)
     if res.value is None:
         if res.state == "missing":

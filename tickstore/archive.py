@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.durations import DurationError, parse_duration
+from tickstore import symbol_catalog
 from tickstore.connection import StoreError, StoreMissing, write_connection
 from tickstore.schema import ensure_schema
 from tickstore.views import archive_root, resolve_stored_dir
@@ -221,7 +222,7 @@ SELECT b.market, b.symbol, b.trade_id, b.ts, b.price, b.qty, b.is_buyer_maker, b
 FROM {source} b
 ANTI JOIN (SELECT market, symbol, trade_id FROM ticks WHERE ts BETWEEN $lo AND $hi) t
   ON b.market = t.market AND b.symbol = t.symbol AND b.trade_id = t.trade_id
-"""
+""" + symbol_catalog.RETURNING
 # The same print can be stored with ms (live stream) and µs (dump) precision: look that much wider for its id.
 _TS_SLACK = dt.timedelta(seconds=1)
 
@@ -262,10 +263,12 @@ def insert_dedup(con: duckdb.DuckDBPyConnection, table: pa.Table, db_path: str |
     source = "import_batch" if ordered else "(SELECT DISTINCT ON (market, symbol, trade_id) * FROM import_batch)"
     con.register("import_batch", table)
     try:
-        return int(_first(con, _IMPORT_SQL.format(source=source),
-                          {"lo": pc.min(ts).as_py() - _TS_SLACK, "hi": pc.max(ts).as_py() + _TS_SLACK})[0])
+        window = {"lo": pc.min(ts).as_py() - _TS_SLACK, "hi": pc.max(ts).as_py() + _TS_SLACK}
+        new = symbol_catalog.inserted_rows(con.execute(_IMPORT_SQL.format(source=source), window))
     finally:
         con.unregister("import_batch")
+    symbol_catalog.note_inserted(con, new)
+    return new.num_rows
 
 
 @dataclass(frozen=True)
@@ -585,6 +588,7 @@ def _commit(con: duckdb.DuckDBPyConnection, part: _Partition, snap: _Snapshot, o
         deleted = _first(con, f"DELETE FROM ticks WHERE {part.WHERE}", part.pred)[0]
         if deleted != snap.n_hot:
             raise ArchiveError(f"deleted {deleted} hot ticks of {where}, verified {snap.n_hot}; rolled back")
+        symbol_catalog.note_deleted(con, part.market, part.symbol, deleted)
         rel = part.final.relative_to(part.root)
         if out:
             con.execute("INSERT INTO archive_files VALUES ($p, $m, $s, $d, $n, $bytes, $a, $b, $ta, $tb, $now)",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.timeframes import seconds as tf_seconds
+from tickstore import symbol_catalog
 from tickstore.connection import read_connection
 
 BAR_COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap"]
@@ -90,13 +91,63 @@ def ticks(market: str, symbol: str, start: dt.datetime, end: dt.datetime | None 
         return _utc_frame(con.execute(sql, params).df(), ["ts"])
 
 
+SYMBOLS_SCAN_SQL = """SELECT market, symbol, count(*) AS ticks, min(ts) AS first_ts, max(ts) AS last_ts,
+                           arg_max(price, trade_id) AS last_price
+                    FROM ticks_all GROUP BY ALL ORDER BY market, symbol"""
+_CATALOG_SQL = """SELECT market, symbol, ticks, first_ts, last_ts, last_price FROM symbol_catalog
+                  WHERE ticks > 0 OR list_contains($archived, market || ':' || symbol) ORDER BY market, symbol"""
+
+
 def symbols(path: PathLike = None) -> pd.DataFrame:
-    """Every (market, symbol) in the file with its last price, last trade time and row count."""
-    sql = """SELECT market, symbol, count(*) AS ticks, min(ts) AS first_ts, max(ts) AS last_ts,
-                    arg_max(price, trade_id) AS last_price
-             FROM ticks_all GROUP BY ALL ORDER BY market, symbol"""
+    """Every (market, symbol) in the file with its last price, first and last trade time and row count (hot and
+    archived). Read from `symbol_catalog` and `archive_files` (a few hundred rows) while the catalogue adds up,
+    else by a scan of every tick (`symbols_scan`); `frame.attrs["source"]` says which ('catalog' | 'scan')."""
     with read_connection(path) as con:
-        return _utc_frame(con.execute(sql).df(), ["first_ts", "last_ts"])
+        df = _symbols_from_catalog(con)
+        if df is None:
+            df = con.execute(SYMBOLS_SCAN_SQL).df()
+            df.attrs["source"] = "scan"
+    return _utc_frame(df, ["first_ts", "last_ts"])
+
+
+def symbols_scan(path: PathLike = None) -> pd.DataFrame:
+    """`symbols` by a scan of every stored tick: the reference the catalogue is checked against."""
+    with read_connection(path) as con:
+        df = con.execute(SYMBOLS_SCAN_SQL).df()
+    df.attrs["source"] = "scan"
+    return _utc_frame(df, ["first_ts", "last_ts"])
+
+
+def _symbols_from_catalog(con) -> pd.DataFrame | None:
+    """The catalogue merged with the archive's per-symbol totals; None when it cannot stand in for the scan (it does
+    not add up, the archive directory is missing, or an archived symbol's newest tick is not in it: a file archived
+    before the catalogue existed)."""
+    from tickstore.archive import archived_summary
+
+    if not symbol_catalog.consistent(con):
+        return None
+    archived = {(m, s): (n, first, last) for m, s, n, first, last, _ in archived_summary(con)}
+    if archived:
+        from tickstore.views import archive_root
+
+        root = archive_root(con)
+        if root is None or not root.is_dir():  # readers see the hot ticks only (tickstore.views): so does the scan
+            return None
+    df = con.execute(_CATALOG_SQL, {"archived": [f"{m}:{s}" for m, s in archived]}).df()
+    if archived:
+        df = _utc_frame(df, ["first_ts", "last_ts"])
+        pos = {(m, s): i for i, (m, s) in enumerate(zip(df["market"], df["symbol"]))}
+        for key, (n, first, last) in archived.items():
+            i = pos.get(key)
+            if i is None or (last is not None and (pd.isna(df.at[i, "last_ts"]) or
+                                                   pd.Timestamp(last) > df.at[i, "last_ts"])):
+                return None
+            df.at[i, "ticks"] += int(n)
+            if first is not None:
+                df.at[i, "first_ts"] = min(df.at[i, "first_ts"], pd.Timestamp(first).tz_convert("UTC"))
+    df["ticks"] = df["ticks"].astype("int64")
+    df.attrs["source"] = "catalog"
+    return df
 
 
 LATEST_SQL = """
@@ -236,12 +287,15 @@ def closes_wide(market: str, symbols: Sequence[str] | None, timeframe: str,
 
 
 def stored_symbols(market: str | None = None, path: PathLike = None) -> pd.DataFrame:
-    """Every (market, symbol) with at least one stored tick, hot or archived, sorted: a cheap catalog (the hot
-    table's symbol column and `archive_files`, no Parquet read), for validating user input."""
+    """Every (market, symbol) with at least one stored tick, hot or archived, sorted: a cheap catalog
+    (`symbol_catalog`, else the hot table's symbol column, and `archive_files`; no Parquet read), for validating
+    user input."""
     from tickstore.archive import archived_summary
 
     with read_connection(path) as con:
-        hot = con.execute("SELECT DISTINCT market, symbol FROM main.ticks WHERE $market IS NULL OR market = $market",
+        table = ("(SELECT market, symbol FROM symbol_catalog WHERE ticks > 0)" if symbol_catalog.consistent(con)
+                 else "main.ticks")
+        hot = con.execute(f"SELECT DISTINCT market, symbol FROM {table} WHERE $market IS NULL OR market = $market",
                           {"market": market}).fetchall()
         archived = [(m, s) for m, s, *_ in archived_summary(con) if market is None or m == market]
     return pd.DataFrame(sorted(set(hot) | set(archived)), columns=["market", "symbol"])

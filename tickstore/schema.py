@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import duckdb
 
+from tickstore import symbol_catalog
+
 TICK_COLUMNS = ("market", "symbol", "trade_id", "ts", "price", "qty", "is_buyer_maker", "recv_ts", "source")
 
 DDL = [
@@ -143,6 +145,8 @@ DDL = [
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table and sequence that does not exist yet (idempotent)."""
+    """Create every table and sequence that does not exist yet (idempotent); rebuild `symbol_catalog` when it
+    does not add up (a file written by older code: one scan of the hot ticks)."""
     for stmt in DDL:
         con.execute(stmt)
+    symbol_catalog.ensure_catalog(con)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.plausible import ID_MAX, MAX_AHEAD_US, TS_MAX_US, TS_MIN_US, now_us
+from tickstore import symbol_catalog
 from tickstore.connection import LockStats, StoreBusy, StoreError, write_connection
 from tickstore.marks import MarkBuffer, funding_problem, insert_funding, insert_marks, mark_problem, split_plausible
 from tickstore.schema import ensure_schema
@@ -52,7 +53,7 @@ SELECT b.market, b.symbol, b.trade_id, b.ts, b.price, b.qty, b.is_buyer_maker, b
 FROM (SELECT DISTINCT ON (market, symbol, trade_id) * FROM batch) b
 ANTI JOIN (SELECT market, symbol, trade_id FROM ticks WHERE {ranges}) t
   ON b.market = t.market AND b.symbol = t.symbol AND b.trade_id = t.trade_id
-"""
+""" + symbol_catalog.RETURNING
 MAX_TIME_RANGES = 16        # stored ticks are compared within at most this many time ranges of the batch
 RANGE_GAP_US = 2_000_000    # a pause longer than this between two trades of a batch starts a new range
 RANGE_SLACK_US = 1_000      # ranges widened by this: an imported dump row (µs) and its live copy (ms) differ < 1 ms
@@ -127,7 +128,8 @@ def plausible_rows(table: pa.Table, now: int | None = None) -> tuple[pa.Table, l
 
 
 def insert_batch(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
-    """Append `table` (ARROW_SCHEMA) to ticks, skipping ids already stored; returns rows inserted.
+    """Append `table` (ARROW_SCHEMA) to ticks, skipping ids already stored, and note the new rows in
+    `symbol_catalog`; returns rows inserted.
 
     A stored copy of a trade has the trade's time, so only stored ticks within the batch's time ranges
     (`time_ranges`) are compared."""
@@ -137,10 +139,13 @@ def insert_batch(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
     where = " OR ".join(f"ts BETWEEN make_timestamptz(${2 * i + 1}::BIGINT) AND make_timestamptz(${2 * i + 2}::BIGINT)"
                         for i in range(len(ranges)))
     con.register("batch", table)
-    try:  # fetchall: a pending result blocks register()
-        return int(con.execute(INSERT_SQL.format(ranges=where), [v for r in ranges for v in r]).fetchall()[0][0])
+    try:  # fetched in full: a pending result blocks register()
+        new = symbol_catalog.inserted_rows(
+            con.execute(INSERT_SQL.format(ranges=where), [v for r in ranges for v in r]))
     finally:
         con.unregister("batch")
+    symbol_catalog.note_inserted(con, new)
+    return new.num_rows
 
 
 class TickBuffer:
