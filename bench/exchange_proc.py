@@ -50,7 +50,7 @@ class ExchangeProcess:
     """`exchange.server.LocalExchange` in a child process (loopback only), driven over its stdin/stdout."""
 
     def __init__(self, symbols: list[str], **kwargs) -> None:
-        self.symbols = list(symbols)
+        self.symbols = list(symbols) if symbols is not None else None  # None: universe=N among the kwargs
         self.kwargs = {"markets": ["spot"], "seed": 7, **kwargs}
         self.proc: subprocess.Popen | None = None
         self.ws_url = self.http_url = ""

@@ -449,6 +449,8 @@ class Simulator:
             per_order /= P_ONE_FILL  # mean trades per order
         counts = r["count"].poisson(intensity * (STEP_S / per_order))
         n = int(counts.sum())
+        if n == 0:  # a quiet symbol (most of a large universe, most steps): no draws to make, same output
+            return self._empty(st)
         step_idx = np.repeat(np.arange(len(starts)), counts)
         times = np.sort(starts[step_idx] + (r["time"].random(n) * STEP_US).astype(np.int64))
         taker_buy = r["side"].random(n) < 0.5 + SIDE_BIAS * np.tanh(side_z[step_idx])
@@ -497,6 +499,13 @@ class Simulator:
             agg_first=agg_first, agg_last=agg_first + fills.astype(np.int64) - 1, agg_time=lev_time,
             agg_price=lev_price, agg_qty=agg_qty, agg_nq=agg_nq, agg_m=~buy,
         )
+
+    @staticmethod
+    def _empty(st: _InstrumentState) -> Batch:
+        i64, b = np.zeros(0, np.int64), np.zeros(0, bool)
+        return Batch(st.inst, st.next_trade, st.next_agg, trade_time=i64, trade_price=i64, trade_qty=i64,
+                     trade_m=b, trade_rpi=b, agg_first=i64, agg_last=i64, agg_time=i64, agg_price=i64,
+                     agg_qty=i64, agg_nq=i64, agg_m=b)
 
     # --- blast -----------------------------------------------------------------------------------
     def blast(self, market: str, n: int, now_us: int) -> dict[tuple[str, str], Batch]:

@@ -161,3 +161,42 @@ def idio_vol(symbol: str, factor_vol: float) -> float:
         return 0.0
     base = factor_vol if spec.anchor == FACTOR else latent_vol(spec.anchor, factor_vol)
     return abs(spec.beta) * base * math.sqrt(1.0 / spec.corr**2 - 1.0)
+
+
+# --- universe mode: hundreds of symbols with a realistic skew ----------------------------------------------------
+
+ZIPF_EXPONENT = 1.1  # rate of the k-th busiest symbol ~ 1 / k**1.1: at 1,000 symbols the top 10 carry ~half
+# Binance USDT pairs (late 2025) that follow the demo universe, roughly by activity; none sub-cent, so the same name
+# trades on spot and usdm. Beyond them the universe uses synthetic names ``X0101USDT`` ...
+_MORE = ("FIL", "ICP", "ETC", "XLM", "HBAR", "WLD", "INJ", "SEI", "TIA", "AAVE", "FET", "RENDER", "TAO", "ENA",
+         "WIF", "JUP", "PYTH", "STX", "IMX", "GRT", "LDO", "CRV", "ORDI", "PENDLE", "ALGO", "VET", "EOS", "SAND",
+         "MANA", "AXS", "GALA", "APE", "CHZ", "EGLD", "FLOW", "XTZ", "NEO", "THETA", "KAVA", "ZEC", "DASH", "IOTA",
+         "RUNE", "ROSE", "CFX", "BLUR", "JTO", "STRK", "ZK", "DYDX", "GMX", "ARKM", "TRB", "MASK", "SNX", "COMP",
+         "SUSHI", "YFI", "BAT", "ZRX", "KSM", "QNT", "CELO", "ANKR", "LRC", "ICX", "ONT", "SKL", "STORJ", "AR",
+         "MKR", "ENS", "ID", "CAKE", "ZIL", "ONE")
+
+
+def universe_symbols(n: int, market: str = "spot") -> tuple[str, ...]:
+    """The ``n`` most active symbols of the simulated whole market (``--universe N``), busiest first: the demo
+    universe (``demo_symbols(market)``: its majors, cointegrated pairs, look-alikes, stablecoin), then more real
+    USDT pairs, then synthetic ones (random price and factor loading, see ``exchange.model.symbol_model``)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"universe size must be a whole number >= 1, got {n!r}")
+    head = list(demo_symbols(market))
+    head += [b + "USDT" for b in _MORE]
+    i = 0
+    while len(head) < n:
+        i += 1
+        head.append(f"X{i:04d}USDT")
+    return tuple(head[:n])
+
+
+def zipf_rate_scale(symbols, exponent: float = ZIPF_EXPONENT) -> dict[str, float]:
+    """Rate multiplier per symbol by its rank (the first 1.0, the k-th ``1 / k**exponent``): a few symbols carry
+    most trades, as on Binance, where BTC and ETH alone print more than the hundreds of smallest pairs together."""
+    return {s: 1.0 / (k + 1) ** exponent for k, s in enumerate(symbols)}
+
+
+def top_rate(total_rate: float, scale: dict[str, float]) -> float:
+    """The per-symbol ``rate`` (the busiest symbol's prints/s) that makes ``scale`` add up to ``total_rate``."""
+    return float(total_rate) / sum(scale.values())
