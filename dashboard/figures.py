@@ -221,11 +221,20 @@ def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.Da
     return {"data": data, "layout": layout}
 
 
+LEGEND_ABOVE_MAX = 8   # series whose legend still fits on one line beside a chart's title
+LEGEND_PER_ROW = 8     # legend entries per row below a chart (symbol names)
+
+
 def tick_rate(rate: pd.DataFrame, step_s: int, uirevision: str) -> Figure:
     """Stored ticks per second by symbol (from `tickstore.queries.tick_rate`)."""
     series = {sym: g.set_index("ts")["ticks"] / step_s for sym, g in rate.groupby("symbol")}
-    return lines(series, uirevision, f"Stored ticks per second ({step_s}s buckets, by trade time)", height=260,
-                 yformat=",.1f")
+    fig = lines(series, uirevision, f"Stored ticks per second ({step_s}s buckets, by trade time)", height=260,
+                yformat=",.1f")
+    if len(series) > LEGEND_ABOVE_MAX:  # a universe's legend wraps onto the title above the plot: put it below
+        rows = -(-len(series) // LEGEND_PER_ROW)
+        fig["layout"]["legend"] = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+        fig["layout"]["height"] = 260 + 20 * rows
+    return fig
 
 
 def screen_heatmap(score: pd.DataFrame, q: pd.DataFrame, fdr: float, uirevision: str) -> Figure:

@@ -150,3 +150,17 @@ def test_pages_draw_their_charts_with_the_formats(app, tick_db):
     assert len(specs) >= 5 and all(f["layout"]["hoverlabel"] == figures.HOVERLABEL for f in specs)
     scatter = next(f for f in specs if "fitted lines" in f["layout"]["title"]["text"])
     assert scatter["layout"]["xaxis"]["hoverformat"] == scatter["layout"]["yaxis"]["hoverformat"] == ",.2f"
+
+
+def test_tick_rate_legend_of_a_universe_goes_below_the_plot_not_over_the_title():
+    idx = pd.date_range("2026-01-01", periods=5, freq="10s", tz="UTC")
+    few = pd.DataFrame({"ts": list(idx) * 2, "symbol": ["BTCUSDT"] * 5 + ["ETHUSDT"] * 5, "ticks": 10})
+    fig = figures.tick_rate(few, 10, "r")
+    assert fig["layout"]["legend"]["y"] >= 1.0 and fig["layout"]["height"] == 260  # beside the title, as before
+    syms = [f"S{i:02d}USDT" for i in range(24)]
+    many = pd.DataFrame({"ts": list(idx) * 24, "symbol": [s for s in syms for _ in idx], "ticks": 10})
+    fig = figures.tick_rate(many, 10, "r")
+    legend = fig["layout"]["legend"]
+    assert legend["yanchor"] == "top" and legend["y"] < 0          # below the plot area
+    assert fig["layout"]["height"] == 260 + 20 * 3                 # room for three rows of eight names
+    assert len(fig["data"]) == 24
