@@ -60,7 +60,9 @@ if rules:
                                 "last_fired": st.column_config.DatetimeColumn("Last fired (UTC)",
                                                                               format="YYYY-MM-DD HH:mm:ss",
                                                                               timezone="UTC"),
-                                "fired": st.column_config.NumberColumn("Firings")})
+                                "fired": st.column_config.NumberColumn("Firings"),
+                                "rule": st.column_config.TextColumn("Rule", width="large"),
+                                "webhook": "Webhook", "note": "Note"})
 else:
     st.caption("No rules yet: create one below.")
 
