@@ -17,9 +17,14 @@ PORT ?= 8501
 
 .PHONY: run demo test test-fast venv bench clean
 
-# Ctrl-C (or either process ending) stops both; the ingestor flushes its buffer on SIGTERM.
-STOP_BOTH = trap 'kill -TERM $$ing $$app 2>/dev/null' INT TERM; \
-	wait -n $$ing $$app; kill -TERM $$ing $$app 2>/dev/null; wait $$ing; wait $$app; true
+# Ctrl-C (or either process ending) stops both; the ingestor flushes its buffer on SIGTERM; make exits with the
+# ingestor's code (2: a refused start, e.g. Binance unreachable or an unknown symbol).
+TRAP_BOTH = trap 'kill -TERM $$ing $$app 2>/dev/null' INT TERM
+STOP_BOTH = wait -n $$ing $$app; kill -TERM $$ing $$app 2>/dev/null; wait $$ing; rc=$$?; wait $$app; exit $$rc
+# make run starts the app once the ingestor has passed its start checks (symbols known, exchange reachable, file
+# usable); a refused start shows the ingestor's one error line and no app.
+WAIT_READY = while [ ! -e "$$ready" ] && kill -0 $$ing 2>/dev/null; do sleep 0.2; done; \
+	if [ ! -e "$$ready" ]; then wait $$ing; rc=$$?; exit $$(( rc ? rc : 1 )); fi
 
 venv: $(VENV)/.stamp
 
@@ -34,8 +39,9 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 # of each market in one ingestor, spread over several connections (STREAMS=N: --streams-per-connection, default
 # 200); `make run TOP=50 SYMBOLS=pepeusdt` adds symbols to them.
 run: venv
-	@mkdir -p data
-	@$(BIN)/python ingestor.py $(RUN_SELECT) --market $(MARKET) $(if $(STREAMS),--streams-per-connection $(STREAMS)) --db data/ticks.duckdb --history 30m & ing=$$!; \
+	@ready=$$(mktemp -u /tmp/tickdesk-ready.XXXXXX); \
+	$(BIN)/python ingestor.py $(RUN_SELECT) --market $(MARKET) $(if $(STREAMS),--streams-per-connection $(STREAMS)) --db data/ticks.duckdb --history 30m --ready-file $$ready & ing=$$!; \
+	$(TRAP_BOTH); $(WAIT_READY); \
 	TICKDESK_DB=data/ticks.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 
@@ -45,6 +51,7 @@ run: venv
 demo: venv
 	@mkdir -p data
 	@$(BIN)/python ingestor.py --demo $(if $(TOP),--top $(TOP)) $(if $(SYMBOLS),--symbols $(SYMBOLS)) --market $(DEMO_MARKET) $(if $(STREAMS),--streams-per-connection $(STREAMS)) --db data/demo.duckdb & ing=$$!; \
+	$(TRAP_BOTH); \
 	TICKDESK_DB=data/demo.duckdb $(BIN)/streamlit run streamlit_app.py --server.port $(PORT) & app=$$!; \
 	$(STOP_BOTH)
 

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-ms", type=int, default=250, help="flush the buffer to the file every N ms (default 250)")
     p.add_argument("--demo", action="store_true", help="run against the built-in local exchange (offline)")
     p.add_argument("--log-level", default="INFO", choices=LEVELS)
+    p.add_argument("--ready-file", default=None, metavar="PATH",
+                   help="create PATH once the start checks passed (symbols known, exchange and file usable) and "
+                        "remove it on exit; `make run` starts the app only then")
     p.add_argument("--max-backfill", default=None,
                    help="longest downtime backfilled over REST (default 6h, or --history if that is longer)")
     p.add_argument("--history", default=None,
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         top = int(args.top) if args.top.strip().isdigit() else 0
         if top < 1:
             return fail(f"--top {args.top!r}: expected a positive whole number of symbols, e.g. --top 100")
-    exchange = None
+    exchange = ing = None
     try:
         # the simulated 24-symbol universe: --demo without --symbols, or --demo --top (which ranks the universe)
         universe = args.demo and (args.symbols is None or top is not None)
@@ -159,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         if exchange is not None:
             exchange.stop()
         return fail(f"--symbols: {exc}" if isinstance(exc, SymbolError) else str(exc))
+    except KeyboardInterrupt:  # Ctrl-C while the exchange is being reached: nothing started, nothing left behind
+        if ing is not None:
+            ing.abandon()
+        if exchange is not None:
+            exchange.stop()
+        log.info("interrupted during the start checks; nothing started")
+        return 130
 
     stop = threading.Event()
 
@@ -173,15 +183,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ing.start()  # resume() reads the file first: a damaged one is refused here, before any thread starts
     except StoreError as exc:
+        ing.abandon()
         if exchange is not None:
             exchange.stop()
         return fail(f"--db {cfg.db}: {exc}")
     for market, syms in cfg.markets.items():
         log.info("ingesting %s %s into %s (flush every %d ms)", market, ",".join(syms), cfg.db, cfg.flush_ms)
-    while not stop.wait(0.5):
-        if ing.writer.fatal:  # the file was replaced under us: stop rather than write into someone else's file
-            log.error("stopping: %s", ing.writer.fatal)
-            break
+    ready = Path(args.ready_file) if args.ready_file else None
+    try:
+        if ready is not None:
+            try:
+                ready.touch()
+            except OSError as exc:
+                log.warning("--ready-file %s: cannot create it (%s)", ready, exc.strerror)
+        while not stop.wait(0.5):
+            if ing.writer.fatal:  # the file was replaced under us: stop rather than write into someone else's file
+                log.error("stopping: %s", ing.writer.fatal)
+                break
+    finally:
+        if ready is not None:
+            ready.unlink(missing_ok=True)
     lost = ing.stop()
     if alerts is not None:
         alerts.close()  # alerts: deliver queued webhooks (bounded wait) after the final flush
@@ -198,13 +219,21 @@ def _select_top(cfg, spec, n: int, given: list[str]) -> list[str]:
     """The `--top n` symbols (plus `given`) from the exchange's 24 h ticker; ConfigError with one line if not."""
     from feed.binance import MalformedFrame
     from feed.ingest import ConfigError
+    from feed.reach import host_of, unreachable
     from feed.rest import RestClient, RestError
     from feed.universe import top_symbols
 
     rest = RestClient(cfg.rest_url or spec.rest_base, weight_limit=cfg.weight_limit)
     try:
         sel = top_symbols(rest, spec, n, given)
-    except (RestError, MalformedFrame) as exc:
+    except RestError as exc:
+        if exc.reason is None:
+            raise ConfigError(f"--top {n}: cannot rank {spec.name} symbols from {rest.base}: {exc}") from None
+        default = cfg.rest_url is None
+        what = host_of(rest.base) if default else f"--rest-url {rest.base}"
+        raise ConfigError(f"--top {n}: cannot rank {spec.name} symbols: "
+                          f"{unreachable(what, exc.reason, spec.name, default)}") from None
+    except MalformedFrame as exc:
         raise ConfigError(f"--top {n}: cannot rank {spec.name} symbols from {rest.base}: {exc}") from None
     if not sel.top:
         raise ConfigError(f"--top {n}: {rest.base} lists no TRADING USDT symbol with a 24 h volume on {spec.name}")

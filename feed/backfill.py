@@ -33,7 +33,7 @@ class Gap:
     reason: str
     before_us: int | None = None   # trade time of the id just after the gap (cap check)
     after_us: int | None = None    # trade time of the id just before the gap
-    history: bool = False          # requested history (older part of --history), not a gap: not counted as one
+    history: bool = False          # requested history (--history on an empty file), not a gap: not counted as one
 
 
 class Backfiller:
@@ -230,6 +230,9 @@ class GapTracker:
         backfiller.tracker = self
         self.lock = threading.Lock()
         self._resuming: dict[str, int | None] = {}   # symbol -> first live id seen during the catch-up
+        # symbols loading --history on an empty file, until their first live print: what is fetched for them till
+        # then (the catch-up, ids between it and the stream) is requested history, not a gap
+        self._history: set[str] = set()
 
     def prime(self, symbol: str, last_id: int, last_us: int | None) -> None:
         st = self.state.stats(self.market, symbol)
@@ -241,6 +244,9 @@ class GapTracker:
         st = self.state.stats(self.market, symbol)
         with self.lock:
             self._resuming[symbol] = None
+            if history:
+                self._history.add(symbol)
+            history = symbol in self._history
         self.backfiller.submit(Gap(symbol, st.last_trade_id + 1, None, reason, after_us=st.last_trade_us,
                                    history=history))
 
@@ -256,17 +262,21 @@ class GapTracker:
         """The catch-up of `symbol` failed for good: later id jumps are gaps again."""
         with self.lock:
             self._resuming.pop(symbol, None)
+            self._history.discard(symbol)
 
     def finish_resume(self, symbol: str, fetched_to: int) -> None:
         st = self.state.stats(self.market, symbol)
         with self.lock:
             first_live = self._resuming.pop(symbol, None)
-            if first_live is None:
+            if first_live is None:  # no live print yet (a history load stays history until one arrives)
                 if st.last_trade_id is None or fetched_to > st.last_trade_id:
                     st.last_trade_id = fetched_to
                 return
+            history = symbol in self._history
+            self._history.discard(symbol)
         if fetched_to + 1 <= first_live - 1:
-            self.backfiller.submit(Gap(symbol, fetched_to + 1, first_live - 1, "ids between catch-up and stream"))
+            self.backfiller.submit(Gap(symbol, fetched_to + 1, first_live - 1, "ids between catch-up and stream",
+                                       history=history))
 
     def observe(self, t) -> bool:
         """Record a live trade; returns False for an id not above the highest seen (duplicate or late frame).
@@ -280,13 +290,18 @@ class GapTracker:
             st.last_trade_id = t.trade_id
             prev_us = st.last_trade_us
             st.last_trade_us = t.ts_us
+            history = False
             if t.symbol in self._resuming:
                 if self._resuming[t.symbol] is None:
                     self._resuming[t.symbol] = t.trade_id
                 last = None
+            elif self._history and t.symbol in self._history:  # first live print after a history load
+                self._history.discard(t.symbol)
+                history = True
         st.last_recv_us = t.recv_us
         st.ticks_total += 1
         if last is not None and t.trade_id > last + 1:
-            self.backfiller.submit(Gap(t.symbol, last + 1, t.trade_id - 1, "id jump on stream",
-                                       before_us=t.ts_us, after_us=prev_us))
+            self.backfiller.submit(Gap(t.symbol, last + 1, t.trade_id - 1,
+                                       "ids between the history load and the stream" if history else
+                                       "id jump on stream", before_us=t.ts_us, after_us=prev_us, history=history))
         return True

@@ -15,6 +15,7 @@ from core.paths import DEFAULT_DB
 from feed.backfill import Gap
 from feed.binance import DEFAULT_STREAMS_PER_CONNECTION, MARKETS, symbol_streams
 from feed.market import MarketFeed
+from feed.reach import host_of, probe_ws, unreachable
 from feed.rest import RestError
 from feed.shards import (ATTEMPT_SPACING_S, ATTEMPT_WINDOW_S, ATTEMPTS_PER_WINDOW, NAMES_PER_MESSAGE, URL_MAX_CHARS,
                          AttemptLimiter)
@@ -118,6 +119,7 @@ class Ingestor:
         self._stats_thread: threading.Thread | None = None
         self._owner = uuid.uuid4().hex
         self._leased: list[str] = []
+        self.created_db = False  # check() created the file (removed again by abandon() if the start fails)
         self._beat_at = 0.0
 
     @property
@@ -127,31 +129,60 @@ class Ingestor:
 
     # start-up ----------------------------------------------------------------------------------------------
     def check(self) -> None:
-        """Validate the DB path and the symbols against exchangeInfo; raise ConfigError with one clear line."""
+        """Validate the DB path, the symbols against exchangeInfo and each market's stream; raise ConfigError with
+        one clear line. The file is created or opened only once the exchange answered: a start refused for the
+        network or a symbol leaves no new file behind and an existing one untouched."""
+        from tickstore.connection import StoreError, check_creatable
+
+        if not Path(self.cfg.db).exists():
+            try:
+                check_creatable(self.cfg.db)
+            except StoreError as exc:
+                raise ConfigError(f"--db {self.cfg.db}: {exc}") from None
+        for feed in self.feeds.values():
+            self._check_exchange(feed)
+        for feed in self.feeds.values():
+            self._check_stream(feed)
+        self._open_file()
+
+    def _open_file(self) -> None:
         from tickstore.connection import StoreError
 
+        self.created_db = not Path(self.cfg.db).exists()
         try:
             init_db(self.cfg.db)
             self._take_lease()  # first: a second ingestor must not even clear a demo file the first one writes
             self._claim_file()
         except StoreError as exc:
-            self.release_lease()
+            self.abandon()
             raise ConfigError(f"--db {self.cfg.db}: {exc}") from None
-        except ConfigError:
+        except ConfigError:  # another ingestor's lease, or the other kind of data: the file is not ours to remove
+            self.created_db = False
             self.release_lease()
             raise
-        try:
-            for feed in self.feeds.values():
-                self._check_exchange(feed)
-        except ConfigError:
-            self.release_lease()
-            raise
+
+    def abandon(self) -> None:
+        """A start that failed: give the lease back and remove the file if this run created it (never another's)."""
+        self.release_lease()
+        if not self.created_db:
+            return
+        db = Path(self.cfg.db)
+        for path in (db, db.with_name(db.name + ".wal")):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove %s left by the failed start: %s", path, exc.strerror)
+        self.created_db = False
 
     def _check_exchange(self, feed: MarketFeed) -> None:
         rest, spec = feed.rest, feed.spec
         try:
             info = rest.get(spec.exchange_info_path, retry=False)
         except RestError as exc:
+            if exc.reason is not None:  # no answer at all
+                default = self.cfg.rest_url is None
+                what = host_of(rest.base) if default else f"--rest-url {rest.base}"
+                raise ConfigError(unreachable(what, exc.reason, spec.name, default)) from None
             hint = ""
             if exc.status == 451:
                 hint = " (Binance refuses this location; point --ws-url/--rest-url at e.g. Binance.US, see README)"
@@ -168,6 +199,18 @@ class Ingestor:
             raise ConfigError(f"unknown symbol(s) on {spec.name}: {', '.join(unknown)} "
                               f"(not in {rest.base}{spec.exchange_info_path})")
         feed.apply_statuses({s: st or "TRADING" for s, st in known.items()})  # not trading now: reported halted
+
+    def _check_stream(self, feed: MarketFeed) -> None:
+        """The market's stream must open at start (a few attempts, bounded time); later drops are retried forever."""
+        if not feed.shards:
+            return
+        url = feed.shards[0].url
+        why = probe_ws(url, self.stop_event, acquire=feed.limiter.acquire)
+        if why is None:
+            return
+        default = self.cfg.ws_url is None
+        what = host_of(url) if default else f"--ws-url {self.cfg.ws_url}"
+        raise ConfigError(unreachable(what, why, feed.market, default))
 
     def _take_lease(self) -> None:
         for market in self.cfg.markets:

@@ -9,6 +9,7 @@ import orjson
 import requests
 
 from feed.binance import WEIGHTS
+from feed.reach import short_reason
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +17,11 @@ log = logging.getLogger(__name__)
 class RestError(Exception):
     """A REST call failed for good; `status` and `code` carry Binance's answer when there was one."""
 
-    def __init__(self, msg: str, status: int | None = None, code: int | None = None) -> None:
+    def __init__(self, msg: str, status: int | None = None, code: int | None = None,
+                 reason: str | None = None) -> None:
         super().__init__(msg)
         self.status, self.code = status, code
+        self.reason = reason  # set when there was no answer at all: why, in a few words ('host not found', ...)
 
 
 class RestClient:
@@ -64,8 +67,9 @@ class RestClient:
                 resp = self.session.get(self.base + path, params=params, timeout=self.timeout)
             except requests.RequestException as exc:
                 if not retry or attempts > self.max_retries:
-                    raise RestError(f"cannot reach {self.base}{path}: {exc.__class__.__name__}: {exc}") from None
-                log.warning("REST %s failed (%s); retrying in %.1fs", path, exc.__class__.__name__, delay)
+                    why = short_reason(exc)
+                    raise RestError(f"cannot reach {self.base}{path}: {why}", reason=why) from None
+                log.warning("REST %s failed (%s); retrying in %.1fs", path, short_reason(exc), delay)
                 self._sleep(delay)
                 delay = min(delay * 2, 30)
                 continue

@@ -86,8 +86,9 @@ def test_split_history_is_stored_whole_and_gap_free(tmp_path, exchange):
         # cutoff (a print lands every few seconds, so not exactly at it), and nothing older than the cutoff
         oldest_s = got["ts_us"].min() / 1e6
         assert started_s - 600 - 5 <= oldest_s <= started_s - 540, started_s - oldest_s
-    with read_connection(db) as con:
+    with read_connection(db) as con:  # loading history is no gap: neither its newest part nor the older one
         found = con.execute("SELECT count(*) FROM ingest_events WHERE kind = 'gap_found'").fetchone()[0]
-    assert found == 0  # history asked for on an empty file is no gap, neither the newest part nor the older one
+        counts = con.execute("SELECT sum(gaps_found), sum(gaps_filled) FROM ingest_status").fetchone()
+    assert found == 0 and counts == (0, 0), counts
     text = log.read_text()
     assert "then the older part" in text and "queued" in text

@@ -123,7 +123,7 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, exchange):
     assert r.returncode == 2 and "bad symbol" in r.stderr
     r = _cli("--symbols", "btcusdt", "--db", str(tmp_path / "a.duckdb"), "--ws-url", "ws://127.0.0.1:9",
              "--rest-url", "http://127.0.0.1:9")
-    assert r.returncode == 2 and "cannot use --rest-url http://127.0.0.1:9" in r.stderr
+    assert r.returncode == 2 and "--rest-url http://127.0.0.1:9 is unreachable" in r.stderr
     r = _cli("--symbols", "btcusdt", "--db", str(tmp_path / "a.duckdb"), "--rest-url", "ftp://x", *base[:2])
     assert r.returncode == 2 and "must start with http:// or https://" in r.stderr
     (tmp_path / "file").write_text("x")

@@ -240,6 +240,20 @@ def write_connection(path: str | os.PathLike, budget_s: float = float("inf")) ->
         yield con
 
 
+def check_creatable(path: str | os.PathLike) -> Path:
+    """Raise StoreError (the reason `init_db` would give) unless a new file `path` could be created; creates
+    nothing, so a start refused later for another reason leaves no file or directory behind."""
+    path = Path(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"cannot create directory {path.parent}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"directory {parent} is not writable")
+    return path
+
+
 def init_db(path: str | os.PathLike) -> Path:
     """Create the file and schema, or raise StoreError with a clear reason (e.g. unwritable directory)."""
     path = Path(path)
