@@ -105,6 +105,11 @@ def _funding(path: str, market: str, symbol: str, start: dt.datetime, bucket: in
     return queries.funding_rates(market, symbol, start, path=path)
 
 
+@_cache
+def _file_kind(path: str, bucket: int) -> str:
+    return queries.file_kind(path) or ""
+
+
 def guarded(slot: tuple, fn: Callable[..., T], *args: Any) -> Loaded[T]:
     """Run a cached query `fn(*args)` as a `Loaded`: 'missing' / 'error' with a sentence instead of an exception,
     and on a lock timeout this session's last good result for `slot` (any hashable key naming the query)."""
@@ -345,6 +350,11 @@ def tick_rate(db_path: str, market: str, refresh_s: float, window_s: int = 900, 
     since = pd.Timestamp.now(tz="UTC").floor(f"{step_s}s") - pd.Timedelta(seconds=window_s)
     return guarded(("tick_rate", db_path, market, window_s, step_s), _tick_rate, db_path, market,
                     since.to_pydatetime(), step_s, bucket(refresh_s))
+
+
+def file_kind(db_path: str) -> str | None:
+    """'live', 'demo' (simulated ticks), '' (no ingestor has claimed the file yet), None when it cannot be read."""
+    return guarded(("file_kind", db_path), _file_kind, db_path, bucket(FULL_SCAN_S)).value
 
 
 # ---------------------------------------------------------------- downloads (not cached: run on click)

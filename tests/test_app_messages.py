@@ -94,3 +94,43 @@ def test_kept_uploads_are_bounded(monkeypatch):
     monkeypatch.setattr(uploads, "MAX_KEPT_BYTES", 1)   # over the byte budget: only the newest stays
     newest = store.put(ds)
     assert len(store) == 1 and store.get(newest) is ds
+
+
+# ---------------------------------------------------------------- the import panel under `make demo`
+def test_import_panel_on_the_demo_file_imports_into_the_live_file(tmp_path):
+    import duckdb
+
+    from tests.test_history_import import csv_text, make_rows, snapshot
+    from tests.test_history_panel import run_upload
+    from tickstore.connection import init_db, write_connection
+    from tickstore.state import claim_file
+
+    demo = tmp_path / "demo.duckdb"
+    init_db(demo)
+    with write_connection(demo) as con:
+        claim_file(con, "demo")
+    before = snapshot(demo)
+    files = [("BTCUSDT-trades-2024-01-01.csv", csv_text(make_rows(40), "spot", "trades", False, "ms").encode(),
+              "text/csv")]
+    at = run_upload(demo, files)
+    assert not at.exception and not at.error
+    live = tmp_path / "ticks.duckdb"
+    info = " ".join(i.value for i in at.info)
+    assert f"the import goes into the live tick file `{live}` instead" in info and "**Upload** above" in info
+    assert at.button(key="import_dump_go").label == "Import into ticks.duckdb"
+    assert at.success[0].value.startswith(f"Imported 40 new ticks from 1 file(s) into `{live}`")
+    assert snapshot(demo) == before                       # the simulated data is untouched
+    with duckdb.connect(str(live), read_only=True) as con:
+        assert con.execute("SELECT market, symbol, count(*) FROM ticks GROUP BY ALL").fetchall() == \
+            [("spot", "BTCUSDT", 40)]
+
+
+def test_import_panel_on_a_live_file_says_nothing_about_demo(tmp_path):
+    from tests.test_history_panel import panel_app
+    from streamlit.testing.v1 import AppTest
+    from tickstore.connection import init_db
+
+    db = tmp_path / "ticks.duckdb"
+    init_db(db)
+    at = AppTest.from_function(panel_app, kwargs={"db_path": str(db)}, default_timeout=30).run()
+    assert not at.info and at.button(key="import_dump_go").label == "Import into the tick file"

@@ -398,3 +398,12 @@ def closes_wide_markets(markets: Sequence[str], symbols: dict[str, Sequence[str]
                      start=min((a["start"] for a in firsts), default=None),
                      end=max((a["end"] for a in firsts), default=None))
     return out
+
+
+def file_kind(path: PathLike = None) -> str | None:
+    """What the file holds: 'live', 'demo' (simulated ticks), or None for a file no ingestor has claimed yet."""
+    with read_connection(path) as con:
+        if not _has_table(con, "tickdesk_meta"):
+            return None
+        rows = con.execute("SELECT value FROM tickdesk_meta WHERE key = 'data'").fetchall()
+        return rows[0][0] if rows else None
