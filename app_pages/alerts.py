@@ -18,6 +18,7 @@ db = s.db_path
 FLASH = "_alerts_flash"
 SEL = "alerts_rule"
 NONCE = "_alerts_form_nonce"
+NEW = "new"   # the Edit box's "+ New rule" (not None: a None value would show as no selection, "Choose an option")
 
 st.header("Alerts", anchor=False)
 st.caption("Rules are evaluated by the ingestor after every flush (~4× a second), so they fire with no browser "
@@ -26,7 +27,7 @@ st.caption("Rules are evaluated by the ingestor after every flush (~4× a second
 
 loaded = alerts_ui.rules(db)
 if loaded.value is None:
-    ui.explain(loaded.state, f"{loaded.message} Alert rules live in the tick file.")
+    ui.explain(loaded.state, f"{ui.sentence(loaded.message)} Alert rules live in the tick file.")
     alerts_ui.retry_until_readable(db)  # the page comes alive once the file can be read
     st.stop()
 ui.explain(loaded.state, loaded.message)  # 'stale': the rules as last read, and why
@@ -48,8 +49,8 @@ def show_flash() -> None:
 
 
 # ---------------------------------------------------------------- rule editor
-if SEL in st.session_state and st.session_state[SEL] not in (None, *by_id):
-    del st.session_state[SEL]  # deleted elsewhere
+if SEL in st.session_state and st.session_state[SEL] not in (NEW, *by_id):
+    st.session_state[SEL] = NEW  # deleted elsewhere
 st.subheader("Rules", anchor=False)
 if rules:
     st.dataframe(alerts_ui.rules_table(rules, alerts_ui.history(db).value), hide_index=True, width="stretch",
@@ -66,10 +67,10 @@ if rules:
 else:
     st.caption("No rules yet: create one below.")
 
-selected = st.selectbox("Edit", [None, *by_id], key=SEL,
-                        format_func=lambda i: "+ New rule" if i is None else f"#{i} · {by_id[i].describe()}")
+selected = st.selectbox("Edit", [NEW, *by_id], key=SEL,
+                        format_func=lambda i: "+ New rule" if i == NEW else f"#{i} · {by_id[i].describe()}")
 rule: AlertRule | None = by_id.get(selected)
-k = f"{selected or 'new'}_{st.session_state.get(NONCE, 0)}"  # fresh widgets per rule (and after a create)
+k = f"{selected}_{st.session_state.get(NONCE, 0)}"  # fresh widgets per rule (and after a create)
 symbols = list(s.all_symbols) or ["BTCUSDT", "ETHUSDT"]
 
 
@@ -180,7 +181,7 @@ def on_delete() -> None:
         st.session_state[FLASH] = ("errors", {"file": err})
         return
     st.session_state[FLASH] = ("ok", f"Rule #{rule.id} deleted (its history stays).")
-    st.session_state[SEL] = None
+    st.session_state[SEL] = NEW
 
 
 # live preview of the form as it stands (validated quietly; errors show on save)

@@ -27,3 +27,18 @@ def parse_duration(text: str, units: Iterable[str] = ("s", "m", "h", "d"), *, ba
         raise DurationError(f"bad duration {text!r}; expected {kind} and a unit ({'/'.join(units)}), "
                             f"e.g. {examples}" + (" (a plain number means seconds)" if bare_seconds else ""))
     return float(m.group(1)) * (UNIT_SECONDS[m.group(2)] if m.group(2) else 1.0)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration in words, two units at most: '0.25 s', '45 s', '1 min 36 s', '5 min', '2 h 05 min', '3 d 4 h'."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    rest = int(round(seconds))
+    d, rest = divmod(rest, 86_400)
+    h, rest = divmod(rest, 3_600)
+    m, s = divmod(rest, 60)
+    if d:
+        return f"{d} d {h} h" if h else f"{d} d"
+    if h:
+        return f"{h} h {m:02d} min"
+    return f"{m} min {s} s" if s else f"{m} min"

@@ -19,6 +19,12 @@ from quantlib.sample import RULE
 from quantlib.timeframes import timeframe_seconds
 
 FIT_METHODS = {"OLS": "ols", "Huber": "huber", "Theil-Sen": "theil_sen"}
+
+
+def method_name(method: str) -> str:
+    """A hedge method's display name: 'ols' → 'OLS', 'theil_sen' → 'Theil-Sen', 'kalman' → 'Kalman'."""
+    return {**{v: k for k, v in FIT_METHODS.items()}, "rolling": "rolling OLS", "kalman": "Kalman"}.get(method, method)
+
 # How each spread on the Pairs page is timed (shown under the spread chart): every value plotted against the
 # entry / exit bands uses data up to its own bar only.
 _REFIT = ("The hedge is refitted on all bars up to each bar (expanding window, from the 20th bar) and the z-score is over the "

@@ -168,8 +168,7 @@ def single_run(s: Settings, bars: PairBars, params: analysis.BacktestParams) -> 
     y, x = bars.y, bars.x
     hedge, method = analysis.backtest_hedge(s.hedge_method)
     st.caption(f"Long / short the spread {y} − β·{x} on its {s.window}-bar z-score; β: "
-               + HEDGE_WORDS[hedge].format(m=method.replace("_", "-").upper() if method == "ols" else method,
-                                           w=s.window)
+               + HEDGE_WORDS[hedge].format(m=analysis.method_name(method), w=s.window)
                + ". Signals at a bar's close fill at the next bar's close; costs per leg and side. Sharpe is "
                  "annualized by the bars' observed rate (365-day year), holding times are clock time.")
     result, reason = analysis.backtest_or_reason(bars.key, bars.closes, y, x, s.hedge_method, s.window,
@@ -301,7 +300,7 @@ def walk_forward(s: Settings, bars: PairBars, params: analysis.BacktestParams, w
     y, x = bars.y, bars.x
     method = analysis.walk_forward_method(s.hedge_method)
     st.caption(f"β and the z-score's mean and std fitted on each formation window ({wp.formation} bars, "
-               f"{'anchored at the first bar' if wp.anchored else 'rolling'}; hedge: {method.replace('_', '-')}) and "
+               f"{'anchored at the first bar' if wp.anchored else 'rolling'}; hedge: {analysis.method_name(method)}) and "
                f"applied unchanged to the next {wp.trading} bars only"
                + ("; entry and exit re-chosen on each formation window (best Sharpe with at least "
                   f"{RULE.min_trades} trades there, else the form's)" if wp.optimize else "")

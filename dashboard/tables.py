@@ -7,11 +7,24 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import durations
+
 
 # 8 significant digits, trailing zeros dropped (Streamlit's printf "%g" is String(Number(x.toPrecision(8)))):
 # 92510.29, 0.71195 and 0.00000723 read as printed; "%.4f" showed sub-cent coins as 0.0000 and "plain" shows
 # 20 decimals of float noise (3323.1600000000003).
 PRICE_FORMAT = "%.8g"
+
+
+PERCENT_ZERO = 5e-5   # |x| below this shows as 0% at the "percent" format's two decimals (not "-0%")
+
+
+def zero_small(values: pd.Series | float, tol: float = PERCENT_ZERO):
+    """Values that display as zero set to exactly 0.0 (missing values stay missing): the percent format would
+    print a tiny negative change as '-0%'."""
+    if isinstance(values, pd.Series):
+        return values.mask(values.abs() < tol, 0.0)
+    return 0.0 if values is not None and abs(values) < tol else values
 
 
 def market_stats(frames: dict[str, pd.DataFrame], tf_seconds: int) -> pd.DataFrame:
@@ -32,7 +45,10 @@ def market_stats(frames: dict[str, pd.DataFrame], tf_seconds: int) -> pd.DataFra
                      "last_bar": b.index[-1]})
     cols = ["symbol", "last", "change", "high", "low", "volume", "quote_volume", "trades_per_s", "vwap", "dist_vwap",
             "last_bar"]
-    return pd.DataFrame(rows, columns=cols).set_index("symbol")
+    out = pd.DataFrame(rows, columns=cols).set_index("symbol")
+    for c in ("change", "dist_vwap"):
+        out[c] = zero_small(out[c].astype("float64"))
+    return out
 
 
 STATS_COLUMNS = {
@@ -54,7 +70,8 @@ def summary_table(latest: pd.DataFrame) -> pd.DataFrame:
     cols = ["symbol", "last_price", "change", "high", "low", "volume", "quote_volume", "trades", "last_ts"]
     if latest is None or latest.empty:
         return pd.DataFrame(columns=cols).set_index("symbol")
-    return latest[cols].set_index("symbol")
+    out = latest[cols].set_index("symbol")
+    return out.assign(change=zero_small(out["change"].astype("float64")))
 
 
 SUMMARY_COLUMNS = {
@@ -148,20 +165,10 @@ _HIDDEN_TRADE_COLUMNS = ("direction",)
 
 
 def duration_text(value) -> str:
-    """'2 h 05 min', '45 min 10 s', '12 s' ('—' for a missing duration)."""
+    """'2 h 05 min', '45 min 10 s', '12 s' ('—' for a missing duration); core.durations words it."""
     if value is None or pd.isna(value):
         return "—"
-    s = int(round(pd.Timedelta(value).total_seconds()))
-    d, s = divmod(s, 86_400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    if d:
-        return f"{d} d {h} h"
-    if h:
-        return f"{h} h {m:02d} min"
-    if m:
-        return f"{m} min {s:02d} s" if s else f"{m} min"
-    return f"{s} s"
+    return durations.duration_text(pd.Timedelta(value).total_seconds())
 
 
 def signed(value: float, decimals: int = 2) -> str:
@@ -179,6 +186,8 @@ def trades_table(trades: pd.DataFrame, y: str, x: str) -> tuple[pd.DataFrame, di
         df["exit_z"] = [signed(v) if pd.notna(v) else "— (closed at end)" for v in df["exit_z"]]
     if "holding_time" in df:
         df["holding_time"] = [duration_text(v) for v in df["holding_time"]]
+    if "return" in df:
+        df["return"] = zero_small(df["return"].astype("float64"))
     if "beta" in df and df["beta"].isna().all():
         df = df.drop(columns="beta")
     if "funding" in df and (df["funding"] == 0).all():  # no perpetual leg (or no funding time while held)
@@ -201,7 +210,12 @@ def money(value: float) -> str:
 
 
 def _fmt(value, spec: str) -> str:
-    return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else format(value, spec)
+    """`value` in `spec`; '—' if missing, and a value that rounds to zero unsigned ('0.00%', never '-0.00%')."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    text = format(value, spec)
+    unsigned = spec.replace("+", "")
+    return format(0.0, unsigned) if text.lstrip("+-") == format(0.0, unsigned) else text
 
 
 def sharpe_text(stats) -> str:
@@ -285,6 +299,8 @@ def walk_forward_windows(windows: pd.DataFrame) -> pd.DataFrame:
     # an OLS formation spread has mean 0 up to float noise (1e-13): shown as 0, not in scientific notation
     tiny = (df["spread_mean"].abs() < 1e-9 * df["spread_std"].abs()).fillna(False)
     df.loc[tiny, "spread_mean"] = 0.0
+    if "return" in df:
+        df["return"] = zero_small(df["return"].astype("float64"))
     for c in ("alpha", "beta", "spread_mean", "spread_std", *[c for c in df.columns if c.startswith("formation_")
                                                              and c not in ("formation_start", "formation_end",
                                                                            "formation_bars")]):

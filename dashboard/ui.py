@@ -26,6 +26,15 @@ def explain(state: str, message: str | None) -> None:
         st.warning(message, icon=":material/warning:")
 
 
+def sentence(text: str | None) -> str:
+    """`text` as a sentence: capital first letter, ending with a full stop (a message from below may lack both)."""
+    text = (text or "").strip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
 def chart(fig: dict, key: str) -> None:
     """Draw a Plotly figure under a stable key; live refreshes update it in place and, with the figure's
     `uirevision`, keep the user's zoom / pan (see dashboard.livechart)."""

@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.linalg
 from scipy.linalg.lapack import dgeqrf as _dgeqrf
 
+from core.durations import duration_text
 from quantlib._blas import single_threaded
 from quantlib._validate import as_frame, as_pair, as_series, check_choice, check_min
 
@@ -58,16 +59,8 @@ def _fmt_p(p: float) -> str:
 
 
 def _fmt_duration(td: pd.Timedelta) -> str:
-    """A duration in words: "1 min 36 s", "2 h 5 min", "3 d 4 h", "0.25 s"."""
-    total = td.total_seconds()
-    if total < 60:
-        return f"{total:.3g} s"
-    parts, rest = [], int(round(total))
-    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size} {unit}")
-            rest %= size
-    return " ".join(parts[:2])
+    """A duration in words: "1 min 36 s", "2 h 05 min", "3 d 4 h", "0.25 s" (core.durations)."""
+    return duration_text(td.total_seconds())
 
 
 # ----------------------------------------------------------------------------------------------- ADF

@@ -104,7 +104,8 @@ def test_edit_disable_and_delete(app, tick_db):
     at.button(key="alerts_delete").click().run()
     assert_no_exception(at)
     assert store.list() == [] and "deleted" in page_text(at)
-    assert at.selectbox(key="alerts_rule").value is None
+    edit = at.selectbox(key="alerts_rule")
+    assert edit.value == "new" and edit.options[edit.index] == "+ New rule"  # not "Choose an option"
 
 
 def test_history_filters_and_csv(app, tick_db):
