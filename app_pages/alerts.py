@@ -117,7 +117,9 @@ with st.container(border=True):
                        help="The second leg's market: spot against the perpetual (usdm) pairs a coin with itself. "
                             "A basis compares the same symbol on usdm and spot.")
     if metric in LOOKBACK_METRICS:
-        c[1].number_input("Lookback (bars)", min_value=1, max_value=5000, step=1,
+        # no min/max on the box: an out-of-range number reaches the rule check, which names the range (preview
+        # line below, and on save) instead of the browser silently keeping the previous value
+        c[1].number_input("Lookback (bars)", step=1,
                           value=int(rule.lookback if rule and rule.lookback else DEFAULT_LOOKBACK[metric]),
                           key=key(f"lookback_{metric}"),
                           help="RSI period" if metric == "rsi" else "Bars for the hedge ratio and the z-score")
@@ -131,7 +133,7 @@ with st.container(border=True):
                           "funding": "Funding rate per funding period as a fraction: 0.0005 = 0.05 %."}.get(metric))
     c[2].text_input("Hysteresis", value=f"{rule.hysteresis:.15g}" if rule else "0", key=key("hysteresis"),
                     help="After firing, re-arm only once the value is back past threshold ∓ hysteresis")
-    c[3].number_input("Cooldown (s)", min_value=0.0, value=float(rule.cooldown_s if rule else 60.0), step=10.0,
+    c[3].number_input("Cooldown (s)", value=float(rule.cooldown_s if rule else 60.0), step=10.0,
                       key=key("cooldown_s"), help="Minimum time between two firings; crossings within it are skipped")
     c = st.columns([1.3, 2, 1])
     c[0].text_input("Note (optional)", value=(rule.note or "") if rule else "", key=key("note"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import data, downloads, export, figures, settings, tables, ui
+from dashboard.inputs import bounded_number
 from dashboard.market import market_indicators
 from dashboard.settings import Settings
 
@@ -13,9 +14,9 @@ st.header("Market", anchor=False)
 top, download_slot = st.columns([6, 1], vertical_alignment="top")
 with top.expander("Indicators", icon=":material/tune:"):
     c1, c2, c3 = st.columns(3)
-    sma_n = c1.number_input("SMA length (bars)", 2, 1000, 20, key="sma", bind="query-params")
-    ema_n = c2.number_input("EMA length (bars)", 2, 1000, 50, key="ema", bind="query-params")
-    rsi_n = c3.number_input("RSI length (bars)", 2, 200, 14, key="rsi", bind="query-params")
+    sma_n = bounded_number("SMA length (bars)", 2, 1000, 20, key="sma", where=c1, bind="query-params")
+    ema_n = bounded_number("EMA length (bars)", 2, 1000, 50, key="ema", where=c2, bind="query-params")
+    rsi_n = bounded_number("RSI length (bars)", 2, 200, 14, key="rsi", where=c3, bind="query-params")
     st.caption(f"Volatility: standard deviation of log returns over the sidebar window ({s.window} bars), "
                "annualized over a 365-day year.")
 

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import analysis, data, downloads, export, figures, settings, tables, ui
+from dashboard.inputs import bounded_number
 from dashboard.settings import Settings
 
 s = settings.current()
@@ -13,8 +14,8 @@ st.header("Pairs", anchor=False)
 top, download_slot = st.columns([6, 1], vertical_alignment="top")
 with top.expander("Z-score bands", icon=":material/tune:"):
     c1, c2 = st.columns(2)
-    entry = c1.number_input("Entry band (|z|)", 0.5, 6.0, 2.0, 0.25, key="zin", bind="query-params")
-    exit_ = c2.number_input("Exit band (|z|)", 0.0, 5.0, 0.5, 0.25, key="zout", bind="query-params")
+    entry = bounded_number("Entry band (|z|)", 0.5, 6.0, 2.0, 0.25, key="zin", where=c1, bind="query-params")
+    exit_ = bounded_number("Exit band (|z|)", 0.0, 5.0, 0.5, 0.25, key="zout", where=c2, bind="query-params")
 
 
 SERIES_KEY = "dl-pair-series"

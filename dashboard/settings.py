@@ -21,6 +21,7 @@ from core import timeframes
 from core.durations import parse_duration
 from dashboard import uploads
 from dashboard.catalog import Catalog
+from dashboard.inputs import bounded_number
 
 TIMEFRAMES = timeframes.CHOICES
 LOOKBACKS = {k: int(parse_duration(k)) for k in ("15m", "1h", "2h", "6h", "12h", "24h", "3d", "7d")}
@@ -282,8 +283,8 @@ def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Setting
     c1, c2 = sb.columns(2)
     lookback = c1.selectbox("Lookback", list(LOOKBACKS), index=_index(list(LOOKBACKS), DEFAULTS["lb"]), key="lb",
                             bind="query-params")
-    window = c2.number_input("Window (bars)", min_value=5, max_value=5000, value=DEFAULTS["win"], step=5, key="win",
-                             bind="query-params", help="Rolling window for z-score, correlation, rolling β, volatility.")
+    window = bounded_number("Window (bars)", 5, 5000, DEFAULTS["win"], 5, key="win", where=c2, note=sb,
+                            bind="query-params", help="Rolling window for z-score, correlation, rolling β, volatility.")
     hedge = HEDGE_METHODS[sb.selectbox(
         "Hedge method", list(HEDGE_METHODS), index=_index(list(HEDGE_METHODS), DEFAULTS["hedge"]), key="hedge",
         bind="query-params", help="β of the spread: a static fit over the window (OLS, Huber, Theil-Sen), a rolling "

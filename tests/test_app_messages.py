@@ -134,3 +134,79 @@ def test_import_panel_on_a_live_file_says_nothing_about_demo(tmp_path):
     init_db(db)
     at = AppTest.from_function(panel_app, kwargs={"db_path": str(db)}, default_timeout=30).run()
     assert not at.info and at.button(key="import_dump_go").label == "Import into the tick file"
+
+
+# ---------------------------------------------------------------- small wording
+def test_hedge_methods_by_display_name():
+    from dashboard import analysis
+    from dashboard.backtest_ui import HEDGE_WORDS
+
+    assert [analysis.method_name(m) for m in ("ols", "huber", "theil_sen", "kalman")] == \
+        ["OLS", "Huber", "Theil-Sen", "Kalman"]
+    assert HEDGE_WORDS["static"].format(m=analysis.method_name("theil_sen"), w=60).startswith("one Theil-Sen fit")
+
+
+def test_one_duration_formatter_for_half_lives_and_holding_times():
+    import numpy as np
+    import pandas as pd
+
+    from core.durations import duration_text
+    from dashboard.tables import duration_text as table_text
+    from quantlib.stattests import half_life
+
+    assert [duration_text(x) for x in (0.25, 12, 96, 300, 7500, 273_600)] == \
+        ["0.25 s", "12 s", "1 min 36 s", "5 min", "2 h 05 min", "3 d 4 h"]
+    assert table_text(pd.Timedelta(seconds=96)) == "1 min 36 s" and table_text(None) == "—"
+    rng = np.random.default_rng(3)
+    x = np.zeros(2000)
+    for i in range(1, len(x)):
+        x[i] = 0.9 * x[i - 1] + rng.normal()
+    hl = half_life(pd.Series(x, index=pd.date_range("2024-05-01", periods=len(x), freq="1s", tz="UTC")))
+    assert f"(~{duration_text(hl.half_life_time.total_seconds())})" in hl.verdict
+    assert "days" not in hl.verdict and "00:0" not in hl.verdict
+
+
+def test_no_negative_zero_percent():
+    import pandas as pd
+
+    from dashboard import tables
+
+    idx = pd.date_range("2024-05-01", periods=3, freq="1min", tz="UTC")
+    bars = pd.DataFrame({"open": [100.0, 100.0, 100.0], "high": [100.01] * 3, "low": [99.99] * 3,
+                         "close": [100.0, 100.0, 99.9999], "volume": [1.0] * 3, "quote_volume": [100.0] * 3,
+                         "trades": [1] * 3}, index=idx)
+    stats = tables.market_stats({"BTCUSDT": bars}, 60)
+    assert stats.loc["BTCUSDT", "change"] == 0.0 and str(stats.loc["BTCUSDT", "change"]) == "0.0"
+    assert tables.zero_small(-0.0123) == -0.0123
+    assert tables._fmt(-0.00001, "+.2%") == "0.00%" and tables._fmt(-0.0123, "+.2%") == "-1.23%"
+
+
+def test_alerts_missing_file_notice_is_a_sentence(app, tmp_path):
+    at = app(tmp_path / "none.duckdb", page="app_pages/alerts.py")
+    assert_no_exception(at)
+    notes = [i.value for i in at.info if "Alert rules live in the tick file" in i.value]
+    assert notes and notes[0].startswith("Tick file ") and ". Alert rules live in the tick file." in notes[0], notes
+
+
+# ---------------------------------------------------------------- out-of-range numbers are not silently kept
+@pytest.mark.parametrize("typed,used", [(0, 2), (1001, 1000), (-5, 2)])
+def test_out_of_range_sma_says_so_and_uses_the_bound(app, tick_db, typed, used):
+    at = app(tick_db)
+    at.number_input(key="sma").set_value(typed).run()
+    assert_no_exception(at)
+    warnings = [w.value for w in at.warning]
+    assert f"**SMA length (bars)**: {typed:,} is out of range; expected 2 to 1,000. Using {used:,}." in warnings
+    overlays = [t["name"] for t in plotly_specs(at)[0]["data"] if str(t.get("name", "")).startswith("SMA")]
+    assert overlays == [f"SMA {used}"], overlays
+    at.number_input(key="sma").set_value(30).run()
+    assert not any("out of range" in w.value for w in at.warning)
+
+
+def test_out_of_range_window_and_bands(app, tick_db):
+    at = app(tick_db, page="app_pages/pairs.py")
+    at.number_input(key="win").set_value(2).run()
+    at.number_input(key="zin").set_value(9.0).run()
+    assert_no_exception(at)
+    side = [w.value for w in at.sidebar.warning]
+    assert "**Window (bars)**: 2 is out of range; expected 5 to 5,000. Using 5." in side, side
+    assert any("**Entry band (|z|)**: 9 is out of range; expected 0.5 to 6. Using 6." == w.value for w in at.warning)
