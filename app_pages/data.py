@@ -48,10 +48,24 @@ def health_section(s: Settings) -> None:
                                            f"{int(table['gaps_found'].fillna(0).sum())}")
         if not fresh.all():
             st.caption(":material/schedule: Some status rows are older than 15 s: the ingestor may be stopped.")
-        st.dataframe(table, column_config=tables.HEALTH_COLUMNS, hide_index=True, width="stretch")
+        problems = int(table["problem"].astype(bool).sum())
+        f1, f2 = st.columns([1, 2], vertical_alignment="bottom")
+        show = f1.segmented_control("Show", ["All", "Problems"], default="All", required=True, key="health_show",
+                                    help="Problems: not trading on the exchange (halted, delisted), disconnected, "
+                                         "status row stale, gaps the exchange could not fill, no tick for 5 min.")
+        query = f2.text_input("Search symbols", key="health_q", placeholder="e.g. BTC or usdt eth",
+                              label_visibility="collapsed")
+        shown = tables.filter_health(table, query, show == "Problems")
+        st.dataframe(shown, column_config=tables.HEALTH_COLUMNS, hide_index=True, width="stretch",
+                     height=min(38 + 35 * max(len(shown), 1), 530), key="health-table")
+        st.caption(f"{len(shown):,} of {len(table):,} symbols shown · {problems:,} with a problem (listed first) · "
+                   "click a column header to sort.")
         rate = data.tick_rate(s.db_path, s.market, s.refresh_s)
         if rate.ok and not rate.value.empty:
             ui.chart(figures.tick_rate(rate.value, 10, f"rate:{s.market}"), key="data-tick-rate")
+            if rate.value["symbol"].nunique() > figures.TICK_RATE_LINES:
+                st.caption(f"The {figures.TICK_RATE_LINES} busiest symbols of the window; the "
+                           f"{rate.value['symbol'].nunique() - figures.TICK_RATE_LINES:,} others summed as one line.")
         ev = data.events(s.db_path, s.refresh_s)
         if ev.ok and not ev.value.empty:
             with st.expander(f"Recent ingestion events ({len(ev.value)})", icon=":material/history:"):

@@ -77,8 +77,36 @@ def draw(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> dict | None:
     summary = data.summary(s, cat)
     ui.explain(summary.state, summary.message)
     if summary.ok:
-        st.dataframe(tables.summary_table(summary.value), column_config=tables.SUMMARY_COLUMNS, width="stretch")
+        summary_table(s, tables.summary_table(summary.value))
     return res.value
+
+
+def _add_to_charts(picked: list[str]) -> None:
+    settings.request_view(sym=list(dict.fromkeys([*settings.current().symbols, *picked])))
+
+
+def summary_table(s: Settings, table) -> None:
+    """Every symbol's last 24 h, most active first: a search box, how many rows, and rows picked to chart."""
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    query = c1.text_input("Search symbols", key="sum_q", placeholder=f"Search {len(table):,} symbols, e.g. BTC",
+                          label_visibility="collapsed")
+    rows = c2.selectbox("Rows", list(tables.SUMMARY_ROWS), key="sum_n", label_visibility="collapsed",
+                        help="How many of the matching symbols to list, by 24 h quote volume")
+    shown = tables.top_summary(table, query, tables.SUMMARY_ROWS[rows])
+    found = len(tables.search_symbols(table, query)) if query else len(table)
+    event = st.dataframe(shown, column_config=tables.SUMMARY_COLUMNS, width="stretch", key="summary-table",
+                         height=min(38 + 35 * max(len(shown), 1), 420), on_select="rerun",
+                         selection_mode="multi-row")
+    picked = [shown.index[i] for i in event.selection.rows if i < len(shown)]
+    note = (f"{len(shown):,} of {found:,} matching" if query else f"{len(shown):,} of {len(table):,}") + \
+        " symbols, most 24 h quote volume first · click a header to sort · tick rows to chart them."
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    c1.caption(note)
+    new = [p for p in picked if p not in s.symbols]
+    if c2.button(f"Chart {len(new)} selected" if new else "Chart selected", disabled=not new, key="sum_chart",
+                 icon=":material/add_chart:", help="Add the ticked rows to the sidebar's Symbols"):
+        _add_to_charts(new)
+        st.rerun(scope="app")
 
 
 live(s, int(sma_n), int(ema_n), int(rsi_n))

@@ -223,11 +223,18 @@ def equity(curve: pd.Series, drawdown: pd.Series, uirevision: str, trades: pd.Da
 
 LEGEND_ABOVE_MAX = 8   # series whose legend still fits on one line beside a chart's title
 LEGEND_PER_ROW = 8     # legend entries per row below a chart (symbol names)
+TICK_RATE_LINES = 8    # busiest symbols drawn on their own; the rest of a universe is one "others" line
 
 
-def tick_rate(rate: pd.DataFrame, step_s: int, uirevision: str) -> Figure:
-    """Stored ticks per second by symbol (from `tickstore.queries.tick_rate`)."""
-    series = {sym: g.set_index("ts")["ticks"] / step_s for sym, g in rate.groupby("symbol")}
+def tick_rate(rate: pd.DataFrame, step_s: int, uirevision: str, top: int = TICK_RATE_LINES) -> Figure:
+    """Stored ticks per second by symbol (from `tickstore.queries.tick_rate`): the `top` busiest symbols, and every
+    other one summed as one line (hundreds of lines are unreadable and slow to draw)."""
+    busiest = rate.groupby("symbol")["ticks"].sum().sort_values(ascending=False, kind="stable")
+    keep = set(busiest.index[:top])
+    series = {sym: g.set_index("ts")["ticks"] / step_s for sym, g in rate.groupby("symbol") if sym in keep}
+    rest = rate.loc[~rate["symbol"].isin(keep)]
+    if not rest.empty:
+        series[f"{len(busiest) - len(keep)} others"] = rest.groupby("ts")["ticks"].sum() / step_s
     fig = lines(series, uirevision, f"Stored ticks per second ({step_s}s buckets, by trade time)", height=260,
                 yformat=",.1f")
     if len(series) > LEGEND_ABOVE_MAX:  # a universe's legend wraps onto the title above the plot: put it below

@@ -265,7 +265,10 @@ def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Setting
             _follow_default(key, default, known)
         chosen = sb.multiselect("Symbols", symbols_all, default=_applied_default("sym", dsym), key="sym",
                                 bind="query-params", on_change=_chosen, args=("sym",),
-                                help="Symbols shown on the Market page (the summary table lists all).")
+                                placeholder=f"Type to search {len(symbols_all):,} symbols",
+                                help=f"Symbols charted on the Market page; it opens on the {DEFAULT_SYMBOLS} most "
+                                     "traded. Type to search. The Market page's summary table lists every symbol "
+                                     "and can add the rows you tick.")
         dy, dx = _applied_default("y", dy), _applied_default("x", dx)
         c1, c2 = sb.columns(2)
         other = " Other markets' symbols are listed as market:SYMBOL (e.g. usdm:BTCUSDT for the perpetual against " \

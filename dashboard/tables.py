@@ -74,6 +74,31 @@ def summary_table(latest: pd.DataFrame) -> pd.DataFrame:
     return out.assign(change=zero_small(out["change"].astype("float64")))
 
 
+SUMMARY_ROWS = {"Top 20": 20, "Top 50": 50, "Top 100": 100, "All": None}
+
+
+def search_symbols(frame: pd.DataFrame, query: str | None, column: str | None = None) -> pd.DataFrame:
+    """Rows whose symbol contains every space-separated word of `query` (case-insensitive; `column`: where the
+    symbol is, default the index)."""
+    words = (query or "").upper().split()
+    if not words or frame.empty:
+        return frame
+    names = pd.Series(frame.index if column is None else frame[column], index=frame.index).astype(str).str.upper()
+    keep = np.ones(len(frame), dtype=bool)
+    for w in words:
+        keep &= names.str.contains(w, regex=False).to_numpy()
+    return frame.loc[keep]
+
+
+def top_summary(table: pd.DataFrame, query: str | None = None, top: int | None = 20) -> pd.DataFrame:
+    """`summary_table` rows matching `query`, most active first (24 h quote volume, then trades), at most `top`."""
+    if table.empty:
+        return table
+    found = search_symbols(table, query)
+    found = found.sort_values(["quote_volume", "trades"], ascending=False, kind="stable", na_position="last")
+    return found if top is None else found.head(top)
+
+
 SUMMARY_COLUMNS = {
     "last_price": st.column_config.NumberColumn("Last", format=PRICE_FORMAT),
     "change": st.column_config.NumberColumn("24h change", format="percent"),
@@ -100,14 +125,68 @@ def health_table(status: pd.DataFrame, now: dt.datetime, stored: pd.DataFrame | 
     df["last_trade_ts"] = ref
     df["last_tick_age_s"] = (pd.Timestamp(now) - ref).dt.total_seconds()
     df["status_age_s"] = (pd.Timestamp(now) - df["updated_at"]).dt.total_seconds()
-    cols = ["market", "symbol", "connected", "last_tick_age_s", "ticks_per_s", "ticks_total", "reconnects",
-            "gaps_found", "gaps_filled", "gaps_unrecoverable", "trades_backfilled", "last_trade_id", "last_trade_ts",
-            "status_age_s"]
+    df["problem"] = health_problems(df)
+    cols = ["market", "symbol", "problem", "connected", "exchange_status", "last_tick_age_s", "ticks_per_s",
+            "ticks_total", "reconnects", "gaps_found", "gaps_filled", "gaps_unrecoverable", "trades_backfilled",
+            "last_trade_id", "last_trade_ts", "status_age_s"]
     return df[[c for c in cols if c in df.columns]]
 
 
+STALE_STATUS_S = 15      # a status row older than this: the ingestor may be stopped
+QUIET_TICK_S = 300       # a symbol without a stored tick for this long while connected is called quiet
+
+
+def health_problems(df: pd.DataFrame) -> pd.Series:
+    """What is wrong with each status row, in words ('' when nothing): not trading on the exchange (halted,
+    delisted, ...), disconnected, status row stale, gaps the exchange could not fill, no tick for minutes."""
+    n = len(df)
+
+    def col(name, default=np.nan):
+        return df[name] if name in df.columns else pd.Series(default, index=df.index)
+
+    ex = col("exchange_status", None).astype(object).where(col("exchange_status", None).notna(), "")
+    ex = ex.astype(str).str.strip()
+    connected = col("connected", None).astype(object)
+    down = ~connected.map(lambda v: v is True or (not pd.isna(v) and bool(v))).astype(bool)
+    status_age = pd.to_numeric(col("status_age_s"), errors="coerce")
+    lost = pd.to_numeric(col("gaps_unrecoverable"), errors="coerce").fillna(0).astype(int)
+    quiet = pd.to_numeric(col("last_tick_age_s"), errors="coerce")
+    parts = [[] for _ in range(n)]
+    for i in range(n):
+        if ex.iat[i] and ex.iat[i].upper() != "TRADING":
+            parts[i].append(f"{ex.iat[i].upper()} on the exchange")
+        if down.iat[i]:
+            parts[i].append("disconnected")
+        if status_age.iat[i] >= STALE_STATUS_S:
+            parts[i].append("status stale")
+        if lost.iat[i] > 0:
+            parts[i].append(f"{lost.iat[i]} unrecoverable gap" + ("s" if lost.iat[i] > 1 else ""))
+        q = quiet.iat[i]
+        if q >= QUIET_TICK_S:
+            parts[i].append(f"no tick for {q / 60:.0f} min" if q < 7200 else f"no tick for {q / 3600:.0f} h")
+    return pd.Series([", ".join(p) for p in parts], index=df.index, dtype=object)
+
+
+def filter_health(table: pd.DataFrame, query: str | None = None, problems_only: bool = False) -> pd.DataFrame:
+    """`health_table` rows matching `query` (symbol words), only those with a problem when `problems_only`;
+    problems first, then by market and symbol."""
+    if table.empty:
+        return table
+    out = search_symbols(table, query, "symbol")
+    if problems_only:
+        out = out.loc[out["problem"].astype(bool)]
+    order = (~out["problem"].astype(bool)).astype(int)
+    return out.assign(_o=order).sort_values(["_o", "market", "symbol"], kind="stable").drop(columns="_o")
+
+
 HEALTH_COLUMNS = {
+    "problem": st.column_config.TextColumn("Problem", help="Not trading on the exchange (halted, delisted), "
+                                           "disconnected, status row older than 15 s, gaps the exchange could not "
+                                           "fill, or no tick stored for 5 minutes"),
     "connected": st.column_config.CheckboxColumn("Connected"),
+    "exchange_status": st.column_config.TextColumn("Exchange status",
+                                                   help="What the exchange says of the symbol: TRADING, BREAK, "
+                                                        "HALT, ... or DELISTED"),
     "last_tick_age_s": st.column_config.NumberColumn("Last tick age (s)", format="%.1f"),
     "ticks_per_s": st.column_config.NumberColumn("Ticks/s", format="%.2f"),
     "ticks_total": st.column_config.NumberColumn("Ticks (session)", format="compact"),
