@@ -162,5 +162,6 @@ def test_tick_rate_legend_of_a_universe_goes_below_the_plot_not_over_the_title()
     fig = figures.tick_rate(many, 10, "r")
     legend = fig["layout"]["legend"]
     assert legend["yanchor"] == "top" and legend["y"] < 0          # below the plot area
-    assert fig["layout"]["height"] == 260 + 20 * 3                 # room for three rows of eight names
-    assert len(fig["data"]) == 24
+    assert fig["layout"]["height"] == 260 + 20 * 2                 # room for two rows of eight names
+    assert [t["name"] for t in fig["data"]][-1] == "16 others"     # the 8 busiest drawn, the rest summed
+    assert len(fig["data"]) == figures.TICK_RATE_LINES + 1
