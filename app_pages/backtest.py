@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import analysis, backtest_ui, settings
+from dashboard.inputs import bounded_number
 from dashboard.settings import Settings
 
 s = settings.current()
@@ -12,12 +13,14 @@ st.header("Backtest", anchor=False)
 
 with st.form("bt-form", border=True):
     c = st.columns(5)
-    entry = c[0].number_input("Entry |z|", 0.5, 6.0, 2.0, 0.25, key="bt_entry", bind="query-params")
-    exit_ = c[1].number_input("Exit |z|", 0.0, 5.0, 0.5, 0.25, key="bt_exit", bind="query-params")
-    stop = c[2].number_input("Stop |z| (0 = none)", 0.0, 20.0, 4.0, 0.5, key="bt_stop", bind="query-params")
-    cost = c[3].number_input("Cost (bps per leg, per side)", 0.0, 100.0, 1.0, 0.5, key="bt_cost",
+    entry = bounded_number("Entry |z|", 0.5, 6.0, 2.0, 0.25, where=c[0], key="bt_entry", bind="query-params")
+    exit_ = bounded_number("Exit |z|", 0.0, 5.0, 0.5, 0.25, where=c[1], key="bt_exit", bind="query-params")
+    stop = bounded_number("Stop |z| (0 = none)", 0.0, 20.0, 4.0, 0.5, where=c[2], key="bt_stop",
+                          bind="query-params")
+    cost = bounded_number("Cost (bps per leg, per side)", 0.0, 100.0, 1.0, 0.5, where=c[3], key="bt_cost",
                              bind="query-params")
-    capital = c[4].number_input("Capital", 100.0, 1e9, 10_000.0, 1_000.0, key="bt_capital", bind="query-params")
+    capital = bounded_number("Capital", 100.0, 1e9, 10_000.0, 1_000.0, where=c[4], key="bt_capital",
+                             bind="query-params")
     st.form_submit_button("Run backtest", icon=":material/play_arrow:", type="primary")
 
 params = analysis.BacktestParams(entry_z=float(entry), exit_z=float(exit_), stop_z=float(stop) or None,
@@ -31,13 +34,13 @@ problem = None
 if section == "sweep":
     with st.form("bt-sweep-form", border=True):
         c = st.columns(7)
-        e0 = c[0].number_input("Entry from", 0.25, 6.0, 1.0, 0.25, key="bt_sw_e0", bind="query-params")
-        e1 = c[1].number_input("Entry to", 0.25, 6.0, 3.0, 0.25, key="bt_sw_e1", bind="query-params")
-        es = c[2].number_input("Entry step", 0.05, 2.0, 0.25, 0.05, key="bt_sw_es", bind="query-params")
-        x0 = c[3].number_input("Exit from", 0.0, 5.0, 0.0, 0.25, key="bt_sw_x0", bind="query-params")
-        x1 = c[4].number_input("Exit to", 0.0, 5.0, 1.0, 0.25, key="bt_sw_x1", bind="query-params")
-        xs = c[5].number_input("Exit step", 0.05, 2.0, 0.25, 0.05, key="bt_sw_xs", bind="query-params")
-        oos = c[6].number_input("Out of sample [%]", 0, 80, 30, 5, key="bt_sw_oos", bind="query-params")
+        e0 = bounded_number("Entry from", 0.25, 6.0, 1.0, 0.25, where=c[0], key="bt_sw_e0", bind="query-params")
+        e1 = bounded_number("Entry to", 0.25, 6.0, 3.0, 0.25, where=c[1], key="bt_sw_e1", bind="query-params")
+        es = bounded_number("Entry step", 0.05, 2.0, 0.25, 0.05, where=c[2], key="bt_sw_es", bind="query-params")
+        x0 = bounded_number("Exit from", 0.0, 5.0, 0.0, 0.25, where=c[3], key="bt_sw_x0", bind="query-params")
+        x1 = bounded_number("Exit to", 0.0, 5.0, 1.0, 0.25, where=c[4], key="bt_sw_x1", bind="query-params")
+        xs = bounded_number("Exit step", 0.05, 2.0, 0.25, 0.05, where=c[5], key="bt_sw_xs", bind="query-params")
+        oos = bounded_number("Out of sample [%]", 0, 80, 30, 5, where=c[6], key="bt_sw_oos", bind="query-params")
         c = st.columns([2, 1, 1])
         wins = c[0].text_input("Windows (bars, comma-separated; empty: the sidebar's)", "", key="bt_sw_win",
                                bind="query-params")
@@ -58,9 +61,9 @@ if section == "sweep":
 elif section == "wf":
     with st.form("bt-wf-form", border=True):
         c = st.columns([1, 1, 1, 1, 1])
-        form = c[0].number_input("Formation (bars)", 10, 20_000, max(4 * s.window, 60), 10, key="bt_wf_f",
+        form = bounded_number("Formation (bars)", 10, 20_000, max(4 * s.window, 60), 10, where=c[0], key="bt_wf_f",
                                  bind="query-params", help="Bars β and the z statistics are fitted on.")
-        trade = c[1].number_input("Trading (bars)", 3, 20_000, max(s.window, 30), 10, key="bt_wf_t",
+        trade = bounded_number("Trading (bars)", 3, 20_000, max(s.window, 30), 10, where=c[1], key="bt_wf_t",
                                   bind="query-params", help="Bars each fit is traded on before the next refit.")
         anchored = c[2].toggle("Anchored formation", False, key="bt_wf_anch", bind="query-params",
                                help="Formation from the first bar (growing) instead of a rolling window.")

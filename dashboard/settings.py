@@ -287,7 +287,8 @@ def sidebar(catalog: Catalog, db_path: Path, page: str | None = None) -> Setting
     lookback = c1.selectbox("Lookback", list(LOOKBACKS), index=_index(list(LOOKBACKS), DEFAULTS["lb"]), key="lb",
                             bind="query-params")
     window = bounded_number("Window (bars)", 5, 5000, DEFAULTS["win"], 5, key="win", where=c2, note=sb,
-                            bind="query-params", help="Rolling window for z-score, correlation, rolling β, volatility.")
+                            bind="query-params",
+                            help="Rolling window for z-score, correlation, rolling β, volatility.")
     hedge = HEDGE_METHODS[sb.selectbox(
         "Hedge method", list(HEDGE_METHODS), index=_index(list(HEDGE_METHODS), DEFAULTS["hedge"]), key="hedge",
         bind="query-params", help="β of the spread: a static fit over the window (OLS, Huber, Theil-Sen), a rolling "

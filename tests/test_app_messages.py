@@ -22,7 +22,8 @@ def test_finer_timeframe_than_the_uploaded_bars_is_worded_for_the_pick():
 
 
 def test_malformed_row_names_the_file_the_line_and_the_expected_fields():
-    body = b"time,open,high,low,close,volume\n2024-05-01T00:00:00Z,1,2,0.5,1.5,10\n2024-05-01T00:01:00Z,1,2,0.5,1.5,10,7\n"
+    body = (b"time,open,high,low,close,volume\n2024-05-01T00:00:00Z,1,2,0.5,1.5,10\n"
+            b"2024-05-01T00:01:00Z,1,2,0.5,1.5,10,7\n")
     with pytest.raises(UploadError) as err:
         parse_csv("BTCUSDT-1m.csv", body)
     msg = str(err.value)
@@ -210,3 +211,12 @@ def test_out_of_range_window_and_bands(app, tick_db):
     side = [w.value for w in at.sidebar.warning]
     assert "**Window (bars)**: 2 is out of range; expected 5 to 5,000. Using 5." in side, side
     assert any("**Entry band (|z|)**: 9 is out of range; expected 0.5 to 6. Using 6." == w.value for w in at.warning)
+
+
+def test_out_of_range_backtest_entry(app, tick_db):
+    at = app(tick_db, page="app_pages/backtest.py")
+    at.number_input(key="bt_entry").set_value(0.1)
+    next(b for b in at.button if b.label == "Run backtest").click().run()  # the form's submit
+    assert_no_exception(at)
+    assert any(w.value == "**Entry |z|**: 0.1 is out of range; expected 0.5 to 6. Using 0.5." for w in at.warning), \
+        [w.value for w in at.warning]
