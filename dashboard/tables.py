@@ -138,7 +138,8 @@ QUIET_TICK_S = 300       # a symbol without a stored tick for this long while co
 
 def health_problems(df: pd.DataFrame) -> pd.Series:
     """What is wrong with each status row, in words ('' when nothing): not trading on the exchange (halted,
-    delisted, ...), disconnected, status row stale, gaps the exchange could not fill, no tick for minutes."""
+    delisted, ...), disconnected, status row 15 s or more behind the freshest one, gaps the exchange could not
+    fill, no tick for minutes."""
     n = len(df)
 
     def col(name, default=np.nan):
@@ -148,7 +149,10 @@ def health_problems(df: pd.DataFrame) -> pd.Series:
     ex = ex.astype(str).str.strip()
     connected = col("connected", None).astype(object)
     down = ~connected.map(lambda v: v is True or (not pd.isna(v) and bool(v))).astype(bool)
+    # behind the freshest row: one stalled connection among live ones (all rows old = the ingestor is stopped,
+    # which the page says once above the table, not on every row)
     status_age = pd.to_numeric(col("status_age_s"), errors="coerce")
+    status_age = status_age - status_age.min()
     lost = pd.to_numeric(col("gaps_unrecoverable"), errors="coerce").fillna(0).astype(int)
     quiet = pd.to_numeric(col("last_tick_age_s"), errors="coerce")
     parts = [[] for _ in range(n)]
@@ -181,8 +185,8 @@ def filter_health(table: pd.DataFrame, query: str | None = None, problems_only: 
 
 HEALTH_COLUMNS = {
     "problem": st.column_config.TextColumn("Problem", help="Not trading on the exchange (halted, delisted), "
-                                           "disconnected, status row older than 15 s, gaps the exchange could not "
-                                           "fill, or no tick stored for 5 minutes"),
+                                           "disconnected, status row 15 s behind the others, gaps the exchange could "
+                                           "not fill, or no tick stored for 5 minutes"),
     "connected": st.column_config.CheckboxColumn("Connected"),
     "exchange_status": st.column_config.TextColumn("Exchange status",
                                                    help="What the exchange says of the symbol: TRADING, BREAK, "

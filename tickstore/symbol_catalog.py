@@ -25,18 +25,22 @@ DDL = """CREATE TABLE IF NOT EXISTS symbol_catalog(
     last_price DOUBLE,                -- price of the trade with the highest id
     PRIMARY KEY (market, symbol))"""
 
-# `{source}`: a relation of inserted rows with market, symbol, trade_id, ts, price
-_NOTE_SQL = """
+# `symcat_agg`: the inserted rows aggregated per symbol (`_aggregate`); an UPDATE ... FROM plus an insert of the
+# symbols not seen before costs about half an INSERT ... ON CONFLICT of the same rows
+_UPDATE_SQL = """
+UPDATE symbol_catalog SET
+    ticks = symbol_catalog.ticks + a.n,
+    first_ts = least(symbol_catalog.first_ts, a.first_ts),
+    last_ts = greatest(symbol_catalog.last_ts, a.last_ts),
+    last_price = CASE WHEN symbol_catalog.last_trade_id IS NULL OR a.last_id > symbol_catalog.last_trade_id
+                      THEN a.last_price ELSE symbol_catalog.last_price END,
+    last_trade_id = greatest(symbol_catalog.last_trade_id, a.last_id)
+FROM symcat_agg a WHERE symbol_catalog.market = a.market AND symbol_catalog.symbol = a.symbol
+"""
+_INSERT_NEW_SQL = """
 INSERT INTO symbol_catalog
-SELECT market, symbol, count(*), min(ts), max(ts), max(trade_id), arg_max(price, trade_id)
-FROM {source} GROUP BY market, symbol
-ON CONFLICT (market, symbol) DO UPDATE SET
-    ticks = symbol_catalog.ticks + excluded.ticks,
-    first_ts = least(symbol_catalog.first_ts, excluded.first_ts),
-    last_ts = greatest(symbol_catalog.last_ts, excluded.last_ts),
-    last_price = CASE WHEN symbol_catalog.last_trade_id IS NULL OR excluded.last_trade_id > symbol_catalog.last_trade_id
-                      THEN excluded.last_price ELSE symbol_catalog.last_price END,
-    last_trade_id = greatest(symbol_catalog.last_trade_id, excluded.last_trade_id)
+SELECT a.market, a.symbol, a.n, a.first_ts, a.last_ts, a.last_id, a.last_price FROM symcat_agg a
+ANTI JOIN symbol_catalog c ON c.market = a.market AND c.symbol = a.symbol
 """
 _REBUILD_SQL = """
 INSERT INTO symbol_catalog
@@ -64,16 +68,29 @@ def consistent(con: duckdb.DuckDBPyConnection) -> bool:
     return has_catalog(con) and bool(con.execute(_CHECK_SQL).fetchone()[0])
 
 
-def note_inserted(con: duckdb.DuckDBPyConnection, inserted) -> None:
+def _aggregate(inserted: pa.Table) -> pa.Table:
+    """Per (market, symbol): n, first_ts, last_ts, last_id, last_price (the price of the highest id)."""
+    ordered = inserted.sort_by("trade_id")  # unthreaded group_by keeps this order, so "last" is the highest id's
+    g = ordered.group_by(["market", "symbol"], use_threads=False).aggregate(
+        [("trade_id", "count"), ("ts", "min"), ("ts", "max"), ("trade_id", "max"), ("price", "last")])
+    return pa.table({"market": g["market"], "symbol": g["symbol"], "n": g["trade_id_count"],
+                     "first_ts": g["ts_min"], "last_ts": g["ts_max"], "last_id": g["trade_id_max"],
+                     "last_price": g["price_last"]})
+
+
+def note_inserted(con: duckdb.DuckDBPyConnection, inserted: pa.Table) -> None:
     """Add rows just inserted into `ticks` (an Arrow table from `INSERT ... RETURNING`) to the catalogue, in the
     caller's transaction."""
     if inserted.num_rows == 0:
         return
-    con.register("symcat_new", inserted)
+    agg = _aggregate(inserted)
+    con.register("symcat_agg", agg)
     try:
-        con.execute(_NOTE_SQL.format(source="symcat_new"))
+        updated = con.execute(_UPDATE_SQL).fetchone()[0]
+        if updated < agg.num_rows:
+            con.execute(_INSERT_NEW_SQL)
     finally:
-        con.unregister("symcat_new")
+        con.unregister("symcat_agg")
 
 
 def note_deleted(con: duckdb.DuckDBPyConnection, market: str, symbol: str, rows: int) -> None:
