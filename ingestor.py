@@ -2,7 +2,7 @@
 
     python ingestor.py (--symbols btcusdt,ethusdt | --top N | both) [--market spot|usdm|spot,usdm]
                        [--db data/ticks.duckdb] [--ws-url BASE] [--rest-url BASE] [--flush-ms 250] [--demo]
-                       [--streams-per-connection 200] [--log-level INFO]
+                       [--streams-per-connection 200] [--log-level INFO] [--ready-file PATH]
     python ingestor.py import PATH... [--db PATH] [--market spot|usdm]
     python ingestor.py archive --older-than 7d [--db PATH] [--archive-dir data/archive]
 """
