@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core import legs as leglib
 from core import timeframes
@@ -165,6 +166,10 @@ def requested_source() -> str:
     label = st.session_state.get("src") or st.query_params.get("src") or "live file"
     source = SOURCES.get(label, "live")
     if source == "upload" and uploads.check_lost():  # a reload after the server dropped the upload
+        try:  # the URL goes back to the live file too (a later reload must not ask for the upload again)
+            st.query_params.pop("src", None)
+        except StreamlitAPIException:  # bound to the control already: the control's value rewrites it
+            pass
         return "live"  # the sidebar turns the Source control to the live file (see sidebar)
     return source
 

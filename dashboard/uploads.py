@@ -671,6 +671,9 @@ def current() -> UploadedData | None:
     """The dataset uploaded in this session; after a reload, the one the URL's upload id names (if still kept)."""
     ds = st.session_state.get(_SESSION_KEY)
     if ds is not None:
+        uid = st.session_state.get(_ID_KEY)
+        if uid and st.query_params.get(KEEP_PARAM) != uid:  # a page switch keeps only the widgets' parameters
+            st.query_params[KEEP_PARAM] = uid
         return ds
     uid = st.query_params.get(KEEP_PARAM)
     ds = kept().get(uid) if uid else None

@@ -62,6 +62,9 @@ def test_upload_is_kept_across_a_reload(app, tick_db):
     uid = at.query_params[uploads.KEEP_PARAM]
     uid = uid[0] if isinstance(uid, list) else uid
     assert uploads.kept().get(uid) is not None
+    at.switch_page("app_pages/market.py").run()   # a page switch keeps the id in the URL
+    kept_id = at.query_params[uploads.KEEP_PARAM]
+    assert (kept_id[0] if isinstance(kept_id, list) else kept_id) == uid
     # a reload: a new session with the same URL
     again = app(tick_db, query={"src": "upload", uploads.KEEP_PARAM: uid})
     assert_no_exception(again)
@@ -78,6 +81,7 @@ def test_a_dropped_upload_falls_back_to_the_live_file_and_says_so(app, tick_db):
     at = app(tick_db, query={"src": "upload", uploads.KEEP_PARAM: "no-such-upload"})
     assert_no_exception(at)
     assert at.segmented_control(key="src").value == "live file"
+    assert uploads.KEEP_PARAM not in at.query_params and at.query_params.get("src") in (None, [], "live file")
     notes = [i.value for i in at.sidebar.info]
     assert any("no longer held by the server" in n and "Upload the file again" in n for n in notes), notes
     assert "source: **live file**" in page_text(at)
