@@ -184,9 +184,10 @@ def filter_health(table: pd.DataFrame, query: str | None = None, problems_only: 
 
 
 HEALTH_COLUMNS = {
-    "problem": st.column_config.TextColumn("Problem", help="Not trading on the exchange (halted, delisted), "
-                                           "disconnected, status row 15 s behind the others, gaps the exchange could "
-                                           "not fill, or no tick stored for 5 minutes"),
+    "problem": st.column_config.TextColumn("Problem", width="medium",
+                                           help="Not trading on the exchange (halted, delisted), disconnected, status "
+                                                "row 15 s behind the others, gaps the exchange could not fill, or no "
+                                                "tick stored for 5 minutes"),
     "connected": st.column_config.CheckboxColumn("Connected"),
     "exchange_status": st.column_config.TextColumn("Exchange status",
                                                    help="What the exchange says of the symbol: TRADING, BREAK, "
