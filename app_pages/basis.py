@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import basis_view, data, downloads, export, settings, ui
+from dashboard.inputs import bounded_number
 from dashboard.settings import Settings
 
 s = settings.current()
@@ -39,10 +40,10 @@ with st.container(border=True):
                                  "are stored).")
     history = c[1].selectbox("Funding history", list(basis_view.FUNDING_WINDOWS), index=2, key="bs_fh",
                              bind="query-params", help="Settled funding rates shown and summed.")
-    notional = c[2].number_input("Position notional (USDT)", min_value=0.0, max_value=1e10, value=10_000.0,
-                                 step=1_000.0, key="bs_notional", bind="query-params",
-                                 help="For the funding PnL of holding the basis trade (long spot, short perpetual) "
-                                      "at this constant notional through the funding history.")
+    notional = bounded_number("Position notional (USDT)", 0.0, 1e10, 10_000.0, 1_000.0, where=c[2],
+                              key="bs_notional", bind="query-params",
+                              help="For the funding PnL of holding the basis trade (long spot, short perpetual) "
+                                   "at this constant notional through the funding history.")
 
 
 SERIES_KEY, FUNDING_KEY = "dl-basis", "dl-funding"

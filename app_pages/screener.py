@@ -7,6 +7,7 @@ import dataclasses
 import streamlit as st
 
 from dashboard import data, downloads, figures, screen_ui, screener, settings, ui
+from dashboard.inputs import bounded_number
 from dashboard.settings import LOOKBACKS, TIMEFRAMES
 
 s = settings.current()
@@ -32,16 +33,16 @@ with st.container(border=True):
                                        bind="query-params")
     lookback = c[3].selectbox("Lookback", list(LOOKBACKS), index=list(LOOKBACKS).index("24h"), key="sc_lb",
                               bind="query-params", help="Ends at the newest tick of the market.")
-    fdr = c[4].number_input("FDR level", min_value=0.001, max_value=0.5, value=0.05, step=0.01, format="%.3f",
-                            key="sc_fdr", bind="query-params",
-                            help="False discovery rate: pairs with a Benjamini–Hochberg q-value at or under it are "
-                                 "called cointegrated.")
+    fdr = bounded_number("FDR level", 0.001, 0.5, 0.05, 0.01, where=c[4], format="%.3f",
+                         key="sc_fdr", bind="query-params",
+                         help="False discovery rate: pairs with a Benjamini–Hochberg q-value at or under it are "
+                              "called cointegrated.")
     c = st.columns([1.2, 1, 0.9, 1.3, 1.6])
-    max_hl = c[0].number_input("Max half-life (bars, 0 = any)", min_value=0.0, max_value=1e6, value=0.0, step=10.0,
-                               format="%g", key="sc_hl", bind="query-params")
-    min_corr = c[1].number_input("Min correlation", min_value=0.0, max_value=1.0, value=0.0, step=0.05,
-                                 format="%.2f", key="sc_corr", bind="query-params",
-                                 help="Of bar log returns.")
+    max_hl = bounded_number("Max half-life (bars, 0 = any)", 0.0, 1e6, 0.0, 10.0, where=c[0],
+                            format="%g", key="sc_hl", bind="query-params")
+    min_corr = bounded_number("Min correlation", 0.0, 1.0, 0.0, 0.05, where=c[1],
+                              format="%.2f", key="sc_corr", bind="query-params",
+                              help="Of bar log returns.")
     hurst = c[2].toggle("Hurst < 0.5", value=False, key="sc_hurst", bind="query-params",
                         help="Keep only spreads whose Hurst exponent says mean-reverting.")
     coint = c[3].toggle("Cointegrated only", value=False, key="sc_coint", bind="query-params",

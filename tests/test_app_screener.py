@@ -141,7 +141,9 @@ def test_bad_url_values_fall_back_and_say_so(app, universe_db):
     text = page_text(at)
     assert "left out: NOPEUSDT" in text
     assert at.multiselect(key="sc_sym").value == ["ETHUSDT", "BTCUSDT"]
-    assert at.selectbox(key="sc_lb").value == "24h" and 0 < at.number_input(key="sc_fdr").value <= 0.5
+    assert at.selectbox(key="sc_lb").value == "24h"
+    assert "**FDR level**: 7 is out of range; expected 0.001 to 0.5. Using 0.5." in text   # not silently clamped
+    assert "**Max half-life (bars, 0 = any)**: -3 is out of range; expected 0 to 1,000,000. Using 0." in text
     assert list(zip(_table(at)["y"], _table(at)["x"])) in ([("ETHUSDT", "BTCUSDT")], [("BTCUSDT", "ETHUSDT")])
 
 
