@@ -19,6 +19,7 @@ FLASH = "_alerts_flash"
 SEL = "alerts_rule"
 NONCE = "_alerts_form_nonce"
 NEW = "new"   # the Edit box's "+ New rule" (not None: a None value would show as no selection, "Choose an option")
+ALL_RULES = "all"   # the history filter's "All rules", likewise
 
 st.header("Alerts", anchor=False)
 st.caption("Rules are evaluated by the ingestor after every flush (~4× a second), so they fire with no browser "
@@ -224,9 +225,12 @@ def history_panel() -> None:
 def history_table():
     """The history panel's filters and table; returns the events shown (None when they cannot be read)."""
     c = st.columns([1.5, 1, 1, 1.5])
-    rule_ids = [None, *sorted({*by_id})]
+    rule_ids = [ALL_RULES, *sorted({*by_id})]
+    if st.session_state.get("ah_rule", ALL_RULES) not in rule_ids:
+        st.session_state["ah_rule"] = ALL_RULES  # its rule was deleted: all rules, not an empty box
     rid = c[0].selectbox("Rule", rule_ids, key="ah_rule",
-                         format_func=lambda i: "All rules" if i is None else f"#{i} · {by_id[i].describe()}")
+                         format_func=lambda i: "All rules" if i == ALL_RULES else f"#{i} · {by_id[i].describe()}")
+    rid = None if rid == ALL_RULES else rid
     sym = c[1].selectbox("Symbol", [None, *symbols], key="ah_symbol", format_func=lambda v: v or "All symbols")
     met = c[2].selectbox("Metric", [None, *METRICS], key="ah_metric",
                          format_func=lambda v: "All metrics" if v is None else alerts_ui.metric_label(v))

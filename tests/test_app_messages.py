@@ -224,3 +224,17 @@ def test_out_of_range_backtest_entry(app, tick_db):
     assert_no_exception(at)
     assert any(w.value == "**Entry |z|**: 0.1 is out of range; expected 0.5 to 6. Using 0.5." for w in at.warning), \
         [w.value for w in at.warning]
+
+
+def test_deleting_the_rule_a_history_filter_shows_resets_it_to_all_rules(app, tick_db):
+    from alerts.rules import RuleStore
+
+    r = RuleStore(tick_db).create({"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1})
+    at = app(tick_db, page="app_pages/alerts.py")
+    at.selectbox(key="ah_rule").set_value(r.id).run()
+    at.selectbox(key="alerts_rule").set_value(r.id).run()
+    at.button(key="alerts_delete").click().run()
+    assert_no_exception(at)
+    for key, shown in (("ah_rule", "All rules"), ("alerts_rule", "+ New rule")):
+        box = at.selectbox(key=key)
+        assert box.index is not None and box.options[box.index] == shown, (key, box.value)
