@@ -156,6 +156,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
                 at(b + 1.0)
                 ex.call("set_rate", base)
             at(args.seconds * 0.6)
+            seen = set(max_ids(db))  # symbols with a stored print before the drop
             t_drop = time.time()
             before = ex.call("stats")["connections_opened"]
             ex.call("drop_connections", "reset")
@@ -185,12 +186,12 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     res["rss_mib"] = rss.peak / 2**20
     res["reader_busy"], res["polls"] = poller.busy, len(poller.polls)
     res["poll_ms"] = poller.read_s / max(len(poller.polls), 1) * 1000
-    res.update(analyse(db, log_path, poller.polls, start_ids, final_ids, t0, t_drop, t_end))
+    res.update(analyse(db, log_path, poller.polls, start_ids, final_ids, t0, t_drop, t_end, seen))
     return res
 
 
 def analyse(db: Path, log_path: Path, polls: list, start_ids: dict, final_ids: dict, t0: float, t_drop: float,
-            t_end: float) -> dict:
+            t_end: float, seen: set[str]) -> dict:
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute("SELECT symbol, trade_id, epoch_us(ts), epoch_us(recv_ts) FROM ticks").fetchnumpy()
     dup_total = con.execute("SELECT count(*) - count(DISTINCT (symbol, trade_id)) FROM ticks").fetchone()[0]
@@ -209,7 +210,7 @@ def analyse(db: Path, log_path: Path, polls: list, start_ids: dict, final_ids: d
             if j is not None and v is not None:
                 grid[i, j] = v
     opened = np.array([p[0] for p in polls])
-    missing = published = 0
+    missing = published = missing_unseen = 0
     lat, recv_lat, vis_recv, in_window_ts = [], [], [], []
     order = np.argsort(sym, kind="stable")
     sym_sorted = sym[order]
@@ -227,18 +228,21 @@ def analyse(db: Path, log_path: Path, polls: list, start_ids: dict, final_ids: d
             lo = int(ids.min()) if len(ids) else hi + 1
         published += hi - lo + 1
         sel = (ids >= lo) & (ids <= hi)
-        missing += (hi - lo + 1) - len(np.unique(ids[sel]))
+        lost = (hi - lo + 1) - len(np.unique(ids[sel]))
+        missing += lost
+        missing_unseen += lost if s not in seen else 0
         if not sel.any() or not len(polls):
             continue
         k = np.searchsorted(np.maximum.accumulate(grid[:, col[s]]), ids[sel], side="left")
-        seen = k < len(polls)
+        hit = k < len(polls)
         vis = opened[np.minimum(k, len(polls) - 1)]
         tts, rts = ts[idx][sel], recv[idx][sel]
-        lat.append(np.where(seen, vis - tts, np.nan))
+        lat.append(np.where(hit, vis - tts, np.nan))
         recv_lat.append(rts - tts)
-        vis_recv.append(np.where(seen, vis - rts, np.nan))
+        vis_recv.append(np.where(hit, vis - rts, np.nan))
         in_window_ts.append(tts)
-    out["missing"], out["published"] = int(missing), int(published)
+    out["missing"], out["published"], out["missing_unseen"] = int(missing), int(published), int(missing_unseen)
+    out["unseen"] = len([s for s in symbols if s not in seen])
     cat = lambda parts, unit=1000.0: np.concatenate(parts) * unit if parts else np.zeros(0)  # noqa: E731
     lat, recv_lat, vis_recv, wts = cat(lat), cat(recv_lat), cat(vis_recv), cat(in_window_ts, 1.0)
     steady = wts < t_drop - 0.5  # trades before the drop: none of them waited for a reconnect
@@ -288,14 +292,15 @@ def main(argv: list[str] | None = None) -> int:
         f"1 s bursts at {args.burst:g}x, {args.seconds:g} s window, every connection dropped at {args.seconds * 0.6:g} s",
         ["symbols", "connections (opened)", "published / stored prints/s", "busiest second", "flush p50 / p99 / max ms",
          "tick -> queryable p50 / p99 ms", "of which tick -> received p99", "p99 incl. drop", "ingestor RSS MiB",
-         "ingestor CPU", "drop: all reconnected / gaps filled s", "missing / duplicates", "limit refusals"])
+         "ingestor CPU", "drop: all reconnected / gaps filled s", "missing (of symbols unseen before the drop) / duplicates",
+         "limit refusals"])
     for r in results:
         t.add(r["n"], f"{r['connections']} ({r['connections_opened']})",
               f"{r['published_rate']:,.0f} / {r['stored_rate']:,.0f}", f"{r['busiest_s']:,}",
               f"{r['flush_p50']:.0f} / {r['flush_p99']:.0f} / {r['flush_max']:.0f}",
               f"{r['lat_p50']:.0f} / {r['lat_p99']:.0f}", f"{r['recv_p99']:.0f}", f"{r['lat_all_p99']:,.0f}",
               f"{r['rss_mib']:.0f}", f"{r['cpu_s'] / args.seconds:.0%}",
-              f"{r['reconnect_s']:.1f} / {r['filled_s']:.1f}", f"{r['missing']} / {r['duplicates']}",
+              f"{r['reconnect_s']:.1f} / {r['filled_s']:.1f}", f"{r['missing']} ({r['missing_unseen']} of {r['unseen']}) / {r['duplicates']}",
               r["attempts_refused"] + r["too_many_streams"] + r["rate_limit_closes"] + r["rest_rate_limited"])
     print(t.text())
     print(report.machine())
@@ -316,7 +321,10 @@ drop" adds the trades published while the connections were down: they arrive by 
 market pays for in request weight (one `historicalTrades`, weight 25, per symbol that traded during the drop,
 within 80 % of the 6,000 per minute), so at 1,000 symbols that tail is seconds to minutes. "limit refusals" sums
 the exchange's refused connection attempts, too-many-streams refusals, 1008 closes and REST 429s (0: the ingestor
-stayed inside Binance's limits). Ingestor CPU is its process time over the window, as a share of one core.
+stayed inside Binance's limits). "missing" counts every id published in the window and not stored; in brackets
+the part of it that belongs to symbols with no stored print before the drop (and how many such symbols there
+were): the ingestor has no id to catch such a symbol up from, so prints of it lost with the dropped sockets stay
+lost (the reset discards what was in flight). Ingestor CPU is its process time over the window, as a share of one core.
 The exchange, the ingestor and the reader share 2 cores with other jobs on this host: figures move with its load.
 """
 
