@@ -31,8 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, healthy, stop  # noqa: E402  (bench/app_rss.py)
+from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, stop  # noqa: E402  (bench/app_rss.py)
 from report import Table, write_doc  # noqa: E402  (bench/report.py)
+from streamlit_server import wait_health  # noqa: E402  (bench/streamlit_server.py)
 
 TARGET_S = 10.0
 # page -> (URL path, title, Plotly charts with data, tables, shows the live-file status line, minutes of bars the
@@ -69,21 +70,6 @@ LIVE_JS = """([title, charts, tables, status, span]) => {
   return h && drawn >= charts && t >= tables && s && spans;
 }"""
 OLDEST_FIRST = "market, oldest first"  # the Market page with `--history-first 0`
-
-
-def wait_health(port: int, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
-    """Poll every 50 ms (the figures are start-up times) until the server answers; fail if a process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if healthy(port):
-                return
-        except OSError:
-            pass
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError("a process exited during start-up")
-        time.sleep(0.05)
-    raise RuntimeError("streamlit did not answer within 60 s")
 
 
 def history_loaded_s(log: Path, t0_wall: float) -> tuple[float, float]:
