@@ -59,6 +59,10 @@ def draw(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> dict | None:
         ind = market_indicators(close, sma_n, ema_n, rsi_n, s.window, s.timeframe)
         ui.chart(figures.market(bars, focus, ind.overlays, ind.rsi, ind.volatility, s.uirevision(focus)),
                  key="market-chart")
+        if len(bars) > figures.CANDLE_MAX_BARS:
+            st.caption(f"{len(bars):,} bars: the price is drawn as its close inside the high–low band and the volume "
+                       f"as a line (candles up to {figures.CANDLE_MAX_BARS:,} bars; zoom in or pick a coarser "
+                       "timeframe for them).")
         short = [f"RSI needs more than {rsi_n} bars" if ind.rsi is None else None,
                  f"volatility needs more than {s.window} bars (the sidebar window)"
                  if ind.volatility is None and not ind.withheld else None]

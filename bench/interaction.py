@@ -33,8 +33,6 @@ from app_rss import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from startup import LIVE_JS  # noqa: E402  (page is live: title, charts, tables)
 from streamlit_server import streamlit_server  # noqa: E402
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
-
 ROOT = report.ROOT
 OUT = ROOT / "bench" / "out"
 CONTROL_TARGET_S = 1.0
@@ -56,12 +54,12 @@ st.write(f"clicked {st.session_state.get('n', 0)} times")
 # Installed in every page before a timed click: the click's time, and the end of each script run after it.
 INSTRUMENT_JS = """() => {
   if (window.__bench) return;
-  window.__bench = {t0: 0, starts: 0, ends: []};
-  document.addEventListener('click', () => { Object.assign(window.__bench, {t0: performance.now(), starts: 0, ends: []}); }, true);
+  window.__bench = {t0: 0, ends: []};
+  document.addEventListener('click', () => { Object.assign(window.__bench, {t0: performance.now(), ends: []}); }, true);
   const app = document.querySelector('.stApp');
   new MutationObserver(() => {
     const state = app.getAttribute('data-test-script-state');
-    if (state === 'notRunning') window.__bench.ends.push(performance.now()); else window.__bench.starts += 1;
+    if (state === 'notRunning') window.__bench.ends.push(performance.now());
   }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
 # done() -> ms from the click, once a run ended after the click, none is running and target() holds
@@ -80,27 +78,13 @@ SPACING = """() => { const el = document.querySelector('.js-plotly-plot');
 TEXT = """() => document.querySelector('[data-testid="stMain"]').innerText.includes(%r)"""
 
 
-def timed_click(page, click: Callable[[], None], target: str, timeout_s: float = 120) -> float:
-    """Seconds from the click (browser clock) until the run after it ended and `target` (a JS function) holds.
-    A click that started no run within 10 s (it landed while the front end re-rendered) is repeated once and
-    timed from the repeat."""
+def timed_click(page, click: Callable[[], None], target: str, timeout_s: float = 180) -> float:
+    """Seconds from the click (browser clock) until the run after it ended and `target` (a JS function) holds."""
     page.evaluate(INSTRUMENT_JS)
     page.wait_for_timeout(300)  # let the front end settle after the previous step
-    done = DONE_JS.replace("TARGET", target)
     click()
-    try:
-        ms = page.wait_for_function(done, timeout=10_000, polling="raf").json_value()
-    except PlaywrightTimeout:
-        if page.evaluate("() => window.__bench.starts || document.querySelector('.stApp')"
-                         ".getAttribute('data-test-script-state') !== 'notRunning'"):  # a run is under way
-            ms = page.wait_for_function(done, timeout=timeout_s * 1000, polling="raf").json_value()
-        else:
-            state = page.evaluate("() => [window.__bench, document.querySelector('.stApp')"
-                                  ".getAttribute('data-test-script-state')]")
-            print(f"  (the click started no run: {state}; clicked again)", flush=True)
-            page.screenshot(path=str(OUT / "interaction-lost-click.png"))
-            click()
-            ms = page.wait_for_function(done, timeout=timeout_s * 1000, polling="raf").json_value()
+    ms = page.wait_for_function(DONE_JS.replace("TARGET", target), timeout=timeout_s * 1000,
+                                polling="raf").json_value()
     exc = page.locator('[data-testid="stException"]')
     if exc.count():
         raise RuntimeError(f"exception on the page: {exc.first.inner_text()[:500]}")

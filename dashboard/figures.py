@@ -25,6 +25,10 @@ TIME_HOVER = "%Y-%m-%d %H:%M:%S UTC"  # bar starts are UTC; the hover header say
 # WebGL (scattergl) only for big scatters: its first draw sets up a GL context and shaders (~0.3-0.5 s in a
 # browser without a GPU); SVG draws a few thousand markers faster than that.
 WEBGL_MIN_POINTS = 5000
+# Above this many bars the price is drawn as a close line inside its high-low band and the volume as a filled
+# step line: candles and volume bars are one SVG path per bar (7,200 1s bars took seconds to draw), and at more
+# bars than the chart has pixels a candle is a one-pixel line anyway.
+CANDLE_MAX_BARS = 1500
 
 Figure = dict
 
@@ -87,22 +91,36 @@ def _line(s: pd.Series, name: str, color: str, width: float = 1.4, **extra) -> d
 
 def market(bars: pd.DataFrame, symbol: str, overlays: dict[str, pd.Series], rsi: pd.Series | None,
            volatility: pd.Series | None, uirevision: str) -> Figure:
-    """Candles + overlays, volume, RSI (30/70 guides) and realized volatility on a shared time axis."""
+    """Candles + overlays, volume, RSI (30/70 guides) and realized volatility on a shared time axis (above
+    CANDLE_MAX_BARS bars: close line in its high-low band, volume as a filled step line)."""
     layout = _layout(uirevision, 640)
     heights = [0.52, 0.14] + [0.17] * ((rsi is not None) + (volatility is not None))
     refs = _stack(layout, heights)
     layout["xaxis"]["rangeslider"] = {"visible": False}
     x = bars.index
     (x1, y1), (x2, y2) = refs[0], refs[1]
-    data = [{"type": "candlestick", "x": x, "open": bars["open"].to_numpy(), "high": bars["high"].to_numpy(),
-             "low": bars["low"].to_numpy(), "close": bars["close"].to_numpy(), "name": symbol, "showlegend": False,
-             "increasing": {"line": {"color": UP}, "fillcolor": UP},
-             "decreasing": {"line": {"color": DOWN}, "fillcolor": DOWN}, "xaxis": x1, "yaxis": y1}]
+    many = len(bars) > CANDLE_MAX_BARS
+    if many:
+        band = {"mode": "lines", "line": {"width": 0, "color": UP}, "showlegend": False, "xaxis": x1, "yaxis": y1}
+        data = [{"type": "scatter", "x": x, "y": bars["low"].to_numpy(), "name": "low", **band},
+                {"type": "scatter", "x": x, "y": bars["high"].to_numpy(), "name": "high", "fill": "tonexty",
+                 "fillcolor": "rgba(38,166,154,0.25)", **band},
+                _line(bars["close"], symbol, "#e0e0e0", 1.1, showlegend=False, xaxis=x1, yaxis=y1)]
+    else:
+        data = [{"type": "candlestick", "x": x, "open": bars["open"].to_numpy(), "high": bars["high"].to_numpy(),
+                 "low": bars["low"].to_numpy(), "close": bars["close"].to_numpy(), "name": symbol,
+                 "showlegend": False, "increasing": {"line": {"color": UP}, "fillcolor": UP},
+                 "decreasing": {"line": {"color": DOWN}, "fillcolor": DOWN}, "xaxis": x1, "yaxis": y1}]
     for i, (name, s) in enumerate(overlays.items()):
         data.append(_line(s, name, PALETTE[i % len(PALETTE)], 1.3, xaxis=x1, yaxis=y1))
-    colors = np.where(bars["close"].to_numpy() >= bars["open"].to_numpy(), UP, DOWN)
-    data.append({"type": "bar", "x": x, "y": bars["volume"].to_numpy(), "name": "volume", "showlegend": False,
-                 "marker": {"color": colors, "line": {"width": 0}}, "xaxis": x2, "yaxis": y2})
+    if many:
+        data.append({"type": "scatter", "mode": "lines", "x": x, "y": bars["volume"].to_numpy(), "name": "volume",
+                     "showlegend": False, "line": {"width": 0.8, "color": "#90a4ae", "shape": "hv"},
+                     "fill": "tozeroy", "fillcolor": "rgba(144,164,174,0.45)", "xaxis": x2, "yaxis": y2})
+    else:
+        colors = np.where(bars["close"].to_numpy() >= bars["open"].to_numpy(), UP, DOWN)
+        data.append({"type": "bar", "x": x, "y": bars["volume"].to_numpy(), "name": "volume", "showlegend": False,
+                     "marker": {"color": colors, "line": {"width": 0}}, "xaxis": x2, "yaxis": y2})
     layout["yaxis"]["title"] = {"text": symbol}
     _number_axis(layout["yaxis"], price_format(bars[["open", "high", "low", "close"]].to_numpy()))
     layout["yaxis2"]["title"] = {"text": "volume"}
