@@ -102,21 +102,25 @@ def downloads_section(s: Settings) -> None:
         if s.source != "live":
             st.caption("Tick downloads read the live file; switch the source to *live file*.")
             return
-        last = cat.last_ts(s.market) or dt.datetime.now(dt.UTC)
-        end_default = pd.Timestamp(last).ceil("min").to_pydatetime().replace(tzinfo=None)
-        with st.form("ticks-form", border=False):
-            symbol = st.selectbox("Symbol", s.all_symbols, key="dl_tick_symbol")
-            c1, c2 = st.columns(2)
-            start = c1.datetime_input("From (UTC)", value=end_default - dt.timedelta(minutes=15), key="dl_tick_start",
-                                      step=60)
-            end = c2.datetime_input("To (UTC)", value=end_default, key="dl_tick_end", step=60)
-            go = st.form_submit_button("Prepare tick CSV", icon=":material/table_view:")
-        if go:
-            _prepare_ticks(s, symbol, start, end)
-        ready = st.session_state.get("_tick_csv")
-        if ready:
-            st.download_button(f"{ready['label']}", data=ready["bytes"], file_name=ready["name"], mime="text/csv",
-                               icon=":material/download:", on_click="ignore", key="dl-ticks")
+        tick_form(s, cat.last_ts(s.market))
+
+
+@st.fragment  # "Prepare tick CSV" reruns this form only, not the page's health panel, bars and uploads
+def tick_form(s: Settings, last: dt.datetime | None) -> None:
+    end_default = pd.Timestamp(last or dt.datetime.now(dt.UTC)).ceil("min").to_pydatetime().replace(tzinfo=None)
+    with st.form("ticks-form", border=False):
+        symbol = st.selectbox("Symbol", s.all_symbols, key="dl_tick_symbol")
+        c1, c2 = st.columns(2)
+        start = c1.datetime_input("From (UTC)", value=end_default - dt.timedelta(minutes=15), key="dl_tick_start",
+                                  step=60)
+        end = c2.datetime_input("To (UTC)", value=end_default, key="dl_tick_end", step=60)
+        go = st.form_submit_button("Prepare tick CSV", icon=":material/table_view:")
+    if go:
+        _prepare_ticks(s, symbol, start, end)
+    ready = st.session_state.get("_tick_csv")
+    if ready:
+        st.download_button(f"{ready['label']}", data=ready["bytes"], file_name=ready["name"], mime="text/csv",
+                           icon=":material/download:", on_click="ignore", key="dl-ticks")
 
 
 def _as_utc(t: dt.datetime) -> dt.datetime:
