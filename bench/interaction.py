@@ -33,6 +33,8 @@ from app_rss import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from startup import LIVE_JS  # noqa: E402  (page is live: title, charts, tables)
 from streamlit_server import streamlit_server  # noqa: E402
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+
 ROOT = report.ROOT
 OUT = ROOT / "bench" / "out"
 CONTROL_TARGET_S = 1.0
@@ -78,7 +80,7 @@ SPACING = """() => { const el = document.querySelector('.js-plotly-plot');
 TEXT = """() => document.querySelector('[data-testid="stMain"]').innerText.includes(%r)"""
 
 
-def timed_click(page, click: Callable[[], None], target: str, timeout_s: float = 180) -> float:
+def timed_click(page, click: Callable[[], None], target: str, timeout_s: float = 90) -> float:
     """Seconds from the click (browser clock) until the run after it ended and `target` (a JS function) holds."""
     page.evaluate(INSTRUMENT_JS)
     page.wait_for_timeout(300)  # let the front end settle after the previous step
@@ -112,6 +114,7 @@ class Run:
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {}
+        self.timeouts: dict[str, int] = {}
 
     def add(self, name: str, seconds: float) -> None:
         self.times.setdefault(name, []).append(seconds)
@@ -268,15 +271,22 @@ def main(argv: list[str] | None = None) -> int:
                     ctx, _, s = open_page(browser, url, title, charts, tables)
                     print(f"warm-up: {title} live after {s:.1f} s", flush=True)
                     ctx.close()
-                for rep in range(args.repeat):
-                    print(f"repetition {rep + 1}/{args.repeat}", flush=True)
-                    baseline(browser, bsrv.base, run)
-                    for name in chosen:
-                        fn = scenarios[name]
-                        if name in ("alerts", "csv"):
-                            fn(browser, srv.base, run, args.every, rep)
-                        else:
-                            fn(browser, srv.base, run, args.every)
+                try:
+                    for rep in range(args.repeat):
+                        print(f"repetition {rep + 1}/{args.repeat}", flush=True)
+                        for name in ["baseline", *chosen]:
+                            try:
+                                if name == "baseline":
+                                    baseline(browser, bsrv.base, run)
+                                elif name in ("alerts", "csv"):
+                                    scenarios[name](browser, srv.base, run, args.every, rep)
+                                else:
+                                    scenarios[name](browser, srv.base, run, args.every)
+                            except PlaywrightTimeout as exc:  # counted and reported; the run goes on
+                                run.timeouts[name] = run.timeouts.get(name, 0) + 1
+                                print(f"  {name}: timed out ({str(exc).splitlines()[0]})", flush=True)
+                except KeyboardInterrupt:  # Ctrl-C: report what was measured so far
+                    print(f"interrupted in repetition {rep + 1}", flush=True)
             finally:
                 browser.close()
     load_end = os.getloadavg()
@@ -284,14 +294,17 @@ def main(argv: list[str] | None = None) -> int:
     size = f"{args.ticks / 1e6:g}M ticks" if not args.db else f"the file {args.db}"
     table = summarise(run, f"Click → redrawn / open → live, seconds ({size}, refresh {args.every}, "
                            f"{args.repeat} repetitions; {load})")
+    timeouts = "; ".join(f"{k}: {v} scenario run(s) timed out" for k, v in run.timeouts.items())
     print()
     print(table.text())
+    if timeouts:
+        print(timeouts)
     if not args.no_doc:
         cmd = "python bench/interaction.py " + " ".join(argv if argv is not None else sys.argv[1:])
         built_note = "" if built != built else f"The {size} file was generated in {built:.1f} s. "
         doc = report.write_doc("interaction", "Interaction latency in Chromium" + (f" ({args.label})" if args.label
                                                                                  else ""),
-                               cmd.strip(), [table], WHY, built_note + load + ".")
+                               cmd.strip(), [table], WHY, built_note + load + "." + (f" Timeouts: {timeouts}." if timeouts else ""))
         print(f"wrote {doc}")
     return 0
 
