@@ -68,7 +68,7 @@ test-fast: venv
 	$(PYTEST) -m "not slow" tests
 
 # Each prints a table (figures in README). Long runs on their own: bench/app_rss.py --minutes 30,
-# bench/faulted_run.py --minutes 5, bench/browser_memory.py.
+# bench/faulted_run.py --minutes 5, bench/browser_memory.py, bench/interaction.py (builds a 20M-tick file).
 bench: venv
 	for b in analytics query ingest latency app startup sweep; do $(BIN)/python bench/$$b.py || exit 1; done
 

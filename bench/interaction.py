@@ -58,11 +58,11 @@ INSTRUMENT_JS = """() => {
   if (window.__bench) return;
   window.__bench = {t0: 0, ends: []};
   document.addEventListener('click', () => { Object.assign(window.__bench, {t0: performance.now(), ends: []}); }, true);
-  const app = document.querySelector('.stApp');
+  // the whole document, not the .stApp node: the front end may replace that node after the first render
   new MutationObserver(() => {
-    const state = app.getAttribute('data-test-script-state');
-    if (state === 'notRunning') window.__bench.ends.push(performance.now());
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    const app = document.querySelector('.stApp');
+    if (app && app.getAttribute('data-test-script-state') === 'notRunning') window.__bench.ends.push(performance.now());
+  }).observe(document.documentElement, {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
 }"""
 # done() -> ms from the click, once a run ended after the click, none is running and target() holds
 DONE_JS = """() => {
@@ -71,12 +71,13 @@ DONE_JS = """() => {
   if (!(TARGET)()) return false;
   return performance.now() - b.t0;
 }"""
-# first Plotly chart's bar spacing in ms (x values are ISO strings or numbers)
-SPACING = """() => { const el = document.querySelector('.js-plotly-plot');
-  if (!el || !el._fullData || !el._fullData.length) return false;
+# some Plotly chart's bar spacing in ms (x values are ISO strings or numbers); any chart, not the first: a
+# replaced chart's old element may linger in the DOM for a moment
+SPACING = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(el => {
+  if (!el._fullData || !el._fullData.length) return false;
   const xs = el._fullData[0].x; if (!xs || xs.length < 3) return false;
   const t = v => typeof v === 'number' ? v : Date.parse(v);
-  return t(xs[2]) - t(xs[1]) === %d; }"""
+  return t(xs[2]) - t(xs[1]) === %d; })"""
 TEXT = """() => document.querySelector('[data-testid="stMain"]').innerText.includes(%r)"""
 
 
