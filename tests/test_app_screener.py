@@ -239,7 +239,7 @@ def test_uploaded_bars_are_screened(app, universe_db):
     table = _table(at)
     assert len(table) == 15
     assert {frozenset(p) for p in zip(table["y"].head(3), table["x"].head(3))} == TRUE_PAIRS
-    spec = screener.ScreenSpec.make("upload", "x", at.selectbox(key="sc_mkt").value, (), "1m", "6h", 0.05)
+    spec = screener.ScreenSpec.make("upload", "x", at.multiselect(key="sc_mkt").value, (), "1m", "6h", 0.05)
     at.session_state[screen_ui._PICK] = {"y": table["y"][0], "x": table["x"][0], "spec": spec}
     at.run()
     assert_no_exception(at)

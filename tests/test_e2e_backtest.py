@@ -96,7 +96,7 @@ def test_sweep_runs_from_a_bookmark_and_from_the_form(server):
         assert page.get_by_text("In-sample best and its out-of-sample result").count() == 1
         assert page.locator('[data-testid="stException"]').count() == 0
         # a finer entry grid through the form: the sweep reruns and the URL keeps the new value
-        step = page.get_by_label("Entry step")
+        step = page.get_by_role("spinbutton", name="Entry step")
         step.fill("0.3")
         step.press("Tab")
         page.get_by_role("button", name="Run sweep").click()
