@@ -212,6 +212,8 @@ def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_
     assert at.multiselect(key="sym").value == sorted(MAJORS)
     assert len(at.multiselect(key="sym").options) == 24
     assert set(at.dataframe[0].value.index) == set(MAJORS)  # window stats of the charted symbols
+    assert len(at.dataframe[-1].value) == 20  # the summary opens on the 20 most active symbols
+    at.selectbox(key="sum_n").set_value("All").run()
     summary = at.dataframe[-1].value  # all symbols, last 24 h
     assert set(summary.index) == set(UNIVERSE) and summary.loc["PEPEUSDT", "last_price"] < 1e-4
     assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("ETHUSDT", "BTCUSDT")
