@@ -238,6 +238,13 @@ class GapTracker:
         st = self.state.stats(self.market, symbol)
         st.last_trade_id, st.last_trade_us = last_id, last_us
 
+    def prime_at_subscription(self, symbol: str, last_id: int, at_us: int) -> None:
+        """A symbol with nothing stored: start from the exchange's newest id when it is subscribed, so prints made
+        before its first live one (and during a drop before it) are fetched; as requested history, not a gap."""
+        self.prime(symbol, last_id, at_us)
+        with self.lock:
+            self._history.add(symbol)
+
     def resume(self, symbol: str, reason: str, history: bool = False) -> None:
         """Catch up from the primed id to the present over REST: after downtime (a gap), or `history` asked for
         on an empty file (not counted as a gap)."""

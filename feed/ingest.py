@@ -299,6 +299,13 @@ class Ingestor:
                     backfiller.submit(Gap(sym, a, b, "hole found in stored ids at start-up"))
             elif self.cfg.history_s > 0:
                 older.extend(self._load_history(feed, sym))
+        unprimed = [s for s in feed.symbols if s not in feed.delisted and
+                    self.state.stats(market, s).last_trade_id is None]
+        if unprimed and feed.spec.name == "spot":  # usdm's ticker ids are not its aggTrade ids
+            newest = feed.newest_ids()
+            for sym in unprimed:
+                if sym in newest:
+                    tracker.prime_at_subscription(sym, newest[sym], now_us())
         for gap in older:  # queued after every symbol's newest part: pages show the present first
             backfiller.submit(gap)
 

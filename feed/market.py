@@ -172,13 +172,13 @@ class MarketFeed:
         (weight 80, whatever the number of symbols) first says which of them traded at all meanwhile."""
         todo = [s for s in symbols if s not in self.delisted and not self.tracker.is_resuming(s)]
         if todo and self.spec.name == "spot":
-            newest = self._newest_ids()
+            newest = self.newest_ids()
             todo = [s for s in todo if newest.get(s, 1 << 62) > (self.state.stats(self.market, s).last_trade_id or -1)]
         for sym in todo:
             if not self.tracker.is_resuming(sym):
                 self.tracker.resume(sym, "no print since the reconnect")
 
-    def _newest_ids(self) -> dict[str, int]:
+    def newest_ids(self) -> dict[str, int]:
         """Each symbol's newest trade id from one all-symbol ticker, shared by the connections that come back
         together (a drop of every connection costs one ticker, not one per connection); {} if it failed."""
         with self._ticker_lock:
