@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from tickstore import queries  # noqa: E402
+from tickstore import queries, symbol_catalog  # noqa: E402
 from tickstore.connection import init_db  # noqa: E402
 
 SYMBOLS = [("BTCUSDT", 60_000.0, 1.0), ("ETHUSDT", 3_000.0, 1.1), ("SOLUSDT", 150.0, 1.4), ("BNBUSDT", 600.0, 0.8)]
@@ -74,6 +74,7 @@ def build_file(path: Path, n_total: int) -> float:
                              (SELECT max(trade_id) FROM ticks WHERE symbol = $s),
                              (SELECT max(ts) FROM ticks WHERE symbol = $s), $now, $n, $r, 0, 0, 0, 0, 0, 0, 0, $now)""",
                         {"s": symbol, "n": per_symbol, "r": RATE_PER_S, "now": now})
+        symbol_catalog.ensure_catalog(con)  # what the ingestor's first connection does to a file filled directly
         con.execute("CHECKPOINT")
     finally:
         con.close()

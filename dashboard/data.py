@@ -1,7 +1,8 @@
 """Cached reads for the pages: the live DuckDB file or an uploaded CSV, behind one `Loaded` result.
 
 Caching: every tickstore query goes through `st.cache_data`, keyed on plain arguments plus a time `bucket`
-(`floor(now / refresh)`), so N open tabs with the same view cost one query per refresh interval.
+(`floor(now / refresh)`), so N open tabs with the same view cost one query per refresh interval. Bars go through
+`dashboard.bar_cache` too: a refresh aggregates only the newest ticks and reuses the closed bars of earlier reads.
 Lock conflicts: when the ingestor (or an import) holds the file longer than the retry budget, the page gets the
 last good result of the same query from this session, marked `stale`, and the page says so in one line.
 """
@@ -18,6 +19,7 @@ import streamlit as st
 
 from core import legs as leglib
 from dashboard import uploads
+from dashboard.bar_cache import BarCache
 from dashboard.catalog import CATALOG_COLUMNS, Catalog
 from dashboard.settings import Settings
 from tickstore import queries
@@ -69,10 +71,17 @@ def _symbols_since(path: str, since: dt.datetime, bucket: int) -> pd.DataFrame:
     return queries.symbols_since(since, path)
 
 
+@st.cache_resource(show_spinner=False)
+def _bar_cache() -> BarCache:
+    """The server's incremental bars (closed bars kept, the newest re-read each refresh; dashboard.bar_cache)."""
+    return BarCache()
+
+
 @_cache
 def _bars(path: str, market: str, symbols: tuple[str, ...], timeframe: str, start: dt.datetime, bucket: int
-          ) -> pd.DataFrame:
-    return queries.bars(market, symbols, timeframe, start, path=path)
+          ) -> dict[str, pd.DataFrame]:
+    # per refresh bucket (every tab of the view shares it); per symbol: tabs need not split the long frame again
+    return _bar_cache().bars(path, market, symbols, timeframe, start).frames
 
 
 @_cache
@@ -218,9 +227,7 @@ def bars(s: Settings, symbols: tuple[str, ...] | list[str], cat: Catalog | None 
                    s.db_path, s.market, symbols, s.timeframe, start, bucket(s.refresh_s))
     if res.value is None:
         return Loaded(None, res.state, res.message)
-    long = res.value
-    out = {sym: g.drop(columns="symbol").set_index("ts") for sym, g in long.groupby("symbol")}
-    out = {sym: out.get(sym, uploads.empty_bars()) for sym in symbols}
+    out = {sym: res.value.get(sym, uploads.empty_bars()) for sym in symbols}
     return Loaded(out, res.state, res.message, res.as_of)
 
 
@@ -252,7 +259,7 @@ def leg_bars(s: Settings, legs: tuple[leglib.Leg, ...] | list[leglib.Leg], cat: 
         states.append(res.state)
         messages.append(res.message)
         as_of = res.as_of if as_of is None or (res.as_of and res.as_of < as_of) else as_of
-        got = {sym: g.drop(columns="symbol").set_index("ts") for sym, g in res.value.groupby("symbol")}
+        got = res.value
         for lab, leg in zip(labels, legs):
             if leg.market == market:
                 out[lab] = got.get(leg.symbol, uploads.empty_bars())

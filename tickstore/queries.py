@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,68 @@ def bars(market: str, symbols: Sequence[str], timeframe: str, start: dt.datetime
     params = {"step": step, "market": market, "symbols": [s.upper() for s in symbols], "start": _utc(start), "end": end}
     with read_connection(path) as con:
         df = con.execute(BARS_SQL, params).df()
+    return _bar_frame(df)
+
+
+_STORED_SQL = """SELECT coalesce(sum(ticks), 0)::BIGINT FROM symbol_catalog
+                 WHERE market = $market AND list_contains($symbols, symbol)"""
+_ARCHIVED_SQL = """SELECT coalesce(sum(rows), 0)::BIGINT FROM archive_files
+                   WHERE market = $market AND list_contains($symbols, symbol)"""
+
+
+def _stored_ticks(con, market: str, symbols: list[str]) -> int | None:
+    """Ticks of `symbols` in the file, hot and archived, from `symbol_catalog` and `archive_files` (no tick is read);
+    None when the catalogue does not add up (a file written by older code or by a direct insert)."""
+    if not symbol_catalog.consistent(con):
+        return None
+    n = con.execute(_STORED_SQL, {"market": market, "symbols": symbols}).fetchone()[0]
+    if _has_table(con, "archive_files"):
+        n += con.execute(_ARCHIVED_SQL, {"market": market, "symbols": symbols}).fetchone()[0]
+    return int(n)
+
+
+@dataclass(frozen=True)
+class BarsRead:
+    """`bars` from `start` on, and the count of every stored tick of those symbols read in the same snapshot.
+
+    `stored` changes whenever a tick of these symbols is inserted (live, backfill, import) or deleted, whatever its
+    time, and only then (archiving moves ticks: the count stays), so `stored - (trades in the bars from t on)` —
+    `before(t)` — is the number of ticks older than `t`; equal numbers at two reads mean nothing older than `t` came
+    or went in between, and bars before `t` read earlier are still exact. None when the catalogue does not add up.
+    """
+
+    bars: pd.DataFrame
+    start: dt.datetime
+    stored: int | None
+
+    def before(self, t: dt.datetime) -> int | None:
+        """Stored ticks of these symbols with a trade time before `t` (a bar boundary at or after `start`)."""
+        if self.stored is None:
+            return None
+        if _utc(t) < _utc(self.start):
+            raise ValueError(f"before({t}) needs a time at or after the read's start {self.start}")
+        return self.stored - int(self.bars.loc[self.bars["ts"] >= pd.Timestamp(t), "trades"].sum())
+
+    def summary(self) -> str:
+        return (f"{len(self.bars):,} bars of {self.bars['symbol'].nunique()} symbols from {self.start:%Y-%m-%d %H:%M:%S}"
+                f" UTC; {'unknown' if self.stored is None else f'{self.stored:,}'} ticks stored")
+
+
+def bars_read(market: str, symbols: Sequence[str], timeframe: str, start: dt.datetime, path: PathLike = None
+              ) -> BarsRead:
+    """`bars(market, symbols, timeframe, start)` (no end) with the stored-tick count of the same snapshot (one
+    connection: no writer can come in between), for caches that keep closed bars and re-read only the newest."""
+    step = tf_seconds(timeframe) * 1_000_000
+    wanted = [s.upper() for s in symbols]
+    params = {"step": step, "market": market, "symbols": wanted, "start": _utc(start),
+              "end": dt.datetime(9999, 1, 1, tzinfo=dt.UTC)}
+    with read_connection(path) as con:
+        stored = _stored_ticks(con, market, wanted)
+        df = con.execute(BARS_SQL, params).df()
+    return BarsRead(_bar_frame(df), _utc(start), stored)
+
+
+def _bar_frame(df: pd.DataFrame) -> pd.DataFrame:
     df.insert(1, "ts", pd.to_datetime(df.pop("bucket_us"), unit="us", utc=True))
     df["trades"] = df["trades"].astype("int64")
     df["vwap"] = (df["quote_volume"] / df["volume"]).where(df["volume"] > 0)
