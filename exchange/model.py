@@ -68,6 +68,8 @@ P_ONE_FILL = 0.6  # geometric: P(level fills exactly one maker order)
 SIZE_SIGMA = 1.4
 ROUND_LOT_FRACTION = 0.25
 RPI_FRACTION = 0.02
+BASIS_BURN_IN_S = 4 * BASIS_SLOW_TAU  # basis pre-roll before the first funding period: the start draw forgotten
+PREROLL_GRID = 200  # steps (10 s) per point of the basis pre-roll (exact OU transitions between points)
 
 def _key(*parts: object) -> int:
     return zlib.crc32("|".join(str(p) for p in parts).encode())
@@ -360,6 +362,7 @@ class Simulator:
             rngs.update({name: rng_for(self.seed, "blast", key[0], key[1], name) for name in
                          ("bside", "bsize")})
             self._inst[key] = _InstrumentState(inst, inst.first_trade_id, inst.first_agg_id, rngs)
+        self._stepped = False
         # per symbol, the steps of the last `step` call: (step starts µs, latent log price, usdm log basis)
         self.last_paths: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._last_price: dict[tuple[str, str], float] = {
@@ -407,6 +410,54 @@ class Simulator:
         _, x = self._latent(n)
         return {s: math.log(self.models[s].price0) + x[s][every - 1::every] for s in self.symbols}
 
+    def preroll_basis(self, n_steps: int, burn_in_steps: int = 0) -> dict[str, tuple[float, int]]:
+        """Advance the perpetuals' basis alone (no prices, no prints) over ``burn_in_steps`` unrecorded steps, then
+        the ``n_steps`` steps that precede the first generated one; per symbol (premium ``mark / index - 1`` summed
+        over those ``n_steps``, ``n_steps``).
+
+        For the funding period that the first generated step falls in: without it that period would average only
+        the steps from the first one on (minutes, when the history starts just before a funding time), i.e. little
+        more than the basis's start-up draw, instead of a whole period of premium like every other one. The burn-in
+        (``BASIS_BURN_IN_S``) makes the start draw irrelevant. Runs on a coarse grid (``PREROLL_GRID`` steps per
+        point, the last point of the recorded part covers the remainder): the OU transitions between points are
+        exact, the sum counts each point's value once per step it stands for. Uses only the basis generators, so
+        nothing else changes; only before the first ``step``."""
+        if self._stepped:
+            raise RuntimeError("preroll_basis runs before the first step")
+        if "usdm" not in self.markets or n_steps + burn_in_steps <= 0:
+            return {}
+        g = PREROLL_GRID
+        q, r = divmod(int(n_steps), g)
+        n_burn = -(-int(burn_in_steps) // g)
+        out: dict[str, tuple[float, int]] = {}
+        for s in self.symbols:
+            st = self._sym[s]
+            parts = ((st.basis, st.rng_b, BASIS_SD), (st.basis_slow, st.rng_bs, BASIS_SLOW_SD))
+            path = np.full(q + int(r > 0), BASIS_MEAN)
+            for i, (ar, rng, sd) in enumerate(parts):
+                y = ar.last
+                pg = ar.phi ** g
+                if n_burn:
+                    y = AR1(pg, y)(sd * math.sqrt(1 - pg**2) * rng.standard_normal(n_burn))[-1]
+                if r:  # the remainder first: the grid points then end on the step before the first generated one
+                    pr = ar.phi ** r
+                    y = pr * y + sd * math.sqrt(1 - pr**2) * float(rng.standard_normal())
+                    path[0] += y
+                if q:
+                    seg = AR1(pg, y)(sd * math.sqrt(1 - pg**2) * rng.standard_normal(q))
+                    path[int(r > 0):] += seg
+                    y = float(seg[-1])
+                new = AR1(ar.phi, float(y))
+                if i == 0:
+                    st.basis = new
+                else:
+                    st.basis_slow = new
+            weights = np.full(len(path), float(g))
+            if r:
+                weights[0] = r
+            out[s] = (float(np.dot(np.expm1(path), weights)), int(n_steps))
+        return out
+
     def step(self, starts_us: np.ndarray, rate_factor: dict[str, float] | None = None) -> dict[tuple[str, str], Batch]:
         """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart).
 
@@ -416,6 +467,7 @@ class Simulator:
         n = len(starts)
         if n == 0:
             return {}
+        self._stepped = True
         act, x = self._latent(n)
         act_var = ACT_FAST_SD**2 + ACT_SLOW_SD**2
         out: dict[tuple[str, str], Batch] = {}

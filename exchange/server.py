@@ -151,7 +151,7 @@ from core.durations import DurationError, parse_duration
 from core.logs import LEVELS, setup_logging
 from exchange.faults import Faults
 from exchange.funding import FundingBook
-from exchange.model import MARKETS, STEP_US, Batch, Instrument, Simulator
+from exchange.model import BASIS_BURN_IN_S, MARKETS, STEP_US, Batch, Instrument, Simulator
 from exchange.rest import RestApi
 from exchange.store import InstrumentHistory
 from exchange.ws import Outbox, WsConn, WsHub
@@ -322,6 +322,11 @@ class LocalExchange:
             n_thin = max(0, n_hist - int(round(self.thin_history_after * 1e6 / STEP_US)))
         factors = self.thin_factors()
         t0 = time.perf_counter()
+        if self._funding is not None:  # the first funding period averages all of its steps (exchange.funding)
+            first = grid - STEP_US * n_hist
+            n_pre = (first % self._funding.interval_us) // STEP_US
+            for sym, (psum, pn) in self._sim.preroll_basis(n_pre, int(BASIS_BURN_IN_S * 1e6 / STEP_US)).items():
+                self._funding.prime(sym, first, psum, pn)
         for part_lo, part_hi, rate_factor in ((0, n_thin, factors), (n_thin, n_hist, None)):
             for lo in range(part_lo, part_hi, _CHUNK_STEPS):
                 k = min(_CHUNK_STEPS, part_hi - lo)

@@ -2,12 +2,15 @@
 groupby by period, Binance's formula written out by hand), and the perpetual's trades against spot's."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from exchange.funding import FundingBook, funding_rate
-from exchange.model import STEP_US, Simulator
+from exchange.model import (BASIS_BURN_IN_S, BASIS_MEAN, BASIS_SD, BASIS_SLOW_SD, BASIS_SLOW_TAU, BASIS_TAU, STEP_US,
+                            Simulator)
 
 
 def test_binance_formula_by_hand():
@@ -71,3 +74,62 @@ def test_basis_is_small_mean_reverting_and_perp_trades_follow_it():
     b_min = pd.Series(bps).groupby(np.arange(n) // 1200).mean().loc[ratio.index]
     assert np.corrcoef(ratio, b_min)[0, 1] > 0.8
     assert abs((ratio - b_min).median()) < 1.0   # within a tick of 0.1 / 93k ~ 0.01 bp plus the spread noise
+
+
+def _ou_mean_sd(sd: float, tau: float, span: float) -> float:
+    """Closed form: sd of the time average over ``span`` of a stationary OU with stationary sd ``sd`` and time
+    constant ``tau``: Var = 2 sd^2 (tau/T) (1 - (tau/T)(1 - exp(-T/tau)))."""
+    k = tau / span
+    return sd * math.sqrt(2.0 * k * (1.0 - k * (1.0 - math.exp(-1.0 / k))))
+
+
+def test_basis_preroll_averages_like_a_whole_period_of_premium():
+    """The pre-roll's premium over one 8 h period (after the burn-in) has the OU closed-form mean and sd of an
+    8 h average, not the spread of the start-up draw."""
+    syms = tuple(f"Z{i}USDT" for i in range(1500))
+    sim = Simulator(syms, ("usdm",), seed=3, rate=0.0)
+    n = int(8 * 3600 * 1e6 / STEP_US) - 77   # not a multiple of the grid: the remainder point counts too
+    out = sim.preroll_basis(n, int(BASIS_BURN_IN_S * 1e6 / STEP_US))
+    assert {pn for _, pn in out.values()} == {n}
+    avg = np.array([ps / pn for ps, pn in out.values()])
+    sd = math.hypot(_ou_mean_sd(BASIS_SD, BASIS_TAU, 8 * 3600), _ou_mean_sd(BASIS_SLOW_SD, BASIS_SLOW_TAU, 8 * 3600))
+    assert abs(avg.mean() - BASIS_MEAN) < 4 * sd / math.sqrt(len(avg))
+    assert avg.std() == pytest.approx(sd, rel=0.1)
+    assert sd < 0.7 * BASIS_SLOW_SD   # an 8 h average is much tighter than one draw of the slow part
+
+
+def test_basis_preroll_changes_nothing_but_the_basis_and_only_before_the_first_step():
+    starts = 1_800_000_000_000_000 + STEP_US * np.arange(2_000, dtype=np.int64)
+    plain, rolled = (Simulator(("BTCUSDT", "ETHUSDT"), ("spot", "usdm"), seed=5, rate=20.0) for _ in range(2))
+    rolled.preroll_basis(5_000, 10_000)
+    a, b = plain.step(starts), rolled.step(starts)
+    for s in ("BTCUSDT", "ETHUSDT"):
+        np.testing.assert_array_equal(a[("spot", s)].trade_price, b[("spot", s)].trade_price)
+        np.testing.assert_array_equal(plain.last_paths[s][1], rolled.last_paths[s][1])   # the index path
+        assert not np.array_equal(plain.last_paths[s][2], rolled.last_paths[s][2])      # a basis of its own
+    with pytest.raises(RuntimeError, match="before the first step"):
+        rolled.preroll_basis(10)
+
+
+def test_first_settled_period_of_the_exchange_is_a_whole_period(monkeypatch):
+    """History starting 10 minutes before a funding time: the first settled rate averages the whole 8 h period
+    (pre-rolled basis), so it is as close to 0.01 % as the others. Before, it averaged those 10 minutes only,
+    i.e. the basis's start-up draw: seed 7 gave BTCUSDT +0.15 %."""
+    import exchange.server as server
+    from exchange.universe import demo_symbols
+
+    boundary = 1_800_000_000_000_000 // 28_800_000_000 * 28_800_000_000
+    monkeypatch.setattr(server, "_now_us", lambda: boundary + 300_000_000)   # 5 min after the funding time
+    syms = demo_symbols("usdm")
+    ex = server.LocalExchange(syms, seed=7, rate=0.01, markets=("usdm",), history_seconds=900)
+    ex.pause()
+    ex.start()
+    try:
+        first = {s: ex.funding_rates(s) for s in syms}
+    finally:
+        ex.stop()
+    for s, df in first.items():
+        assert list(df.funding_time) == [pd.Timestamp(boundary, unit="us", tz="UTC")], (s, df)
+    rates = np.array([df.funding_rate.iloc[0] for df in first.values()])
+    assert np.abs(rates - 1e-4).max() < 5e-4, dict(zip(syms, rates))   # old code: BTCUSDT 1.5e-3
+    assert np.mean(rates == 1e-4) > 0.6   # most periods settle at exactly the interest rate, as on Binance
