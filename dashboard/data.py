@@ -227,7 +227,7 @@ def bars(s: Settings, symbols: tuple[str, ...] | list[str], cat: Catalog | None 
                    s.db_path, s.market, symbols, s.timeframe, start, bucket(s.refresh_s))
     if res.value is None:
         return Loaded(None, res.state, res.message)
-    out = {sym: res.value.get(sym, uploads.empty_bars()) for sym in symbols}
+    out = {sym: res.value[sym] if sym in res.value else uploads.empty_bars() for sym in symbols}
     return Loaded(out, res.state, res.message, res.as_of)
 
 
@@ -262,7 +262,7 @@ def leg_bars(s: Settings, legs: tuple[leglib.Leg, ...] | list[leglib.Leg], cat: 
         got = res.value
         for lab, leg in zip(labels, legs):
             if leg.market == market:
-                out[lab] = got.get(leg.symbol, uploads.empty_bars())
+                out[lab] = got[leg.symbol] if leg.symbol in got else uploads.empty_bars()
     state = "stale" if "stale" in states else "ok"
     return Loaded({lab: out[lab] for lab in labels}, state, next((m for m in messages if m), None), as_of)
 
