@@ -107,8 +107,8 @@ class BarCache:
                     tail = split(r.bars)
                     frames = {}
                     for sym in symbols:
-                        parts = [f for f in (_from(entry.head[sym], start_ts) if sym in entry.head else None,
-                                             tail.get(sym)) if f is not None and len(f)]
+                        parts = [_from(f, start_ts) for f in (entry.head.get(sym), tail.get(sym)) if f is not None]
+                        parts = [f for f in parts if len(f)]
                         if parts:
                             frames[sym] = parts[0] if len(parts) == 1 else pd.concat(parts)
                     self._keep(key, frames, r, start_ts, step)
