@@ -213,6 +213,7 @@ def build_file(path: Path, n_sym: int, rate: float, history_min: float) -> Path:
     import duckdb
 
     from alerts.rules import RuleStore
+    from tickstore import symbol_catalog
     from tickstore.connection import init_db
 
     rng = np.random.default_rng(n_sym)
@@ -225,6 +226,7 @@ def build_file(path: Path, n_sym: int, rate: float, history_min: float) -> Path:
         con.register("prefill", table)
         con.execute("INSERT INTO ticks SELECT * FROM prefill")
         con.unregister("prefill")
+        symbol_catalog.ensure_catalog(con)  # as a writer would have kept it (rules are created atomically)
     RuleStore(path).create_many(rules(n_sym))
     meta = path.with_suffix(".json")
     meta.write_text(json.dumps({"rows": n_rows, "end_us": end_us, "next_id": next_id.tolist()}))

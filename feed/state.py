@@ -14,7 +14,9 @@ from tickstore.connection import Connection
 from tickstore.state import append_ingest_events, upsert_ingest_status
 
 
-STATUS_REFRESH_S = 5.0  # every status row is rewritten at least this often (the app calls a row stale after 15 s)
+STATUS_REFRESH_S = 5.0  # a status row unchanged this long is rewritten (the app calls a row stale after 15 s)
+STATUS_REFRESH_SHARE = 10  # ... at most 1/this of the rows (or STATUS_REFRESH_MIN_ROWS) a flush, oldest first,
+STATUS_REFRESH_MIN_ROWS = 64  # so the refreshes spread over the flushes (each row within 2 x STATUS_REFRESH_S)
 
 
 def now_us() -> int:
@@ -40,6 +42,7 @@ class SymbolStats:
     exchange_status: str = "TRADING"      # exchangeInfo's status when last checked, or 'DELISTED'
     rate_window: deque = field(default_factory=lambda: deque(maxlen=64))   # (monotonic, ticks_total)
     written: tuple | None = None         # what its ingest_status row last said (IngestState.write_status)
+    written_at: float = -math.inf        # when (monotonic) that row was written
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,6 @@ class IngestState:
         self.connected: dict[str, bool] = {}     # market -> every connection of the market is up
         self.links: dict[str, dict[str, bool]] = {}  # market -> {connection name: up}
         self._events: list[Event] = []
-        self._status_refreshed = -math.inf   # monotonic time every status row was last written
 
     def set_link(self, market: str, link: str, symbols: list[str], up: bool) -> bool:
         """Record whether connection `link` (carrying `symbols`) of `market` is up; returns its previous state."""
@@ -114,11 +116,13 @@ class IngestState:
 
     # writer hook -------------------------------------------------------------------------------------------
     def write_status(self, con: Connection, batch: pa.Table, inserted: int) -> None:
-        """After-flush hook: append pending ingest_events and upsert the ingest_status rows that changed.
+        """After-flush hook: append pending ingest_events and write the ingest_status rows that changed.
 
-        A symbol's row is written when anything but its rate changed since its last write, and every row at
-        least every STATUS_REFRESH_S (rates of quiet symbols decay, and `updated_at` says the ingestor is alive),
-        so a flush costs one small statement whatever the number of symbols."""
+        A symbol's row is written when anything but its rate changed since its last write, and otherwise once it
+        is STATUS_REFRESH_S old (rates of quiet symbols decay, and `updated_at` says the ingestor is alive). Those
+        refreshes are spread over the flushes (the oldest rows first, a share of them per flush, every row within
+        2 x STATUS_REFRESH_S), so no flush rewrites every symbol's row at once: a flush costs one small statement
+        whatever the number of symbols."""
         ev = self.drain_events()
         try:
             append_ingest_events(con, [(e.ts_us, e.market, e.symbol, e.kind, e.first_id, e.last_id, e.count, e.detail)
@@ -127,28 +131,35 @@ class IngestState:
             self.requeue_events(ev)
             raise
         now_mono = time.monotonic()
-        refresh = now_mono - self._status_refreshed >= STATUS_REFRESH_S
-        rows, keys = [], []
-        stamp = now_us()
-        for s in list(self.symbols.values()):
+        due_at = now_mono - STATUS_REFRESH_S
+        changed, stale = [], []
+        everyone = list(self.symbols.values())
+        for s in everyone:
             s.rate_window.append((now_mono, s.ticks_total))
-            connected = s.connected
-            key = (connected, s.ticks_total, s.last_trade_id, s.last_recv_us, s.reconnects, s.gaps_found,
+            key = (s.connected, s.ticks_total, s.last_trade_id, s.last_recv_us, s.reconnects, s.gaps_found,
                    s.gaps_filled, s.gaps_unrecoverable, s.trades_backfilled, s.malformed, s.duplicates,
                    s.exchange_status)
-            if not refresh and key == s.written:
-                continue
+            if key != s.written:
+                changed.append((s, key))
+            elif s.written_at <= due_at:
+                stale.append((s, key))
+        if stale:
+            overdue = now_mono - 2 * STATUS_REFRESH_S
+            stale.sort(key=lambda sk: sk[0].written_at)
+            share = max(STATUS_REFRESH_MIN_ROWS, -(-len(everyone) // STATUS_REFRESH_SHARE),
+                        sum(1 for s, _ in stale if s.written_at <= overdue))
+            changed.extend(stale[:share])
+        stamp = now_us()
+        rows = []
+        for s, key in changed:
             t0, n0 = s.rate_window[0]
             rate = (s.ticks_total - n0) / (now_mono - t0) if now_mono - t0 > 0.5 else None
-            rows.append((s.market, s.symbol, connected, s.last_trade_id, s.last_trade_us, s.last_recv_us,
+            rows.append((s.market, s.symbol, key[0], s.last_trade_id, s.last_trade_us, s.last_recv_us,
                          s.ticks_total, rate, s.reconnects, s.gaps_found, s.gaps_filled, s.gaps_unrecoverable,
                          s.trades_backfilled, s.malformed, s.duplicates, stamp, s.exchange_status))
-            keys.append((s, key))
         upsert_ingest_status(con, rows)
-        for s, key in keys:  # only once the rows are in (a failed upsert writes them again next flush)
-            s.written = key
-        if refresh:
-            self._status_refreshed = now_mono
+        for s, key in changed:  # only once the rows are in (a failed upsert writes them again next flush)
+            s.written, s.written_at = key, now_mono
 
 
 def us_to_dt(us: int) -> dt.datetime:

@@ -8,6 +8,10 @@ Inside one process DuckDB shares one database instance per file and refuses a co
 opens therefore first passes a per-file gate (`_FileGate`): connections of one mode share it, the other mode waits
 until they close, and a waiting mode keeps new arrivals of the open mode out, so a write from the app is never
 starved by the read queries of its other sessions (and the reverse).
+
+Writes do not start a DuckDB instance each time (~20 ms of CPU, whatever the file, paid by every flush): one
+in-memory instance per file and process stays up (`_WriteHost`) and ATTACHes the file while write connections are
+open, DETACHing it (checkpoint, lock released) when the last one closes.
 """
 from __future__ import annotations
 
@@ -84,7 +88,9 @@ def is_lock_error(exc: BaseException) -> bool:
     return _LOCK_RE.search(msg) is not None
 
 
-_LOCK_RE = re.compile(r"\block\b|conflicting|resource temporarily")
+# "unique file handle conflict": the file is attached by another instance of this process (one opened outside
+# this module, e.g. by a test, while this module's write host holds it, or the reverse)
+_LOCK_RE = re.compile(r"\block\b|conflicting|resource temporarily|file handle conflict")
 
 
 class LockStats:
@@ -174,6 +180,67 @@ def _gate(path: Path) -> _FileGate:
         return gate
 
 
+class _WriteHost:
+    """The in-memory DuckDB instance through which this process writes one file (see the module docstring).
+
+    The first write connection ATTACHes the file (taking its lock), every one gets its own cursor with the file as
+    its default database, and the last one to close DETACHes it: to other processes the file is held exactly as
+    long as with a connection of its own, and the instance's start-up is paid once per process."""
+
+    ALIAS = "tickfile"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._inst: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+
+    def open(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._users == 0:
+                if self._inst is None:
+                    # writers append small batches: one thread (a thread pool costs ~10 ms and competes with the app)
+                    self._inst = duckdb.connect(":memory:", config={"threads": 1})
+                self._inst.execute(f"ATTACH $path AS {self.ALIAS}", {"path": str(self.path)})
+            self._users += 1
+            inst = self._inst
+        try:
+            con = inst.cursor()
+            con.execute(f"USE {self.ALIAS}")
+            return con
+        except BaseException:
+            self.close(None)
+            raise
+
+    def close(self, con: duckdb.DuckDBPyConnection | None) -> None:
+        try:
+            if con is not None:
+                con.close()
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    try:
+                        self._inst.execute(f"DETACH {self.ALIAS}")  # checkpoints and releases the file
+                    except BaseException:
+                        inst, self._inst = self._inst, None  # start afresh next time; closing releases the file
+                        with contextlib.suppress(duckdb.Error):
+                            inst.close()
+                        raise
+
+
+_hosts: dict[str, _WriteHost] = {}
+
+
+def _host(path: Path) -> _WriteHost:
+    key = str(path.resolve())
+    with _gates_lock:
+        host = _hosts.get(key)
+        if host is None:
+            host = _hosts[key] = _WriteHost(path)
+        return host
+
+
 @contextlib.contextmanager
 def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open (gate, then DuckDB), retrying lock conflicts with jittered backoff until `budget_s`; close on exit."""
@@ -186,8 +253,7 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
             raise StoreBusy(f"tick file {path} stayed busy with other {'writes' if read_only else 'reads'} of this "
                             f"process (waited {budget_s:.1f}s)")
         try:
-            # writers append small batches: one thread (a thread pool costs ~10 ms per open and competes with the app)
-            con = duckdb.connect(str(path), read_only=read_only, config={} if read_only else {"threads": 1})
+            con = duckdb.connect(str(path), read_only=True) if read_only else _host(path).open()
             break
         except duckdb.Error as exc:
             gate.release()
@@ -217,7 +283,10 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
         raise failure from exc
     finally:
         try:
-            con.close()
+            if read_only:
+                con.close()
+            else:
+                _host(path).close(con)
         finally:
             gate.release()
 
