@@ -48,7 +48,8 @@ from tickstore.connection import StoreError, read_connection
 OUT = report.ROOT / "bench" / "out"
 WARMUP_S = 5.0
 STREAMS_PER_CONNECTION = 200  # the ingestor's default
-_FLUSH = re.compile(r"^(\S+)Z DEBUG tickstore\.writer: flushed (\d+) ticks \((\d+) new\) in ([\d.]+) ms")
+_FLUSH = re.compile(r"^(\S+)Z DEBUG tickstore\.writer: flushed (\d+) ticks \((\d+) new\) in ([\d.]+) ms"
+                    r"(?: \(CPU ([\d.]+) ms, opening the file ([\d.]+) ms\))?")
 
 
 def _log_time(stamp: str) -> float:
@@ -146,6 +147,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
             start_ids = ex.call("last_trade_ids", "spot")
             t0 = time.time()
             cpu0 = rss.cpu()
+            load0 = os.getloadavg()[0]
             poller.start()
             at = lambda s: time.sleep(max(0.0, t0 + s - time.time()))  # noqa: E731
             bursts = []
@@ -166,6 +168,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
             at(args.seconds)
             t_end = time.time()
             res["cpu_s"] = rss.cpu() - cpu0
+            res["load"] = (load0, os.getloadavg()[0])
             ex.call("pause")
             final_ids = ex.call("last_trade_ids", "spot")
             want = {s: v for s, v in final_ids.items() if v is not None and v != start_ids.get(s)}
@@ -258,15 +261,21 @@ def analyse(db: Path, log_path: Path, polls: list, start_ids: dict, final_ids: d
     out["lat_unseen"] = int(np.isnan(lat).sum())
     gaps = dict(events).get("gap_filled")
     out["filled_s"] = (gaps / 1e6 - t_drop) if gaps else float("nan")
-    flushes = []
+    flushes, cpu, opening = [], [], []
     for line in log_path.read_text(errors="replace").splitlines():
         m = _FLUSH.match(line)
         if m and t0 <= _log_time(m.group(1)) <= t_end:
             flushes.append(float(m.group(4)))
+            if m.group(5) is not None:
+                cpu.append(float(m.group(5)))
+                opening.append(float(m.group(6)))
     f = np.array(flushes)
     out["flushes"] = len(f)
     out["flush_p50"], out["flush_p99"], out["flush_max"] = (
         (float(np.percentile(f, 50)), float(np.percentile(f, 99)), float(f.max())) if len(f) else (np.nan,) * 3)
+    out["flush_cpu_p50"], out["flush_cpu_p99"] = (
+        (float(np.percentile(cpu, 50)), float(np.percentile(cpu, 99))) if cpu else (np.nan,) * 2)
+    out["open_p99"] = float(np.percentile(opening, 99)) if opening else np.nan
     return out
 
 
@@ -290,14 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     t = report.Table(
         f"Whole-market ingest, spot, {args.rate:,.0f} prints/s aggregate mean (Zipf-skewed over the symbols) with two "
         f"1 s bursts at {args.burst:g}x, {args.seconds:g} s window, every connection dropped at {args.seconds * 0.6:g} s",
-        ["symbols", "connections (opened)", "published / stored prints/s", "busiest second", "flush p50 / p99 / max ms",
+        ["symbols", "load avg (1 min) start / end", "connections (opened)", "published / stored prints/s",
+         "busiest second", "flush p50 / p99 / max ms", "flush CPU p50 / p99 ms", "of which opening the file p99 ms",
          "tick -> queryable p50 / p99 ms", "of which tick -> received p99", "p99 incl. drop", "ingestor RSS MiB",
          "ingestor CPU", "drop: all reconnected / gaps filled s", "missing (of symbols unseen before the drop) / duplicates",
          "limit refusals"])
     for r in results:
-        t.add(r["n"], f"{r['connections']} ({r['connections_opened']})",
+        t.add(r["n"], f"{r['load'][0]:.1f} / {r['load'][1]:.1f}", f"{r['connections']} ({r['connections_opened']})",
               f"{r['published_rate']:,.0f} / {r['stored_rate']:,.0f}", f"{r['busiest_s']:,}",
               f"{r['flush_p50']:.0f} / {r['flush_p99']:.0f} / {r['flush_max']:.0f}",
+              f"{r['flush_cpu_p50']:.0f} / {r['flush_cpu_p99']:.0f}", f"{r['open_p99']:.0f}",
               f"{r['lat_p50']:.0f} / {r['lat_p99']:.0f}", f"{r['recv_p99']:.0f}", f"{r['lat_all_p99']:,.0f}",
               f"{r['rss_mib']:.0f}", f"{r['cpu_s'] / args.seconds:.0%}",
               f"{r['reconnect_s']:.1f} / {r['filled_s']:.1f}", f"{r['missing']} ({r['missing_unseen']} of {r['unseen']}) / {r['duplicates']}",

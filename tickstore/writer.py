@@ -231,6 +231,8 @@ class FlushStats:
     funding_inserted: int = 0   # funding_rates rows new to the file
     marks_rejected: int = 0     # mark / funding rows that cannot be real, set aside (logged, never stored)
     flush_ms_samples: list[float] = field(default_factory=list)
+    total_cpu_ms: float = 0.0   # the writer thread's CPU time in flushes (wall time minus waiting for a core or I/O)
+    total_wait_ms: float = 0.0  # waiting for the file (other processes reading it) before writing
 
 
 MIN_GAP_S = 0.05  # shortest pause between two flushes (the file is free for readers meanwhile)
@@ -357,7 +359,8 @@ class TickWriter:
         if not self._pending_rows and not has_marks and not (force_hooks and self.hooks):
             return 0
         n_rows = self._pending_rows
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        opened = t0
         try:
             if len(self._pending) > 1:  # one table, one contiguous chunk: DuckDB scans it in one go
                 self._pending = [pa.concat_tables(self._pending).combine_chunks()]
@@ -372,6 +375,7 @@ class TickWriter:
                 self.stats.failures += 1
                 return 0
             with write_connection(self.path, budget_s=self.lock_budget_s) as con:
+                opened = time.perf_counter()
                 if not self._schema_ready:
                     ensure_schema(con)
                     if self._recreated and self.on_recreate is not None:
@@ -417,7 +421,11 @@ class TickWriter:
             self._stop.wait(min(1.0, self.flush_s * 4))
             return 0
         ms = (time.perf_counter() - t0) * 1000
+        cpu_ms = (time.thread_time() - cpu0) * 1000
+        wait_ms = (opened - t0) * 1000
         s = self.stats
+        s.total_cpu_ms += cpu_ms
+        s.total_wait_ms += wait_ms
         s.flushes += 1
         s.rows_in += n_rows
         s.rows_inserted += inserted
@@ -427,7 +435,8 @@ class TickWriter:
         if len(s.flush_ms_samples) < 100_000:
             s.flush_ms_samples.append(ms)
         if n_rows:
-            log.debug("flushed %d ticks (%d new) in %.1f ms", n_rows, inserted, ms)
+            log.debug("flushed %d ticks (%d new) in %.1f ms (CPU %.1f ms, opening the file %.1f ms)", n_rows,
+                      inserted, ms, cpu_ms, wait_ms)
         return inserted
 
     def _take_marks(self) -> None:
