@@ -9,9 +9,9 @@ opens therefore first passes a per-file gate (`_FileGate`): connections of one m
 until they close, and a waiting mode keeps new arrivals of the open mode out, so a write from the app is never
 starved by the read queries of its other sessions (and the reverse).
 
-Writes do not start a DuckDB instance each time (~20 ms of CPU, whatever the file, paid by every flush): one
-in-memory instance per file and process stays up (`_WriteHost`) and ATTACHes the file while write connections are
-open, DETACHing it (checkpoint, lock released) when the last one closes.
+Connections do not start a DuckDB instance each time (~20 ms of CPU, whatever the file, paid by every flush and
+every read): one in-memory instance per file, mode and process stays up (`_Host`) and ATTACHes the file while
+connections of its mode are open, DETACHing it (a writer's checkpoint; the lock released) when the last one closes.
 """
 from __future__ import annotations
 
@@ -180,17 +180,18 @@ def _gate(path: Path) -> _FileGate:
         return gate
 
 
-class _WriteHost:
-    """The in-memory DuckDB instance through which this process writes one file (see the module docstring).
+class _Host:
+    """The in-memory DuckDB instance through which this process reads or writes one file (module docstring).
 
-    The first write connection ATTACHes the file (taking its lock), every one gets its own cursor with the file as
-    its default database, and the last one to close DETACHes it: to other processes the file is held exactly as
-    long as with a connection of its own, and the instance's start-up is paid once per process."""
+    The first connection ATTACHes the file (taking its lock: shared for reads, exclusive for writes), every one
+    gets its own cursor with the file as its default database, and the last one to close DETACHes it: to other
+    processes the file is held exactly as long as with connections of their own, and the instance's start-up is
+    paid once per process. The gate keeps the two modes of a file from being attached at once."""
 
     ALIAS = "tickfile"
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, read_only: bool) -> None:
+        self.path, self.read_only = path, read_only
         self._lock = threading.Lock()
         self._inst: duckdb.DuckDBPyConnection | None = None
         self._users = 0
@@ -200,8 +201,9 @@ class _WriteHost:
             if self._users == 0:
                 if self._inst is None:
                     # writers append small batches: one thread (a thread pool costs ~10 ms and competes with the app)
-                    self._inst = duckdb.connect(":memory:", config={"threads": 1})
-                self._inst.execute(f"ATTACH $path AS {self.ALIAS}", {"path": str(self.path)})
+                    self._inst = duckdb.connect(":memory:", config={} if self.read_only else {"threads": 1})
+                self._inst.execute(f"ATTACH $path AS {self.ALIAS}{' (READ_ONLY)' if self.read_only else ''}",
+                                   {"path": str(self.path)})
             self._users += 1
             inst = self._inst
         try:
@@ -221,7 +223,7 @@ class _WriteHost:
                 self._users -= 1
                 if self._users == 0:
                     try:
-                        self._inst.execute(f"DETACH {self.ALIAS}")  # checkpoints and releases the file
+                        self._inst.execute(f"DETACH {self.ALIAS}")  # a writer's checkpoint; releases the file
                     except BaseException:
                         inst, self._inst = self._inst, None  # start afresh next time; closing releases the file
                         with contextlib.suppress(duckdb.Error):
@@ -229,15 +231,15 @@ class _WriteHost:
                         raise
 
 
-_hosts: dict[str, _WriteHost] = {}
+_hosts: dict[tuple[str, bool], _Host] = {}
 
 
-def _host(path: Path) -> _WriteHost:
-    key = str(path.resolve())
+def _host(path: Path, read_only: bool) -> _Host:
+    key = (str(path.resolve()), read_only)
     with _gates_lock:
         host = _hosts.get(key)
         if host is None:
-            host = _hosts[key] = _WriteHost(path)
+            host = _hosts[key] = _Host(path, read_only)
         return host
 
 
@@ -253,7 +255,7 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
             raise StoreBusy(f"tick file {path} stayed busy with other {'writes' if read_only else 'reads'} of this "
                             f"process (waited {budget_s:.1f}s)")
         try:
-            con = duckdb.connect(str(path), read_only=True) if read_only else _host(path).open()
+            con = _host(path, read_only).open()
             break
         except duckdb.Error as exc:
             gate.release()
@@ -283,10 +285,7 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
         raise failure from exc
     finally:
         try:
-            if read_only:
-                con.close()
-            else:
-                _host(path).close(con)
+            _host(path, read_only).close(con)
         finally:
             gate.release()
 
