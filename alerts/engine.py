@@ -84,6 +84,7 @@ class AlertEngine:
         self._runtime: dict[int, _Runtime] = {}
         self._rule_keys: set[tuple[str, str]] = set()   # (market, symbol) of every leg of the enabled rules
         self._status_keys: set | None = None
+        self._status_src: object = None   # the provider's keys object of the last round
         self._status_index: dict[tuple[str, str], tuple] = {}
         self._started = clock()
 
@@ -154,9 +155,11 @@ class AlertEngine:
         if not raw:
             return {}, None
         keys = raw.keys()
-        if keys != self._status_keys:  # the streamed symbols changed (a set comparison, no Python loop)
+        # the streamed symbols changed (the ingestor's own state hands the same frozen set while they do not)
+        if keys is not self._status_src and keys != self._status_keys:
             self._status_keys = set(keys)
             self._status_index = {(str(m).lower(), str(sym).upper()): (m, sym) for m, sym in keys}
+        self._status_src = keys
         index = self._status_index
         # a symbol with no tick yet has waited as long as this engine has run (not forever): a lag rule does not
         # fire while the ingestor is still connecting, only once no tick came for longer than its threshold

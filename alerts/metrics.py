@@ -110,6 +110,7 @@ class _Closed:
     cur: int          # start of the forming bucket when read (µs)
     read_us: int      # when read (µs)
     bars: dict
+    late_us: int | None = None  # oldest trade time flushed since, older than `cur` (its bar and later are stale)
 
 
 class MetricSource:
@@ -117,8 +118,8 @@ class MetricSource:
 
     In the engine, each round gets a summary of the flushed batch: the newest trade per symbol is kept in
     memory (read from SQL once per symbol), which gives `price` and the forming bar without a query. Closed
-    bars are cached per (market, symbols, timeframe, buckets) and re-read when a new bar starts or when a
-    flush brings ticks older than the forming bar. A derived value (rsi, pair) is recomputed only when its
+    bars are cached per (market, symbols, timeframe, buckets); when a new bar starts only the bars closed since
+    are read, and a flush bringing ticks older than the forming bar has the bars from theirs on read again. A derived value (rsi, pair) is recomputed only when its
     inputs changed. So each value equals a fresh computation on the file as it is after the flush.
     Without batches (previews) every value is read from SQL.
     """
@@ -154,6 +155,12 @@ class MetricSource:
                 self._last[key] = b.newest
             # unknown symbols are read from SQL on first use (the batch alone may be an old backfill)
             self._oldest[key] = b.oldest_us
+        if self._oldest:  # late trades: the closed bars from theirs on are re-read when next used
+            for (legs, _, _), entry in self._closed.items():
+                for leg in legs:
+                    t = self._oldest.get(leg)
+                    if t is not None and t < entry.cur and (entry.late_us is None or t < entry.late_us):
+                        entry.late_us = t
 
     def end(self) -> None:
         self._con = None
@@ -210,12 +217,24 @@ class MetricSource:
         n = buckets_needed(rule)
         key = (legs, step_s, n)
         entry = self._closed.get(key)
-        late = any(self._oldest.get(leg, cur) < cur for leg in legs)
-        if entry is None or entry.cur != cur or late:
+        start = cur - (n - 1) * step_us
+        # a leg another process writes never shows its late trades in a batch here: its window is re-read whole
+        foreign = bool(self._status) and any(leg not in self._status for leg in legs)
+        if entry is None or entry.cur > cur or (foreign and entry.cur != cur):
+            read_from = start
+        else:  # only the bars that closed since the last read, or that late trades changed, are read again
+            read_from = entry.cur if entry.late_us is None else min(entry.cur, entry.late_us // step_us * step_us)
+            read_from = max(read_from, start) if read_from < cur else None
+        if read_from is not None:
             closed = {}
             for market in dict.fromkeys(m for m, _ in legs):
-                closed[market] = alerts_sql.bar_closes(self._con, market, [s for m, s in legs if m == market],
-                                                       step_s, _us_to_dt(cur - (n - 1) * step_us), _us_to_dt(cur))
+                bars = alerts_sql.bar_closes(self._con, market, [s for m, s in legs if m == market], step_s,
+                                             _us_to_dt(read_from), _us_to_dt(cur))
+                if read_from > start:  # kept bars (ascending per symbol) first, then the re-read ones
+                    old = entry.bars[market]
+                    keep = (old["bucket_us"] >= start) & (old["bucket_us"] < read_from)
+                    bars = {k: np.concatenate([old[k][keep], v]) for k, v in bars.items()}
+                closed[market] = bars
             self._closed[key] = entry = _Closed(cur, now_us, closed)
             if len(self._closed) > 512:  # rules come and go; keep the cache bounded
                 self._closed.pop(next(iter(self._closed)))

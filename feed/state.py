@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -66,6 +67,7 @@ class IngestState:
         self.connected: dict[str, bool] = {}     # market -> every connection of the market is up
         self.links: dict[str, dict[str, bool]] = {}  # market -> {connection name: up}
         self._events: list[Event] = []
+        self._lag_keys: frozenset[tuple[str, str]] = frozenset()
 
     def set_link(self, market: str, link: str, symbols: list[str], up: bool) -> bool:
         """Record whether connection `link` (carrying `symbols`) of `market` is up; returns its previous state."""
@@ -107,12 +109,14 @@ class IngestState:
         with self.lock:
             self._events[:0] = ev
 
-    def lag(self) -> dict[tuple[str, str], dict]:
-        """{(market, symbol): {"connected", "last_tick_age_s"}} for the alert engine's 'lag' metric."""
-        now = now_us()
-        return {k: {"connected": s.connected,
-                    "last_tick_age_s": (now - s.last_recv_us) / 1e6 if s.last_recv_us else float("inf")}
-                for k, s in list(self.symbols.items())}
+    def lag(self) -> "LagView":
+        """{(market, symbol): {"connected", "last_tick_age_s"}} for the alert engine's 'lag' metric: a read-only
+        mapping whose values are computed when looked up, so an engine reading its rules' few symbols after every
+        flush does not pay for every streamed one."""
+        if len(self.symbols) != len(self._lag_keys):  # symbols are only ever added
+            with self.lock:
+                self._lag_keys = frozenset(self.symbols)
+        return LagView(self.symbols, self._lag_keys, now_us())
 
     # writer hook -------------------------------------------------------------------------------------------
     def write_status(self, con: Connection, batch: pa.Table, inserted: int) -> None:
@@ -160,6 +164,29 @@ class IngestState:
         upsert_ingest_status(con, rows)
         for s, key in changed:  # only once the rows are in (a failed upsert writes them again next flush)
             s.written, s.written_at = key, now_mono
+
+
+class LagView(Mapping):
+    """(market, symbol) -> {"connected", "last_tick_age_s"} as of `now_us` (see IngestState.lag)."""
+
+    def __init__(self, symbols: dict[tuple[str, str], SymbolStats], keys: frozenset, now: int) -> None:
+        self._symbols, self._keys, self._now = symbols, keys, now
+
+    def __getitem__(self, key: tuple[str, str]) -> dict:
+        if key not in self._keys:
+            raise KeyError(key)
+        s = self._symbols[key]
+        return {"connected": s.connected,
+                "last_tick_age_s": (self._now - s.last_recv_us) / 1e6 if s.last_recv_us else float("inf")}
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> frozenset:  # a set (the engine compares it with the previous round's)
+        return self._keys
 
 
 def us_to_dt(us: int) -> dt.datetime:

@@ -146,3 +146,61 @@ def test_insert_skips_stored_trades_in_every_range_of_a_batch(tmp_path):
         assert insert_batch(con, rows_to_arrow(old + live + other)) == 40 + 40 + 40
         n, distinct = con.execute("SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM ticks").fetchall()[0]
     assert n == distinct == 250
+
+
+# ------------------------------------------------------------------------------------- alert bars, read again
+def test_alert_bars_are_read_again_only_from_the_bars_that_changed(tmp_path, monkeypatch):
+    """A new bar reads only the bars closed since the last read; a late trade has its bar and the later ones read
+    again (not the whole window); the values equal a fresh computation every time."""
+    import datetime as dt
+
+    from alerts.metrics import BatchSummary, MetricSource
+    from alerts.rules import validate_rule
+    from tickstore import alerts_sql
+
+    minute = 60_000_000
+    db = init_db(tmp_path / "bars.duckdb")
+    rule = validate_rule({"market": "spot", "symbol": "BTCUSDT", "metric": "rsi", "timeframe": "1m", "lookback": 5,
+                          "op": ">", "threshold": 100})  # 21 one-minute bars
+    prices = 100 + np.cumsum(np.random.default_rng(4).normal(0, 1, 400))
+    rows = [tick("BTCUSDT", i, T0_US + i * 10_000_000, price=prices[i]) for i in range(0, 400, 2)]
+    late = [tick("BTCUSDT", i, T0_US + i * 10_000_000, price=prices[i] + 5) for i in range(1, 400, 2)]
+    reads = []
+    real = alerts_sql.bar_closes
+
+    def spy(con, market, symbols, step_s, start, end=None):
+        reads.append((int(start.timestamp() * 1e6), int(end.timestamp() * 1e6)))
+        return real(con, market, symbols, step_s, start, end)
+
+    monkeypatch.setattr(alerts_sql, "bar_closes", spy)
+    src = MetricSource()
+    at = lambda us: dt.datetime.fromtimestamp(us / 1e6, dt.UTC)  # noqa: E731
+
+    def value(now_us, batch=None):
+        src.begin(con, at(now_us), batch=batch)
+        got = src.observe(rule).value
+        src.end()
+        fresh = MetricSource()
+        fresh.begin(con, at(now_us))
+        want = fresh.observe(rule).value
+        fresh.end()
+        assert got == pytest.approx(want, rel=1e-12) and got is not None
+        return reads.pop(0)  # the engine's read (the fresh one's follows)
+
+    with write_connection(db) as con:
+        insert_batch(con, rows_to_arrow(rows))
+        now = T0_US + 40 * minute + 5_000_000
+        cur = now // minute * minute
+        assert value(now) == (cur - 20 * minute, cur)  # first: the whole window
+        reads.clear()
+        assert value(now + minute) == (cur, cur + minute)  # a new bar: only the one that closed
+        reads.clear()
+        back = [r for r in late if cur - 4 * minute <= r[3] < cur - 3 * minute]  # a backfill into a closed bar
+        insert_batch(con, rows_to_arrow(back))
+        summary = {("spot", "BTCUSDT"): BatchSummary((back[-1][2], back[-1][3], back[-1][4]), back[0][3])}
+        assert value(now + minute + 1_000_000, summary) == (cur - 4 * minute, cur + minute)
+        reads.clear()
+        src.begin(con, at(now + minute + 2_000_000))  # nothing new: no read at all
+        src.observe(rule)
+        src.end()
+        assert reads == []
