@@ -15,31 +15,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import report
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port, healthy, stop  # (bench/streamlit_server.py)
 
 import numpy as np
 import psutil
 
 ROOT = report.ROOT
 OUT = ROOT / "bench" / "out"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--no-first-run"]
 TABS = {"Market": "/?every=2s", "Pairs": "/pairs?every=2s"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_tree(proc: psutil.Process) -> int:
@@ -67,21 +56,6 @@ def has_ticks(db: Path) -> bool:
 
     with read_connection(db, budget_s=1.0) as con:
         return con.execute("SELECT count(*) FROM ticks").fetchone()[0] > 0
-
-
-def healthy(port: int) -> bool:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-        return r.status == 200
-
-
-def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def start_demo_ingestor(name: str, symbols: str) -> tuple[Path, dict, subprocess.Popen]:

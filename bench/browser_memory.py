@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 import report
-from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, has_ticks, healthy, start_demo_ingestor, stop, wait_until
+from app_rss import has_ticks, start_demo_ingestor, wait_until
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port, healthy, stop
 
 ROOT = report.ROOT
 OUT = ROOT / "bench" / "out"

@@ -29,9 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report  # noqa: E402  (bench/report.py)
 from app import build_file  # noqa: E402  (bench/app.py: the synthetic tick file)
-from app_rss import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from startup import LIVE_JS  # noqa: E402  (page is live: title, charts, tables)
-from streamlit_server import streamlit_server  # noqa: E402
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 

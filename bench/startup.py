@@ -31,9 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_rss import CHROMIUM, CHROMIUM_ARGS, free_port, stop  # noqa: E402  (bench/app_rss.py)
 from report import Table, write_doc  # noqa: E402  (bench/report.py)
-from streamlit_server import wait_health  # noqa: E402  (bench/streamlit_server.py)
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port, stop, wait_health  # noqa: E402  (bench/streamlit_server.py)
 
 TARGET_S = 10.0
 # page -> (URL path, title, Plotly charts with data, tables, shows the live-file status line, minutes of bars the

@@ -2,7 +2,10 @@
 
 `tick_db` is a fresh copy per test of a file holding ~3 h of ticks for a cointegrated BTCUSDT / ETHUSDT pair
 (spot), ending a few seconds before the session started, plus one `ingest_status` row per symbol.
-`empty_tick_db` has the schema and no rows. `make_tick_db(path, ...)` builds custom files.
+`empty_tick_db` has the schema and no rows. `make_tick_db(path, ...)` builds custom files;
+`ou_pair(...)` makes bars of a cointegrated pair for the quantlib tests. `app` runs the app in
+Streamlit's AppTest. For the browser tests (helpers in tests/browser.py): `chromium`, `browser_page` and
+`demo_stack` (the demo ingestor and a real `streamlit run`).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tickstore.connection import init_db, write_connection
@@ -62,6 +66,21 @@ def synthetic_pair_ticks(start_us: int, hours: float, rate_per_s: float, seed: i
         rows.extend((market, symbol, base_id + i, int(t), float(p), float(q), bool(m), int(t) + 50_000, "ws")
                     for i, (t, p, q, m) in enumerate(zip(ts, price, qty, maker)))
     return rows
+
+
+def ou_pair(n: int = 3000, seed: int = 0, phi: float = 0.9, drift: float = 0.0, start: str = "2024-01-01"
+            ) -> tuple[pd.Series, pd.Series]:
+    """Seeded 1-minute closes (Y, X) of a cointegrated pair: X a geometric random walk around 100, Y = 20 + beta*X
+    + AR(1) noise with coefficient `phi`; the hedge drifts (beta = 1.5 + drift * t / n) when `drift` is set."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range(start, periods=n, freq="1min", tz="UTC")
+    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    e = rng.normal(0, 0.05, n)
+    s = np.zeros(n)
+    for t in range(1, n):
+        s[t] = phi * s[t - 1] + e[t]
+    beta = 1.5 + drift * np.arange(n) / n
+    return pd.Series(20 + beta * x + s, idx, name="Y"), pd.Series(x, idx, name="X")
 
 
 def make_tick_db(path: Path, hours: float = 3.0, rate_per_s: float = 1.5, seed: int = 7,
@@ -184,3 +203,52 @@ def page_text(at) -> str:
 
 def assert_no_exception(at) -> None:
     assert not at.exception, "\n".join(str(e.value) + "\n" + "\n".join(e.stack_trace) for e in at.exception)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium (Debian's, through playwright) shared by a module's tests; each opens its own pages."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(chromium):
+    """One 1600x2000 page kept across a module's tests; uncaught script errors collect in `page.errors`."""
+    from tests.browser import new_page
+
+    page = new_page(chromium, 1600, 2000)
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def demo_stack(tmp_path_factory):
+    """`ingestor.py --demo` (four majors) and a real `streamlit run` on a private file and free loopback ports:
+    {"base": URL, "t0": monotonic start, "tmp": folder of ingestor.log and streamlit.log}. The logs are copied to
+    artifacts/screenshots/ at the end; the ingestor must have lived throughout and exited cleanly."""
+    import time
+
+    from tests.browser import SHOTS, app_env, spawn, stop, streamlit_server
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    env, t0 = app_env(tmp / "demo.duckdb"), time.monotonic()
+    ingestor = spawn(["ingestor.py", "--demo", "--db", str(tmp / "demo.duckdb"), "--symbols",
+                      "btcusdt,ethusdt,solusdt,bnbusdt"], tmp / "ingestor.log", env)
+    try:
+        with streamlit_server(env=env, log=tmp / "streamlit.log", watch=[ingestor], logs=[tmp / "ingestor.log"]) as srv:
+            yield {"base": srv.base, "t0": t0, "tmp": tmp}
+            assert ingestor.poll() is None, "the ingestor died:\n" + (tmp / "ingestor.log").read_text()[-3000:]
+    finally:
+        stop(ingestor)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for name in ("ingestor.log", "streamlit.log"):
+            if (tmp / name).exists():
+                shutil.copy(tmp / name, SHOTS / name)
+    assert ingestor.returncode == 0, (tmp / "ingestor.log").read_text()[-3000:]

@@ -5,24 +5,14 @@ Screenshots go to artifacts/screenshots/alerts-*.png.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--no-first-run"]
+from tests.browser import SHOTS, app_env, assert_clean, needs_chromium, new_page, spawn, stop, streamlit_server
+
 # Every toast element the page ever shows (they dismiss themselves after a few seconds).
 RECORD_TOASTS = """() => {
   window.__toasts = new Set();
@@ -35,26 +25,7 @@ RECORD_TOASTS = """() => {
 }"""
 TOASTS_SEEN = "Array.from(window.__toasts).map(e => e.textContent)"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
-              pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-                                 reason="Debian chromium is not installed (.ci/run installs it)")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_chromium]
 
 
 def _events(db: Path) -> list[tuple]:
@@ -76,35 +47,19 @@ def stack(tmp_path):
     from exchange.server import LocalExchange
 
     ex = LocalExchange(symbols=["BTCUSDT", "ETHUSDT"], seed=3, rate=15.0, history_seconds=120).start()
-    db, port = tmp_path / "ticks.duckdb", _free_port()
-    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
-    ing_log, app_log = open(tmp_path / "ingestor.log", "w"), open(tmp_path / "streamlit.log", "w")
-    ingestor = subprocess.Popen([sys.executable, "ingestor.py", "--symbols", "btcusdt,ethusdt", "--ws-url", ex.ws_url,
-                                 "--rest-url", ex.http_url, "--db", str(db), "--history", "1m"],
-                                cwd=ROOT, env=env, stdout=ing_log, stderr=subprocess.STDOUT)
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                            "--server.headless", "true"], cwd=ROOT, env=env, stdout=app_log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    db = tmp_path / "ticks.duckdb"
+    env = app_env(db)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok" and db.exists():
-                        break
-            except OSError:
-                pass
-            assert app.poll() is None and ingestor.poll() is None, \
-                (tmp_path / "streamlit.log").read_text()[-2000:] + (tmp_path / "ingestor.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "streamlit or the ingestor did not come up within 60 s"
-            time.sleep(0.2)
-        yield {"base": base, "db": db, "tmp": tmp_path}
+        ingestor = spawn(["ingestor.py", "--symbols", "btcusdt,ethusdt", "--ws-url", ex.ws_url, "--rest-url",
+                          ex.http_url, "--db", str(db), "--history", "1m"], tmp_path / "ingestor.log", env)
+        try:
+            with streamlit_server(env=env, log=tmp_path / "streamlit.log", watch=[ingestor], ready=db.exists,
+                                  logs=[tmp_path / "ingestor.log"]) as srv:
+                yield {"base": srv.base, "db": db, "tmp": tmp_path}
+        finally:
+            code = stop(ingestor)
     finally:
-        _stop(app)
-        code = _stop(ingestor)
         ex.stop()
-        ing_log.close()
-        app_log.close()
     assert code == 0, (tmp_path / "ingestor.log").read_text()[-3000:]
 
 
@@ -114,61 +69,54 @@ def _choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_rule_created_in_the_ui_toasts_once_in_every_tab(stack):
-    from playwright.sync_api import sync_playwright
-
+def test_rule_created_in_the_ui_toasts_once_in_every_tab(stack, chromium):
     SHOTS.mkdir(parents=True, exist_ok=True)
     base, db = stack["base"], stack["db"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            errors: list[str] = []
-            alerts_tab = browser.new_page(viewport={"width": 1500, "height": 1400})
-            market_tab = browser.new_page(viewport={"width": 1500, "height": 1000})
-            for tab in (alerts_tab, market_tab):
-                tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            market_tab.goto(f"{base}/", wait_until="domcontentloaded")
-            alerts_tab.goto(f"{base}/alerts", wait_until="domcontentloaded")
-            alerts_tab.get_by_role("button", name="Create rule").wait_for(timeout=60_000)
-            market_tab.get_by_text("source: live file").first.wait_for(timeout=60_000)
+    alerts_tab, market_tab = new_page(chromium, 1500, 1400), new_page(chromium, 1500, 1000)
+    try:
+        market_tab.goto(f"{base}/", wait_until="domcontentloaded")
+        alerts_tab.goto(f"{base}/alerts", wait_until="domcontentloaded")
+        alerts_tab.get_by_role("button", name="Create rule").wait_for(timeout=60_000)
+        market_tab.get_by_text("source: live file").first.wait_for(timeout=60_000)
 
-            for tab in (alerts_tab, market_tab):
-                tab.evaluate(RECORD_TOASTS)
-            # a level rule that holds as soon as it is evaluated: BTCUSDT price above 1
-            _choose(alerts_tab, "Symbol", "BTCUSDT")
-            _choose(alerts_tab, "Condition", "is above")
-            threshold = alerts_tab.get_by_label("Threshold")
-            threshold.fill("1")
-            threshold.press("Enter")
-            alerts_tab.get_by_label("Note (optional)").fill("browser test")
-            alerts_tab.get_by_label("Note (optional)").press("Enter")
-            alerts_tab.get_by_text("now: price = ").wait_for(timeout=30_000)  # the live preview
-            alerts_tab.get_by_role("button", name="Create rule").click()
-            alerts_tab.get_by_text("Rule #1 created").wait_for(timeout=30_000)
+        for tab in (alerts_tab, market_tab):
+            tab.evaluate(RECORD_TOASTS)
+        # a level rule that holds as soon as it is evaluated: BTCUSDT price above 1
+        _choose(alerts_tab, "Symbol", "BTCUSDT")
+        _choose(alerts_tab, "Condition", "is above")
+        threshold = alerts_tab.get_by_label("Threshold")
+        threshold.fill("1")
+        threshold.press("Enter")
+        alerts_tab.get_by_label("Note (optional)").fill("browser test")
+        alerts_tab.get_by_label("Note (optional)").press("Enter")
+        alerts_tab.get_by_text("now: price = ").wait_for(timeout=30_000)  # the live preview
+        alerts_tab.get_by_role("button", name="Create rule").click()
+        alerts_tab.get_by_text("Rule #1 created").wait_for(timeout=30_000)
 
-            for name, tab in (("alerts", alerts_tab), ("market", market_tab)):
-                tab.wait_for_function(TOASTS_SEEN + ".some(t => t.includes('BTCUSDT price'))", timeout=30_000,
-                                      polling=100)
-                tab.screenshot(path=str(SHOTS / f"alerts-toast-{name}.png"))
-            # the rule keeps holding, but it is edge-triggered: one event, and one toast per tab over several polls
-            alerts_tab.wait_for_timeout(5_000)
-            for tab in (alerts_tab, market_tab):
-                seen = tab.evaluate(TOASTS_SEEN)
-                assert len(seen) == 1 and "BTCUSDT price" in seen[0] and "above 1 — browser test" in seen[0], seen
-            events = _events(db)
-            assert len(events) == 1 and events[0][1] == 1 and "browser test" in events[0][2]
-            # the history on the Alerts page lists it
-            alerts_tab.reload(wait_until="domcontentloaded")
-            alerts_tab.get_by_text("1 event;").wait_for(timeout=30_000)
-            alerts_tab.evaluate(RECORD_TOASTS)
-            alerts_tab.wait_for_timeout(4_000)
-            assert alerts_tab.evaluate(TOASTS_SEEN) == []  # a new session never toasts old events
-            alerts_tab.screenshot(path=str(SHOTS / "alerts-page.png"), full_page=True)
-            assert alerts_tab.locator('[data-testid="stException"]').count() == 0
-            assert not errors, errors
-        except Exception:
-            for i, tab in enumerate(pg for ctx in browser.contexts for pg in ctx.pages):
-                tab.screenshot(path=str(SHOTS / f"alerts-failure-{i}.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        for name, tab in (("alerts", alerts_tab), ("market", market_tab)):
+            tab.wait_for_function(TOASTS_SEEN + ".some(t => t.includes('BTCUSDT price'))", timeout=30_000,
+                                  polling=100)
+            tab.screenshot(path=str(SHOTS / f"alerts-toast-{name}.png"))
+        # the rule keeps holding, but it is edge-triggered: one event, and one toast per tab over several polls
+        alerts_tab.wait_for_timeout(5_000)
+        for tab in (alerts_tab, market_tab):
+            seen = tab.evaluate(TOASTS_SEEN)
+            assert len(seen) == 1 and "BTCUSDT price" in seen[0] and "above 1 — browser test" in seen[0], seen
+        events = _events(db)
+        assert len(events) == 1 and events[0][1] == 1 and "browser test" in events[0][2]
+        # the history on the Alerts page lists it
+        alerts_tab.reload(wait_until="domcontentloaded")
+        alerts_tab.get_by_text("1 event;").wait_for(timeout=30_000)
+        alerts_tab.evaluate(RECORD_TOASTS)
+        alerts_tab.wait_for_timeout(4_000)
+        assert alerts_tab.evaluate(TOASTS_SEEN) == []  # a new session never toasts old events
+        alerts_tab.screenshot(path=str(SHOTS / "alerts-page.png"), full_page=True)
+        assert_clean(alerts_tab, "alerts")
+        assert not alerts_tab.errors + market_tab.errors, alerts_tab.errors + market_tab.errors
+    except Exception:
+        for i, tab in enumerate((alerts_tab, market_tab)):
+            tab.screenshot(path=str(SHOTS / f"alerts-failure-{i}.png"), full_page=True)
+        raise
+    finally:
+        alerts_tab.close()
+        market_tab.close()

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from dashboard.export import BAR_COLUMNS
-from tests.test_e2e_browser import _assert_clean, _wait_for_charts, browser_page, stack  # noqa: F401  (fixtures)
+from tests.browser import assert_clean, needs_chromium, wait_for_charts
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), needs_chromium]
 
 # (URL path and query, button label prefix, graphs drawn before clicking, clicks, check of the parsed CSV)
 CASES = [
@@ -32,11 +32,11 @@ PAUSES_MS = [0, 150, 400, 650, 900, 1200, 50, 300, 750, 1000]  # clicks land at 
 
 
 @pytest.mark.parametrize("path, label, graphs, clicks, check", CASES, ids=[c[1] for c in CASES])
-def test_every_click_downloads_while_the_page_refreshes(stack, browser_page, path, label, graphs, clicks, check):
-    page, base = browser_page, stack["base"]
+def test_every_click_downloads_while_the_page_refreshes(demo_stack, browser_page, path, label, graphs, clicks, check):
+    page, base = browser_page, demo_stack["base"]
     page.goto(f"{base}/{path}", wait_until="domcontentloaded")
     if graphs:
-        _wait_for_charts(page, graphs, 120)
+        wait_for_charts(page, graphs, 120)
     button = page.locator('[data-testid="stDownloadButton"] button', has_text=label).first
     button.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)  # a few refreshes in
@@ -48,6 +48,6 @@ def test_every_click_downloads_while_the_page_refreshes(stack, browser_page, pat
         df = pd.read_csv(io.BytesIO(body))
         assert check(df), f"{label}, click {i + 1}: {body[:300]!r}"
         assert info.value.suggested_filename.endswith(".csv")
-    _assert_clean(page, label)
-    log = (stack["tmp"] / "streamlit.log").read_text()
+    assert_clean(page, label)
+    log = (demo_stack["tmp"] / "streamlit.log").read_text()
     assert "MediaFileStorageError" not in log and "ScriptRunContext" not in log, log[-3000:]

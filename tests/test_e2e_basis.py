@@ -8,117 +8,86 @@ URL carries over to the Pairs page. Screenshot: artifacts/screenshots/basis.png.
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 import pytest
 
-from tests.test_e2e_browser import ARGS, CHROMIUM, SHOTS, _assert_clean, _settle, _wait_for_charts, _free_port, _stop
+from tests.browser import SHOTS, app_env, assert_clean, free_port, log_tails, needs_chromium, new_page, settle, spawn, \
+    stop, streamlit_server, wait_for_charts
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_chromium]
+LOGS = ("exchange.log", "spot.log", "usdm.log")  # besides streamlit.log
 
 
 @pytest.fixture(scope="module")
 def basis_stack(tmp_path_factory):
-    import os
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
-
-    from tests.test_e2e_browser import ROOT
-
     tmp = tmp_path_factory.mktemp("e2e-basis")
-    db, port, xport = tmp / "demo.duckdb", _free_port(), _free_port()
-    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
-    logs = [open(tmp / name, "w") for name in ("exchange.log", "spot.log", "usdm.log", "streamlit.log")]
+    db, xport = tmp / "demo.duckdb", free_port()
+    env = app_env(db)
     # one local exchange serving both markets (one simulated basis), a spot and a usdm ingestor on one file;
     # funding every minute, so the history has funding times and the countdown runs
-    exchange = subprocess.Popen([sys.executable, "-m", "exchange", "--port", str(xport), "--markets", "spot,usdm",
-                                 "--symbols", "BTCUSDT,ETHUSDT", "--rate", "5", "--history", "20m",
-                                 "--funding-interval", "60s"], cwd=ROOT, env=env, stdout=logs[0],
-                                stderr=subprocess.STDOUT)
+    exchange = spawn(["-m", "exchange", "--port", str(xport), "--markets", "spot,usdm", "--symbols", "BTCUSDT,ETHUSDT",
+                      "--rate", "5", "--history", "20m", "--funding-interval", "60s"], tmp / "exchange.log", env)
     procs = [exchange]
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", xport), timeout=1):
-                break
-        except OSError:
-            assert exchange.poll() is None, (tmp / "exchange.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the local exchange did not come up"
-            time.sleep(0.2)
-    for market, log in (("spot", logs[1]), ("usdm", logs[2])):
-        procs.append(subprocess.Popen([sys.executable, "ingestor.py", "--market", market, "--symbols",
-                                       "btcusdt,ethusdt", "--db", str(db), "--ws-url", f"ws://127.0.0.1:{xport}",
-                                       "--rest-url", f"http://127.0.0.1:{xport}", "--history", "20m"],
-                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                            "--server.headless", "true"], cwd=ROOT, env=env, stdout=logs[3], stderr=subprocess.STDOUT)
-    procs.append(app)
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
+                with socket.create_connection(("127.0.0.1", xport), timeout=1):
+                    break
             except OSError:
-                pass
-            assert all(p.poll() is None for p in procs), "\n".join(
-                (tmp / n).read_text()[-1500:] for n in ("exchange.log", "spot.log", "usdm.log", "streamlit.log"))
-            assert time.monotonic() < deadline, "streamlit did not come up within 60 s"
-            time.sleep(0.2)
-        yield base
-        assert all(p.poll() is None for p in procs), (tmp / "usdm.log").read_text()[-3000:]
+                assert exchange.poll() is None, (tmp / "exchange.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the local exchange did not come up"
+                time.sleep(0.2)
+        for market in ("spot", "usdm"):
+            procs.append(spawn(["ingestor.py", "--market", market, "--symbols", "btcusdt,ethusdt", "--db", str(db),
+                                "--ws-url", f"ws://127.0.0.1:{xport}", "--rest-url", f"http://127.0.0.1:{xport}",
+                                "--history", "20m"], tmp / f"{market}.log", env))
+        logs = [tmp / n for n in LOGS]
+        with streamlit_server(env=env, log=tmp / "streamlit.log", watch=procs, logs=logs) as srv:
+            yield srv.base
+            assert all(p.poll() is None for p in procs), log_tails(logs, 3000)
     finally:
         for p in reversed(procs):
-            _stop(p)
-        for f in logs:
-            f.close()
+            stop(p)
 
 
-def test_basis_page_live_in_chromium(basis_stack):
-    from playwright.sync_api import sync_playwright
-
+def test_basis_page_live_in_chromium(basis_stack, chromium):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            page.goto(f"{basis_stack}/basis?lb=15m&tf=1s&bs_fh=3d&mkt=spot&y=usdm:BTCUSDT&x=BTCUSDT",
-                      wait_until="domcontentloaded")
-            page.locator("h2", has_text="Basis").first.wait_for(timeout=90_000)
-            _wait_for_charts(page, 2, 120)
-            # the headline: a basis in bps, a funding rate and a countdown (mark prices arrive every second)
-            page.wait_for_function("""() => { const t = document.body.innerText;
-                return /Basis now\\s+[+-]\\d+\\.\\d\\d bps/.test(t) && /Next funding in\\s+\\d\\d:\\d\\d:\\d\\d/.test(t); }""",
-                                   timeout=90_000, polling=500)
-            page.wait_for_timeout(2500)  # a few live refreshes: still clean
-            _assert_clean(page, "basis")
-            text = page.locator('[data-testid="stMain"]').inner_text()
-            assert re.search(r"Funding rate\s+[+-][\d.e-]+%", text), text[:2000]
-            assert "Basis series (CSV)" in text and "Funding history (CSV)" in text
-            traces = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
-                el => el._fullData.map(t => [t.name, (t.y || []).length]))""")
-            basis_traces = dict(traces[-2])
-            assert basis_traces.get("basis: perp last vs spot last", 0) > 10, traces
-            funding_traces = dict(traces[-1])
-            assert funding_traces.get("settled rate", 0) >= 3, traces   # the demo's 24 h REST history
-            _settle(page)
-            page.wait_for_function("() => document.querySelectorAll('[data-stale=\"true\"]').length === 0",
-                                   timeout=20_000, polling=100)   # between two refreshes, not faded mid-run
-            page.screenshot(path=str(SHOTS / "basis.png"), full_page=True)
-            # the same spot-vs-perp pair on the Pairs page: both legs' markets in the figures
-            page.locator('[data-testid="stSidebarNav"] a', has_text="Pairs").click()
-            page.wait_for_url("**/pairs**", timeout=30_000)
-            _wait_for_charts(page, 3, 90)
-            page.get_by_text("usdm:BTCUSDT on spot:BTCUSDT").first.wait_for(timeout=60_000)
-            _assert_clean(page, "pairs spot vs perp")
-            _settle(page)
-            page.screenshot(path=str(SHOTS / "pairs-spot-vs-perp.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+    page = new_page(chromium, 1600, 1900)
+    try:
+        page.goto(f"{basis_stack}/basis?lb=15m&tf=1s&bs_fh=3d&mkt=spot&y=usdm:BTCUSDT&x=BTCUSDT",
+                  wait_until="domcontentloaded")
+        page.locator("h2", has_text="Basis").first.wait_for(timeout=90_000)
+        wait_for_charts(page, 2, 120)
+        # the headline: a basis in bps, a funding rate and a countdown (mark prices arrive every second)
+        page.wait_for_function("""() => { const t = document.body.innerText;
+            return /Basis now\\s+[+-]\\d+\\.\\d\\d bps/.test(t) && /Next funding in\\s+\\d\\d:\\d\\d:\\d\\d/.test(t); }""",
+                               timeout=90_000, polling=500)
+        page.wait_for_timeout(2500)  # a few live refreshes: still clean
+        assert_clean(page, "basis")
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert re.search(r"Funding rate\s+[+-][\d.e-]+%", text), text[:2000]
+        assert "Basis series (CSV)" in text and "Funding history (CSV)" in text
+        traces = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+            el => el._fullData.map(t => [t.name, (t.y || []).length]))""")
+        basis_traces = dict(traces[-2])
+        assert basis_traces.get("basis: perp last vs spot last", 0) > 10, traces
+        funding_traces = dict(traces[-1])
+        assert funding_traces.get("settled rate", 0) >= 3, traces   # the demo's 24 h REST history
+        settle(page)
+        page.wait_for_function("() => document.querySelectorAll('[data-stale=\"true\"]').length === 0",
+                               timeout=20_000, polling=100)   # between two refreshes, not faded mid-run
+        page.screenshot(path=str(SHOTS / "basis.png"), full_page=True)
+        # the same spot-vs-perp pair on the Pairs page: both legs' markets in the figures
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Pairs").click()
+        page.wait_for_url("**/pairs**", timeout=30_000)
+        wait_for_charts(page, 3, 90)
+        page.get_by_text("usdm:BTCUSDT on spot:BTCUSDT").first.wait_for(timeout=60_000)
+        assert_clean(page, "pairs spot vs perp")
+        settle(page)
+        page.screenshot(path=str(SHOTS / "pairs-spot-vs-perp.png"), full_page=True)
+        assert not page.errors, page.errors
+    finally:
+        page.close()

@@ -7,159 +7,53 @@ artifacts/screenshots/ (with timings in artifacts/screenshots/timings.json).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-SYMBOLS = "btcusdt,ethusdt,solusdt,bnbusdt"
+from tests.browser import SHOTS, assert_clean, needs_chromium, settle, wait_for_charts
+
 # page path -> Plotly graphs it shows once data is there (the Alerts page has none)
 PAGES = {"": 1, "pairs": 6, "backtest": 1, "alerts": 0, "data": 1}
 TITLE = {"": "Market", "pairs": "Pairs", "backtest": "Backtest", "alerts": "Alerts", "data": "Data"}
 TABLES = {"": 2, "pairs": 1, "backtest": 2, "data": 1}  # st.dataframe tables each page shows with data
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
-              pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-                                 reason="Debian chromium is not installed (.ci/run installs it)")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_chromium]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """The ingestor (demo exchange) and the app, on a private DuckDB file and free loopback ports."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    db, port = tmp / "demo.duckdb", _free_port()
-    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
-    t0 = time.monotonic()
-    ing_log, app_log = open(tmp / "ingestor.log", "w"), open(tmp / "streamlit.log", "w")
-    ingestor = subprocess.Popen([sys.executable, "ingestor.py", "--demo", "--db", str(db), "--symbols", SYMBOLS],
-                                cwd=ROOT, env=env, stdout=ing_log, stderr=subprocess.STDOUT)
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                            "--server.headless", "true"], cwd=ROOT, env=env, stdout=app_log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert app.poll() is None and ingestor.poll() is None, (tmp / "streamlit.log").read_text()[-2000:] + \
-                (tmp / "ingestor.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "streamlit did not come up within 60 s"
-            time.sleep(0.2)
-        yield {"base": base, "t0": t0, "tmp": tmp}
-        assert ingestor.poll() is None, "the ingestor died:\n" + (tmp / "ingestor.log").read_text()[-3000:]
-    finally:
-        _stop(app)
-        _stop(ingestor)
-        ing_log.close()
-        app_log.close()
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        for name in ("ingestor.log", "streamlit.log"):
-            shutil.copy(tmp / name, SHOTS / name)
-    assert ingestor.returncode == 0, (tmp / "ingestor.log").read_text()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def browser_page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 2000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors
-        yield page
-        browser.close()
-
-
-def _wait_for_charts(page, n: int, timeout_s: float) -> None:
-    """Wait until `n` Plotly graphs have drawn traces (live data may still be arriving)."""
-    page.wait_for_function(
-        """(n) => { const els = Array.from(document.querySelectorAll('.js-plotly-plot'));
-                    return els.filter(e => e._fullData && e._fullData.length > 0).length >= n; }""",
-        arg=n, timeout=timeout_s * 1000, polling=250)
-
-
-def _settle(page) -> None:
-    """Let lazily loaded widgets finish (no skeleton placeholders) before a screenshot."""
-    try:
-        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
-                               timeout=10_000, polling=200)
-    except Exception:  # a screenshot with a placeholder is still a useful artifact
-        pass
-    page.wait_for_timeout(500)
-
-
-def _assert_clean(page, name: str) -> None:
-    exc = page.locator('[data-testid="stException"]')
-    assert exc.count() == 0, f"{name}: " + "\n".join(e.inner_text()[:2000] for e in exc.all())
-
-
-def test_every_page_renders_live_charts(stack, browser_page):
-    page, base = browser_page, stack["base"]
+def test_every_page_renders_live_charts(demo_stack, browser_page):
+    page, base = browser_page, demo_stack["base"]
     SHOTS.mkdir(parents=True, exist_ok=True)
     timings = {}
     # a bookmark to a sub-page as the very first request of a fresh server: st.navigation routes it
     page.goto(f"{base}/pairs?lb=2h", wait_until="domcontentloaded")
-    _wait_for_charts(page, PAGES["pairs"], 120)
-    timings["first_page_live_s"] = round(time.monotonic() - stack["t0"], 1)
-    _assert_clean(page, "pairs (first request)")
+    wait_for_charts(page, PAGES["pairs"], 120)
+    timings["first_page_live_s"] = round(time.monotonic() - demo_stack["t0"], 1)
+    assert_clean(page, "pairs (first request)")
     for path, n in PAGES.items():
         t = time.monotonic()
         page.goto(f"{base}/{path}", wait_until="domcontentloaded")
         page.locator("h2", has_text=TITLE[path]).first.wait_for(timeout=60_000)
         if path in ("", "pairs", "backtest"):
             page.get_by_text("source: live file").first.wait_for(timeout=60_000)
-        _wait_for_charts(page, n, 60)
+        wait_for_charts(page, n, 60)
         if path in TABLES:
             page.wait_for_function("(n) => document.querySelectorAll('[data-testid=\"stDataFrame\"]').length >= n",
                                    arg=TABLES[path], timeout=60_000, polling=250)
         page.wait_for_timeout(1500)  # let a refresh or two pass: still clean afterwards
         timings[f"{path or 'market'}_s"] = round(time.monotonic() - t, 1)
-        _assert_clean(page, path or "market")
-        _settle(page)
+        assert_clean(page, path or "market")
+        settle(page)
         page.screenshot(path=str(SHOTS / f"{path or 'market'}.png"), full_page=True)
-    timings["all_pages_live_s"] = round(time.monotonic() - stack["t0"], 1)
+    timings["all_pages_live_s"] = round(time.monotonic() - demo_stack["t0"], 1)
     (SHOTS / "timings.json").write_text(json.dumps(timings, indent=1))
     assert not page.errors, page.errors
 
 
-def test_settings_live_in_the_url_across_pages(stack, browser_page):
-    page, base = browser_page, stack["base"]
+def test_settings_live_in_the_url_across_pages(demo_stack, browser_page):
+    page, base = browser_page, demo_stack["base"]
     page.goto(f"{base}/", wait_until="domcontentloaded")
-    _wait_for_charts(page, 1, 60)
+    wait_for_charts(page, 1, 60)
     page.locator('[data-testid="stSidebar"] button', has_text="5m").first.click()
     page.wait_for_url("**tf=5m**", timeout=15_000)
     page.get_by_text("5m bars").first.wait_for(timeout=15_000)
@@ -169,21 +63,21 @@ def test_settings_live_in_the_url_across_pages(stack, browser_page):
     page.get_by_text("5m bars").first.wait_for(timeout=15_000)
     # ~2 h of demo history is ~24 bars of 5m: the page says what the 60-bar window cannot show yet
     page.get_by_text("The tests need at least 61 bars").first.wait_for(timeout=30_000)
-    _wait_for_charts(page, 3, 60)
-    _assert_clean(page, "pairs at 5m")
+    wait_for_charts(page, 3, 60)
+    assert_clean(page, "pairs at 5m")
     # the bookmark reproduces the view in a fresh tab
     fresh = page.context.browser.new_page(viewport={"width": 1600, "height": 2000})
     fresh.goto(page.url, wait_until="domcontentloaded")
     fresh.get_by_text("5m bars").first.wait_for(timeout=30_000)
-    _wait_for_charts(fresh, 3, 60)
-    _assert_clean(fresh, "bookmarked pairs at 5m")
+    wait_for_charts(fresh, 3, 60)
+    assert_clean(fresh, "bookmarked pairs at 5m")
     fresh.close()
 
 
-def test_live_chart_keeps_zoom_across_refreshes(stack, browser_page):
-    page, base = browser_page, stack["base"]
+def test_live_chart_keeps_zoom_across_refreshes(demo_stack, browser_page):
+    page, base = browser_page, demo_stack["base"]
     page.goto(f"{base}/?every=1s&tf=1s&lb=15m", wait_until="domcontentloaded")
-    _wait_for_charts(page, 1, 60)
+    wait_for_charts(page, 1, 60)
     page.wait_for_timeout(1500)
     zoomed = page.evaluate("""async () => {
         const el = document.querySelector('.js-plotly-plot'); el.dataset.e2e = 'zoomed';
@@ -201,4 +95,4 @@ def test_live_chart_keeps_zoom_across_refreshes(stack, browser_page):
     assert after["count"] == 1 and after["mark"] == "zoomed"  # the same graph, updated in place
     assert after["range"] == zoomed["range"]                   # the user's zoom survived
     assert after["last"] > zoomed["last"]                      # while new bars arrived
-    _assert_clean(page, "market live")
+    assert_clean(page, "market live")

@@ -7,74 +7,43 @@ its buttons. Screenshots go to artifacts/screenshots/screener*.png.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from quantlib.screen import screen_pairs
+from tests.browser import SHOTS, app_env, assert_clean, needs_chromium, new_page, settle, streamlit_server, \
+    wait_for_charts
 from tests.screenfix import make_universe_db
-from tests.test_e2e_browser import ARGS, CHROMIUM, ROOT, SHOTS, _assert_clean, _free_port, _settle, _stop, \
-    _wait_for_charts
 from tickstore import queries
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
-              pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-                                 reason="Debian chromium is not installed (.ci/run installs it)")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), needs_chromium]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e-screener")
-    db, port = make_universe_db(tmp / "universe.duckdb"), _free_port()
-    env = {**os.environ, "TICKDESK_DB": str(db), "PYTHONUNBUFFERED": "1"}
-    log = open(tmp / "streamlit.log", "w")
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                            "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    db = make_universe_db(tmp / "universe.duckdb")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert app.poll() is None, (tmp / "streamlit.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "streamlit did not come up within 60 s"
-            time.sleep(0.2)
-        yield {"base": base, "db": db}
+        with streamlit_server(env=app_env(db), log=tmp / "streamlit.log") as srv:
+            yield {"base": srv.base, "db": db}
     finally:
-        _stop(app)
-        log.close()
         SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp / "streamlit.log", SHOTS / "streamlit-screener.log")
 
 
-def test_screener_row_opens_the_pair_on_the_pairs_page(server):
-    from playwright.sync_api import sync_playwright
-
+def test_screener_row_opens_the_pair_on_the_pairs_page(server, chromium):
     best = screen_pairs(queries.closes_wide("spot", None, "1m", dt.timedelta(hours=6), path=server["db"])).pairs.iloc[0]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1300})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            _walk(page, server["base"], best)
-        except Exception as exc:
-            page.screenshot(path=str(SHOTS / "screener-failed.png"), full_page=True)
-            raise AssertionError(f"at {page.url} (artifacts/screenshots/screener-failed.png): {exc}") from None
-        finally:
-            browser.close()
-    assert not errors, errors
+    page = new_page(chromium, 1600, 1300)
+    try:
+        _walk(page, server["base"], best)
+    except Exception as exc:
+        page.screenshot(path=str(SHOTS / "screener-failed.png"), full_page=True)
+        raise AssertionError(f"at {page.url} (artifacts/screenshots/screener-failed.png): {exc}") from None
+    finally:
+        page.close()
+    assert not page.errors, page.errors
 
 
 def _walk(page, base: str, best) -> None:
@@ -82,10 +51,10 @@ def _walk(page, base: str, best) -> None:
     page.locator("h2", has_text="Screener").first.wait_for(timeout=90_000)
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.wait_for(timeout=120_000)
-    _wait_for_charts(page, 1, 60)  # the heat map
+    wait_for_charts(page, 1, 60)  # the heat map
     page.get_by_text("Showing all 15 pairs").first.wait_for(timeout=30_000)
-    _settle(page)
-    _assert_clean(page, "screener")
+    settle(page)
+    assert_clean(page, "screener")
     page.screenshot(path=str(SHOTS / "screener.png"), full_page=True)
 
     box = grid.bounding_box()
@@ -99,17 +68,17 @@ def _walk(page, base: str, best) -> None:
                            polling=250)
     page.get_by_text(f"{best['y']} on {best['x']}: fitted lines").first.wait_for(timeout=60_000)
     page.get_by_text("lookback 6h").first.wait_for(timeout=30_000)
-    _wait_for_charts(page, 3, 60)
-    _settle(page)
+    wait_for_charts(page, 3, 60)
+    settle(page)
     # the charts are the picked pair's only (no chart of the pair the sidebar showed before the pick)
     titles = page.locator(".gtitle", has_text="fitted lines").all_text_contents()
     assert titles == [f"{best['y']} on {best['x']}: fitted lines"], titles
     assert all(w in page.url for w in want), page.url
-    _assert_clean(page, "pairs opened from the screener")
+    assert_clean(page, "pairs opened from the screener")
     page.screenshot(path=str(SHOTS / "screener-pairs.png"), full_page=False)
 
     page.locator('[data-testid="stSidebarNav"] a', has_text="Screener").click()
     page.wait_for_url("**/screener**", timeout=30_000)
     page.get_by_text(f"{best['y']} / {best['x']}").first.wait_for(timeout=90_000)
     page.get_by_role("button", name="Watch this pair").first.wait_for(timeout=30_000)
-    _assert_clean(page, "screener after the hand-off")
+    assert_clean(page, "screener after the hand-off")

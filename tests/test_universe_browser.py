@@ -2,50 +2,22 @@
 to the charted symbols by *Chart selected* (AppTest cannot tick dataframe rows)."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.test_e2e_browser import CHROMIUM, ROOT, _free_port, _stop, browser_page  # noqa: F401  (fixture)
+from tests.browser import app_env, needs_chromium, streamlit_server
 from tests.universe_db import make_universe_db
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
-              pytest.mark.skipif(not os.path.exists(CHROMIUM) or shutil.which("chromium") is None,
-                                 reason="needs Chromium")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), needs_chromium]
 
 
 @pytest.fixture(scope="module")
 def universe_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("universe-browser")
     uni = make_universe_db(tmp / "universe.duckdb", 400)
-    port = _free_port()
-    env = {**os.environ, "TICKDESK_DB": str(uni.path), "PYTHONUNBUFFERED": "1"}
-    log = open(tmp / "streamlit.log", "w")
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                            "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
-                           stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert app.poll() is None and time.monotonic() < deadline, (tmp / "streamlit.log").read_text()[-2000:]
-            time.sleep(0.5)
-        yield base, uni
-    finally:
-        _stop(app)
-        log.close()
+    with streamlit_server(env=app_env(uni.path), log=tmp / "streamlit.log") as srv:
+        yield srv.base, uni
 
 
 def test_ticked_summary_rows_are_charted(universe_app, browser_page):
