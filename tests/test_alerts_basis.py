@@ -19,7 +19,7 @@ from alerts.engine import AlertEngine
 from alerts.metrics import current_value
 from alerts.rules import RuleStore, RuleValidationError, validate_rule
 from tests.basis_db import FUNDING_STEP, make_basis_db, stored_closes
-from tests.test_alerts_engine import Clock, tick
+from tests.test_alerts_engine import Clock, Hook, tick
 from tickstore.connection import init_db, write_connection
 from tickstore.writer import TickBuffer, TickWriter
 
@@ -141,23 +141,10 @@ def test_market2_is_stored_and_added_to_older_files(tmp_path):
 
 
 # ---------------------------------------------------------------- the engine: operators, cooldown, webhooks
-class _Hook(http.server.BaseHTTPRequestHandler):
-    bodies: list = []
-
-    def do_POST(self):  # noqa: N802
-        n = int(self.headers["Content-Length"])
-        type(self).bodies.append(json.loads(self.rfile.read(n)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
 def test_engine_fires_basis_and_funding_rules_with_cooldown_and_webhook(tmp_path, monkeypatch):
     monkeypatch.setenv("TICKDESK_WEBHOOKS_ALLOW_PRIVATE", "1")
-    _Hook.bodies = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    Hook.bodies = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     t0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
     us = int(t0.timestamp() * 1e6)
@@ -204,8 +191,8 @@ def test_engine_fires_basis_and_funding_rules_with_cooldown_and_webhook(tmp_path
         assert "BTCUSDT/spot:BTCUSDT basis +30.00 bps above +20.00 bps" in basis_ev["message"].iloc[0]
         funding_ev = ev[ev["rule_id"] == f.id]
         assert funding_ev["value"].tolist() == pytest.approx([0.0008])
-        assert [body["value"] for body in _Hook.bodies] == pytest.approx([30.0, 50.0], abs=1e-6)
-        assert _Hook.bodies[0]["market2"] == "spot" and _Hook.bodies[0]["metric"] == "basis"
+        assert [body["value"] for body in Hook.bodies] == pytest.approx([30.0, 50.0], abs=1e-6)
+        assert Hook.bodies[0]["market2"] == "spot" and Hook.bodies[0]["metric"] == "basis"
     finally:
         engine.close()
         srv.shutdown()

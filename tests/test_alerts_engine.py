@@ -321,7 +321,9 @@ def test_align_pair_forward_fills_the_quieter_leg():
     assert y.tolist() == [11.0, 12.0, 12.0] and x.tolist() == [5.0, 5.0, 6.0]
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver (serve it on 127.0.0.1): each JSON body POSTed is appended to `Hook.bodies`."""
+
     bodies: list = []
 
     def do_POST(self):  # noqa: N802
@@ -336,8 +338,8 @@ class _Hook(http.server.BaseHTTPRequestHandler):
 
 def test_engine_posts_webhook_without_blocking_the_flush(rig, monkeypatch):
     monkeypatch.setenv("TICKDESK_WEBHOOKS_ALLOW_PRIVATE", "1")  # the hook listens on loopback
-    _Hook.bodies = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    Hook.bodies = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     engine = AlertEngine(clock=rig.clock)
     rig.writer.hooks = [engine.on_flush]
@@ -350,8 +352,8 @@ def test_engine_posts_webhook_without_blocking_the_flush(rig, monkeypatch):
         rig.flush([tick("BTCUSDT", 2, T0_US + 1000, 100.5)])
         assert engine.sender.join(10)
         ev = rig.events()
-        assert len(_Hook.bodies) == 1
-        body = _Hook.bodies[0]
+        assert len(Hook.bodies) == 1
+        body = Hook.bodies[0]
         assert body["event_id"] == int(ev.loc[0, "id"]) and body["rule_id"] == rule.id
         assert body["value"] == 100.5 and body["note"] == "breakout" and body["symbol"] == "BTCUSDT"
         assert body["fired_at"].endswith("+00:00") and "crossed above 100" in body["message"]

@@ -11,17 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quantlib.backtest import mean_reversion, mean_reversion_spread, zscore_signals
-
-
-def _pair(n=3000, seed=0, phi=0.9):
-    rng = np.random.default_rng(seed)
-    idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
-    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    e = rng.normal(0, 0.05, n)
-    s = np.zeros(n)
-    for t in range(1, n):
-        s[t] = phi * s[t - 1] + e[t]
-    return pd.Series(20 + 1.5 * x + s, idx, name="Y"), pd.Series(x, idx, name="X")
+from tests.conftest import ou_pair
 
 
 def test_signal_state_machine():
@@ -60,7 +50,7 @@ def test_hand_computed_spread_trade():
 
 
 def test_pair_trades_are_sized_by_beta_and_filled_next_bar():
-    y, x = _pair(seed=1)
+    y, x = ou_pair(seed=1)
     r = mean_reversion(y, x, window=60, beta=1.5, cost_bps=2.0, capital=10_000)
     assert r.stats.n_trades > 5
     yv, xv, eq = y.to_numpy(), x.to_numpy(), r.equity.to_numpy()
@@ -85,7 +75,7 @@ def test_pair_trades_are_sized_by_beta_and_filled_next_bar():
 
 def test_costs_strictly_reduce_pnl():
     for seed in (2, 3):
-        y, x = _pair(seed=seed)
+        y, x = ou_pair(seed=seed)
         free = mean_reversion(y, x, window=60, cost_bps=0.0)
         paid = mean_reversion(y, x, window=60, cost_bps=5.0)
         assert free.stats.n_trades > 0
@@ -96,7 +86,7 @@ def test_costs_strictly_reduce_pnl():
 
 
 def test_mean_reverting_pair_is_profitable_and_stats_are_consistent():
-    y, x = _pair(n=5000, seed=4)
+    y, x = ou_pair(n=5000, seed=4)
     r = mean_reversion(y, x, window=60, hedge="rolling", hedge_window=300, cost_bps=0.5, timeframe="1m")
     s = r.stats
     assert s.total_return > 0 and s.sharpe > 0 and s.hit_rate > 0.5
@@ -110,7 +100,7 @@ def test_mean_reverting_pair_is_profitable_and_stats_are_consistent():
 
 @pytest.mark.parametrize("hedge", ["static", "rolling", "kalman"])
 def test_hedge_modes_run_and_static_waits_for_formation(hedge):
-    y, x = _pair(n=2000, seed=5)
+    y, x = ou_pair(n=2000, seed=5)
     r = mean_reversion(y, x, window=50, hedge=hedge, hedge_window=400)
     assert r.positions.iloc[:400].eq(0).all() if hedge == "static" else True
     assert r.hedge_ratio.iloc[:399].isna().all() or hedge == "kalman"
@@ -121,7 +111,7 @@ def test_hedge_modes_run_and_static_waits_for_formation(hedge):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), t=st.integers(100, 598), hedge=st.sampled_from(["static", "rolling", "kalman"]))
 def test_no_look_ahead_changing_the_future_never_changes_the_past(seed, t, hedge):
-    y, x = _pair(n=600, seed=seed % 997, phi=0.8)
+    y, x = ou_pair(n=600, seed=seed % 997, phi=0.8)
     rng = np.random.default_rng(seed)
     y2, x2 = y.copy(), x.copy()
     y2.iloc[t + 1 :] *= np.exp(rng.normal(0, 0.02, 599 - t))
@@ -135,7 +125,7 @@ def test_no_look_ahead_changing_the_future_never_changes_the_past(seed, t, hedge
 
 
 def test_validation():
-    y, x = _pair(n=100)
+    y, x = ou_pair(n=100)
     with pytest.raises(ValueError, match="need >= 62 bars, got 50"):
         mean_reversion(y.iloc[:50], x.iloc[:50], window=60)
     with pytest.raises(ValueError, match="hedge must be one of"):
@@ -151,7 +141,7 @@ def test_validation():
 
 
 def test_a_window_without_signals_gives_an_empty_trades_table():
-    y, x = _pair(n=800, seed=2)
+    y, x = ou_pair(n=800, seed=2)
     r = mean_reversion(y, x, window=60, entry_z=50.0, stop_z=80.0, timeframe="1m")
     assert len(r.trades) == 0 and r.stats.n_trades == 0
     assert r.stats.total_return == 0.0 and (r.equity == r.equity.iloc[0]).all()
@@ -205,7 +195,7 @@ def test_backtest_is_the_same_at_any_price_level(hedge):
 
 
 def test_beta_must_be_finite():
-    y, x = _pair(n=300)
+    y, x = ou_pair(n=300)
     for bad in (float("nan"), float("inf"), "1.5x", True):
         with pytest.raises(ValueError, match="beta must be a"):
             mean_reversion(y, x, window=30, beta=bad)
@@ -221,14 +211,14 @@ def test_final_forced_close_leaves_the_position_flat():
     assert r.positions.iloc[-1] == 0 and r.positions.iloc[5:9].eq(-1).all()
     assert r.stats.exposure == pytest.approx((r.positions != 0).mean()) and r.stats.exposure == pytest.approx(0.4)
     assert math.isnan(r.trades["exit_z"].iloc[0])
-    y, x = _pair(n=800, seed=7)
+    y, x = ou_pair(n=800, seed=7)
     long_run = mean_reversion(y, x, window=60, entry_z=0.5, exit_z=0.0, stop_z=None)
     if long_run.trades["exit_reason"].iloc[-1] == "end":
         assert long_run.positions.iloc[-1] == 0
 
 
 def _daily_pair(n=400, seed=11):
-    y, x = _pair(n=n, seed=seed)
+    y, x = ou_pair(n=n, seed=seed)
     idx = pd.date_range("2023-01-01", periods=n, freq="1D", tz="UTC")
     return y.set_axis(idx), x.set_axis(idx)
 
@@ -252,7 +242,7 @@ def test_daily_bars_annualize_by_365_and_hold_for_days():
 
 
 def test_bars_with_gaps_annualize_by_the_observed_rate_and_hold_for_real_time():
-    y, x = _pair(n=1500, seed=12)
+    y, x = ou_pair(n=1500, seed=12)
     keep = np.random.default_rng(0).random(1500) > 0.3  # 30 % of the 1m bars had no trade
     y, x = y[keep], x[keep]
     r = mean_reversion(y, x, window=60, timeframe="1m")
@@ -263,7 +253,7 @@ def test_bars_with_gaps_annualize_by_the_observed_rate_and_hold_for_real_time():
 
 
 def test_plain_arrays_need_a_timeframe():
-    y, x = _pair(n=300)
+    y, x = ou_pair(n=300)
     with pytest.raises(ValueError, match="pass timeframe="):
         mean_reversion(y.to_numpy(), x.to_numpy(), window=30)
     r = mean_reversion(y.to_numpy(), x.to_numpy(), window=30, timeframe="1m")
@@ -278,7 +268,7 @@ def test_plain_arrays_need_a_timeframe():
 def test_property_scale_free_and_short_samples(seed, scale, n, hedge):
     """Any price level 1e-8..1e9 and short samples: the backtest never crashes, its accounting identities
     hold, and it equals the same backtest at unit scale."""
-    y, x = _pair(n=n, seed=seed % 991, phi=0.8)
+    y, x = ou_pair(n=n, seed=seed % 991, phi=0.8)
     kw = dict(window=20, hedge=hedge, hedge_window=30, entry_z=1.5, exit_z=0.3, stop_z=3.5, cost_bps=1.0)
     a, b = mean_reversion(y, x, **kw), mean_reversion(y * scale, x * scale, **kw)
     assert a.positions.equals(b.positions) and a.stats.n_trades == b.stats.n_trades
@@ -292,7 +282,7 @@ def test_property_scale_free_and_short_samples(seed, scale, n, hedge):
 def test_property_constant_leg_never_crashes(seed, level, n):
     """A pegged leg (stablecoin): static / rolling hedges cannot be fitted (x constant) and say so; a given
     beta still backtests (the spread is y minus a constant)."""
-    y, _ = _pair(n=n, seed=seed % 991)
+    y, _ = ou_pair(n=n, seed=seed % 991)
     peg = pd.Series(level, index=y.index)
     for hedge in ("static", "rolling", "kalman"):
         try:
@@ -312,14 +302,14 @@ def test_kalman_backtest_trades_the_filtered_residual_as_documented():
     The z-score divides by its own rolling std, so the entry / exit thresholds stay in standard deviations."""
     from quantlib.regression import hedge_ratio, kalman_hedge_ratio
 
-    y, x = _pair(n=3000, seed=0, phi=0.9)
+    y, x = ou_pair(n=3000, seed=0, phi=0.9)
     r = mean_reversion(y, x, window=60, hedge="kalman")
     kf = kalman_hedge_ratio(y, x, warmup=60)
     np.testing.assert_allclose(r.spread.to_numpy()[60:], (y - kf.alpha - kf.beta * x).to_numpy()[60:], rtol=1e-12)
     assert r.spread.iloc[:59].isna().all()
     static_sd = hedge_ratio(y, x).residuals.std()
     assert 0.85 < r.spread.std() / static_sd < 1.0
-    slow = _pair(n=3000, seed=1, phi=0.99)
+    slow = ou_pair(n=3000, seed=1, phi=0.99)
     ratio = mean_reversion(*slow, window=60, hedge="kalman").spread.std() / hedge_ratio(*slow).residuals.std()
     assert 0.45 < ratio < 0.75
     z = r.zscore.dropna()

@@ -16,19 +16,14 @@ from quantlib import backtest
 from quantlib import sweep as sweep_module
 from quantlib.backtest import mean_reversion, sweep
 from quantlib.timeframes import periods_per_year
+from tests.conftest import ou_pair
 
 STATS = [k for k in sweep_module.STATS if k != "avg_holding_time"]
 
 
 def _pair(n=1500, seed=0, phi=0.85, start="2024-01-01"):
-    rng = np.random.default_rng(seed)
-    idx = pd.date_range(start, periods=n, freq="1min", tz="UTC")
-    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    e = rng.normal(0, 0.05, n)
-    s = np.zeros(n)
-    for t in range(1, n):
-        s[t] = phi * s[t - 1] + e[t]
-    return pd.Series(20 + 1.5 * x + s, idx, name="Y"), pd.Series(x, idx, name="X")
+    """This file's pairs: shorter and faster to revert than conftest's default."""
+    return ou_pair(n, seed, phi, start=start)
 
 
 def _stop(v):

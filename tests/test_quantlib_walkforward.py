@@ -14,19 +14,7 @@ from hypothesis import strategies as st
 from quantlib.backtest import BacktestStats, walk_forward
 from quantlib.regression import hedge_ratio, kalman_hedge_ratio
 from quantlib.timeframes import periods_per_year
-
-
-def _pair(n=3000, seed=0, phi=0.9, drift=0.0):
-    """A cointegrated pair whose hedge drifts (beta 1.5 + drift * t / n), so refitting matters."""
-    rng = np.random.default_rng(seed)
-    idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
-    x = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    e = rng.normal(0, 0.05, n)
-    s = np.zeros(n)
-    for t in range(1, n):
-        s[t] = phi * s[t - 1] + e[t]
-    beta = 1.5 + drift * np.arange(n) / n
-    return pd.Series(20 + beta * x + s, idx, name="Y"), pd.Series(x, idx, name="X")
+from tests.conftest import ou_pair
 
 
 def naive_walk_forward(y, x, formation, trading, method="ols", anchored=False, entry=2.0, exit_=0.5, stop=4.0,
@@ -89,7 +77,7 @@ def naive_walk_forward(y, x, formation, trading, method="ols", anchored=False, e
 @pytest.mark.parametrize("anchored", [False, True])
 def test_equals_a_naive_loop_refitting_per_window(method, anchored):
     for seed in (1, 2):
-        y, x = _pair(n=2600, seed=seed, drift=0.003)
+        y, x = ou_pair(n=2600, seed=seed, drift=0.003)
         kw = dict(formation=600, trading=450, method=method, anchored=anchored, entry_z=1.8, exit_z=0.3,
                   stop_z=3.0, cost_bps=2.0)
         r = walk_forward(y, x, **kw)
@@ -107,7 +95,7 @@ def test_equals_a_naive_loop_refitting_per_window(method, anchored):
 
 
 def test_stats_windows_and_trades_are_consistent():
-    y, x = _pair(n=3000, seed=4, drift=0.003)
+    y, x = ou_pair(n=3000, seed=4, drift=0.003)
     r = walk_forward(y, x, formation=500, trading=500, cost_bps=1.0)
     eq = r.equity.to_numpy()
     assert isinstance(r.stats, BacktestStats)
@@ -141,7 +129,7 @@ def test_stats_windows_and_trades_are_consistent():
 @given(seed=st.integers(0, 2**32 - 1), t=st.integers(150, 648), anchored=st.booleans(),
        method=st.sampled_from(["ols", "huber", "theil_sen", "tls", "kalman"]))
 def test_no_look_ahead_changing_the_future_never_changes_the_past(seed, t, anchored, method):
-    y, x = _pair(n=650, seed=seed % 997, phi=0.8)
+    y, x = ou_pair(n=650, seed=seed % 997, phi=0.8)
     rng = np.random.default_rng(seed)
     y2, x2 = y.copy(), x.copy()
     y2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 649 - t))
@@ -162,7 +150,7 @@ def test_no_look_ahead_changing_the_future_never_changes_the_past(seed, t, ancho
 
 
 def test_time_windows_equal_bar_windows_without_gaps_and_follow_the_clock_with_gaps():
-    y, x = _pair(n=3000, seed=6)
+    y, x = ou_pair(n=3000, seed=6)
     by_time = walk_forward(y, x, formation="8h", trading="4h")
     by_bar = walk_forward(y, x, formation=480, trading=240)
     pd.testing.assert_frame_equal(by_time.windows, by_bar.windows)
@@ -179,7 +167,7 @@ def test_time_windows_equal_bar_windows_without_gaps_and_follow_the_clock_with_g
 
 
 def test_a_window_that_cannot_be_fitted_is_skipped_not_fatal():
-    y, x = _pair(n=1500, seed=7)
+    y, x = ou_pair(n=1500, seed=7)
     x = x.copy()
     x.iloc[300:700] = 100.0  # a pegged stretch: the formation window 300-699 has a constant x
     r = walk_forward(y, x, formation=400, trading=300, method="ols")
@@ -192,7 +180,7 @@ def test_a_window_that_cannot_be_fitted_is_skipped_not_fatal():
 
 
 def test_bad_input_messages():
-    y, x = _pair(n=400)
+    y, x = ou_pair(n=400)
     cases = [
         (dict(formation=5, trading=50), "formation must be an integer >= 10"),
         (dict(formation=100, trading=2), "trading must be an integer >= 3"),
@@ -226,7 +214,7 @@ def test_bad_input_messages():
 def test_funding_of_a_perpetual_leg_is_booked_while_a_position_is_held():
     """Funding every 8 h on the x leg (a perpetual): the same positions as without funding; each payment is
     -qty x mark x rate of the position held then, and the trades' pnl carries it."""
-    y, x = _pair(n=3000, seed=9)
+    y, x = ou_pair(n=3000, seed=9)
     times = pd.date_range("2024-01-01 08:00", periods=6, freq="8h", tz="UTC")
     rates = pd.Series([1e-4, -2e-4, 3e-4, 1e-4, 5e-4, -1e-4], index=times)
     kw = dict(formation=500, trading=300, entry_z=1.5, exit_z=0.2, cost_bps=1.0)
@@ -289,7 +277,7 @@ def _formation_sharpe(yv, xv, beta, z, entry, exit_, stop, cost_bps=1.0, capital
 
 
 def test_optimize_picks_each_windows_best_thresholds_on_its_formation_bars_only():
-    y, x = _pair(n=4000, seed=12, drift=0.003)
+    y, x = ou_pair(n=4000, seed=12, drift=0.003)
     opt = dict(entry_z=[1.0, 1.5, 2.0, 2.5], exit_z=[0.0, 0.5, 1.2], stop_z=[3.0, None])
     r = walk_forward(y, x, formation=1000, trading=600, optimize=opt, optimize_min_trades=3)
     w = r.windows
@@ -330,7 +318,7 @@ def test_optimize_picks_each_windows_best_thresholds_on_its_formation_bars_only(
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), t=st.integers(200, 898))
 def test_no_look_ahead_with_thresholds_chosen_per_window(seed, t):
-    y, x = _pair(n=900, seed=seed % 997, phi=0.8)
+    y, x = ou_pair(n=900, seed=seed % 997, phi=0.8)
     rng = np.random.default_rng(seed)
     y2, x2 = y.copy(), x.copy()
     y2.iloc[t + 1:] *= np.exp(rng.normal(0, 0.02, 899 - t))
