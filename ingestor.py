@@ -28,6 +28,21 @@ DEMO_HISTORY_S = 2 * 3600.0  # --demo history at the full rate
 DEMO_UNIVERSE_HISTORY_S = 24 * 3600.0  # --demo with the universe: a day, so the screener finds every designed pair
 
 
+def demo_exchange(symbols: list[str], markets: tuple[str, ...], *, seed: int, rate: float, history_s: float,
+                  universe: bool):
+    """The local exchange of `--demo` (not started): `history_s` plus 10 minutes of history; with the universe,
+    prints older than DEMO_HISTORY_S (+10 min) come at a rate that falls smoothly (halving every 3 h) to 0.3x the
+    live one, every symbol alike (exchange.server, `thin_profile`): a day for the screener without a day of
+    full-rate prints to load, and no activity cliff for a trader scrolling back."""
+    from exchange.server import LocalExchange
+    from exchange.universe import rate_scale
+
+    # our own exchange: a generous weight limit so the demo's history loads in seconds
+    return LocalExchange(symbols=symbols, markets=markets, seed=seed, rate=rate,
+                         rate_scale={s: rate_scale(s) for s in symbols}, history_seconds=history_s + 600,
+                         weight_limit=1_000_000, thin_history_after=DEMO_HISTORY_S + 600 if universe else 0.0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ingestor.py", description="Stream Binance trades into a DuckDB tick file.",
                                 epilog="subcommands: `import PATH...` (Binance public-data dumps), "
@@ -60,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest downtime backfilled over REST (default 6h, or --history if that is longer)")
     p.add_argument("--history", default=None,
                    help="on an empty file, first load this much history (default 0; with --demo 2h, or 24h for the "
-                        "24-symbol universe, whose prints older than 2h are thinned)")
+                        "24-symbol universe, whose prints older than 2h come at a rate falling smoothly to 0.3x the live one)")
     p.add_argument("--history-first", default="2h",
                    help="of --history, store this newest part first and the older rest after it, so pages show the "
                         "present within seconds (default 2h; 0 = all of it from the oldest trade on)")
@@ -141,16 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                            streams_per_connection=args.streams_per_connection,
                            status_check_s=parse_duration(args.status_check))
         if args.demo:
-            from exchange.server import LocalExchange
-            from exchange.universe import rate_scale
-
-            # our own exchange: a generous weight limit so the demo's history loads in seconds; the universe's
-            # history older than DEMO_HISTORY_S is thinned (the screener needs a day, not every print)
             every = list(dict.fromkeys(s for syms in by_market.values() for s in syms))
-            exchange = LocalExchange(symbols=every, markets=tuple(markets), seed=args.demo_seed,
-                                     rate=args.demo_rate, rate_scale={s: rate_scale(s) for s in every},
-                                     history_seconds=history + 600, weight_limit=1_000_000,
-                                     thin_history_after=DEMO_HISTORY_S + 600 if universe else 0.0).start()
+            exchange = demo_exchange(every, tuple(markets), seed=args.demo_seed, rate=args.demo_rate,
+                                     history_s=history, universe=universe).start()
             cfg.ws_url, cfg.rest_url = exchange.ws_url, exchange.http_url
             log.info("demo exchange on %s (simulated data, file %s)", exchange.http_url, db)
         if top is not None:

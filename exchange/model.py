@@ -458,10 +458,12 @@ class Simulator:
             out[s] = (float(np.dot(np.expm1(path), weights)), int(n_steps))
         return out
 
-    def step(self, starts_us: np.ndarray, rate_factor: dict[str, float] | None = None) -> dict[tuple[str, str], Batch]:
+    def step(self, starts_us: np.ndarray, rate_factor: dict[str, float | np.ndarray] | None = None
+             ) -> dict[tuple[str, str], Batch]:
         """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart).
 
-        ``rate_factor`` (symbol -> multiplier, default 1) thins these steps' order flow only: the latent paths
+        ``rate_factor`` (symbol -> multiplier, default 1, or one multiplier per step) thins these steps' order
+        flow only: the latent paths
         have their own generators, so prices follow the same path whatever the rate (prints sample it)."""
         starts = np.asarray(starts_us, dtype=np.int64)
         n = len(starts)

@@ -42,15 +42,18 @@ Data (``exchange.model``)
     (FDUSDUSDT). Prices start near BTC 93k, ETH 3.3k, SOL 180, BNB 650 and so on, on the instrument's
     tick; strings have 8 decimals on spot and the contract precision on usdm. ``history_seconds`` pre-generates that much past
     history (ending now) at start (vectorized: 2 h x 4 symbols x 20/s x 2 markets in 0.3-0.5 s; the
-    demo's 24 symbols on one market, 2 h 10 min, in about 1-2 s). Thin older history (opt-in, off by
+    demo's 24 symbols on one market, 2 h 10 min, in about 1-2 s). Thinner older history (opt-in, off by
     default): with ``thin_history_after=S`` > 0 the pre-generated history older than S seconds before now
-    prints at ``thin_rate`` (default 0.05) of each symbol's rate, raised to at least ``thin_min_rate``
-    prints/s (default 0.25, never above the symbol's own rate; at 0.25/s about 2 % of a symbol's 1m bars
-    are empty, at 0.05/s about 15 %). Only the order flow is thinned: the latent prices have their own
-    generators and prints only sample them, so bar closes follow the same path and a long history for a
-    screen costs a fraction of its full-rate prints (``ingestor.py --demo``: 24 h, the last 2 h 10 min at
-    the full rate, ~3x the prints of 2 h; generating it takes a few seconds, the latent path still steps
-    every 50 ms). ``thin_factors()`` gives the multiplier per symbol.
+    prints at a rate that halves every ``thin_half_life`` seconds (default 3 h) down to ``thin_rate`` (default
+    0.3) of each symbol's rate, raised to at least ``thin_min_rate`` prints/s (default 0.1, never above the
+    symbol's own rate; at 0.1/s about 0.3 % of a symbol's 1m bars are empty). Every symbol is thinned alike, so
+    the skew between them is the live one, and the density falls smoothly (a quiet night, not a cliff: the
+    oldest hours have 0.3x the live prints per hour, each hour at least ~0.8x the one after it). Only the order
+    flow is thinned: the latent prices have their own generators and prints only sample them, so bar closes
+    follow the same path and a long history for a screen costs a fraction of its full-rate prints
+    (``ingestor.py --demo``: 24 h, the last 2 h 10 min at the full rate, ~0.35x the prints of a full-rate day;
+    generating it takes a few seconds, the latent path still steps every 50 ms). ``thin_profile(ages)`` gives
+    the multiplier per symbol and step, ``thin_factors()`` its floor.
     Deterministic: the same seed and the same sequence of steps give the same prints (ids, prices,
     sizes, sides, times relative to the start), however the steps are batched. Id origins depend on
     the seed only, so two runs with the same seed reuse the same ids: a tick file kept across runs
@@ -232,7 +235,8 @@ class LocalExchange:
                  malformed_fraction: float = 0.0, duplicate_fraction: float = 0.0,
                  reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0,
                  rate_scale: dict[str, float] | None = None, thin_history_after: float = 0.0,
-                 thin_rate: float = 0.05, thin_min_rate: float = 0.25, funding_interval: float = 8 * 3600.0,
+                 thin_rate: float = 0.3, thin_min_rate: float = 0.1, thin_half_life: float = 10800.0,
+                 funding_interval: float = 8 * 3600.0,
                  max_streams_per_connection: int = 1024, max_connection_attempts: int = 300,
                  connection_attempt_window: float = 300.0, universe: int = 0, total_rate: float | None = None):
         if universe:
@@ -262,7 +266,8 @@ class LocalExchange:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"host must be a loopback address (127.0.0.1, ::1, localhost), got {host!r}")
         for name, v in (("rate", rate), ("history_seconds", history_seconds),
-                        ("thin_history_after", thin_history_after), ("thin_min_rate", thin_min_rate)):
+                        ("thin_history_after", thin_history_after), ("thin_min_rate", thin_min_rate),
+                        ("thin_half_life", thin_half_life)):
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
         for name, v in (("ping_interval", ping_interval), ("pong_timeout", pong_timeout),
@@ -279,6 +284,7 @@ class LocalExchange:
             raise ValueError(f"thin_rate must be in (0, 1], got {thin_rate!r}")
         self.thin_history_after = float(thin_history_after)
         self.thin_rate, self.thin_min_rate = float(thin_rate), float(thin_min_rate)
+        self.thin_half_life = float(thin_half_life)
         self.faults = Faults(self.seed, skip_fraction=skip_fraction, malformed_fraction=malformed_fraction,
                              duplicate_fraction=duplicate_fraction, reorder_fraction=reorder_fraction,
                              rest_429_fraction=rest_429_fraction, hostile_fraction=hostile_fraction)
@@ -320,20 +326,22 @@ class LocalExchange:
         n_thin = 0
         if self.thin_history_after > 0:
             n_thin = max(0, n_hist - int(round(self.thin_history_after * 1e6 / STEP_US)))
-        factors = self.thin_factors()
         t0 = time.perf_counter()
         if self._funding is not None:  # the first funding period averages all of its steps (exchange.funding)
             first = grid - STEP_US * n_hist
             n_pre = (first % self._funding.interval_us) // STEP_US
             for sym, (psum, pn) in self._sim.preroll_basis(n_pre, int(BASIS_BURN_IN_S * 1e6 / STEP_US)).items():
                 self._funding.prime(sym, first, psum, pn)
-        for part_lo, part_hi, rate_factor in ((0, n_thin, factors), (n_thin, n_hist, None)):
+        for part_lo, part_hi, thin in ((0, n_thin, True), (n_thin, n_hist, False)):
             for lo in range(part_lo, part_hi, _CHUNK_STEPS):
                 k = min(_CHUNK_STEPS, part_hi - lo)
                 starts = grid - STEP_US * (n_hist - lo - np.arange(k, dtype=np.int64))
-                self._store(self._step(starts, rate_factor))
+                self._store(self._step(starts, self.thin_profile((grid - starts) / 1e6) if thin else None))
         if n_hist:
-            thin = (f", the oldest {n_thin * STEP_US / 1e6:.0f} s thinned" if n_thin else "")
+            floor = self.thin_factors()
+            thin = (f", the oldest {n_thin * STEP_US / 1e6:.0f} s thinned (smoothly, half-life "
+                    f"{self.thin_half_life:.0f} s, to {min(floor.values()):.2g}-{max(floor.values()):.2g}x the rate)"
+                    if n_thin else "")
             log.info("generated %.0f s of history%s (%s prints) in %.2f s", self.history_seconds, thin,
                      self._published, time.perf_counter() - t0)
         self._next_step_us = grid
@@ -350,13 +358,24 @@ class LocalExchange:
         return self
 
     def thin_factors(self) -> dict[str, float]:
-        """Rate multiplier per symbol of the thin older history: ``thin_rate``, raised so that no symbol prints
-        less than ``thin_min_rate`` per second there (never above its own rate)."""
+        """Rate multiplier per symbol of the oldest thinned history (the floor of ``thin_profile``): ``thin_rate``,
+        raised so that no symbol prints less than ``thin_min_rate`` per second there (never above its own rate)."""
         out = {}
         for s in self.symbols:
             own = self._sim.rate * self._sim.rate_scale.get(s, 1.0)
             out[s] = 1.0 if own <= 0 else min(1.0, max(self.thin_rate, self.thin_min_rate / own))
         return out
+
+    def thin_profile(self, age_s: np.ndarray) -> dict[str, np.ndarray]:
+        """Rate multiplier per symbol of history steps ``age_s`` seconds old: 1 up to ``thin_history_after``, then
+        halving every ``thin_half_life`` seconds down to ``thin_factors()`` (0: straight down to it). Every symbol
+        keeps its share of the activity, so the skew between symbols is the live one."""
+        over = np.maximum(np.asarray(age_s, dtype=np.float64) - self.thin_history_after, 0.0)
+        if self.thin_half_life > 0:
+            decay = 0.5 ** (over / self.thin_half_life)
+        else:
+            decay = np.where(over > 0, 0.0, 1.0)
+        return {s: np.maximum(decay, f) for s, f in self.thin_factors().items()}
 
     def stop(self) -> None:
         """Close every connection, stop the server and the loop thread."""
@@ -458,7 +477,8 @@ class LocalExchange:
             by_market.setdefault(key[0], []).append(b)
         return by_market
 
-    def _step(self, starts: np.ndarray, rate_factor: dict[str, float] | None = None) -> dict[tuple[str, str], Batch]:
+    def _step(self, starts: np.ndarray, rate_factor: dict[str, float | np.ndarray] | None = None
+              ) -> dict[tuple[str, str], Batch]:
         """One generation call; the perpetuals' index/mark paths go to the funding book."""
         batches = self._sim.step(starts, rate_factor)
         if self._funding is not None:

@@ -225,8 +225,10 @@ def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_
 
 @pytest.mark.slow
 def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair(tmp_path):
-    """`ingestor.py --demo` (default history: 24 h, prints older than ~2 h thinned) over real sockets, then
-    `scanner.py --lookback 24h` on the file it stored: the five designed pairs, no look-alike."""
+    """`ingestor.py --demo` (default history: 24 h, prints older than ~2 h thinned smoothly) over real sockets,
+    then `scanner.py --lookback 24h` on the file it stored: the five designed pairs, no look-alike. The stored
+    day has no activity cliff: every hour holds at least 0.2x the trades per hour of the newest 2 h."""
+    from tickstore.connection import read_connection
     from tickstore.queries import symbols as stored_symbols
 
     db, log_path, out = tmp_path / "demo.duckdb", tmp_path / "ingestor.log", tmp_path / "pairs.csv"
@@ -254,7 +256,15 @@ def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair
     assert set(frame.index) == set(UNIVERSE)
     span_h = (frame.last_ts - frame.first_ts).dt.total_seconds() / 3600
     assert (span_h > 23.5).all(), span_h
-    assert 400_000 < frame.ticks.sum() < 1_200_000, frame.ticks.sum()  # ~3x two hours at the full rate, not 12x
+    assert 1_000_000 < frame.ticks.sum() < 2_000_000, frame.ticks.sum()  # ~0.4x a day at the full rate (3.4M)
+    with read_connection(db) as con:
+        rows = con.execute("SELECT symbol, (epoch(max(ts) OVER (PARTITION BY symbol)) - epoch(ts)) // 3600 AS age_h "
+                           "FROM ticks WHERE symbol IN ('BTCUSDT', 'DOGEUSDT')").df()
+    for sym, ages in rows.groupby("symbol").age_h:
+        per_hour = ages.value_counts().sort_index().loc[:23]
+        live = per_hour.loc[:1].mean()                          # the newest 2 h: the live rate
+        assert (per_hour / live).min() > 0.2, (sym, (per_hour / live).round(2).tolist())
+        assert (per_hour.shift(-1) / per_hour).dropna().min() > 0.4, (sym, per_hour.tolist())   # no cliff
 
     run = subprocess.run([sys.executable, "scanner.py", "--db", str(db), "--lookback", "24h", "--top", "10",
                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -273,3 +283,37 @@ def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair
     top = run.stdout
     for y, x, _, _ in PAIRS:
         assert y in top and x in top
+
+
+def test_demo_history_keeps_each_symbols_live_density_without_a_cliff(monkeypatch):
+    """The day of history `ingestor.py --demo` serves (exchange built by `ingestor.demo_exchange`, now fixed):
+    trades per hour against the live rate, per symbol. The newest 2 h 10 min are at the live rate; older hours
+    fall smoothly (halving every 3 h) to 0.3x of it, never a cliff, and every symbol keeps its share (BTC trades
+    ten times DOGE live, and in the oldest hours too). Before: every symbol printed 0.25/s there, BTC 20x fewer
+    per hour than live, DOGE 2x, so one hour jumped 20x and the skew was gone."""
+    import exchange.server as server
+    from ingestor import DEMO_HISTORY_S, DEMO_UNIVERSE_HISTORY_S, demo_exchange
+
+    now = 1_800_000_123_450_000
+    monkeypatch.setattr(server, "_now_us", lambda: now)
+    syms = ["BTCUSDT", "OPUSDT", "DOGEUSDT"]   # a major (1.0), a look-alike leg (0.4), a minor (0.1)
+    ex = demo_exchange(syms, ("spot",), seed=7, rate=5.0, history_s=DEMO_UNIVERSE_HISTORY_S, universe=True)
+    ex.pause()
+    ex.start()
+    try:
+        age_h = {s: (pd.Timestamp(now, unit="us", tz="UTC") - ex.trades(s).ts).dt.total_seconds() // 3600
+                 for s in syms}
+    finally:
+        ex.stop()
+    live = {s: rate_scale(s) * 5.0 * 3600 for s in syms}                          # trades per hour at the live rate
+    full_h = int(DEMO_HISTORY_S // 3600)
+    for s in syms:
+        per_hour = age_h[s].value_counts().sort_index().reindex(range(24), fill_value=0) / live[s]
+        assert per_hour[:full_h].between(0.75, 1.3).all(), (s, per_hour.round(2).tolist())   # the live rate
+        assert per_hour.between(0.2, 1.3).all(), (s, per_hour.round(2).tolist())            # never a trickle
+        assert per_hour[9:].between(0.2, 0.45).all(), (s, per_hour.round(2).tolist())       # the 0.3x floor
+        step = per_hour.shift(-1) / per_hour                                                  # older / newer hour
+        assert step.dropna().between(0.4, 1.6).all(), (s, step.round(2).tolist())            # no cliff
+    old = {s: (age_h[s] >= 12).sum() for s in syms}
+    assert old["BTCUSDT"] / old["DOGEUSDT"] == pytest.approx(10.0, rel=0.3)     # the live skew, in the oldest hours
+    assert old["BTCUSDT"] / old["OPUSDT"] == pytest.approx(2.5, rel=0.3)

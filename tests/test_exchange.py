@@ -691,10 +691,13 @@ def test_rate_factor_thins_prints_but_not_the_price_path():
 def test_thin_older_history_is_opt_in_and_keeps_recent_history_at_full_rate():
     kw = dict(seed=9, rate=10.0, history_seconds=1800, markets=("spot",), rate_scale={"ETHUSDT": 0.05})
     plain = LocalExchange(("BTCUSDT", "ETHUSDT"), **kw)
-    thin = LocalExchange(("BTCUSDT", "ETHUSDT"), thin_history_after=600, **kw)
+    # a step down (half-life 0) to a low floor, the sharpest thinning there is
+    thin = LocalExchange(("BTCUSDT", "ETHUSDT"), thin_history_after=600, thin_rate=0.05, thin_min_rate=0.25,
+                         thin_half_life=0, **kw)
     assert plain.thin_history_after == 0  # off unless asked for
     # BTC: 10/s -> 0.05x = 0.5/s; ETH: 0.5/s -> raised to the 0.25/s floor (0.5x), never above its own rate
     assert thin.thin_factors() == pytest.approx({"BTCUSDT": 0.05, "ETHUSDT": 0.5})
+    assert LocalExchange(("BTCUSDT",), **kw).thin_factors() == pytest.approx({"BTCUSDT": 0.3})  # the default
     for e in (plain, thin):
         e.pause()
         e.start()
@@ -763,7 +766,7 @@ def test_blast_delivers_every_print_in_order(make_ex):
 @pytest.mark.parametrize("kw", [dict(symbols=("BTC-USDT",)), dict(host="0.0.0.0"), dict(markets=("coinm",)),
                                 dict(rate=-1.0), dict(ping_interval=0), dict(skip_fraction=2.0),
                                 dict(thin_history_after=-1.0), dict(thin_rate=0.0), dict(thin_rate=1.5),
-                                dict(thin_min_rate=-0.1)])
+                                dict(thin_min_rate=-0.1), dict(thin_half_life=-1.0)])
 def test_invalid_arguments_are_rejected(kw):
     with pytest.raises(ValueError):
         LocalExchange(**kw)
