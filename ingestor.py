@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest downtime backfilled over REST (default 6h, or --history if that is longer)")
     p.add_argument("--history", default=None,
                    help="on an empty file, first load this much history (default 0; with --demo 2h, or 24h for the "
-                        "24-symbol universe, whose prints older than 2h come at a rate falling smoothly to 0.3x the live one)")
+                        "24-symbol universe, whose prints older than 2h come at a rate falling smoothly to 0.3x the "
+                        "live one)")
     p.add_argument("--history-first", default="2h",
                    help="of --history, store this newest part first and the older rest after it, so pages show the "
                         "present within seconds (default 2h; 0 = all of it from the oldest trade on)")

@@ -71,20 +71,28 @@ LIVE_JS = """([title, charts, tables, status, span]) => {
 OLDEST_FIRST = "market, oldest first"  # the Market page with `--history-first 0`
 
 
+def _newest_start(line: str) -> bool:
+    return "catching up from id" in line or "loading history from id" in line
+
+
+def _newest_done(line: str) -> bool:
+    return "backfilled" in line or ("trades of history" in line and "older part" not in line)
+
+
 def history_loaded_s(log: Path, t0_wall: float) -> tuple[float, float]:
-    """Seconds from launch until the ingestor logged (the newest part of its history stored: the catch-up of
-    every symbol 'backfilled ... trades', one per 'catching up from id'; all of it: also the last 'loaded ...
-    trades of history' of the older part)."""
+    """Seconds from launch until the ingestor logged (the newest part of its history stored: one 'loaded ...
+    trades of history' per 'loading history from id' (older logs: 'backfilled' per 'catching up from id'); all of
+    it: also the last 'loaded ... trades of history' of the older part)."""
     newest = everything = None
-    catch_ups = done = 0
+    starts = done = 0
     for line in log.read_text().splitlines():
-        if "catching up from id" in line:
-            catch_ups += 1
-        elif "backfilled" in line or "trades of history" in line:
+        if _newest_start(line):
+            starts += 1
+        elif _newest_done(line) or "trades of history" in line:
             stamp = dt.datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
-            if "backfilled" in line:
+            if _newest_done(line):
                 done += 1
-                if done == catch_ups:
+                if done == starts:
                     newest = stamp.timestamp() - t0_wall
             if newest is not None:
                 everything = stamp.timestamp() - t0_wall
@@ -92,11 +100,12 @@ def history_loaded_s(log: Path, t0_wall: float) -> tuple[float, float]:
 
 
 def history_done(log: Path) -> bool:
-    """True once every catch-up and every queued older part of the history is logged as stored."""
-    text = log.read_text()
-    catch_ups = text.count("catching up from id")
-    return catch_ups > 0 and text.count("backfilled") >= catch_ups and \
-        text.count("trades of history [") >= text.count("ids of history [")
+    """True once every newest-part load and every queued older part of the history is logged as stored."""
+    lines = log.read_text().splitlines()
+    starts = sum(map(_newest_start, lines))
+    return starts > 0 and sum(map(_newest_done, lines)) >= starts and \
+        sum("trades of history [" in ln and "older part" in ln for ln in lines) >= \
+        sum("ids of history [" in ln for ln in lines)
 
 
 def one_run(browser, page_name: str | None, tmp: Path, ingestor_args: tuple[str, ...] = ()

@@ -45,13 +45,14 @@ Data (``exchange.model``)
     demo's 24 symbols on one market, 2 h 10 min, in about 1-2 s). Thinner older history (opt-in, off by
     default): with ``thin_history_after=S`` > 0 the pre-generated history older than S seconds before now
     prints at a rate that halves every ``thin_half_life`` seconds (default 3 h) down to ``thin_rate`` (default
-    0.3) of each symbol's rate, raised to at least ``thin_min_rate`` prints/s (default 0.1, never above the
-    symbol's own rate; at 0.1/s about 0.3 % of a symbol's 1m bars are empty). Every symbol is thinned alike, so
-    the skew between them is the live one, and the density falls smoothly (a quiet night, not a cliff: the
+    0.3) of each symbol's rate, raised to at least ``thin_min_rate`` prints/s (default 0.25, never above the
+    symbol's own rate; at 0.25/s about 2 % of a symbol's 1m bars are empty, at 0.15/s about 5 %, which costs a
+    pair screen its overlap). Every symbol is thinned by the same profile, so the skew between them is the live
+    one (the slowest raised to that floor), and the density falls smoothly (a quiet night, not a cliff: the
     oldest hours have 0.3x the live prints per hour, each hour at least ~0.8x the one after it). Only the order
     flow is thinned: the latent prices have their own generators and prints only sample them, so bar closes
     follow the same path and a long history for a screen costs a fraction of its full-rate prints
-    (``ingestor.py --demo``: 24 h, the last 2 h 10 min at the full rate, ~0.35x the prints of a full-rate day;
+    (``ingestor.py --demo``: 24 h, the last 2 h 10 min at the full rate, ~0.4x the prints of a full-rate day;
     generating it takes a few seconds, the latent path still steps every 50 ms). ``thin_profile(ages)`` gives
     the multiplier per symbol and step, ``thin_factors()`` its floor.
     Deterministic: the same seed and the same sequence of steps give the same prints (ids, prices,
@@ -235,7 +236,7 @@ class LocalExchange:
                  malformed_fraction: float = 0.0, duplicate_fraction: float = 0.0,
                  reorder_fraction: float = 0.0, rest_429_fraction: float = 0.0, hostile_fraction: float = 0.0,
                  rate_scale: dict[str, float] | None = None, thin_history_after: float = 0.0,
-                 thin_rate: float = 0.3, thin_min_rate: float = 0.1, thin_half_life: float = 10800.0,
+                 thin_rate: float = 0.3, thin_min_rate: float = 0.25, thin_half_life: float = 10800.0,
                  funding_interval: float = 8 * 3600.0,
                  max_streams_per_connection: int = 1024, max_connection_attempts: int = 300,
                  connection_attempt_window: float = 300.0, universe: int = 0, total_rate: float | None = None):

@@ -12,7 +12,8 @@ symbols (23 on usdm) that make a screen worth running. The design, in 1-minute b
   pairs of one such leg with an unrelated coin still look like random walks to a unit-root test. How much
   data finds them: an Engle-Granger test needs a window of roughly 40-100 half-lives to reject at the level
   a Benjamini-Hochberg screen of 276 pairs asks for (p below ~1e-3), so all five show up in a day of 1m
-  bars, the fast ones in 6-12 h; in 2 h usually only LTC/BCH (hence the demo pre-loads 24 h, thinned).
+  bars, the fast ones in 6-12 h; in 2 h usually only LTC/BCH (hence the demo pre-loads 24 h, older
+  hours thinned smoothly).
 * **look-alikes** (``LOOKALIKES``): OP/ARB, ADA/XRP and SUI/APT have 1m return correlations of about 0.975
   (about 0.95 on the demo's bar closes), but ``log Y - beta log X`` is a random walk (small, independent
   increments): never cointegrated.
