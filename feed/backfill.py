@@ -245,6 +245,28 @@ class GapTracker:
         with self.lock:
             self._history.add(symbol)
 
+    def prime_if_unknown(self, symbol: str, last_id: int, last_us: int | None) -> bool:
+        """Prime a symbol no id is known of yet (none stored, none streamed); False if one arrived meanwhile."""
+        st = self.state.stats(self.market, symbol)
+        with self.lock:
+            if st.last_trade_id is not None:
+                return False
+            st.last_trade_id, st.last_trade_us = last_id, last_us
+            return True
+
+    def catch_up_to(self, symbol: str, newest_id: int, reason: str) -> bool:
+        """Fetch the ids after the highest known one up to `newest_id` (the exchange's newest, asked after the
+        stream was up: anything newer comes live); False if there is nothing to fetch."""
+        st = self.state.stats(self.market, symbol)
+        with self.lock:
+            last = st.last_trade_id
+            if last is None or newest_id <= last:
+                return False
+            st.last_trade_id = newest_id
+            history = symbol in self._history
+        self.backfiller.submit(Gap(symbol, last + 1, newest_id, reason, after_us=st.last_trade_us, history=history))
+        return True
+
     def resume(self, symbol: str, reason: str, history: bool = False) -> None:
         """Catch up from the primed id to the present over REST: after downtime (a gap), or `history` asked for
         on an empty file (not counted as a gap)."""

@@ -13,7 +13,7 @@ from feed.funding import FundingBackfiller
 from feed.rest import RestClient, RestError
 from feed.shards import NAMES_PER_MESSAGE, URL_MAX_CHARS, AttemptLimiter, plan_shards
 from feed.state import IngestState, now_us
-from feed.stream import ShardStream
+from feed.stream import Reconnected, ShardStream
 from tickstore.writer import TickBuffer
 
 log = logging.getLogger(__name__)
@@ -166,25 +166,79 @@ class MarketFeed:
             self.apply_statuses(statuses)
             return statuses
 
-    def catch_up(self, symbols: list[str]) -> None:
-        """A moment after a connection is up: catch up over REST the `symbols` that have not printed since (their
-        trades made while no connection carried them would otherwise wait for their next print to reveal the gap). On spot one all-symbol ticker
-        (weight 80, whatever the number of symbols) first says which of them traded at all meanwhile."""
-        todo = [s for s in symbols if s not in self.delisted and not self.tracker.is_resuming(s)]
-        if todo and self.spec.name == "spot":
-            newest = self.newest_ids()
-            todo = [s for s in todo if newest.get(s, 1 << 62) > (self.state.stats(self.market, s).last_trade_id or -1)]
-        for sym in todo:
-            if not self.tracker.is_resuming(sym):
-                self.tracker.resume(sym, "no print since the reconnect")
+    def catch_up(self, event: Reconnected) -> None:
+        """A moment after a connection is up: fetch over REST what its quiet symbols (no print since) traded while no
+        connection carried them; otherwise it would wait for their next print to reveal the gap.
 
-    def newest_ids(self) -> dict[str, int]:
-        """Each symbol's newest trade id from one all-symbol ticker, shared by the connections that come back
-        together (a drop of every connection costs one ticker, not one per connection); {} if it failed."""
+        On spot one all-symbol ticker (weight 80, whatever the number of symbols), requested after every stream of
+        the connection was acknowledged, gives each symbol's newest id: the closed range after its last stored id is
+        fetched, and anything newer arrives live. On usdm (no aggTrade ids in its ticker) a symbol catches up from its
+        last id to the present. A symbol never printed while streamed starts from its first print since the previous
+        connection's last message. A symbol already catching up to the present is left to that catch-up."""
+        newest = self.newest_ids(event.acked_mono) if self.spec.name == "spot" else {}
+        unseen = []
+        for sym in event.quiet:
+            if sym in self.delisted or self.stop_event.is_set():
+                continue
+            resuming = self.tracker.is_resuming(sym)
+            if resuming and self.tracker.resume_target(sym) is None:
+                continue  # an open-ended catch-up is running: it reaches the present
+            st = self.state.stats(self.market, sym)
+            if st.last_trade_id is None:
+                unseen.append(sym)  # after the others: its lookups may wait for request weight
+            elif sym in newest:
+                self.tracker.catch_up_to(sym, newest[sym], "no print since the reconnect")
+            elif not resuming:  # usdm, or no ticker row for it
+                self.tracker.resume(sym, "no print since the reconnect")
+            else:  # catching up a closed range of older ids: a second, closed range up to the newest id
+                newest_id = self._newest_id(sym)
+                if newest_id is not None:
+                    self.tracker.catch_up_to(sym, newest_id[0], "no print since the reconnect")
+        if event.down_since_us is not None:  # on the first connection nothing was missed
+            for sym in unseen:
+                if not self.stop_event.is_set():
+                    self._catch_up_unseen(sym, event.down_since_us - 1_000_000)
+
+    def _catch_up_unseen(self, sym: str, since_us: int) -> None:
+        """A symbol with no id known (nothing stored, no print streamed): it is primed at its newest id if that is
+        older than `since_us`, else caught up from its first print since then (prints after it would have come
+        live); either way its id is known from then on."""
+        newest = self._newest_id(sym)
+        if newest is None:
+            return
+        if newest[1] < since_us:
+            self.tracker.prime_if_unknown(sym, newest[0], newest[1])
+            return
+        try:
+            first = self.backfiller.first_id_at(sym, since_us)
+        except RestError as exc:
+            log.warning("%s %s: cannot look up its prints during the drop: %s", self.market, sym, exc)
+            return
+        if first is not None and self.tracker.prime_if_unknown(sym, first - 1, since_us):
+            self.tracker.resume(sym, "prints while disconnected, before its first live one")
+
+    def _newest_id(self, sym: str) -> tuple[int, int] | None:
+        """(newest tick id, its time in µs) of one symbol from its newest aggTrade (the id: spot its last trade id,
+        usdm its aggTrade id), or None if it has none or the lookup failed."""
+        try:
+            rows = self.rest.get(self.spec.lookup_path, {"symbol": sym, "limit": 1})
+            if not rows:
+                return None
+            row = rows[-1]
+            return int(row["l" if self.spec.name == "spot" else "a"]), int(row["T"]) * 1000
+        except (RestError, TypeError, ValueError, KeyError, IndexError) as exc:
+            log.warning("%s %s: newest id lookup failed: %s", self.market, sym, exc)
+            return None
+
+    def newest_ids(self, not_before: float = 0.0) -> dict[str, int]:
+        """Each symbol's newest trade id from one all-symbol ticker requested at or after `not_before`
+        (time.monotonic()), shared by the connections that come back together (a drop of every connection costs one
+        ticker, not one per connection); {} if it failed."""
         with self._ticker_lock:
-            at, newest = self._ticker
-            if time.monotonic() - at < 2.0:
+            asked, newest = self._ticker
+            if asked >= not_before and time.monotonic() - asked < 2.0:
                 return newest
+            asked = time.monotonic()
             try:
                 rows = self.rest.get(self.spec.ticker_path)
                 newest = {r["symbol"]: int(r["lastId"]) for r in rows if isinstance(r, dict) and "lastId" in r}
@@ -192,7 +246,7 @@ class MarketFeed:
                 log.warning("%s: ticker for the catch-up failed (%s); catching up every quiet symbol", self.market,
                             exc)
                 newest = {}
-            self._ticker = (time.monotonic(), newest)
+            self._ticker = (asked, newest)
             return newest
 
     def _on_refused(self, shard: ShardStream, reason: str) -> None:

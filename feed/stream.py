@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 import websocket
@@ -209,6 +210,16 @@ class Connection:
                 pass
 
 
+@dataclass(frozen=True)
+class Reconnected:
+    """A connection is up and every stream acknowledged: its `quiet` symbols have not printed since."""
+
+    shard: str
+    quiet: list[str]
+    acked_mono: float            # time.monotonic() once every stream was acknowledged
+    down_since_us: int | None    # wall time of the previous connection's last message; None on the first one
+
+
 class ShardStream:
     """Supervises one connection of one market, carrying `symbols` (a share of the market's, see feed.shards).
 
@@ -221,7 +232,7 @@ class ShardStream:
                  stop: threading.Event | None = None, marks=None, limiter: AttemptLimiter | None = None,
                  index: int = 1, url_max: int = URL_MAX_CHARS, names_per_message: int = NAMES_PER_MESSAGE,
                  on_refused: Callable[["ShardStream", str], None] | None = None,
-                 on_reconnected: Callable[[list[str]], None] | None = None, catchup_after_s: float = 3.0) -> None:
+                 on_reconnected: Callable[["Reconnected"], None] | None = None, catchup_after_s: float = 3.0) -> None:
         self.spec = spec
         self.market = spec.name
         self.name = f"{spec.name}#{index}"
@@ -243,6 +254,8 @@ class ShardStream:
         self.catchup_after_s = catchup_after_s
         self._catchup_at = 0.0
         self._reconnected_us = 0
+        self._reconnected_mono = 0.0
+        self._down_since_us: int | None = None   # wall time of the last message before the connection went down
         self.connections = 0
         self.malformed = 0
         self._malformed_logged = 0.0
@@ -423,9 +436,11 @@ class ShardStream:
                 # trades made while no connection carried a symbol (a reconnect, or the start after a catch-up that
                 # ended before the subscription) show as an id jump once it prints again; symbols that stay quiet
                 # are caught up over REST a moment after the connection is up
-                self._catchup_at, self._reconnected_us = time.monotonic() + self.catchup_after_s, now_us()
+                self._reconnected_mono, self._reconnected_us = time.monotonic(), now_us()
+                self._catchup_at = self._reconnected_mono + self.catchup_after_s
             reason = self._watch(conn)
             conn = self.current  # a rotation may have replaced it
+            self._down_since_us = now_us() - int((time.monotonic() - conn.last_msg) * 1e6)
             if not self.symbols:
                 break
             if conn.frames:
@@ -456,10 +471,11 @@ class ShardStream:
                 return "no symbol left"
             if self._catchup_at and time.monotonic() >= self._catchup_at:
                 self._catchup_at = 0.0
-                quiet = [s for s in self.symbols if (st := self.state.stats(self.market, s)).last_trade_id is not None
-                         and (st.last_recv_us or 0) < self._reconnected_us]
+                quiet = [s for s in self.symbols if (self.state.stats(self.market, s).last_recv_us or 0)
+                         < self._reconnected_us]
                 if quiet:
-                    threading.Thread(target=self.on_reconnected, args=(quiet,), name=f"catchup-{self.name}",
+                    event = Reconnected(self.name, quiet, self._reconnected_mono, self._down_since_us)
+                    threading.Thread(target=self.on_reconnected, args=(event,), name=f"catchup-{self.name}",
                                      daemon=True).start()
             silent = time.monotonic() - conn.last_msg
             if silent > self.watchdog_s:
