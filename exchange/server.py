@@ -52,7 +52,7 @@ Data (``exchange.model``)
     oldest hours have 0.3x the live prints per hour, each hour at least ~0.8x the one after it). Only the order
     flow is thinned: the latent prices have their own generators and prints only sample them, so bar closes
     follow the same path and a long history for a screen costs a fraction of its full-rate prints
-    (``ingestor.py --demo``: 24 h, the last 2 h 10 min at the full rate, ~0.4x the prints of a full-rate day;
+    (``ingestor.py --demo``: 24 h, the last 2 h 10 min at the full rate, ~0.45x the prints of a full-rate day;
     generating it takes a few seconds, the latent path still steps every 50 ms). ``thin_profile(ages)`` gives
     the multiplier per symbol and step, ``thin_factors()`` its floor.
     Deterministic: the same seed and the same sequence of steps give the same prints (ids, prices,

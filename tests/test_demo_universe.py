@@ -256,7 +256,7 @@ def test_ingestor_demo_loads_a_thinned_day_and_scanner_finds_every_designed_pair
     assert set(frame.index) == set(UNIVERSE)
     span_h = (frame.last_ts - frame.first_ts).dt.total_seconds() / 3600
     assert (span_h > 23.5).all(), span_h
-    assert 1_000_000 < frame.ticks.sum() < 2_000_000, frame.ticks.sum()  # ~0.4x a day at the full rate (3.4M)
+    assert 1_000_000 < frame.ticks.sum() < 2_000_000, frame.ticks.sum()  # ~0.45x a day at the full rate (3.4M)
     with read_connection(db) as con:
         rows = con.execute("SELECT symbol, floor((epoch(max(ts) OVER (PARTITION BY symbol)) - epoch(ts)) / 3600) "
                            "AS age_h FROM ticks WHERE symbol IN ('BTCUSDT', 'DOGEUSDT')").df()
