@@ -463,8 +463,8 @@ class Simulator:
         """Generate the steps starting at ``starts_us`` (increasing, >= STEP_US apart).
 
         ``rate_factor`` (symbol -> multiplier, default 1, or one multiplier per step) thins these steps' order
-        flow only: the latent paths
-        have their own generators, so prices follow the same path whatever the rate (prints sample it)."""
+        flow only: the latent paths have their own generators, so prices follow the same path whatever the rate
+        (prints sample it)."""
         starts = np.asarray(starts_us, dtype=np.int64)
         n = len(starts)
         if n == 0:
