@@ -77,7 +77,7 @@ def draw(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> dict | None:
     st.dataframe(stats, column_config=tables.STATS_COLUMNS, width="stretch")
 
     st.subheader("All symbols — last 24 h", anchor=False,
-                 help=f"Refreshed every {max(s.refresh_s, data.SUMMARY_MIN_S):.0f} s (it reads a day of ticks).")
+                 help=f"Refreshed every {max(s.refresh_s, data.SUMMARY_MIN_S):.0f} s (from a day of 1-minute bars).")
     summary = data.summary(s, cat)
     ui.explain(summary.state, summary.message)
     if summary.ok:

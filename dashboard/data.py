@@ -31,7 +31,7 @@ T = TypeVar("T")
 CACHE_TTL_S = 300          # eviction only; freshness comes from the bucket argument
 FULL_SCAN_S = 60           # no symbol_catalog: the full scan (every symbol ever stored) runs once a minute ...
 RECENT_S = 300             # ... and each refresh only reads the ticks of the last minutes (zone maps skip the rest)
-SUMMARY_MIN_S = 15         # the 24 h summary (scans a day of ticks) refreshes at most this often
+SUMMARY_MIN_S = 15         # the 24 h summary (a day of 1m bars of every symbol) refreshes at most this often
 BUSY_BACKOFF_S = 1.0       # after a lock timeout, serve stale copies for this long without retrying
 LAST_GOOD_SLOTS = 64       # last good results kept per session (the least recently refreshed go first)
 _LAST_GOOD = "_tickdesk_last_good"
@@ -82,11 +82,6 @@ def _bars(path: str, market: str, symbols: tuple[str, ...], timeframe: str, star
           ) -> dict[str, pd.DataFrame]:
     # per refresh bucket (every tab of the view shares it); per symbol: tabs need not split the long frame again
     return _bar_cache().bars(path, market, symbols, timeframe, start).frames
-
-
-@_cache
-def _latest(path: str, market: str, window_s: int, bucket: int) -> pd.DataFrame:
-    return queries.latest(market, dt.timedelta(seconds=window_s), path=path)
 
 
 @_cache
@@ -333,14 +328,48 @@ def funding_history(s: Settings, symbol: str, since: dt.datetime, refresh_s: flo
 
 # ---------------------------------------------------------------- tables
 def summary(s: Settings, cat: Catalog | None = None, window_s: int = 86_400) -> Loaded[pd.DataFrame]:
-    """Last price, change, high/low, volume, trades per symbol of the market over `window_s` before its last tick."""
+    """Last price, change, high/low, volume, trades per symbol of the market over `window_s` before its last tick
+    (from the whole minute holding the window's start on: `queries.latest`'s columns, from kept 1m bars)."""
     cat = cat or current_catalog(s)
     if not cat.usable:
         return Loaded(None, cat.state, cat.message)
     if s.source == "upload":
         return Loaded(uploads.current().summary(window_s), "ok")
-    return guarded(("latest", s.db_path, s.market, window_s), _latest, s.db_path, s.market, window_s,
-                    bucket(max(s.refresh_s, SUMMARY_MIN_S)))
+    anchor = cat.last_ts(s.market)
+    if anchor is None:
+        return Loaded(_summary_frame({}, s.market), "ok")
+    start = (pd.Timestamp(anchor) - pd.Timedelta(seconds=window_s)).floor("60s")  # SUMMARY_TF bars
+    res = guarded(("summary", s.db_path, s.market, window_s), _summary, s.db_path, s.market,
+                  cat.symbols_of(s.market), start.to_pydatetime(), bucket(max(s.refresh_s, SUMMARY_MIN_S)))
+    if res.value is None or res.value.empty:
+        return res
+    last = cat.frame.loc[cat.frame["market"] == s.market].set_index("symbol")["last_ts"]
+    table = res.value.assign(last_ts=res.value["symbol"].map(last).fillna(res.value["last_ts"]))
+    return Loaded(table, res.state, res.message, res.as_of)
+
+
+SUMMARY_TF = "1m"
+SUMMARY_COLUMNS = ["market", "symbol", "last_price", "first_price", "high", "low", "volume", "quote_volume", "trades",
+                   "last_ts", "change"]
+
+
+@_cache
+def _summary(path: str, market: str, symbols: tuple[str, ...], start: dt.datetime, bucket: int) -> pd.DataFrame:
+    # from the kept 1m bars (one short read of the newest ticks per bucket), not a scan of a day of ticks; only this
+    # small frame is pickled by the cache
+    return _summary_frame(_bar_cache().bars(path, market, symbols, SUMMARY_TF, start).frames, market)
+
+
+def _summary_frame(frames: dict[str, pd.DataFrame], market: str) -> pd.DataFrame:
+    """One row per symbol with bars: `queries.latest`'s columns over the bars' span (last_ts: the last bar's start,
+    replaced by the catalog's newest tick time by `summary`)."""
+    rows = [(market, sym, f["close"].iat[-1], f["open"].iat[0], f["high"].max(), f["low"].min(), f["volume"].sum(),
+             f["quote_volume"].sum(), int(f["trades"].sum()), f.index[-1])
+            for sym, f in sorted(frames.items()) if len(f)]
+    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
+    out["last_ts"] = pd.to_datetime(out["last_ts"], utc=True)
+    out["change"] = out["last_price"] / out["first_price"] - 1.0
+    return out
 
 
 def status(db_path: str, refresh_s: float) -> Loaded[pd.DataFrame]:

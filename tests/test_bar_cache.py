@@ -173,3 +173,30 @@ def test_unaligned_start_and_memory_bound(tmp_path):
     for tf in ("1s", "1m"):
         cache.bars(str(path), "spot", SYMBOLS, tf, T0)
     assert len(cache._entries) == 1  # over the bound: only the most recently read entry stays
+
+
+def test_the_24h_summary_from_kept_minute_bars_equals_the_tick_query(tmp_path):
+    """dashboard.data's summary rows (kept 1m bars) equal `queries.latest` (a scan of the window's ticks) when the
+    window starts on a whole minute, before and after new ticks."""
+    from dashboard.data import _summary_frame
+
+    path = tmp_path / "ticks.duckdb"
+    feed = Feed(path)
+    cache = BarCache()
+    feed.live(T0, T0 + dt.timedelta(hours=3), rate=0.5)
+    for more in (0, 1):
+        if more:
+            feed.live(T0 + dt.timedelta(hours=3), T0 + dt.timedelta(hours=3, minutes=4), rate=0.5)
+            newest = T0 + dt.timedelta(hours=3, minutes=5)
+        else:
+            newest = T0 + dt.timedelta(hours=3)
+        # the newest tick on a whole minute: both windows start at newest - 2 h exactly
+        feed.write([("spot", "BTCUSDT", feed.next_id["BTCUSDT"], _us(newest), 101.0, 0.5, True, None, "ws")])
+        feed.next_id["BTCUSDT"] += 1
+        window = dt.timedelta(hours=2)
+        got = _summary_frame(cache.bars(str(path), "spot", SYMBOLS, "1m", newest - window).frames, "spot")
+        ref = queries.latest("spot", window, path=path)
+        cols = ["symbol", "last_price", "first_price", "high", "low", "volume", "quote_volume", "trades", "change"]
+        pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), ref[cols].reset_index(drop=True),
+                                      check_dtype=False, rtol=1e-12)
+        assert got.loc[got["symbol"] == "BTCUSDT", "last_price"].item() == 101.0
