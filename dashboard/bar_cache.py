@@ -53,6 +53,7 @@ class CachedBars:
     frames: dict[str, pd.DataFrame]
     read: str
     since: dt.datetime
+    last_ts: dict[str, pd.Timestamp] | None = None  # newest trade time per symbol when read (None: unknown)
 
     def summary(self) -> str:
         n = sum(len(f) for f in self.frames.values())
@@ -97,7 +98,7 @@ class BarCache:
         key = (str(path), market, symbols, timeframe)
         if start_ts.value % (step * 1_000_000_000):  # not a bar start: the first bar would be partial; read it all
             r = self._read(market, symbols, timeframe, start_ts.to_pydatetime(), path)
-            return CachedBars(split(r.bars), "full", r.start)
+            return CachedBars(split(r.bars), "full", r.start, r.last_ts)
         with self._locks[hash(key) % _LOCKS]:
             with self._guard:
                 entry = self._entries.get(key)
@@ -112,11 +113,11 @@ class BarCache:
                         if parts:
                             frames[sym] = parts[0] if len(parts) == 1 else pd.concat(parts)
                     self._keep(key, frames, r, start_ts, step)
-                    return CachedBars(frames, "tail", r.start)
+                    return CachedBars(frames, "tail", r.start, r.last_ts)
             r = self._read(market, symbols, timeframe, start_ts.to_pydatetime(), path)
             frames = split(r.bars)
             self._keep(key, frames, r, start_ts, step)
-            return CachedBars(frames, "full", r.start)
+            return CachedBars(frames, "full", r.start, r.last_ts)
 
     def _keep(self, key: tuple, frames: dict[str, pd.DataFrame], r: queries.BarsRead, start: pd.Timestamp,
               step: int) -> None:

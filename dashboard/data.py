@@ -341,11 +341,7 @@ def summary(s: Settings, cat: Catalog | None = None, window_s: int = 86_400) -> 
     start = (pd.Timestamp(anchor) - pd.Timedelta(seconds=window_s)).floor("60s")  # SUMMARY_TF bars
     res = guarded(("summary", s.db_path, s.market, window_s), _summary, s.db_path, s.market,
                   cat.symbols_of(s.market), start.to_pydatetime(), bucket(max(s.refresh_s, SUMMARY_MIN_S)))
-    if res.value is None or res.value.empty:
-        return res
-    last = cat.frame.loc[cat.frame["market"] == s.market].set_index("symbol")["last_ts"]
-    table = res.value.assign(last_ts=res.value["symbol"].map(last).fillna(res.value["last_ts"]))
-    return Loaded(table, res.state, res.message, res.as_of)
+    return res
 
 
 SUMMARY_TF = "1m"
@@ -357,14 +353,16 @@ SUMMARY_COLUMNS = ["market", "symbol", "last_price", "first_price", "high", "low
 def _summary(path: str, market: str, symbols: tuple[str, ...], start: dt.datetime, bucket: int) -> pd.DataFrame:
     # from the kept 1m bars (one short read of the newest ticks per bucket), not a scan of a day of ticks; only this
     # small frame is pickled by the cache
-    return _summary_frame(_bar_cache().bars(path, market, symbols, SUMMARY_TF, start).frames, market)
+    got = _bar_cache().bars(path, market, symbols, SUMMARY_TF, start)
+    return _summary_frame(got.frames, market, got.last_ts)
 
 
-def _summary_frame(frames: dict[str, pd.DataFrame], market: str) -> pd.DataFrame:
-    """One row per symbol with bars: `queries.latest`'s columns over the bars' span (last_ts: the last bar's start,
-    replaced by the catalog's newest tick time by `summary`)."""
+def _summary_frame(frames: dict[str, pd.DataFrame], market: str, last_ts: dict | None = None) -> pd.DataFrame:
+    """One row per symbol with bars: `queries.latest`'s columns over the bars' span. `last_ts`: each symbol's newest
+    trade time read with the bars (else the last bar's start)."""
+    last_ts = last_ts or {}
     rows = [(market, sym, f["close"].iat[-1], f["open"].iat[0], f["high"].max(), f["low"].min(), f["volume"].sum(),
-             f["quote_volume"].sum(), int(f["trades"].sum()), f.index[-1])
+             f["quote_volume"].sum(), int(f["trades"].sum()), last_ts.get(sym, f.index[-1]))
             for sym, f in sorted(frames.items()) if len(f)]
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS[:-1])
     out["last_ts"] = pd.to_datetime(out["last_ts"], utc=True)

@@ -194,9 +194,11 @@ def test_the_24h_summary_from_kept_minute_bars_equals_the_tick_query(tmp_path):
         feed.write([("spot", "BTCUSDT", feed.next_id["BTCUSDT"], _us(newest), 101.0, 0.5, True, None, "ws")])
         feed.next_id["BTCUSDT"] += 1
         window = dt.timedelta(hours=2)
-        got = _summary_frame(cache.bars(str(path), "spot", SYMBOLS, "1m", newest - window).frames, "spot")
+        read = cache.bars(str(path), "spot", SYMBOLS, "1m", newest - window)
+        got = _summary_frame(read.frames, "spot", read.last_ts)
         ref = queries.latest("spot", window, path=path)
-        cols = ["symbol", "last_price", "first_price", "high", "low", "volume", "quote_volume", "trades", "change"]
+        cols = ["symbol", "last_price", "first_price", "high", "low", "volume", "quote_volume", "trades", "last_ts",
+                "change"]
         pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), ref[cols].reset_index(drop=True),
                                       check_dtype=False, rtol=1e-12)
         assert got.loc[got["symbol"] == "BTCUSDT", "last_price"].item() == 101.0

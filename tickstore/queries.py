@@ -72,15 +72,22 @@ _ARCHIVED_SQL = """SELECT coalesce(sum(rows), 0)::BIGINT FROM archive_files
                    WHERE market = $market AND list_contains($symbols, symbol)"""
 
 
-def _stored_ticks(con, market: str, symbols: list[str]) -> int | None:
-    """Ticks of `symbols` in the file, hot and archived, from `symbol_catalog` and `archive_files` (no tick is read);
-    None when the catalogue does not add up (a file written by older code or by a direct insert)."""
+_LAST_TS_SQL = """SELECT symbol, last_ts FROM symbol_catalog
+                  WHERE market = $market AND list_contains($symbols, symbol) AND last_ts IS NOT NULL"""
+
+
+def _stored_ticks(con, market: str, symbols: list[str]) -> tuple[int | None, dict[str, pd.Timestamp]]:
+    """Ticks of `symbols` in the file, hot and archived, from `symbol_catalog` and `archive_files` (no tick is read),
+    and each symbol's newest trade time; (None, {}) when the catalogue does not add up (a file written by older code
+    or by a direct insert)."""
     if not symbol_catalog.consistent(con):
-        return None
-    n = con.execute(_STORED_SQL, {"market": market, "symbols": symbols}).fetchone()[0]
+        return None, {}
+    params = {"market": market, "symbols": symbols}
+    n = con.execute(_STORED_SQL, params).fetchone()[0]
     if _has_table(con, "archive_files"):
-        n += con.execute(_ARCHIVED_SQL, {"market": market, "symbols": symbols}).fetchone()[0]
-    return int(n)
+        n += con.execute(_ARCHIVED_SQL, params).fetchone()[0]
+    last = {sym: pd.Timestamp(t).tz_convert("UTC") for sym, t in con.execute(_LAST_TS_SQL, params).fetchall()}
+    return int(n), last
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,7 @@ class BarsRead:
     bars: pd.DataFrame
     start: dt.datetime
     stored: int | None
+    last_ts: dict[str, pd.Timestamp] | None = None  # newest trade time per symbol, same snapshot (with `stored`)
 
     def before(self, t: dt.datetime) -> int | None:
         """Stored ticks of these symbols with a trade time before `t` (a bar boundary at or after `start`)."""
@@ -119,9 +127,9 @@ def bars_read(market: str, symbols: Sequence[str], timeframe: str, start: dt.dat
     params = {"step": step, "market": market, "symbols": wanted, "start": _utc(start),
               "end": dt.datetime(9999, 1, 1, tzinfo=dt.UTC)}
     with read_connection(path) as con:
-        stored = _stored_ticks(con, market, wanted)
+        stored, last = _stored_ticks(con, market, wanted)
         df = con.execute(BARS_SQL, params).df()
-    return BarsRead(_bar_frame(df), _utc(start), stored)
+    return BarsRead(_bar_frame(df), _utc(start), stored, last)
 
 
 def _bar_frame(df: pd.DataFrame) -> pd.DataFrame:
