@@ -58,8 +58,9 @@ demo: venv
 # `make test` is CI: every test. `make test-fast` skips @pytest.mark.slow (browser, real servers, fault suite,
 # anything over ~5 s) for a quick loop. Extra pytest arguments: `make test-fast ARGS="-k tickstore"`.
 # No pipes after pytest: its exit code is the target's, so 5 (nothing collected or everything deselected) fails.
+# Two workers, whole files each, longest files first (the order tests/conftest.py gives; xdist's own reorder is off).
 ARGS ?=
-PYTEST = $(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)
+PYTEST = $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(ARGS)
 
 test: venv
 	$(PYTEST) tests

@@ -22,6 +22,22 @@ from tickstore.connection import init_db, write_connection
 from tickstore.writer import TickBuffer, TickWriter
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected
+def pytest_collection_modifyitems(config, items):
+    """Longest files first. `make test` hands whole files to two xdist workers in the order given here
+    (--no-loadscope-reorder: xdist's own order, by number of tests, puts the few but long browser and fault files
+    last, and one worker then runs them alone at the end). A file's cost is a rough sum of its tests' seconds."""
+    def cost(item) -> float:
+        if "chromium" in item.fixturenames:  # a browser test (and its module's real server)
+            return 45.0
+        return 10.0 if item.get_closest_marker("slow") else 0.5
+
+    per_file: dict[Path, float] = {}
+    for item in items:
+        per_file[item.path] = per_file.get(item.path, 0.0) + cost(item)
+    items.sort(key=lambda item: -per_file[item.path])  # stable: each file keeps its tests' order
+
+
 @dataclass(frozen=True)
 class SyntheticMarket:
     """What `make_tick_db` wrote: handy for assertions."""
@@ -158,9 +174,9 @@ def app(monkeypatch):
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=timeout)
         if query:
             at.query_params = dict(query)
+        if page:  # a bookmark to the page: its first run is the session's first (as a fresh tab opening its URL)
+            at.switch_page(page)
         at.run()
-        if page:
-            at.switch_page(page).run()
         return at
 
     return make
