@@ -165,7 +165,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def app(monkeypatch):
     """Factory for an `AppTest` of streamlit_app.py reading `db`: `app(db, page="app_pages/pairs.py", query={...})`.
 
-    Runs the entrypoint once (so st.navigation registers the pages), then switches to `page` if given.
+    Runs the entrypoint once, on `page` if given (as a bookmark to it opens a fresh session), else on Market.
     """
     from streamlit.testing.v1 import AppTest
 
