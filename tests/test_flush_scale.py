@@ -204,3 +204,34 @@ def test_alert_bars_are_read_again_only_from_the_bars_that_changed(tmp_path, mon
         src.observe(rule)
         src.end()
         assert reads == []
+
+
+# ------------------------------------------------------------------------------ connections through one instance
+def test_connections_hold_the_file_only_while_open_and_renew_their_instance(tmp_path, monkeypatch):
+    """Writes and reads go through one in-memory instance per process that attaches the file: another process can
+    open the file as soon as the last connection closed (committed, checkpointed: no WAL left), not while one is
+    open; after RENEW_AFTER attaches the instance is replaced and nothing is lost."""
+    import subprocess
+    import sys
+
+    from tickstore import connection
+
+    monkeypatch.setattr(connection._Host, "RENEW_AFTER", 3)
+    db = init_db(tmp_path / "h.duckdb")
+    other = [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+             "print(c.execute('SELECT count(*) FROM ticks').fetchone()[0])", str(db)]
+    host = connection._host(db, False)
+    instances = []  # the objects themselves (kept alive: distinct ids)
+    for i in range(7):
+        with write_connection(db) as con:
+            if not any(inst is host._inst for inst in instances):
+                instances.append(host._inst)
+            insert_batch(con, rows_to_arrow([tick("BTCUSDT", i, T0_US + i)]))
+            held = subprocess.run(other, capture_output=True, text=True)
+            assert held.returncode != 0 and "lock" in held.stderr.lower()
+        assert not db.with_name(db.name + ".wal").exists()
+        seen = subprocess.run(other, capture_output=True, text=True, check=True)
+        assert int(seen.stdout) == i + 1
+        with connection.read_connection(db) as con:
+            assert con.execute("SELECT count(*) FROM ticks_all").fetchone()[0] == i + 1
+    assert len(instances) == 3  # attaches 1-3, 4-6, 7
