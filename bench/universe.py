@@ -337,6 +337,10 @@ the part of it that belongs to symbols with no stored print before the drop (and
 were): the ingestor has no id to catch such a symbol up from, so prints of it lost with the dropped sockets stay
 lost (the reset discards what was in flight). Ingestor CPU is its process time over the window, as a share of one core.
 The exchange, the ingestor and the reader share 2 cores with other jobs on this host: figures move with its load.
+"flush CPU" is the writer thread's own CPU time per flush (from the same log lines): the ingestor's cost, apart from
+waiting for a core on a loaded host (at a load average of ~10 on 2 cores a flush's wall time is 5-10x its CPU time,
+and a flush that waited gathers more trades for the next); "opening the file" is the part of the wall time spent
+before writing, mostly waiting for the reader to release the file.
 """
 
 if __name__ == "__main__":
