@@ -88,3 +88,30 @@ def test_symbol_without_recent_data_is_explained(app, tmp_path):
     # the other symbols are still in the stats table
     stats = at.dataframe[0].value
     assert stats.loc["BTCUSDT", "last"] > 0
+
+
+def test_refreshes_show_new_ticks_and_a_backfill_of_old_ones(app, tick_market):
+    """Closed bars are kept between refreshes (dashboard.bar_cache): the next refresh shows the ticks written since,
+    and a REST backfill of hour-old ticks inside the window is not hidden by the kept bars."""
+    import streamlit as st
+
+    at = app(tick_market.path)
+    base = int(at.dataframe[1].value["trades"].sum())
+    end_us = int(tick_market.end.timestamp() * 1e6)
+    writer = TickWriter(tick_market.path, TickBuffer())
+    writer.buffer.extend([("spot", "BTCUSDT", 9_000_000 + i, end_us + 1_000_000 * (i + 1), 100.0 + i, 1.0, True,
+                           None, "ws") for i in range(5)])
+    writer.flush_once()
+    st.cache_data.clear()  # the next refresh interval
+    at.run()
+    assert_no_exception(at)
+    assert int(at.dataframe[1].value["trades"].sum()) == base + 5
+    assert at.dataframe[0].value.loc["BTCUSDT", "last"] == 104.0
+    writer.buffer.extend([("spot", "ETHUSDT", 8_000_000 + i, end_us - 3_600_000_000 + 1000 * i, 1.0, 1.0, True, None,
+                           "backfill") for i in range(3)])
+    writer.flush_once()
+    st.cache_data.clear()
+    at.run()
+    assert_no_exception(at)
+    assert int(at.dataframe[1].value["trades"].sum()) == base + 8
+    assert at.dataframe[0].value.loc["ETHUSDT", "low"] == 1.0
