@@ -1,7 +1,7 @@
 """Bars of a lookback window kept between live refreshes: closed history is aggregated once, each refresh reads
 only the newest ticks.
 
-An entry per (file, market, symbols, timeframe) keeps the bars before its `boundary` — a bar boundary a little
+An entry per (file, market, symbols, timeframe, window length) keeps the bars before its `boundary` — a bar boundary a little
 behind the newest tick — and how many ticks of those symbols the file held before that boundary when they were read.
 A refresh re-aggregates only the ticks at or after the boundary, in one connection with the file's current count
 of those symbols' ticks (`tickstore.queries.bars_read`). When the count of ticks older than the boundary is
@@ -88,14 +88,17 @@ class BarCache:
         self._guard = threading.Lock()
         self._locks = [threading.Lock() for _ in range(_LOCKS)]
 
-    def bars(self, path: str, market: str, symbols: Sequence[str], timeframe: str, start: dt.datetime) -> CachedBars:
+    def bars(self, path: str, market: str, symbols: Sequence[str], timeframe: str, start: dt.datetime,
+             span: object = None) -> CachedBars:
         """Bars of `symbols` from `start` (a bar start of `timeframe`) to the newest stored tick, equal to
-        `queries.bars(market, symbols, timeframe, start)` split per symbol."""
+        `queries.bars(market, symbols, timeframe, start)` split per symbol. `span` (e.g. the lookback in seconds)
+        keeps windows of different lengths on the same bars apart: each keeps its own entry, so a short window's
+        reads never cut the kept bars of a longer one."""
         symbols = tuple(s.upper() for s in symbols)
         step = timeframes.seconds(timeframe)
         start_ts = pd.Timestamp(start).tz_convert("UTC") if pd.Timestamp(start).tzinfo else \
             pd.Timestamp(start).tz_localize("UTC")
-        key = (str(path), market, symbols, timeframe)
+        key = (str(path), market, symbols, timeframe, span)
         if start_ts.value % (step * 1_000_000_000):  # not a bar start: the first bar would be partial; read it all
             r = self._read(market, symbols, timeframe, start_ts.to_pydatetime(), path)
             return CachedBars(split(r.bars), "full", r.start, r.last_ts)

@@ -78,10 +78,10 @@ def _bar_cache() -> BarCache:
 
 
 @_cache
-def _bars(path: str, market: str, symbols: tuple[str, ...], timeframe: str, start: dt.datetime, bucket: int
-          ) -> dict[str, pd.DataFrame]:
+def _bars(path: str, market: str, symbols: tuple[str, ...], timeframe: str, start: dt.datetime, bucket: int,
+          lookback_s: int = 0) -> dict[str, pd.DataFrame]:
     # per refresh bucket (every tab of the view shares it); per symbol: tabs need not split the long frame again
-    return _bar_cache().bars(path, market, symbols, timeframe, start).frames
+    return _bar_cache().bars(path, market, symbols, timeframe, start, span=("lookback", lookback_s)).frames
 
 
 @_cache
@@ -219,7 +219,7 @@ def bars(s: Settings, symbols: tuple[str, ...] | list[str], cat: Catalog | None 
                for sym in symbols}
         return Loaded(out, "ok", note)
     res = guarded(("bars", s.db_path, s.market, symbols, s.timeframe, s.lookback_s), _bars,
-                   s.db_path, s.market, symbols, s.timeframe, start, bucket(s.refresh_s))
+                   s.db_path, s.market, symbols, s.timeframe, start, bucket(s.refresh_s), s.lookback_s)
     if res.value is None:
         return Loaded(None, res.state, res.message)
     out = {sym: res.value[sym] if sym in res.value else uploads.empty_bars() for sym in symbols}
@@ -248,7 +248,7 @@ def leg_bars(s: Settings, legs: tuple[leglib.Leg, ...] | list[leglib.Leg], cat: 
     for market in markets:
         syms = tuple(leg.symbol for leg in legs if leg.market == market)
         res = guarded(("bars", s.db_path, market, syms, s.timeframe, s.lookback_s), _bars,
-                      s.db_path, market, syms, s.timeframe, start, bucket(s.refresh_s))
+                      s.db_path, market, syms, s.timeframe, start, bucket(s.refresh_s), s.lookback_s)
         if res.value is None:
             return Loaded(None, res.state, res.message)
         states.append(res.state)
@@ -340,7 +340,7 @@ def summary(s: Settings, cat: Catalog | None = None, window_s: int = 86_400) -> 
         return Loaded(_summary_frame({}, s.market), "ok")
     start = (pd.Timestamp(anchor) - pd.Timedelta(seconds=window_s)).floor("60s")  # SUMMARY_TF bars
     res = guarded(("summary", s.db_path, s.market, window_s), _summary, s.db_path, s.market,
-                  cat.symbols_of(s.market), start.to_pydatetime(), bucket(max(s.refresh_s, SUMMARY_MIN_S)))
+                  cat.symbols_of(s.market), start.to_pydatetime(), bucket(max(s.refresh_s, SUMMARY_MIN_S)), window_s)
     return res
 
 
@@ -350,10 +350,11 @@ SUMMARY_COLUMNS = ["market", "symbol", "last_price", "first_price", "high", "low
 
 
 @_cache
-def _summary(path: str, market: str, symbols: tuple[str, ...], start: dt.datetime, bucket: int) -> pd.DataFrame:
+def _summary(path: str, market: str, symbols: tuple[str, ...], start: dt.datetime, bucket: int, window_s: int
+             ) -> pd.DataFrame:
     # from the kept 1m bars (one short read of the newest ticks per bucket), not a scan of a day of ticks; only this
     # small frame is pickled by the cache
-    got = _bar_cache().bars(path, market, symbols, SUMMARY_TF, start)
+    got = _bar_cache().bars(path, market, symbols, SUMMARY_TF, start, span=("summary", window_s))
     return _summary_frame(got.frames, market, got.last_ts)
 
 

@@ -202,3 +202,22 @@ def test_the_24h_summary_from_kept_minute_bars_equals_the_tick_query(tmp_path):
         pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), ref[cols].reset_index(drop=True),
                                       check_dtype=False, rtol=1e-12)
         assert got.loc[got["symbol"] == "BTCUSDT", "last_price"].item() == 101.0
+
+
+def test_windows_of_different_lengths_on_the_same_bars_keep_their_own_entries(tmp_path):
+    """A 2 h chart and a 24 h summary on the same 1m bars, read in turn on every refresh: each stays a tail read (a
+    shared entry would be cut to the short window and the long one read in full every time)."""
+    path = tmp_path / "ticks.duckdb"
+    feed = Feed(path)
+    feed.live(T0, T0 + dt.timedelta(hours=3), rate=0.2)
+    cache = BarCache()
+    t = T0 + dt.timedelta(hours=3)
+    for i in range(3):
+        if i:
+            feed.live(t, t + dt.timedelta(seconds=30), rate=0.2)
+            t += dt.timedelta(seconds=30)
+        short = cache.bars(str(path), "spot", SYMBOLS, "1m", T0 + dt.timedelta(hours=1), span=7200)
+        long = cache.bars(str(path), "spot", SYMBOLS, "1m", T0, span=86_400)
+        assert (short.read, long.read) == (("full", "full") if i == 0 else ("tail", "tail"))
+        assert_same(long.frames, full(path, "1m", T0))
+        assert_same(short.frames, full(path, "1m", T0 + dt.timedelta(hours=1)))
