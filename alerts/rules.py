@@ -379,8 +379,9 @@ class RuleStore:
     def create_many(self, rules: list[AlertRule | Mapping]) -> list[AlertRule]:
         """Validate every rule first, then insert them all in one short write (all or none)."""
         valid = [r if isinstance(r, AlertRule) else validate_rule(r) for r in rules]
-        with self._write(atomic=True) as con:
+        with self._write() as con:  # outside the rules' transaction: it may rebuild the catalogue in its own
             ensure_schema(con)
+        with self._write(atomic=True) as con:
             ids = [alerts_sql.insert_rule(con, r.to_row()) for r in valid]
         log.info("%d alert rules created", len(ids))
         return [replace(r, id=i) for r, i in zip(valid, ids)]

@@ -191,3 +191,17 @@ def test_cli_manages_rules_and_reports_errors_as_json(tmp_path):
     db.unlink()
     code, out = cli("list")
     assert code == 2 and out["kind"] == "missing"  # bad input: one line, exit 2
+
+
+def test_rules_created_at_once_in_a_file_whose_symbol_catalogue_does_not_add_up(tmp_path):
+    """A file written by older code (or a direct insert) gets its catalogue rebuilt in its own transaction first,
+    then every rule in one (was: "cannot start a transaction within a transaction", nothing saved)."""
+    db = tmp_path / "t.duckdb"
+    init_db(db)
+    with write_connection(db) as con:
+        con.execute("""INSERT INTO ticks (market, symbol, trade_id, ts, price, qty, is_buyer_maker)
+                       VALUES ('spot', 'BTCUSDT', 1, now(), 90000, 0.1, false)""")
+    rules = RuleStore(db).create_many([BASE, {**BASE, "threshold": 95000.0}])
+    assert [r.id for r in rules] == [r.id for r in RuleStore(db).list()] and len(rules) == 2
+    with read_connection(db) as con:
+        assert con.execute("SELECT ticks FROM symbol_catalog WHERE symbol = 'BTCUSDT'").fetchone() == (1,)
