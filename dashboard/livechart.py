@@ -134,7 +134,7 @@ def draw(fig: dict, key: str, config: dict) -> None:
     if not available():
         st.plotly_chart(fig, key=key, config=config, width="stretch")
         return
-    import plotly.io as pio  # here, not at the top: the entrypoint's preload() must not wait for it
+    from dashboard import plotjson  # here, not at the top: the entrypoint's preload() must not wait for plotly.io
 
-    _renderer()(data={"spec": pio.to_json(fig, validate=False), "src": _script_url(),
+    _renderer()(data={"spec": plotjson.to_json(fig), "src": _script_url(),
                     "config": {"responsive": True, **config}}, key=key, width="stretch")
