@@ -64,7 +64,8 @@ LIVE_JS = """([title, charts, tables, status, span]) => {
   if (span > 0) {
     const el = document.querySelector('.js-plotly-plot');
     const xs = el && el._fullData && el._fullData.length ? el._fullData[0].x : null;
-    spans = !!xs && xs.length > 1 && (Date.parse(xs[xs.length - 1]) - Date.parse(xs[0])) / 60000 >= span;
+    const t = v => typeof v === 'number' ? v : Date.parse(v);  // ms (typed arrays) or ISO strings
+    spans = !!xs && xs.length > 1 && (t(xs[xs.length - 1]) - t(xs[0])) / 60000 >= span;
   }
   return h && drawn >= charts && t >= tables && s && spans;
 }"""

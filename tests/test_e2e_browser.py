@@ -74,6 +74,10 @@ def test_settings_live_in_the_url_across_pages(demo_stack, browser_page):
     fresh.close()
 
 
+# an x range end in UTC ms: plotly.js keeps a date axis range as given (ms) or as its own 'YYYY-MM-DD hh:mm:ss' text
+RANGE_MS = "(v => typeof v === 'number' ? v : Date.parse(v.replace(' ', 'T') + 'Z'))"
+
+
 def test_live_chart_keeps_zoom_across_refreshes(demo_stack, browser_page):
     page, base = browser_page, demo_stack["base"]
     page.goto(f"{base}/?every=1s&tf=1s&lb=15m", wait_until="domcontentloaded")
@@ -83,15 +87,15 @@ def test_live_chart_keeps_zoom_across_refreshes(demo_stack, browser_page):
         const el = document.querySelector('.js-plotly-plot'); el.dataset.e2e = 'zoomed';
         const xs = el._fullData[0].x; const r = [xs[Math.floor(xs.length / 4)], xs[Math.floor(xs.length / 2)]];
         await window.Plotly.relayout(el, {'xaxis.range': r});
-        return {range: el.layout.xaxis.range, last: xs[xs.length - 1]}; }""")
+        return {range: el.layout.xaxis.range.map(MS), last: xs[xs.length - 1]}; }""".replace("MS", RANGE_MS))
     page.wait_for_timeout(4500)  # several 1 s refreshes with new ticks
     page.wait_for_function("""(last) => { const el = document.querySelector('.js-plotly-plot');
         const xs = el._fullData[0].x; return xs[xs.length - 1] > last; }""", arg=zoomed["last"],
                            timeout=20_000, polling=250)  # on a busy host a refresh can take longer
     after = page.evaluate("""() => { const els = document.querySelectorAll('.js-plotly-plot'); const el = els[0];
         const xs = el._fullData[0].x;
-        return {count: els.length, mark: el.dataset.e2e || null, range: el.layout.xaxis.range,
-                last: xs[xs.length - 1]}; }""")
+        return {count: els.length, mark: el.dataset.e2e || null, range: el.layout.xaxis.range.map(MS),
+                last: xs[xs.length - 1]}; }""".replace("MS", RANGE_MS))
     assert after["count"] == 1 and after["mark"] == "zoomed"  # the same graph, updated in place
     assert after["range"] == zoomed["range"]                   # the user's zoom survived
     assert after["last"] > zoomed["last"]                      # while new bars arrived
