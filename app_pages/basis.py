@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from dashboard import basis_view, data, downloads, export, settings, ui
+from dashboard import basis_view, data, downloads, export, formats, settings, ui
 from dashboard.inputs import bounded_number
 from dashboard.settings import Settings
 
@@ -99,9 +99,10 @@ def _headline(view: basis_view.BasisView, history: str, notional: float) -> None
                 help=f"The basis as a carry earned once per funding period ({_span(view.interval)}), over a "
                      "365-day year: the funding a premium of this size implies when it lasts.")
     rate = view.current_rate
-    m[2].metric("Funding rate", "—" if rate is None else _pct(rate),
+    m[2].metric("Funding rate", "—" if rate is None else formats.rate_pct(rate),
                 help="This period's estimate from the mark-price stream; positive: longs pay shorts."
-                     + ("" if rate is None else f" Annualised {rate * (365 * 86400 / view.interval.total_seconds()):+.2%}."))
+                     + ("" if rate is None else f" Exactly {formats.rate_pct(rate, exact=True)}; annualised "
+                                                f"{rate * (365 * 86400 / view.interval.total_seconds()):+.2%}."))
     now = dt.datetime.now(dt.UTC)
     age = None if view.mark_as_of is None else (now - view.mark_as_of).total_seconds()
     m[3].metric("Next funding in", basis_view.countdown_text(view.countdown(now), age),
@@ -112,18 +113,13 @@ def _headline(view: basis_view.BasisView, history: str, notional: float) -> None
     m[4].metric("Mark vs last", "—" if last_gap.empty else f"{last_gap.iloc[-1]:+.2f} bps",
                 help="Mark price (decides funding payments and liquidations) against the perpetual's last trade.")
     cum = view.funding["cumulative_funding"].dropna()
-    m[5].metric(f"Funding, {history}", "—" if cum.empty else _pct(cum.iloc[-1]),
+    m[5].metric(f"Funding, {history}", "—" if cum.empty else formats.rate_pct(cum.iloc[-1]),
                 help=f"Sum of the {len(view.funding)} settled rates: what a short perpetual of constant notional "
                      "received (a long paid).")
     if not cum.empty and notional > 0:
         st.caption(f"Long spot / short perpetual at {notional:,.0f} USDT notional through the last {history}: "
                    f"funding {notional * cum.iloc[-1]:+,.2f} USDT over {len(view.funding)} funding times "
                    f"(every {_span(view.interval)}).")
-
-
-def _pct(rate: float) -> str:
-    """A rate in percent with four decimals (0.0100 %), more digits for the tiny rates of short funding periods."""
-    return f"{rate:+.4%}" if rate == 0 or abs(rate) >= 1e-5 else f"{rate * 100:+.3g}%"
 
 
 def _span(td: pd.Timedelta) -> str:

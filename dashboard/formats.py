@@ -56,3 +56,12 @@ def value_format(values, digits: int = VALUE_DIGITS) -> str:
     d = _magnitude_decimals(float(v.max()), digits) if len(v) else 2
     return f",.{d}~f"
 
+
+def rate_pct(rate: float, exact: bool = False) -> str:
+    """A funding rate in percent as exchanges print it, four decimals (+0.0100%). `exact`: a smaller non-zero
+    rate (short funding periods) keeps two significant digits in plain notation (+0.000021%), never an exponent."""
+    pct = rate * 100
+    if not exact or pct == 0 or round(abs(pct), 4) >= 1e-4:
+        return f"{pct:+.4f}%"
+    decimals = int(-np.floor(np.log10(abs(pct)))) + 1
+    return f"{pct:+.{decimals}f}%"

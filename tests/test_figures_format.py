@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dashboard import figures
-from dashboard.formats import price_decimals, price_format, value_format
+from dashboard.formats import price_decimals, price_format, rate_pct, value_format
 from tests.conftest import assert_no_exception, plotly_specs
 
 
@@ -165,3 +165,11 @@ def test_tick_rate_legend_of_a_universe_goes_below_the_plot_not_over_the_title()
     assert fig["layout"]["height"] == 260 + 20 * 2                 # room for two rows of eight names
     assert [t["name"] for t in fig["data"]][-1] == "16 others"     # the 8 busiest drawn, the rest summed
     assert len(fig["data"]) == figures.TICK_RATE_LINES + 1
+
+
+@pytest.mark.parametrize("rate, shown, exact", [
+    (0.0001, "+0.0100%", "+0.0100%"), (-0.00075, "-0.0750%", "-0.0750%"), (0.0, "+0.0000%", "+0.0000%"),
+    (2.1e-7, "+0.0000%", "+0.000021%"), (-3.456e-9, "-0.0000%", "-0.00000035%"), (0.0123, "+1.2300%", "+1.2300%"),
+    (1e-6, "+0.0001%", "+0.0001%")])
+def test_funding_rates_print_as_exchanges_do_never_with_an_exponent(rate, shown, exact):
+    assert rate_pct(rate) == shown and rate_pct(rate, exact=True) == exact
