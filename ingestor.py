@@ -113,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     log = logging.getLogger("ingestor")
 
-    from feed.ingest import ConfigError, IngestConfig, Ingestor
-
     from feed.binance import MARKETS
 
     markets = list(dict.fromkeys(m.strip().lower() for m in args.market.split(",") if m.strip()))
@@ -129,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         top = int(args.top) if args.top.strip().isdigit() else 0
         if top < 1:
             return fail(f"--top {args.top!r}: expected a positive whole number of symbols, e.g. --top 100")
+    # only now the ingest machinery (DuckDB, pyarrow, requests): a flag error above is reported without loading it
+    from feed.ingest import ConfigError, IngestConfig, Ingestor
+
     exchange = ing = None
     try:
         # the simulated 24-symbol universe: --demo without --symbols, or --demo --top (which ranks the universe)
@@ -165,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         if top is not None:
             cfg.markets = {m: _select_top(cfg, MARKETS[m], top, given) for m in markets}
         ing = Ingestor(cfg)
-        alerts = None if args.no_alerts else _attach_alerts(ing, cfg)
         ing.check()
+        alerts = None if args.no_alerts else _attach_alerts(ing, cfg)  # after the checks: a refused start skips pandas
     except (ConfigError, DurationError, SymbolError) as exc:
         if exchange is not None:
             exchange.stop()

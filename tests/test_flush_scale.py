@@ -218,20 +218,39 @@ def test_connections_hold_the_file_only_while_open_and_renew_their_instance(tmp_
 
     monkeypatch.setattr(connection._Host, "RENEW_AFTER", 3)
     db = init_db(tmp_path / "h.duckdb")
-    other = [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
-             "print(c.execute('SELECT count(*) FROM ticks').fetchone()[0])", str(db)]
+    # another process (one, started once) opens the file afresh on each request: "count" or "error: ..."
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys\n"
+         "for path in sys.stdin:\n"
+         "    try:\n"
+         "        c = duckdb.connect(path.strip(), read_only=True)\n"
+         "        print(c.execute('SELECT count(*) FROM ticks').fetchone()[0], flush=True)\n"
+         "        c.close()\n"
+         "        del c\n"
+         "    except Exception as exc:\n"
+         "        print('error:', str(exc).replace(chr(10), ' '), flush=True)\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def open_elsewhere() -> str:
+        other.stdin.write(f"{db}\n")
+        other.stdin.flush()
+        return other.stdout.readline().strip()
+
     host = connection._host(db, False)
     instances = []  # the objects themselves (kept alive: distinct ids)
-    for i in range(7):
-        with write_connection(db) as con:
-            if not any(inst is host._inst for inst in instances):
-                instances.append(host._inst)
-            insert_batch(con, rows_to_arrow([tick("BTCUSDT", i, T0_US + i)]))
-            held = subprocess.run(other, capture_output=True, text=True)
-            assert held.returncode != 0 and "lock" in held.stderr.lower()
-        assert not db.with_name(db.name + ".wal").exists()
-        seen = subprocess.run(other, capture_output=True, text=True, check=True)
-        assert int(seen.stdout) == i + 1
-        with connection.read_connection(db) as con:
-            assert con.execute("SELECT count(*) FROM ticks_all").fetchone()[0] == i + 1
+    try:
+        for i in range(7):
+            with write_connection(db) as con:
+                if not any(inst is host._inst for inst in instances):
+                    instances.append(host._inst)
+                insert_batch(con, rows_to_arrow([tick("BTCUSDT", i, T0_US + i)]))
+                held = open_elsewhere()
+                assert held.startswith("error:") and "lock" in held.lower(), held
+            assert not db.with_name(db.name + ".wal").exists()
+            assert open_elsewhere() == str(i + 1)
+            with connection.read_connection(db) as con:
+                assert con.execute("SELECT count(*) FROM ticks_all").fetchone()[0] == i + 1
+    finally:
+        other.stdin.close()
+        other.wait(30)
     assert len(instances) == 3  # attaches 1-3, 4-6, 7
