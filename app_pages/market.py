@@ -22,6 +22,7 @@ with top.expander("Indicators", icon=":material/tune:"):
 
 
 BARS_KEY = "dl-market-bars"
+PICK_KEY, PICK_DONE = "sum_pick", "sum_pick_done"
 
 
 @st.fragment(run_every=s.run_every)
@@ -74,7 +75,8 @@ def draw(s: Settings, sma_n: int, ema_n: int, rsi_n: int) -> dict | None:
 
     st.subheader("Window stats", anchor=False)
     stats = tables.market_stats(res.value, s.tf_seconds)
-    st.dataframe(stats, column_config=tables.STATS_COLUMNS, width="stretch")
+    st.table(tables.static_table(stats, tables.STATS_COLUMNS))
+    st.caption(tables.column_notes(tables.STATS_COLUMNS) + ".")
 
     st.subheader("All symbols — last 24 h", anchor=False,
                  help=f"Refreshed every {max(s.refresh_s, data.SUMMARY_MIN_S):.0f} s (from a day of 1-minute bars).")
@@ -90,26 +92,32 @@ def _add_to_charts(picked: list[str]) -> None:
 
 
 def summary_table(s: Settings, table) -> None:
-    """Every symbol's last 24 h, most active first: a search box, how many rows, and rows picked to chart."""
-    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    """Every symbol's last 24 h, most active first: a search box, an order, how many rows, and symbols to chart."""
+    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
     query = c1.text_input("Search symbols", key="sum_q", placeholder=f"Search {len(table):,} symbols, e.g. BTC",
                           label_visibility="collapsed")
-    rows = c2.selectbox("Rows", list(tables.SUMMARY_ROWS), key="sum_n", label_visibility="collapsed",
-                        help="How many of the matching symbols to list, by 24 h quote volume")
-    shown = tables.top_summary(table, query, tables.SUMMARY_ROWS[rows])
+    order = c2.selectbox("Order", list(tables.SUMMARY_ORDERS), key="sum_o", label_visibility="collapsed",
+                         help="Which symbols come first (and make the top rows)")
+    rows = c3.selectbox("Rows", list(tables.SUMMARY_ROWS), key="sum_n", label_visibility="collapsed",
+                        help="How many of the matching symbols to list")
+    shown = tables.top_summary(table, query, tables.SUMMARY_ROWS[rows], order)
     found = len(tables.search_symbols(table, query)) if query else len(table)
-    event = st.dataframe(shown, column_config=tables.SUMMARY_COLUMNS, width="stretch", key="summary-table",
-                         height=min(38 + 35 * max(len(shown), 1), 420), on_select="rerun",
-                         selection_mode="multi-row")
-    picked = [shown.index[i] for i in event.selection.rows if i < len(shown)]
-    note = (f"{len(shown):,} of {found:,} matching" if query else f"{len(shown):,} of {len(table):,}") + \
-        " symbols, most 24 h quote volume first · click a header to sort · tick rows to chart them."
-    c1, c2 = st.columns([3, 1], vertical_alignment="center")
-    c1.caption(note)
+    st.table(tables.static_table(shown, tables.SUMMARY_COLUMNS), height=420 if len(shown) > 12 else "content")
+    st.caption((f"{len(shown):,} of {found:,} matching" if query else f"{len(shown):,} of {len(table):,}") +
+               f" symbols, {order} first.")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    if st.session_state.pop(PICK_DONE, False):
+        st.session_state[PICK_KEY] = []
+    # a pick stays an option while the live list reorders under it
+    kept = [p for p in st.session_state.get(PICK_KEY, []) if isinstance(p, str)]
+    options = list(dict.fromkeys([*kept, *(sym for sym in shown.index if sym not in s.symbols)]))
+    picked = c1.multiselect("Add to the charts", options, key=PICK_KEY, placeholder="Pick listed symbols to chart",
+                            label_visibility="collapsed")
     new = [p for p in picked if p not in s.symbols]
     if c2.button(f"Chart {len(new)} selected" if new else "Chart selected", disabled=not new, key="sum_chart",
-                 icon=":material/add_chart:", help="Add the ticked rows to the sidebar's Symbols"):
+                 icon=":material/add_chart:", help="Add the picked symbols to the sidebar's Symbols"):
         _add_to_charts(new)
+        st.session_state[PICK_DONE] = True
         st.rerun(scope="app")
 
 

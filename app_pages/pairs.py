@@ -132,7 +132,7 @@ def _tests(s: Settings, view: analysis.PairView) -> None:
         ui.explain("short", f"The tests need at least {analysis.min_bars_for_tests(s.window)} bars; the window has "
                             f"{len(view.closes)}. Pick a longer lookback, a finer timeframe or a shorter window.")
     else:
-        st.dataframe(tables.tests_table(summ), hide_index=True, width="stretch", column_config=tables.TESTS_COLUMNS)
+        st.table(tables.static_table(tables.tests_table(summ), tables.TESTS_COLUMNS, hide_index=True))
 
 
 live(s, float(entry), float(exit_))

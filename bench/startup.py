@@ -56,7 +56,7 @@ LIVE_JS = """([title, charts, tables, status, span]) => {
   const h = Array.from(main.querySelectorAll('h1, h2')).some(e => e.textContent.trim() === title);
   const drawn = Array.from(document.querySelectorAll('.js-plotly-plot'))
                      .filter(e => e._fullData && e._fullData.length > 0).length;
-  const t = document.querySelectorAll('[data-testid="stDataFrame"]').length;
+  const t = document.querySelectorAll('[data-testid="stDataFrame"], [data-testid="stTable"]').length;
   const text = main.textContent;
   const age = text.match(/last tick [^(]*\((\d+(?:\.\d+)?) s ago\)/);
   const s = !status || (text.includes('source: live file') && age !== null && parseFloat(age[1]) < 60);

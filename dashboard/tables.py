@@ -16,6 +16,49 @@ from core import durations
 PRICE_FORMAT = "%.8g"
 
 
+def _compact(v: float) -> str:
+    """12.3K / 160M / 3.5B: two significant digits below 100 of a unit, whole units above (as Streamlit's
+    "compact" number format)."""
+    for unit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(v) >= unit:
+            scaled = v / unit
+            return (f"{scaled:.2g}" if abs(scaled) < 100 else f"{scaled:.0f}") + suffix
+    return f"{v:.3g}"
+
+
+def _formatter(config: dict):
+    """A cell formatter for one `st.column_config` entry (number printf / percent / compact, datetime)."""
+    kind = config["type_config"]["type"]
+    fmt = config["type_config"].get("format")
+    if kind == "datetime":
+        return lambda v: pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S")
+    if kind != "number" or not fmt:
+        return str
+    if fmt == "percent":
+        return lambda v: f"{v * 100:.2f}%"
+    if fmt == "compact":
+        return _compact
+    return lambda v: fmt % v
+
+
+def static_table(frame: pd.DataFrame, columns: dict, hide_index: bool = False):
+    """`frame` as a pandas Styler for `st.table`, labelled and formatted as `columns` (the st.column_config
+    mapping the same frame would get in `st.dataframe`); missing values print as —.
+
+    st.table is plain HTML: a page without any st.dataframe never loads the data grid's ~1.2 MB of JavaScript,
+    about a second of a fresh browser's page open here. Small read-only tables use it."""
+    labels = {c: columns[c]["label"] for c in frame.columns if c in columns}
+    styler = frame.rename(columns=labels).style.format(
+        {labels[c]: _formatter(columns[c]) for c in labels}, na_rep="—")
+    return styler.hide(axis="index") if hide_index else styler
+
+
+def column_notes(columns: dict) -> str:
+    """The `help` texts of an st.column_config mapping as one caption line (st.table headers have no tooltips)."""
+    return " · ".join(f"{cfg['label']}: {cfg['help'][0].lower()}{cfg['help'][1:]}" for cfg in columns.values()
+                      if cfg.get("help"))
+
+
 PERCENT_ZERO = 5e-5   # |x| below this shows as 0% at the "percent" format's two decimals (not "-0%")
 
 
@@ -90,12 +133,26 @@ def search_symbols(frame: pd.DataFrame, query: str | None, column: str | None = 
     return frame.loc[keep]
 
 
-def top_summary(table: pd.DataFrame, query: str | None = None, top: int | None = 20) -> pd.DataFrame:
-    """`summary_table` rows matching `query`, most active first (24 h quote volume, then trades), at most `top`."""
+# the Market summary's orders: (columns, ascending) — ties broken by the next column
+SUMMARY_ORDERS = {
+    "most 24 h quote volume": (["quote_volume", "trades"], False),
+    "most 24 h trades": (["trades", "quote_volume"], False),
+    "biggest 24 h gain": (["change", "quote_volume"], False),
+    "biggest 24 h loss": (["change", "quote_volume"], [True, False]),
+    "symbol A–Z": (None, True),
+}
+
+
+def top_summary(table: pd.DataFrame, query: str | None = None, top: int | None = 20,
+                order: str = "most 24 h quote volume") -> pd.DataFrame:
+    """`summary_table` rows matching `query` in `order` (a SUMMARY_ORDERS key; default the most active first),
+    at most `top`."""
     if table.empty:
         return table
     found = search_symbols(table, query)
-    found = found.sort_values(["quote_volume", "trades"], ascending=False, kind="stable", na_position="last")
+    by, ascending = SUMMARY_ORDERS[order]
+    found = found.sort_index(kind="stable") if by is None else \
+        found.sort_values(by, ascending=ascending, kind="stable", na_position="last")
     return found if top is None else found.head(top)
 
 

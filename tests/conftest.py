@@ -209,6 +209,12 @@ def _decode_typed_arrays(obj):
     return obj
 
 
+def table_value(element, columns: dict):
+    """An AppTest st.table's frame with its display labels mapped back to field names (`columns`: the
+    st.column_config mapping the page labelled it with, e.g. dashboard.tables.STATS_COLUMNS)."""
+    return element.value.rename(columns={cfg["label"]: name for name, cfg in columns.items()})
+
+
 def page_text(at) -> str:
     """Every text element of an AppTest run (markdown, captions, info/warning/error/success boxes), joined."""
     parts = []

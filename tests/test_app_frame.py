@@ -109,7 +109,7 @@ def test_locked_file_keeps_last_data_with_a_notice(app, tick_db):
         assert_no_exception(at)
         assert "holding the file lock" in page_text(at)
         assert len(plotly_specs(at)) == 1  # still the chart, from the last good read
-        assert list(at.dataframe[0].value.index) == ["BTCUSDT", "ETHUSDT"]
+        assert list(at.table[0].value.index) == ["BTCUSDT", "ETHUSDT"]
     finally:
         holder.terminate()
         holder.wait(10)

@@ -6,7 +6,8 @@ import datetime as dt
 import duckdb
 import pytest
 
-from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs
+from dashboard import tables
+from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs, table_value
 from tickstore.writer import TickBuffer, TickWriter
 
 
@@ -36,7 +37,7 @@ def test_market_page_draws_candles_overlays_and_panels(app, tick_market):
 
 def test_market_stats_match_the_file(app, tick_market):
     at = app(tick_market.path)
-    stats = at.dataframe[0].value
+    stats = table_value(at.table[0], tables.STATS_COLUMNS)
     assert list(stats.index) == ["BTCUSDT", "ETHUSDT"]
     last = _last_prices(tick_market.path)
     for sym in stats.index:
@@ -45,7 +46,7 @@ def test_market_stats_match_the_file(app, tick_market):
         assert stats.loc[sym, "dist_vwap"] == pytest.approx(stats.loc[sym, "last"] / stats.loc[sym, "vwap"] - 1)
         # ~1.5 trades/s per symbol in the synthetic file
         assert 1.0 < stats.loc[sym, "trades_per_s"] < 2.0
-    summary = at.dataframe[1].value
+    summary = table_value(at.table[1], tables.SUMMARY_COLUMNS)
     assert set(summary.index) == {"BTCUSDT", "ETHUSDT"}
     assert summary.loc["ETHUSDT", "last_price"] == pytest.approx(last["ETHUSDT"])
     assert int(summary["trades"].sum()) == sum(tick_market.ticks_per_symbol.values())
@@ -86,7 +87,7 @@ def test_symbol_without_recent_data_is_explained(app, tmp_path):
     assert "No SOLUSDT trades in the last 2h" in page_text(at)
     assert plotly_specs(at) == []
     # the other symbols are still in the stats table
-    stats = at.dataframe[0].value
+    stats = table_value(at.table[0], tables.STATS_COLUMNS)
     assert stats.loc["BTCUSDT", "last"] > 0
 
 
@@ -96,7 +97,7 @@ def test_refreshes_show_new_ticks_and_a_backfill_of_old_ones(app, tick_market):
     import streamlit as st
 
     at = app(tick_market.path)
-    base = int(at.dataframe[1].value["trades"].sum())
+    base = int(table_value(at.table[1], tables.SUMMARY_COLUMNS)["trades"].sum())
     end_us = int(tick_market.end.timestamp() * 1e6)
     writer = TickWriter(tick_market.path, TickBuffer())
     writer.buffer.extend([("spot", "BTCUSDT", 9_000_000 + i, end_us + 1_000_000 * (i + 1), 100.0 + i, 1.0, True,
@@ -105,13 +106,13 @@ def test_refreshes_show_new_ticks_and_a_backfill_of_old_ones(app, tick_market):
     st.cache_data.clear()  # the next refresh interval
     at.run()
     assert_no_exception(at)
-    assert int(at.dataframe[1].value["trades"].sum()) == base + 5
-    assert at.dataframe[0].value.loc["BTCUSDT", "last"] == 104.0
+    assert int(table_value(at.table[1], tables.SUMMARY_COLUMNS)["trades"].sum()) == base + 5
+    assert table_value(at.table[0], tables.STATS_COLUMNS).loc["BTCUSDT", "last"] == 104.0
     writer.buffer.extend([("spot", "ETHUSDT", 8_000_000 + i, end_us - 3_600_000_000 + 1000 * i, 1.0, 1.0, True, None,
                            "backfill") for i in range(3)])
     writer.flush_once()
     st.cache_data.clear()
     at.run()
     assert_no_exception(at)
-    assert int(at.dataframe[1].value["trades"].sum()) == base + 8
-    assert at.dataframe[0].value.loc["ETHUSDT", "low"] == 1.0
+    assert int(table_value(at.table[1], tables.SUMMARY_COLUMNS)["trades"].sum()) == base + 8
+    assert table_value(at.table[0], tables.STATS_COLUMNS).loc["ETHUSDT", "low"] == 1.0

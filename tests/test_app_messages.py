@@ -69,7 +69,7 @@ def test_upload_is_kept_across_a_reload(app, tick_db):
     again = app(tick_db, query={"src": "upload", uploads.KEEP_PARAM: uid})
     assert_no_exception(again)
     assert "source: **upload**" in page_text(again)
-    assert again.dataframe[0].value.index.tolist() == ["SOLUSDT"]
+    assert again.table[0].value.index.tolist() == ["SOLUSDT"]
     assert plotly_specs(again)[0]["data"][0]["type"] == "candlestick"
     # removing it forgets it: the id no longer restores anything
     again.switch_page("app_pages/data.py").run()

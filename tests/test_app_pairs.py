@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dashboard import tables
 from quantlib import pairs as qpairs
 from quantlib import regression
-from tests.conftest import assert_no_exception, page_text, plotly_specs
+from tests.conftest import assert_no_exception, page_text, plotly_specs, table_value
 from tickstore import queries
 
 ALL = {"lb": "6h"}  # the fixture holds 3 h, so a 6 h lookback sees every bar
@@ -33,7 +34,7 @@ def test_pairs_page_matches_quantlib_on_the_same_bars(app, tick_db):
     assert len(titles) == 6
     y, x = _closes(tick_db)
     ref = qpairs.pair_summary(y, x, window=60, method="ols", timeframe="1m")
-    table = at.dataframe[0].value.set_index("test")
+    table = table_value(at.table[0], tables.TESTS_COLUMNS).set_index("test")
     assert table.loc["Engle-Granger", "statistic"] == f"{ref.engle_granger.statistic:.4g}"
     p = ref.engle_granger.pvalue
     assert table.loc["Engle-Granger", "p_value"] == ("< 0.001" if p < 0.001 else f"{p:.3f}")
@@ -71,7 +72,7 @@ def test_short_window_explains_what_is_missing(app, tick_db):
     assert "rolling hedge ratio needs 60 bars" in text
     titles = _titles(at)
     assert "Normalized price (first bar = 100)" in titles and "Spread and z-score" not in titles
-    assert len(at.dataframe) == 0
+    assert len(at.table) == 0
 
 
 def test_same_symbol_twice_is_explained(app, tick_db):

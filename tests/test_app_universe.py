@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dashboard import tables
-from tests.conftest import assert_no_exception, page_text
+from tests.conftest import assert_no_exception, page_text, table_value
 from tests.universe_db import make_universe_db
 
 N = 400
@@ -19,7 +19,7 @@ def universe(tmp_path_factory):
 
 
 def _summary(at) -> pd.DataFrame:
-    return at.dataframe[-1].value  # the page's last table (Window stats come first)
+    return table_value(at.table[-1], tables.SUMMARY_COLUMNS)  # the page's last table (Window stats come first)
 
 
 def test_market_page_opens_on_the_most_traded_and_lists_the_top_rows(app, universe):
@@ -46,9 +46,27 @@ def test_summary_search_rows_and_pick_to_chart(app, universe):
     found = _summary(at)
     assert sorted(found.index) == sorted(s for s in universe.symbols if "C01" in s)
     assert "matching" in page_text(at)
+    picks = list(found.index[:2])
+    assert at.button(key="sum_chart").disabled                      # nothing picked yet
+    at.multiselect(key="sum_pick").set_value(picks).run()
+    assert at.button(key="sum_chart").label == "Chart 2 selected"
     at.text_input(key="sum_q").set_value("no such coin").run()
     assert _summary(at).empty
-    assert at.button(key="sum_chart").disabled
+    assert at.multiselect(key="sum_pick").value == picks             # a pick survives the list changing under it
+    before = list(at.multiselect(key="sym").value)
+    at.button(key="sum_chart").click().run()
+    assert_no_exception(at)
+    assert list(at.multiselect(key="sym").value) == before + picks   # added to the sidebar's Symbols
+    assert at.multiselect(key="sum_pick").value == [] and at.button(key="sum_chart").disabled
+
+
+def test_summary_orders():
+    table = pd.DataFrame({"quote_volume": [3.0, 2.0, 1.0], "trades": [1, 5, 3], "change": [0.01, -0.2, 0.3]},
+                         index=["B", "C", "A"])
+    assert list(tables.top_summary(table, None, None, "most 24 h trades").index) == ["C", "A", "B"]
+    assert list(tables.top_summary(table, None, 1, "biggest 24 h gain").index) == ["A"]
+    assert list(tables.top_summary(table, None, None, "biggest 24 h loss").index) == ["C", "B", "A"]
+    assert list(tables.top_summary(table, None, None, "symbol A–Z").index) == ["A", "B", "C"]
 
 
 def test_top_summary_orders_searches_and_limits():

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import export, uploads
+from dashboard import export, tables, uploads
 from dashboard.uploads import UploadError, parse_csv
-from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs
+from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs, table_value
 from tickstore import queries
 
 T0 = pd.Timestamp("2024-05-01T00:00:00Z")
@@ -230,12 +230,12 @@ def test_uploaded_klines_drive_market_and_pairs(app, tick_db, tmp_path):
     at.switch_page("app_pages/market.py").run()
     assert_no_exception(at)
     assert "source: **upload**" in page_text(at)
-    stats = at.dataframe[0].value
+    stats = table_value(at.table[0], tables.STATS_COLUMNS)
     assert stats.loc["ETHUSDT", "last"] == pytest.approx(frames["ETHUSDT"]["close"].iloc[-1])
     assert plotly_specs(at)[0]["data"][0]["type"] == "candlestick"
     at.switch_page("app_pages/pairs.py").run()
     assert_no_exception(at)
-    assert any(r.startswith("cointegrated") for r in at.dataframe[0].value["verdict"])
+    assert any(r.startswith("cointegrated") for r in table_value(at.table[0], tables.TESTS_COLUMNS)["verdict"])
     at.switch_page("app_pages/backtest.py").run()
     assert_no_exception(at)
     assert len(plotly_specs(at)) == 1
@@ -249,9 +249,9 @@ def test_uploaded_ticks_are_resampled(app, tick_db):
     next(b for b in at.button if b.label == "Analyse this upload").click().run()
     at.switch_page("app_pages/market.py").run()
     assert_no_exception(at)
-    stats = at.dataframe[0].value
+    stats = table_value(at.table[0], tables.STATS_COLUMNS)
     assert stats.loc["BTCUSDT", "last"] == pytest.approx(ticks["price"].iloc[-1])
-    summary = at.dataframe[1].value
+    summary = table_value(at.table[1], tables.SUMMARY_COLUMNS)
     assert int(summary.loc["BTCUSDT", "trades"]) == len(ticks)
 
 

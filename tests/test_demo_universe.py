@@ -25,7 +25,8 @@ import pytest
 from exchange.model import STEP_US, Simulator
 from exchange.universe import LOOKALIKES, MAJORS, PAIRS, SPECS, STABLE, demo_symbols, rate_scale
 from quantlib.screen import screen_pairs
-from tests.conftest import assert_no_exception, page_text, plotly_specs
+from dashboard import tables
+from tests.conftest import assert_no_exception, page_text, plotly_specs, table_value
 from quantlib.stattests import half_life
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,10 +212,10 @@ def test_ingestor_demo_without_symbols_stores_the_universe_and_the_app_opens_on_
     assert_no_exception(at)
     assert at.multiselect(key="sym").value == sorted(MAJORS)
     assert len(at.multiselect(key="sym").options) == 24
-    assert set(at.dataframe[0].value.index) == set(MAJORS)  # window stats of the charted symbols
-    assert len(at.dataframe[-1].value) == 20  # the summary opens on the 20 most active symbols
+    assert set(at.table[0].value.index) == set(MAJORS)  # window stats of the charted symbols
+    assert len(at.table[-1].value) == 20  # the summary opens on the 20 most active symbols
     at.selectbox(key="sum_n").set_value("All").run()
-    summary = at.dataframe[-1].value  # all symbols, last 24 h
+    summary = table_value(at.table[-1], tables.SUMMARY_COLUMNS)  # all symbols, last 24 h
     assert set(summary.index) == set(UNIVERSE) and summary.loc["PEPEUSDT", "last_price"] < 1e-4
     assert (at.selectbox(key="y").value, at.selectbox(key="x").value) == ("ETHUSDT", "BTCUSDT")
     for page in ("app_pages/pairs.py", "app_pages/backtest.py", "app_pages/data.py"):

@@ -16,7 +16,7 @@ from tests.browser import SHOTS, assert_clean, needs_chromium, settle, wait_for_
 # page path -> Plotly graphs it shows once data is there (the Alerts page has none)
 PAGES = {"": 1, "pairs": 6, "backtest": 1, "alerts": 0, "data": 1}
 TITLE = {"": "Market", "pairs": "Pairs", "backtest": "Backtest", "alerts": "Alerts", "data": "Data"}
-TABLES = {"": 2, "pairs": 1, "backtest": 2, "data": 1}  # st.dataframe tables each page shows with data
+TABLES = {"": 2, "pairs": 1, "backtest": 2, "data": 1}  # tables (st.dataframe or st.table) each page shows with data
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_chromium]
 
@@ -38,7 +38,8 @@ def test_every_page_renders_live_charts(demo_stack, browser_page):
             page.get_by_text("source: live file").first.wait_for(timeout=60_000)
         wait_for_charts(page, n, 60)
         if path in TABLES:
-            page.wait_for_function("(n) => document.querySelectorAll('[data-testid=\"stDataFrame\"]').length >= n",
+            page.wait_for_function("(n) => document.querySelectorAll("
+                                   "'[data-testid=\"stDataFrame\"], [data-testid=\"stTable\"]').length >= n",
                                    arg=TABLES[path], timeout=60_000, polling=250)
         page.wait_for_timeout(1500)  # let a refresh or two pass: still clean afterwards
         timings[f"{path or 'market'}_s"] = round(time.monotonic() - t, 1)
