@@ -59,8 +59,11 @@ demo: venv
 # anything over ~5 s) for a quick loop. Extra pytest arguments: `make test-fast ARGS="-k tickstore"`.
 # No pipes after pytest: its exit code is the target's, so 5 (nothing collected or everything deselected) fails.
 # Two workers, whole files each, longest files first (the order tests/conftest.py gives; xdist's own reorder is off).
+# PYTHONDONTWRITEBYTECODE is cleared for the run: with it set, every worker and every CLI subprocess a test starts
+# compiles the project's modules and pytest rewrites every test file afresh (~6 s per worker); the caches land in
+# __pycache__/ folders, which git ignores.
 ARGS ?=
-PYTEST = $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(ARGS)
+PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(ARGS)
 
 test: venv
 	$(PYTEST) tests

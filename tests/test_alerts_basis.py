@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
-import subprocess
-import sys
 import threading
 
 import duckdb
@@ -24,7 +22,6 @@ from tickstore.connection import init_db, write_connection
 from tickstore.writer import TickBuffer, TickWriter
 
 END = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def errors_of(**fields) -> dict:
@@ -200,13 +197,15 @@ def test_engine_fires_basis_and_funding_rules_with_cooldown_and_webhook(tmp_path
 
 
 # ---------------------------------------------------------------- the CLI
-def _cli(db, *args):
-    p = subprocess.run([sys.executable, "-m", "alerts.cli", "--db", str(db), *args], capture_output=True, text=True,
-                       cwd=ROOT, timeout=60)
-    return p.returncode, json.loads(p.stdout)
+def test_cli_creates_basis_rules_and_explains_nonsense(tmp_path, capsys):
+    """`alerts.cli.main` in this process (its `python -m alerts.cli` wiring is run by test_hostile_store and
+    test_alerts_rules): exit code and the one JSON line it prints."""
+    from alerts.cli import main
 
+    def _cli(db, *args):
+        code = main(["--db", str(db), *args])
+        return code, json.loads(capsys.readouterr().out)
 
-def test_cli_creates_basis_rules_and_explains_nonsense(tmp_path):
     db = init_db(tmp_path / "cli.duckdb")
     code, out = _cli(db, "create", json.dumps({"market": "usdm", "symbol": "ethusdt", "metric": "basis", "op": "<",
                                                "threshold": -15, "cooldown_s": 300}))

@@ -158,12 +158,12 @@ def test_pages_are_routed_by_st_navigation_only():
     assert registered == on_disk
 
 
-def test_a_page_url_as_first_request_runs_the_entrypoint(tmp_path, monkeypatch):
+def test_a_page_url_as_first_request_runs_the_entrypoint(tick_db, monkeypatch):
     """A fresh AppTest (fresh PagesManager) asked for /pairs first: the entrypoint runs, draws the sidebar and
     routes to the Pairs page."""
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("TICKDESK_DB", str(make_tick_db(tmp_path / "ticks.duckdb").path))
+    monkeypatch.setenv("TICKDESK_DB", str(tick_db))
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.switch_page("app_pages/pairs.py")  # before the first run: this run's page is set by its URL path
     at.run()

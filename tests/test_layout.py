@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,13 +38,13 @@ def _room(path: Path) -> str | None:
     return {"streamlit_app.py": "pages", "ingestor.py": "ingestor.py", "scanner.py": "scanner.py"}.get(str(rel))
 
 
-def _sources():
+@cache  # parsed once per run: three tests read the same tree
+def _sources() -> tuple[tuple[Path, str, ast.AST], ...]:
     folders = [*ROOMS, *DIRS]
     assert all((ROOT / f).is_dir() for f in folders if f != "pages"), "a room's folder moved: update ROOMS / DIRS"
-    for path in sorted(ROOT.glob("*.py")) + sorted(p for f in folders for p in (ROOT / f).rglob("*.py")):
-        room = _room(path)
-        if room is not None:
-            yield path, room, ast.parse(path.read_text())
+    return tuple((path, room, ast.parse(path.read_text()))
+                 for path in sorted(ROOT.glob("*.py")) + sorted(p for f in folders for p in (ROOT / f).rglob("*.py"))
+                 if (room := _room(path)) is not None)
 
 
 def _imports(tree: ast.AST) -> list[str]:
