@@ -21,7 +21,7 @@ from core import symbols, timeframes
 from core.plausible import FUNDING_RATE_MAX
 from core.paths import default_db_path
 from tickstore import alerts_sql
-from tickstore.appwrite import RULE_WRITE_BUDGET_S, app_write
+from tickstore.appwrite import RULE_WRITE_BUDGET_S, app_write, verify_in_background
 from tickstore.connection import StoreMissing, read_connection
 from tickstore.schema import ensure_schema
 
@@ -366,6 +366,11 @@ class RuleStore:
                                "to create it, then add rules")
         # verify: a rule is never saved into a damaged file (read in full once per file by this process)
         return app_write(self.path, self.lock_budget_s, atomic=atomic, verify=True)
+
+    def check_in_background(self) -> None:
+        """Start the once-per-process read of the whole file that every write waits for (tickstore.appwrite), so
+        the first save from a form does not pay it."""
+        verify_in_background(self.path)
 
     def create(self, rule: AlertRule | Mapping) -> AlertRule:
         """Validate and insert a rule; returns it with its id."""

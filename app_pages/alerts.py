@@ -15,6 +15,7 @@ from dashboard.alerts_ui import (DEFAULT_LOOKBACK, LOOKBACK_METRICS, MARKETS, ME
 
 s = settings.current()
 db = s.db_path
+alerts_ui.prepare_writes(db)
 FLASH = "_alerts_flash"
 SEL = "alerts_rule"
 NONCE = "_alerts_form_nonce"

@@ -115,6 +115,11 @@ def clear_caches() -> None:
     _history.clear()
 
 
+def prepare_writes(path: str) -> None:
+    """Called when a page with rule forms opens: the file check every first save waits for starts now."""
+    RuleStore(path).check_in_background()
+
+
 def check(fields: Mapping) -> tuple[AlertRule | None, dict[str, str]]:
     """Validate form fields without saving: (rule, {}) or (None, {field: message})."""
     try:

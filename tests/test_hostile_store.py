@@ -233,3 +233,36 @@ def test_file_replaced_while_writing_is_never_written_and_stop_reports_the_ticks
     finally:
         lost = w.stop(timeout=2)
     assert lost == 50 and _ticks(db) == 0
+
+
+def test_ranged_check_finds_a_damaged_data_block_and_releases_the_file_between_ranges(data_damaged, monkeypatch):
+    """The once-per-process check reads the file in rowid ranges, one short connection each (so the ingestor's
+    flushes wait for one range, not the whole file), and still meets the bad block wherever it lies."""
+    from tickstore import appwrite
+
+    opened = []
+    real = appwrite.read_connection
+
+    def counting(path, budget_s=2.0):
+        opened.append(budget_s)
+        return real(path, budget_s=budget_s)
+
+    monkeypatch.setattr(appwrite, "CHECK_ROWS", 2_000)
+    monkeypatch.setattr(appwrite, "read_connection", counting)
+    with pytest.raises(StoreDamaged, match="is damaged"):
+        appwrite.verify_file(data_damaged, budget_s=7.0)
+    assert len(opened) > 3 and set(opened) == {7.0}
+
+
+def test_background_check_makes_the_first_save_skip_it(template, tmp_path, monkeypatch):
+    from alerts.rules import RuleStore
+    from tickstore import appwrite
+
+    path = tmp_path / "bg.duckdb"
+    shutil.copy(template, path)
+    monkeypatch.setattr(appwrite, "CHECK_ROWS", 5_000)
+    RuleStore(path).check_in_background()
+    assert wait_for(lambda: (os.stat(path).st_dev, os.stat(path).st_ino) in appwrite._verified, 60)
+    monkeypatch.setattr(appwrite, "_check_in_ranges", lambda *a: pytest.fail("checked twice"))
+    rule = RuleStore(path).create({"symbol": "BTCUSDT", "metric": "price", "op": ">", "threshold": 1})
+    assert rule.id is not None and _rule_rows(path) == 1

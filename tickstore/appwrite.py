@@ -14,6 +14,9 @@ Both run in the process that asks for them, as short write transactions through 
 `verify=True` first reads every row of every table of the file (DuckDB checks each block's checksum as it reads
 it), once per file per process: a file whose tick blocks are damaged opens and takes a rule row without complaint,
 so without this a rule would be "saved" into a file nothing can use (StoreDamaged instead, nothing written).
+The read goes in row ranges of CHECK_ROWS, each on its own short read connection before the write opens, so the
+ingestor's flushes wait for one range (tens of ms), never for the whole file; `verify_in_background` starts it
+when a page that writes opens, so the first save does not pay it.
 
 A write holds the file for one transaction (a rule row: a few ms; an import batch: well under a second), so the
 ingestor's flushes and the app's readers only wait, as they do for each other.
@@ -21,6 +24,7 @@ ingestor's flushes and the app's readers only wait, as they do for each other.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -28,28 +32,98 @@ from pathlib import Path
 
 import duckdb
 
-from tickstore.connection import StoreBusy, StoreDamaged, StoreError, StoreMissing, init_db, write_connection
+from tickstore.connection import (StoreBusy, StoreDamaged, StoreError, StoreMissing, init_db, read_connection,
+                                  write_connection)
 
 __all__ = ["RULE_WRITE_BUDGET_S", "IMPORT_WRITE_BUDGET_S", "StoreBusy", "StoreDamaged", "StoreError", "StoreMissing",
-           "app_write", "check_readable"]
+           "app_write", "check_readable", "verify_file", "verify_in_background"]
 
 RULE_WRITE_BUDGET_S = 5.0      # a form submit: give up (and say so) after this long
 IMPORT_WRITE_BUDGET_S = 60.0   # one import batch may wait out a long archive run
 
 
+CHECK_ROWS = 2_000_000   # rows per read of the verification (~40 ms of a 2-core host for ticks)
+CHECK_BUDGET_S = 30.0    # each range waits this long at most for the file lock
+
 _verified: set[tuple[int, int]] = set()   # (device, inode) of files read in full by this process
 _verified_lock = threading.Lock()
+_verifying: dict[tuple[int, int], threading.Lock] = {}   # one verification at a time per file; others wait for it
+log = logging.getLogger(__name__)
+
+
+_TABLES_SQL = """SELECT table_name, estimated_size FROM duckdb_tables()
+                 WHERE database_name = current_database() AND NOT temporary ORDER BY table_name"""
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'   # a name from the file's own catalog, not user input
 
 
 def check_readable(con: duckdb.DuckDBPyConnection) -> None:
     """Read every row of every table of the open file; a block that fails its checksum (or lies past a truncated
-    end) raises here (as StoreDamaged, through the connection). About 0.3 s per million ticks on one core."""
-    tables = con.execute("""SELECT table_name FROM duckdb_tables()
-                            WHERE database_name = current_database() AND NOT temporary
-                            ORDER BY table_name""").fetchall()
-    for (name,) in tables:
-        quoted = '"' + name.replace('"', '""') + '"'   # a name from the file's own catalog, not user input
-        con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {quoted} AS t").fetchall()  # hash(t): every column
+    end) raises here (as StoreDamaged, through the connection)."""
+    for name, _ in con.execute(_TABLES_SQL).fetchall():
+        con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {_quoted(name)} AS t").fetchall()  # hash(t): every column
+
+
+def _check_in_ranges(path: Path, budget_s: float) -> None:
+    """check_readable of the file at `path` in rowid ranges of CHECK_ROWS, one short read connection each (each
+    waits up to `budget_s` for the file lock)."""
+    with read_connection(path, budget_s=budget_s) as con:
+        tables = con.execute(_TABLES_SQL).fetchall()
+    for name, size in tables:
+        if (size or 0) <= CHECK_ROWS:
+            with read_connection(path, budget_s=budget_s) as con:
+                con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {_quoted(name)} AS t").fetchall()
+            continue
+        start = 0
+        while True:
+            with read_connection(path, budget_s=budget_s) as con:
+                if start == 0:
+                    last = con.execute(f"SELECT max(rowid) FROM {_quoted(name)}").fetchone()[0]
+                con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {_quoted(name)} AS t "
+                            "WHERE rowid >= $a AND rowid < $b", {"a": start, "b": start + CHECK_ROWS}).fetchall()
+            start += CHECK_ROWS
+            if last is None or start > last:  # rows appended since are the ingestor's own, just written
+                break
+
+
+def verify_file(path: str | os.PathLike, budget_s: float = CHECK_BUDGET_S) -> None:
+    """Read the whole file once per process (StoreDamaged if a block is bad; StoreBusy if a range waited
+    `budget_s` for the lock); concurrent callers wait for the one reading. Returns at once for a file already read."""
+    path = Path(path)
+    st = os.stat(path)
+    ident = (st.st_dev, st.st_ino)
+    if ident in _verified:
+        return
+    with _verified_lock:
+        gate = _verifying.setdefault(ident, threading.Lock())
+    with gate:
+        if ident in _verified:
+            return
+        _check_in_ranges(path, budget_s)
+        with _verified_lock:
+            _verified.add(ident)
+
+
+def verify_in_background(path: str | os.PathLike) -> None:
+    """Start `verify_file` on a daemon thread (no-op for a file already read or missing); a failure is only
+    logged here: the write that needs the file runs the check again and reports it."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) in _verified:
+        return
+
+    def run() -> None:
+        try:
+            verify_file(path)
+        except (StoreError, OSError, duckdb.Error) as exc:
+            log.warning("background check of %s: %s", path, exc)
+
+    threading.Thread(target=run, name="tickdesk-verify", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -67,14 +141,9 @@ def app_write(path: str | os.PathLike, budget_s: float = RULE_WRITE_BUDGET_S, *,
     elif not path.exists():
         raise StoreMissing(f"tick file {path} does not exist yet; start the ingestor (make run / make demo) to "
                            "create it")
+    if verify:
+        verify_file(path, budget_s)
     with write_connection(path, budget_s=budget_s) as con:
-        if verify:
-            st = os.stat(path)
-            ident = (st.st_dev, st.st_ino)
-            if ident not in _verified:
-                check_readable(con)
-                with _verified_lock:
-                    _verified.add(ident)
         if not atomic:
             yield con
             return
