@@ -56,10 +56,14 @@ def health_section(s: Settings) -> None:
         query = f2.text_input("Search symbols", key="health_q", placeholder="e.g. BTC or usdt eth",
                               label_visibility="collapsed")
         shown = tables.filter_health(table, query, show == "Problems")
-        st.dataframe(shown, column_config=tables.HEALTH_COLUMNS, hide_index=True, width="stretch",
-                     height=min(38 + 35 * max(len(shown), 1), 530), key="health-table")
-        st.caption(f"{len(shown):,} of {len(table):,} symbols shown · {problems:,} with a problem (listed first) · "
-                   "click a column header to sort.")
+        if len(shown) <= tables.STATIC_ROWS:
+            st.table(tables.static_table(shown, tables.HEALTH_COLUMNS, hide_index=True))
+            how = "problems first, then by market and symbol"
+        else:  # hundreds of symbols: the scrolling, sortable grid
+            st.dataframe(shown, column_config=tables.HEALTH_COLUMNS, hide_index=True, width="stretch",
+                         height=min(38 + 35 * max(len(shown), 1), 530), key="health-table")
+            how = "problems listed first · click a column header to sort"
+        st.caption(f"{len(shown):,} of {len(table):,} symbols shown · {problems:,} with a problem · {how}.")
         rate = data.tick_rate(s.db_path, s.market, s.refresh_s)
         if rate.ok and not rate.value.empty:
             ui.chart(figures.tick_rate(rate.value, 10, f"rate:{s.market}"), key="data-tick-rate")
@@ -69,9 +73,7 @@ def health_section(s: Settings) -> None:
         ev = data.events(s.db_path, s.refresh_s)
         if ev.ok and not ev.value.empty:
             with st.expander(f"Recent ingestion events ({len(ev.value)})", icon=":material/history:"):
-                st.dataframe(ev.value, hide_index=True, width="stretch",
-                             column_config={"ts": st.column_config.DatetimeColumn("Time (UTC)",
-                                                                                  format="YYYY-MM-DD HH:mm:ss")})
+                st.table(tables.static_table(ev.value, tables.EVENT_COLUMNS, hide_index=True))
 
     health()
 

@@ -26,13 +26,27 @@ def _compact(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _plain_number(v) -> str:
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
+
+
+def _datetime(v, millis: bool) -> str:
+    t = pd.Timestamp(v)
+    return t.strftime("%Y-%m-%d %H:%M:%S") + (f".{t.microsecond // 1000:03d}" if millis else "")
+
+
 def _formatter(config: dict):
-    """A cell formatter for one `st.column_config` entry (number printf / percent / compact, datetime)."""
+    """A cell formatter for one `st.column_config` entry (number printf / percent / compact, datetime, checkbox)."""
     kind = config["type_config"]["type"]
     fmt = config["type_config"].get("format")
     if kind == "datetime":
-        return lambda v: pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S")
-    if kind != "number" or not fmt:
+        millis = "SSS" in (fmt or "")
+        return lambda v: _datetime(v, millis)
+    if kind == "checkbox":
+        return lambda v: "yes" if v else "no"
+    if kind == "number" and not fmt:
+        return _plain_number
+    if kind != "number":
         return str
     if fmt == "percent":
         return lambda v: f"{v * 100:.2f}%"
@@ -58,6 +72,8 @@ def column_notes(columns: dict) -> str:
     return " · ".join(f"{cfg['label']}: {cfg['help'][0].lower()}{cfg['help'][1:]}" for cfg in columns.values()
                       if cfg.get("help"))
 
+
+STATIC_ROWS = 40   # tables up to this many rows are drawn with st.table (see static_table); longer ones in the grid
 
 PERCENT_ZERO = 5e-5   # |x| below this shows as 0% at the "percent" format's two decimals (not "-0%")
 
@@ -239,6 +255,8 @@ def filter_health(table: pd.DataFrame, query: str | None = None, problems_only: 
     order = (~out["problem"].astype(bool)).astype(int)
     return out.assign(_o=order).sort_values(["_o", "market", "symbol"], kind="stable").drop(columns="_o")
 
+
+EVENT_COLUMNS = {"ts": st.column_config.DatetimeColumn("Time (UTC)", format="YYYY-MM-DD HH:mm:ss")}
 
 HEALTH_COLUMNS = {
     "problem": st.column_config.TextColumn("Problem", width="medium",

@@ -7,21 +7,21 @@ import io
 import duckdb
 import pandas as pd
 
-from dashboard import export
-from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs
+from dashboard import export, tables
+from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs, table_value
 
 
 def test_health_section_reads_the_status_table(app, tick_market):
     at = app(tick_market.path, page="app_pages/data.py")
     assert_no_exception(at)
-    health = at.dataframe[0].value
+    health = table_value(at.table[0], tables.HEALTH_COLUMNS)  # a few symbols: a static table
     assert list(health["symbol"]) == ["BTCUSDT", "ETHUSDT"]
     assert list(health["gaps_filled"]) == [1, 1] and list(health["reconnects"]) == [2, 2]
     assert (health["last_tick_age_s"] > 0).all()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Gaps filled / found"] == "2 / 2"
     assert metrics["Ticks/s"] == "3.0"
-    events = at.dataframe[1].value
+    events = table_value(at.table[1], tables.EVENT_COLUMNS)
     assert set(events["kind"]) == {"gap_filled"}
     text = page_text(at)
     assert "Bars** — sidebar symbols" in text
