@@ -161,21 +161,42 @@ def empty_tick_db(tmp_path) -> Path:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def scan_components_once() -> None:
-    """Each new AppTest scans the metadata of every installed distribution for Streamlit v2 component manifests
-    (~0.15 s of CPU; a real server does it once, when its Runtime starts). The installed packages do not change
-    during a run: scan once per process and give every new AppTest's own registry that result."""
-    from streamlit.components.v2 import manifest_scanner
+def share_apptest_caches() -> None:
+    """Give every AppTest of this process what a real server computes once per process (its Runtime) rather than
+    once per session, and AppTest recomputes for every new test or run:
+    - the scan of every installed distribution's metadata for Streamlit v2 components (~0.15 s of CPU per new
+      AppTest); the installed packages do not change during a run;
+    - the compiled page scripts (Streamlit's magic rewrite of the syntax tree, then `compile`, on every run, since
+      each run gets a fresh ScriptCache), keyed by path and source text, so an edited script compiles afresh.
+    Each AppTest still gets its own component registry, session state and caches."""
+    import os
 
-    if getattr(manifest_scanner.scan_component_manifests, "scanned_once", False):
+    from streamlit import config
+    from streamlit.components.v2 import manifest_scanner
+    from streamlit.runtime.scriptrunner import script_cache
+    from streamlit.source_util import open_python_file
+
+    if getattr(manifest_scanner.scan_component_manifests, "shared", False):
         return
     found = manifest_scanner.scan_component_manifests()
 
     def scan_component_manifests(max_workers: int | None = None):
         return list(found)
 
-    scan_component_manifests.scanned_once = True
+    compiled: dict[tuple[str, str, bool], object] = {}
+    get_bytecode = script_cache.ScriptCache.get_bytecode
+
+    def shared_bytecode(self, script_path: str):
+        path = os.path.abspath(script_path)
+        with open_python_file(path) as f:
+            key = (path, f.read(), bool(config.get_option("runner.magicEnabled")))
+        if key not in compiled:
+            compiled[key] = get_bytecode(self, script_path)
+        return compiled[key]
+
+    scan_component_manifests.shared = True
     manifest_scanner.scan_component_manifests = scan_component_manifests
+    script_cache.ScriptCache.get_bytecode = shared_bytecode
 
 
 @pytest.fixture
@@ -186,7 +207,7 @@ def app(monkeypatch):
     """
     from streamlit.testing.v1 import AppTest
 
-    scan_components_once()
+    share_apptest_caches()
 
     def make(db: Path, page: str | None = None, query: dict | None = None, timeout: float = 60):
         monkeypatch.setenv("TICKDESK_DB", str(db))

@@ -11,7 +11,7 @@ import pytest
 import streamlit as st
 
 from dashboard.data import BUSY_BACKOFF_S
-from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs, scan_components_once
+from tests.conftest import assert_no_exception, make_tick_db, page_text, plotly_specs, share_apptest_caches
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["app_pages/market.py", "app_pages/pairs.py", "app_pages/backtest.py", "app_pages/data.py"]
@@ -164,7 +164,7 @@ def test_a_page_url_as_first_request_runs_the_entrypoint(tick_db, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("TICKDESK_DB", str(tick_db))
-    scan_components_once()
+    share_apptest_caches()
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.switch_page("app_pages/pairs.py")  # before the first run: this run's page is set by its URL path
     at.run()

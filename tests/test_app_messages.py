@@ -5,7 +5,7 @@ import pytest
 
 from dashboard import uploads
 from dashboard.uploads import UploadError, parse_csv
-from tests.conftest import assert_no_exception, page_text, plotly_specs, scan_components_once
+from tests.conftest import assert_no_exception, page_text, plotly_specs, share_apptest_caches
 from tests.test_app_uploads import _upload, klines_csv, synthetic_bars
 
 
@@ -137,7 +137,7 @@ def test_import_panel_on_a_live_file_says_nothing_about_demo(tmp_path):
 
     db = tmp_path / "ticks.duckdb"
     init_db(db)
-    scan_components_once()
+    share_apptest_caches()
     at = AppTest.from_function(panel_app, kwargs={"db_path": str(db)}, default_timeout=30).run()
     assert not at.info and at.button(key="import_dump_go").label == "Import into the tick file"
 

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import scan_components_once
+from tests.conftest import share_apptest_caches
 from tests.test_history_import import csv_text, make_rows, snapshot
 from tickstore.connection import init_db
 
@@ -28,7 +28,7 @@ def zipped(name: str, text: str) -> bytes:
 
 
 def run_upload(db, files, market="auto") -> AppTest:
-    scan_components_once()
+    share_apptest_caches()
     at = AppTest.from_function(panel_app, kwargs={"db_path": str(db)}, default_timeout=30).run()
     assert at.button(key="import_dump_go").disabled
     at.file_uploader(key="import_dump_files").set_value(files)
