@@ -32,10 +32,14 @@ def spawn(args: list[str], log: Path, env: dict) -> subprocess.Popen:
 
 
 def new_page(browser, width: int, height: int, **kwargs):
-    """A page in a fresh context whose uncaught script errors collect in `page.errors`."""
+    """A page in a fresh context whose uncaught script errors collect in `page.errors` (console errors and
+    warnings in `page.console`)."""
     page = browser.new_page(viewport={"width": width, "height": height}, **kwargs)
     page.errors = []
+    page.console = []   # console errors and warnings (a failing test's message can show them)
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("console", lambda m: page.console.append(f"{m.type}: {m.text[:300]}") if m.type in ("error", "warning")
+            else None)
     return page
 
 

@@ -40,8 +40,11 @@ def test_screener_row_opens_the_pair_on_the_pairs_page(server, chromium):
         _walk(page, server["base"], best)
     except Exception as exc:
         page.screenshot(path=str(SHOTS / "screener-failed.png"), full_page=True)
-        raise AssertionError(f"at {page.url} (artifacts/screenshots/screener-failed.png): {exc}; script errors in "
-                             f"the page: {page.errors[:5]}; its body text: {page.inner_text('body')[:300]!r}") from None
+        message = (f"at {page.url} (artifacts/screenshots/screener-failed.png): {exc}; script errors in the page: "
+                   f"{page.errors[:5]}; console: {page.console[-10:]}; its body text: "
+                   f"{page.inner_text('body')[:300]!r}")
+        (SHOTS / "screener-failed.txt").write_text(message)
+        raise AssertionError(message) from None
     finally:
         page.close()
     assert not page.errors, page.errors
