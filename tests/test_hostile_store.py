@@ -243,9 +243,9 @@ def test_ranged_check_finds_a_damaged_data_block_and_releases_the_file_between_r
     opened = []
     real = appwrite.read_connection
 
-    def counting(path, budget_s=2.0):
+    def counting(path, budget_s=2.0, views=True):
         opened.append(budget_s)
-        return real(path, budget_s=budget_s)
+        return real(path, budget_s=budget_s, views=views)
 
     monkeypatch.setattr(appwrite, "CHECK_ROWS", 2_000)
     monkeypatch.setattr(appwrite, "read_connection", counting)

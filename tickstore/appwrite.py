@@ -69,16 +69,16 @@ def check_readable(con: duckdb.DuckDBPyConnection) -> None:
 def _check_in_ranges(path: Path, budget_s: float) -> None:
     """check_readable of the file at `path` in rowid ranges of CHECK_ROWS, one short read connection each (each
     waits up to `budget_s` for the file lock)."""
-    with read_connection(path, budget_s=budget_s) as con:
+    with read_connection(path, budget_s=budget_s, views=False) as con:
         tables = con.execute(_TABLES_SQL).fetchall()
     for name, size in tables:
         if (size or 0) <= CHECK_ROWS:
-            with read_connection(path, budget_s=budget_s) as con:
+            with read_connection(path, budget_s=budget_s, views=False) as con:
                 con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {_quoted(name)} AS t").fetchall()
             continue
         start = 0
         while True:
-            with read_connection(path, budget_s=budget_s) as con:
+            with read_connection(path, budget_s=budget_s, views=False) as con:
                 if start == 0:
                     last = con.execute(f"SELECT max(rowid) FROM {_quoted(name)}").fetchone()[0]
                 con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {_quoted(name)} AS t "

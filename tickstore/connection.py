@@ -301,13 +301,16 @@ def _connection(path: Path, read_only: bool, budget_s: float) -> Iterator[duckdb
 
 
 @contextlib.contextmanager
-def read_connection(path: str | os.PathLike | None = None, budget_s: float = 2.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection, retried on lock conflicts for up to `budget_s`; closed on exit."""
+def read_connection(path: str | os.PathLike | None = None, budget_s: float = 2.0,
+                    views: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, retried on lock conflicts for up to `budget_s`; closed on exit. `views=False`: the
+    file's own tables only (no `ticks_all` and friends, which need the tick tables)."""
     path = Path(path) if path is not None else default_db_path()
     if not path.exists():
         raise StoreMissing(f"tick file {path} does not exist yet; start the ingestor (make run / make demo) to create it")
     with _connection(path, read_only=True, budget_s=budget_s) as con:
-        define_read_views(con)
+        if views:
+            define_read_views(con)
         yield con
 
 
