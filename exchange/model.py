@@ -374,6 +374,16 @@ class Simulator:
         st = self._inst[(market, symbol)]
         return st.next_trade, st.next_agg
 
+    def rewind_ids(self, market: str, symbol: str, next_trade: int, next_agg: int) -> None:
+        """Hand out ids from ``next_trade`` / ``next_agg`` again: the prints generated after them were never
+        published (the exchange dropped prints drawn ahead of their time), so the ids stay contiguous."""
+        st = self._inst[(market, symbol)]
+        if not (st.inst.first_trade_id <= next_trade <= st.next_trade
+                and st.inst.first_agg_id <= next_agg <= st.next_agg):
+            raise ValueError(f"{market} {symbol}: cannot rewind ids to {next_trade}/{next_agg} from "
+                             f"{st.next_trade}/{st.next_agg}")
+        st.next_trade, st.next_agg = int(next_trade), int(next_agg)
+
     # --- step generation -------------------------------------------------------------------------
     def _latent_start(self) -> dict[str, float]:
         """Log return of each latent symbol at the start (before any step): its initial OU value."""

@@ -79,6 +79,11 @@ class InstrumentHistory:
         """Prints in the market's unit (spot: trades, usdm: aggTrades)."""
         return len(self.trades) if self.inst.market == "spot" else len(self.aggs)
 
+    def next_ids(self) -> tuple[int, int]:
+        """The trade id and aggTrade id the next print of this instrument gets."""
+        with self._lock:
+            return self.inst.first_trade_id + len(self.trades), self.inst.first_agg_id + len(self.aggs)
+
     def last_unit_id(self) -> int | None:
         if self.inst.market == "spot":
             n, first = len(self.trades), self.inst.first_trade_id

@@ -463,8 +463,9 @@ def test_duplicates_and_reordering(make_ex):
     ws.close()
     assert len(ids) - len(set(ids)) > 0
     assert any(b < a for a, b in zip(ids, ids[1:]))
-    head = sorted(i for i in set(ids) if i < max(ids))  # the last frame may have been swapped past our window
-    assert head == list(range(min(ids), max(ids)))
+    # the frame after the window may have been swapped with its last one (then the last id read is one past a gap)
+    head = sorted(i for i in set(ids) if i < max(ids) - 1)
+    assert head == list(range(min(ids), max(ids) - 1))
     st = e.stats()
     assert st.duplicates_sent > 0 and st.swapped > 0
 
@@ -731,7 +732,10 @@ def test_pause_resume_and_rate(make_ex):
     while e.published_count() == n and time.monotonic() < deadline + 5:
         time.sleep(0.02)
     assert e.published_count() > n
-    e.set_rate(0)
+    e.set_rate(0)  # applies to the steps drawn from now on: the ones drawn ahead still go out at their time
+    drawn = e.drawn_until_us
+    while time.time() * 1e6 < drawn + 50_000:
+        time.sleep(0.02)
     n = e.published_count("spot")
     time.sleep(0.3)
     assert e.published_count() == n
