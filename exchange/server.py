@@ -26,14 +26,14 @@ Universe mode (``universe=N``, ``--universe N``)
 
 Data (``exchange.model``)
     Trades are generated on a 50 ms grid, a few steps ahead of time in a worker thread (``AHEAD_STEPS`` per
-    call, at least ``LEAD_US`` = 250 ms ahead), and held back until their trade time: every ``GEN_TICK_S``
+    call, at least ``LEAD_US`` = 400 ms ahead), and held back until their trade time: every ``GEN_TICK_S``
     (5 ms) the loop takes the prints whose time has come, appends them to an in-memory history per (market,
     symbol) - the ground truth, and what REST serves - and broadcasts them with the event time ``E`` of that
     moment, so a print leaves a few ms after its trade time ``T`` as on Binance (``exchange.release``). Nothing
     drawn ahead is visible before its time; ``pause()``, a halt and ``blast`` drop what is drawn ahead of them
     and hand its ids out again (ids stay contiguous); ``set_rate`` applies from the next steps drawn (within
-    ~0.55 s). Generation runs whether or not anyone is connected. ``rate`` is the mean number of prints per second per symbol (spot:
-    trades, usdm: aggTrades), bursty around that mean (log-normal Cox process with fast and slow
+    ~0.7 s). Generation runs whether or not anyone is connected. ``rate`` is the mean number of prints per
+    second per symbol (spot: trades, usdm: aggTrades), bursty around that mean (log-normal Cox process with fast and slow
     activity factors). Sizes are log-normal in notional; taker orders sweep one or more levels and fill
     several makers, so spot aggTrades group consecutive trades (same ``T``, price, side) with their own
     ``a`` ids and ``f``/``l``. ``rate_scale`` (symbol -> multiplier) varies the rate per symbol.
@@ -169,7 +169,7 @@ from exchange.ws import Outbox, WsConn, WsHub
 log = logging.getLogger(__name__)
 
 GEN_TICK_S = 0.005  # the loop hands out the prints whose time has come this often
-LEAD_US = 250_000  # prints are drawn at least this far ahead of their time (a generation call must finish by then)
+LEAD_US = 400_000  # prints are drawn at least this far ahead of their time (a generation call must finish by then)
 AHEAD_STEPS = 6  # steps per generation call ahead of time (300 ms): one call costs about as much as one step
 MARK_LOG = 3600  # published mark-price updates kept per symbol (ground truth for tests: the last hour)
 _CHUNK_STEPS = 36_000  # 30 minutes of steps per generation call
@@ -722,7 +722,7 @@ class LocalExchange:
 
     def set_rate(self, rate: float) -> None:
         """Mean prints per second per symbol from the next steps drawn on (prints are drawn up to
-        ``LEAD_US`` + ``AHEAD_STEPS`` steps ahead of their time, so within ~0.55 s)."""
+        ``LEAD_US`` + ``AHEAD_STEPS`` steps ahead of their time, so within ~0.7 s)."""
         if not rate >= 0:
             raise ValueError(f"rate must be >= 0, got {rate!r}")
 
