@@ -174,6 +174,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
             start_ids = ex.call("last_trade_ids", "spot")
             t0 = time.time()
             cpu0 = rss.cpu()
+            ex_proc = psutil.Process(ex.pid)
+            ex_cpu0 = sum(ex_proc.cpu_times()[:2])
             load0 = os.getloadavg()[0]
             poller.start()
             at = lambda s: time.sleep(max(0.0, t0 + s - time.time()))  # noqa: E731
@@ -195,6 +197,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
             at(args.seconds)
             t_end = time.time()
             res["cpu_s"] = rss.cpu() - cpu0
+            res["ex_cpu_s"] = sum(ex_proc.cpu_times()[:2]) - ex_cpu0
             res["load"] = (load0, os.getloadavg()[0])
             ex.call("pause")
             final_ids = ex.call("last_trade_ids", "spot")
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
          "busiest second", "flush p50 / p99 / max ms", "flush CPU p50 / p99 ms", "of which opening the file p99 ms",
          "tick -> queryable p50 / p99 ms", "p99 lower bound ms", "reads/s, probe bracket p50 / p99 ms",
          "of which tick -> received p50 / p99", "p99 incl. drop", "ingestor RSS MiB",
-         "ingestor CPU", "drop: all reconnected / gaps filled s", "missing (of symbols unseen before the drop) / duplicates",
+         "ingestor CPU", "exchange CPU", "drop: all reconnected / gaps filled s", "missing (of symbols unseen before the drop) / duplicates",
          "limit refusals"])
     for r in results:
         t.add(r["n"], f"{r['load'][0]:.1f} / {r['load'][1]:.1f}", f"{r['connections']} ({r['connections_opened']})",
@@ -350,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['lat_p50']:.0f} / {r['lat_p99']:.0f}", f"{r['lat_lo_p99']:.0f}",
               f"{r['reads_per_s']:.1f}, {r['probe_p50']:.0f} / {r['probe_p99']:.0f}", f"{r['recv_p50']:.0f} / {r['recv_p99']:.0f}", f"{r['lat_all_p99']:,.0f}",
               f"{r['rss_mib']:.0f}", f"{r['cpu_s'] / args.seconds:.0%}",
+              f"{r['ex_cpu_s'] / args.seconds:.0%}",
               f"{r['reconnect_s']:.1f} / {r['filled_s']:.1f}", f"{r['missing']} ({r['missing_unseen']} of {r['unseen']}) / {r['duplicates']}",
               r["attempts_refused"] + r["too_many_streams"] + r["rate_limit_closes"] + r["rest_rate_limited"])
     print(t.text())
@@ -380,7 +384,8 @@ the exchange's refused connection attempts, too-many-streams refusals, 1008 clos
 stayed inside Binance's limits). "missing" counts every id published in the window and not stored; in brackets
 the part of it that belongs to symbols with no stored print before the drop (and how many such symbols there
 were): the ingestor has no id to catch such a symbol up from, so prints of it lost with the dropped sockets stay
-lost (the reset discards what was in flight). Ingestor CPU is its process time over the window, as a share of one core.
+lost (the reset discards what was in flight). Ingestor CPU and exchange CPU are the processes' CPU time over the
+window, as a share of one core.
 The exchange, the ingestor and the reader share 2 cores with other jobs on this host: figures move with its load.
 "flush CPU" is the writer thread's own CPU time per flush (from the same log lines): the ingestor's cost, apart from
 waiting for a core on a loaded host (at a load average of ~10 on 2 cores a flush's wall time is 5-10x its CPU time,
