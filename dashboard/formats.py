@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 PRICE_DIGITS = 8           # significant digits at most (a price on no tick grid)
 VALUE_DIGITS = 6           # significant digits of other quantities (volume, spread, β)
@@ -65,3 +66,24 @@ def rate_pct(rate: float, exact: bool = False) -> str:
         return f"{pct:+.4f}%"
     decimals = int(-np.floor(np.log10(abs(pct)))) + 1
     return f"{pct:+.{decimals}f}%"
+
+
+def compact(v: float) -> str:
+    """12.3K / 160M / 3.5B: two significant digits below 100 of a unit, whole units above (as Streamlit's
+    "compact" number format)."""
+    for unit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(v) >= unit:
+            scaled = v / unit
+            return (f"{scaled:.2g}" if abs(scaled) < 100 else f"{scaled:.0f}") + suffix
+    return f"{v:.3g}"
+
+
+def plain_number(v) -> str:
+    """Whole numbers with thousands separators (12,345), others as %g."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
+
+
+def utc_time(v, millis: bool = False) -> str:
+    """`YYYY-MM-DD HH:MM:SS[.mmm]` of a UTC timestamp."""
+    t = pd.Timestamp(v)
+    return t.strftime("%Y-%m-%d %H:%M:%S") + (f".{t.microsecond // 1000:03d}" if millis else "")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core import durations
+from dashboard.formats import compact, plain_number, utc_time
 
 
 # 8 significant digits, trailing zeros dropped (Streamlit's printf "%g" is String(Number(x.toPrecision(8)))):
@@ -16,42 +17,23 @@ from core import durations
 PRICE_FORMAT = "%.8g"
 
 
-def _compact(v: float) -> str:
-    """12.3K / 160M / 3.5B: two significant digits below 100 of a unit, whole units above (as Streamlit's
-    "compact" number format)."""
-    for unit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(v) >= unit:
-            scaled = v / unit
-            return (f"{scaled:.2g}" if abs(scaled) < 100 else f"{scaled:.0f}") + suffix
-    return f"{v:.3g}"
-
-
-def _plain_number(v) -> str:
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
-
-
-def _datetime(v, millis: bool) -> str:
-    t = pd.Timestamp(v)
-    return t.strftime("%Y-%m-%d %H:%M:%S") + (f".{t.microsecond // 1000:03d}" if millis else "")
-
-
 def _formatter(config: dict):
     """A cell formatter for one `st.column_config` entry (number printf / percent / compact, datetime, checkbox)."""
     kind = config["type_config"]["type"]
     fmt = config["type_config"].get("format")
     if kind == "datetime":
         millis = "SSS" in (fmt or "")
-        return lambda v: _datetime(v, millis)
+        return lambda v: utc_time(v, millis)
     if kind == "checkbox":
         return lambda v: "yes" if v else "no"
     if kind == "number" and not fmt:
-        return _plain_number
+        return plain_number
     if kind != "number":
         return str
     if fmt == "percent":
         return lambda v: f"{v * 100:.2f}%"
     if fmt == "compact":
-        return _compact
+        return compact
     return lambda v: fmt % v
 
 

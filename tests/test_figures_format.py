@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dashboard import figures
-from dashboard.formats import price_decimals, price_format, rate_pct, value_format
+from dashboard.formats import compact, plain_number, price_decimals, price_format, rate_pct, utc_time, value_format
 from tests.conftest import assert_no_exception, plotly_specs
 
 
@@ -173,3 +173,11 @@ def test_tick_rate_legend_of_a_universe_goes_below_the_plot_not_over_the_title()
     (1e-6, "+0.0001%", "+0.0001%")])
 def test_funding_rates_print_as_exchanges_do_never_with_an_exponent(rate, shown, exact):
     assert rate_pct(rate) == shown and rate_pct(rate, exact=True) == exact
+
+
+def test_table_cell_formats():
+    assert [compact(v) for v in (57_123.0, 3.5e9, 160.4e6, 9.94e6, 52.1, -2_500.0)] == \
+        ["57K", "3.5B", "160M", "9.9M", "52.1", "-2.5K"]
+    assert plain_number(12345.0) == "12,345" and plain_number(2.5) == "2.5"
+    t = pd.Timestamp("2026-12-03 21:11:57.364912", tz="UTC")
+    assert utc_time(t) == "2026-12-03 21:11:57" and utc_time(t, millis=True) == "2026-12-03 21:11:57.364"
