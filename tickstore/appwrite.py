@@ -36,7 +36,7 @@ from tickstore.connection import (StoreBusy, StoreDamaged, StoreError, StoreMiss
                                   write_connection)
 
 __all__ = ["RULE_WRITE_BUDGET_S", "IMPORT_WRITE_BUDGET_S", "StoreBusy", "StoreDamaged", "StoreError", "StoreMissing",
-           "app_write", "check_readable", "verify_file", "verify_in_background"]
+           "app_write", "verify_file", "verify_in_background"]
 
 RULE_WRITE_BUDGET_S = 5.0      # a form submit: give up (and say so) after this long
 IMPORT_WRITE_BUDGET_S = 60.0   # one import batch may wait out a long archive run
@@ -59,16 +59,10 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'   # a name from the file's own catalog, not user input
 
 
-def check_readable(con: duckdb.DuckDBPyConnection) -> None:
-    """Read every row of every table of the open file; a block that fails its checksum (or lies past a truncated
-    end) raises here (as StoreDamaged, through the connection)."""
-    for name, _ in con.execute(_TABLES_SQL).fetchall():
-        con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {_quoted(name)} AS t").fetchall()  # hash(t): every column
-
-
 def _check_in_ranges(path: Path, budget_s: float) -> None:
-    """check_readable of the file at `path` in rowid ranges of CHECK_ROWS, one short read connection each (each
-    waits up to `budget_s` for the file lock)."""
+    """Read every row of every table of the file at `path` (DuckDB checks each block's checksum as it reads; a bad
+    block or one past a truncated end raises StoreDamaged through the connection), large tables in rowid ranges of
+    CHECK_ROWS, each on its own short read connection that waits up to `budget_s` for the file lock."""
     with read_connection(path, budget_s=budget_s, views=False) as con:
         tables = con.execute(_TABLES_SQL).fetchall()
     for name, size in tables:
@@ -114,8 +108,9 @@ def verify_in_background(path: str | os.PathLike) -> None:
         st = os.stat(path)
     except OSError:
         return
-    if (st.st_dev, st.st_ino) in _verified:
-        return
+    with _verified_lock:  # once per file: a page calls this on every rerun
+        if (st.st_dev, st.st_ino) in _verified or (st.st_dev, st.st_ino) in _verifying:
+            return
 
     def run() -> None:
         try:
