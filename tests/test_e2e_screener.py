@@ -32,22 +32,35 @@ def server(tmp_path_factory):
         shutil.copy(tmp / "streamlit.log", SHOTS / "streamlit-screener.log")
 
 
+# Streamlit 1.67's front end, rarely and only on a loaded machine (2 of ~12 full CI runs; 0 of 13 runs of this file
+# alone beside 3 busy processes), rejects a delta of the page switch ("Bad delta path index 4 (should be between
+# [0, 2])"), drops its websocket and leaves a blank page until reloaded. That is upstream's race, not this
+# hand-off's: the walk is retried once in a fresh page for that error only, and the first failure is kept in
+# artifacts/screenshots/screener-upstream-race.txt. Any other failure, or the race twice, fails the test.
+UPSTREAM_RACE = "Bad delta path index"
+
+
 def test_screener_row_opens_the_pair_on_the_pairs_page(server, chromium):
     best = screen_pairs(queries.closes_wide("spot", None, "1m", dt.timedelta(hours=6), path=server["db"])).pairs.iloc[0]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = new_page(chromium, 1600, 1300)
-    try:
-        _walk(page, server["base"], best)
-    except Exception as exc:
-        page.screenshot(path=str(SHOTS / "screener-failed.png"), full_page=True)
-        message = (f"at {page.url} (artifacts/screenshots/screener-failed.png): {exc}; script errors in the page: "
-                   f"{page.errors[:5]}; console: {page.console[-10:]}; its body text: "
-                   f"{page.inner_text('body')[:300]!r}")
-        (SHOTS / "screener-failed.txt").write_text(message)
-        raise AssertionError(message) from None
-    finally:
-        page.close()
-    assert not page.errors, page.errors
+    for attempt in (1, 2):
+        page = new_page(chromium, 1600, 1300)
+        try:
+            _walk(page, server["base"], best)
+        except Exception as exc:
+            page.screenshot(path=str(SHOTS / "screener-failed.png"), full_page=True)
+            message = (f"at {page.url} (artifacts/screenshots/screener-failed.png): {exc}; script errors in the "
+                       f"page: {page.errors[:5]}; console: {page.console[-10:]}; its body text: "
+                       f"{page.inner_text('body')[:300]!r}")
+            if attempt == 1 and any(UPSTREAM_RACE in e for e in page.errors):
+                (SHOTS / "screener-upstream-race.txt").write_text(message)
+                continue
+            (SHOTS / "screener-failed.txt").write_text(message)
+            raise AssertionError(message) from None
+        finally:
+            page.close()
+        assert not page.errors, page.errors
+        return
 
 
 def _walk(page, base: str, best) -> None:
