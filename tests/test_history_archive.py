@@ -350,12 +350,16 @@ def test_archive_while_ingesting_and_reading(db, ref, tmp_path):
     finally:
         halt.set()
         feeder.join()
-        writer.stop()
+        unwritten = writer.stop()
         stop.write_text("")
         reader.wait(timeout=60)
     seen, n_reads = out.read_text().rsplit(" ", 1)
     assert seen == repr([(n_old, n_old)]) and int(n_reads) > 0
     hot = rows(db)
+    missing = sorted(set(range(50_000_000, 50_000_000 + produced)) - set(hot["trade_id"]))
+    assert not unwritten and not missing, (f"{unwritten} ticks not written at stop; {len(missing)} of {produced} "
+                                           f"missing: {missing[:3]}…{missing[-3:]}; {writer.stats.flushes} flushes, "
+                                           f"{writer.stats.failures} failed")
     assert len(hot) == produced and (hot["source"] == "ws").all() and hot["trade_id"].min() >= 50_000_000
     pd.testing.assert_frame_equal(archived_rows(db.parent / "archive"), rows(ref))
 
