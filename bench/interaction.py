@@ -67,13 +67,16 @@ DONE_JS = """() => {
   if (!(TARGET)()) return false;
   return performance.now() - b.t0;
 }"""
-# some Plotly chart's bar spacing in ms (x values are ISO strings or numbers); any chart, not the first: a
-# replaced chart's old element may linger in the DOM for a moment
+# some Plotly chart's bar spacing in ms (x values are ISO strings or numbers): the smallest step between its first
+# 60 bars (a second or a minute without trades leaves no bar: a quiet symbol's bars are not evenly spaced); any
+# chart, not the first: a replaced chart's old element may linger in the DOM for a moment
 SPACING = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(el => {
   if (!el._fullData || !el._fullData.length) return false;
   const xs = el._fullData[0].x; if (!xs || xs.length < 3) return false;
   const t = v => typeof v === 'number' ? v : Date.parse(v);
-  return t(xs[2]) - t(xs[1]) === %d; })"""
+  let step = Infinity;
+  for (let i = 1; i < Math.min(xs.length, 60); i++) step = Math.min(step, t(xs[i]) - t(xs[i - 1]));
+  return step === %d; })"""
 TEXT = """() => document.querySelector('[data-testid="stMain"]').innerText.includes(%r)"""
 
 

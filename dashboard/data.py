@@ -123,7 +123,8 @@ def guarded(slot: tuple, fn: Callable[..., T], *args: Any) -> Loaded[T]:
         return _stale(slot, last_good)
     try:
         value = fn(*args)
-    except StoreBusy:
+    except StoreBusy as exc:
+        log.warning("%s query: %s; serving the last good copy for %.1f s", slot[0], exc, BUSY_BACKOFF_S)
         st.session_state[_BUSY_UNTIL] = time.monotonic() + BUSY_BACKOFF_S
         return _stale(slot, last_good)
     except StoreMissing as exc:
